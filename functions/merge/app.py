@@ -1,0 +1,7 @@
+"""Lambda entry point: the merge step of the groves state machine."""
+
+from groves import handlers
+
+
+def handler(event, context):
+    return handlers.merge(event, context)

@@ -1,0 +1,7 @@
+"""Lambda entry point: the train_grove step of the groves state machine."""
+
+from groves import handlers
+
+
+def handler(event, context):
+    return handlers.train_grove(event, context)

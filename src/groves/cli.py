@@ -1,0 +1,240 @@
+"""``groves run`` (the state machine on this machine) and ``groves start`` (on AWS)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from groves.errors import RequestError
+from groves.local import DEFAULT_STORE, run_local
+from groves.plan import DEFAULTS, validate_request
+
+TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+
+
+def _param(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE, e.g. max_depth=12")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value  # a bare string such as sqrt or entropy
+
+
+def _request_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("build_id", metavar="NAME", help="build id: where the model is stored")
+    parser.add_argument(
+        "-t",
+        "--trees",
+        type=int,
+        default=DEFAULTS["n_trees"],
+        help="trees in the forest (default %(default)s)",
+    )
+    parser.add_argument(
+        "-g",
+        "--grove",
+        type=int,
+        default=DEFAULTS["grove_size"],
+        help="trees per grove (default %(default)s)",
+    )
+    parser.add_argument(
+        "-p", "--predict", action="store_true", help="score the model on the held-out split"
+    )
+    parser.add_argument(
+        "--dataset",
+        default=DEFAULTS["dataset"],
+        help="digits, breast_cancer, iris, wine, diabetes, or a .csv/.npz/"
+        ".parquet path or s3:// URI (default %(default)s)",
+    )
+    parser.add_argument("--target", help="label column of a CSV/Parquet file (default target)")
+    parser.add_argument(
+        "--estimator", choices=("classifier", "regressor"), default=DEFAULTS["estimator"]
+    )
+    parser.add_argument("--test-size", type=float, default=DEFAULTS["test_size"])
+    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    parser.add_argument(
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="forest parameter, e.g. max_depth=12 or max_features=sqrt",
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=DEFAULTS["max_concurrency"],
+        help="groves trained at once (default %(default)s)",
+    )
+
+
+def build_request(args: argparse.Namespace) -> dict[str, Any]:
+    request = {
+        "build_id": args.build_id,
+        "n_trees": args.trees,
+        "grove_size": args.grove,
+        "dataset": args.dataset,
+        "estimator": args.estimator,
+        "test_size": args.test_size,
+        "seed": args.seed,
+        "params": dict(args.param),
+        "max_concurrency": args.max_concurrency,
+        "predict": args.predict,
+    }
+    if args.target is not None:
+        request["target"] = args.target
+    return request
+
+
+class ProgressBar:
+    """``TrainGroves [#########-----------] 9/20`` redrawn in place on a terminal."""
+
+    def __init__(self, stream: TextIO, width: int = 30) -> None:
+        self.stream, self.width = stream, width
+
+    def __call__(self, state: str, done: int, total: int) -> None:
+        filled = self.width * done // total
+        end = "\n" if done == total else ""
+        self.stream.write(
+            f"\r{state} [{'#' * filled}{'-' * (self.width - filled)}] {done}/{total} groves{end}"
+        )
+        self.stream.flush()
+
+
+def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
+    model = output.get("model", {})
+    lines = [
+        f"build     {output['build_id']} (run {output['run_id']})",
+        f"groves    {len(output['groves'])}",
+        f"trees     {model.get('n_trees')}",
+        f"seconds   {seconds:.2f}",
+    ]
+    metrics = output.get("metrics")
+    if metrics:
+        lines.append(
+            f"score     {metrics['metric']} {metrics['score']:.4f} on {metrics['n_test']} "
+            f"held-out rows (groves alone: {metrics['grove_score_min']:.4f}-"
+            f"{metrics['grove_score_max']:.4f})"
+        )
+    lines += [f"model     {model.get('model')}", f"manifest  {model.get('manifest')}"]
+    if metrics:
+        lines.append(f"metrics   {metrics['metrics']}")
+    return lines
+
+
+def failure_message(error: str | None, cause: str | None) -> str:
+    try:
+        detail = json.loads(cause or "")["errorMessage"]
+    except (ValueError, KeyError, TypeError):
+        detail = cause
+    return f"{error}: {detail}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    request = build_request(args)
+    validate_request(request)
+    execution = run_local(request, args.store, on_progress=ProgressBar(sys.stderr))
+    if execution.status != "SUCCEEDED":
+        print(f"build failed: {failure_message(execution.error, execution.cause)}", file=sys.stderr)
+        return 1
+    print("\n".join(summary_lines(execution.output, execution.seconds)))
+    return 0
+
+
+def state_machine_arn(args: argparse.Namespace, session: Any) -> str:
+    """``--state-machine-arn``, or the StateMachineArn output of ``--stack-name``."""
+    if args.state_machine_arn:
+        return args.state_machine_arn
+    stacks = session.client("cloudformation").describe_stacks(StackName=args.stack_name)
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks["Stacks"][0].get("Outputs", [])}
+    if "StateMachineArn" not in outputs:
+        raise SystemExit(f"stack {args.stack_name!r} has no StateMachineArn output")
+    return outputs["StateMachineArn"]
+
+
+def groves_done(sfn: Any, execution_arn: str) -> int:
+    """How many Map iterations (groves) have succeeded so far."""
+    done = 0
+    for page in sfn.get_paginator("get_execution_history").paginate(
+        executionArn=execution_arn, includeExecutionData=False
+    ):
+        done += sum(e["type"] == "MapIterationSucceeded" for e in page["events"])
+    return done
+
+
+def cmd_start(args: argparse.Namespace, session: Any = None) -> int:
+    import boto3
+
+    request = build_request(args)
+    spec = validate_request(request)
+    session = session or boto3.session.Session()
+    sfn = session.client("stepfunctions")
+    arn = state_machine_arn(args, session)
+    name = f"{spec['build_id']}-{time.strftime('%Y%m%dT%H%M%S')}"[:80]
+    started = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(request))
+    execution_arn = started["executionArn"]
+    print(f"started {execution_arn}")
+    if not args.wait:
+        return 0
+    bar = ProgressBar(sys.stderr)
+    n_groves = -(-spec["n_trees"] // spec["grove_size"])
+    while True:
+        described = sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] in TERMINAL:
+            break
+        bar("TrainGroves", min(groves_done(sfn, execution_arn), n_groves), n_groves)
+        time.sleep(args.poll_seconds)
+    seconds = (described["stopDate"] - described["startDate"]).total_seconds()
+    if described["status"] != "SUCCEEDED":
+        print(
+            f"\nexecution {described['status']}: "
+            f"{failure_message(described.get('error'), described.get('cause'))}",
+            file=sys.stderr,
+        )
+        return 1
+    print("\n".join(summary_lines(json.loads(described["output"]), seconds)))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="groves", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the state machine on this machine")
+    _request_arguments(run)
+    run.add_argument(
+        "--store",
+        default=DEFAULT_STORE,
+        help="directory or s3://bucket[/prefix] (default ./%(default)s)",
+    )
+    run.set_defaults(func=cmd_run)
+    start = commands.add_parser("start", help="start an execution of the deployed state machine")
+    _request_arguments(start)
+    target = start.add_mutually_exclusive_group()
+    target.add_argument("--state-machine-arn")
+    target.add_argument(
+        "--stack-name",
+        default="groves",
+        help="read StateMachineArn from this stack's outputs (default %(default)s)",
+    )
+    start.add_argument("--wait", action="store_true", help="follow the execution to its end")
+    start.add_argument("--poll-seconds", type=float, default=3.0)
+    start.set_defaults(func=cmd_start)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RequestError as exc:
+        print(f"invalid request: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

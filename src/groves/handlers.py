@@ -1,0 +1,64 @@
+"""The four Lambda handlers, shared by ``functions/*/app.py`` and the local runner.
+
+Events (what the state machine passes; ``events/`` has samples):
+
+- plan:        ``{"store": URI, "request": {...}}``
+- train_grove: ``{"store": URI, "build_id": ..., "run_id": ..., "grove": {...}}``
+- merge:       ``{"store": URI, "build_id": ..., "run_id": ...}``
+- predict:     ``{"store": URI, "build_id": ..., "run_id": ...}``
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from groves.errors import RequestError
+from groves.merge import merge_build
+from groves.plan import plan_build
+from groves.predict import score_build
+from groves.storage import Store, open_store
+from groves.train import train_grove as train_one
+
+log = logging.getLogger("groves")
+
+
+def _fields(event: Any, *names: str) -> tuple[Store, list[Any]]:
+    if not isinstance(event, dict):
+        raise RequestError("event", f"must be a JSON object, got {type(event).__name__}")
+    missing = [name for name in ("store", *names) if name not in event]
+    if missing:
+        raise RequestError(
+            missing[0], f"missing from the event; it needs store, {', '.join(names)}"
+        )
+    return open_store(event["store"]), [event[name] for name in names]
+
+
+def plan(event: Any, context: Any = None) -> dict[str, Any]:
+    store, (request,) = _fields(event, "request")
+    result = plan_build(store, request)
+    log.info("planned %s: %d groves", result["build_id"], len(result["groves"]))
+    return {"store": store.uri, **result}
+
+
+def train_grove(event: Any, context: Any = None) -> dict[str, Any]:
+    store, (build_id, run_id, grove) = _fields(event, "build_id", "run_id", "grove")
+    meta = train_one(store, build_id, run_id, grove)
+    log.info(
+        "grove %s of %s: %s trees in %.2fs",
+        grove["grove_id"],
+        build_id,
+        grove["n_trees"],
+        meta["fit_seconds"],
+    )
+    return meta
+
+
+def merge(event: Any, context: Any = None) -> dict[str, Any]:
+    store, (build_id, run_id) = _fields(event, "build_id", "run_id")
+    return merge_build(store, build_id, run_id)
+
+
+def predict(event: Any, context: Any = None) -> dict[str, Any]:
+    store, (build_id, run_id) = _fields(event, "build_id", "run_id")
+    return score_build(store, build_id, run_id)

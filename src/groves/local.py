@@ -1,0 +1,74 @@
+"""Run the state machine that is deployed (``statemachine/forest.asl.json``) on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from groves import handlers
+from groves.asl import Execution, Interpreter, execute
+from groves.storage import open_store
+from groves.train import N_JOBS_ENV
+
+# The template's DefinitionSubstitutions, and the handler each function ARN stands for.
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "PlanFunctionArn": handlers.plan,
+    "TrainGroveFunctionArn": handlers.train_grove,
+    "MergeFunctionArn": handlers.merge,
+    "PredictFunctionArn": handlers.predict,
+}
+STORE_SUBSTITUTION = "StoreUri"
+LOCAL_ARN = "arn:aws:lambda:local:000000000000:function:{}"
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+DEFAULT_STORE = "groves-runs"
+
+
+def definition_path() -> Path:
+    """The packaged definition: a link to ``statemachine/forest.asl.json`` in the repository."""
+    return Path(str(resources.files("groves") / "forest.asl.json"))
+
+
+def load_definition(substitutions: Mapping[str, str], path: Path | None = None) -> dict[str, Any]:
+    """The definition with ``${Name}`` placeholders replaced, as CloudFormation would."""
+    text = (path or definition_path()).read_text()
+    unknown = sorted(set(PLACEHOLDER.findall(text)) - set(substitutions))
+    if unknown:
+        raise ValueError(f"no substitution for {', '.join(unknown)}")
+    return json.loads(PLACEHOLDER.sub(lambda m: json.dumps(substitutions[m[1]])[1:-1], text))
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def threads_per_worker(n_workers: int) -> dict[str, str]:
+    """Split the cores between the grove workers so they do not oversubscribe the machine."""
+    return {N_JOBS_ENV: str(max(1, usable_cores() // n_workers))}
+
+
+def run_local(
+    request: Mapping[str, Any],
+    store: str = DEFAULT_STORE,
+    *,
+    workers: int | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> Execution:
+    """Execute the state machine on ``request``: Map iterations in up to ``workers`` processes."""
+    store_uri = open_store(store).uri
+    substitutions = {name: LOCAL_ARN.format(name) for name in FUNCTIONS}
+    machine = load_definition({**substitutions, STORE_SUBSTITUTION: store_uri})
+    interpreter = Interpreter(
+        resources={LOCAL_ARN.format(name): handler for name, handler in FUNCTIONS.items()},
+        workers=workers or usable_cores(),
+        worker_env=threads_per_worker,
+        on_progress=on_progress,
+    )
+    if sleep is not None:
+        interpreter.sleep = sleep
+    return execute(machine, dict(request), interpreter, name=request.get("build_id"))

@@ -1,0 +1,196 @@
+"""Validate a build request and plan its groves, before any training is spent."""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from typing import Any
+
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+from groves import data
+from groves.errors import BuildError, RequestError
+from groves.storage import Store, get_json, put_json
+
+MAX_GROVES = 1000  # keeps the Map's item list far below Step Functions' 256 KB payload limit
+MAX_TREES = 100_000
+BUILD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+ESTIMATORS = {"classifier": RandomForestClassifier, "regressor": RandomForestRegressor}
+
+DEFAULTS: dict[str, Any] = {
+    "n_trees": 100,
+    "grove_size": 10,
+    "dataset": "digits",
+    "target": None,
+    "estimator": "classifier",
+    "test_size": 0.25,
+    "seed": 0,
+    "params": {},
+    "max_concurrency": 10,
+    "predict": False,
+}
+FIELDS = ("build_id", *DEFAULTS)
+
+# Forest parameters a request may set; groves sets n_estimators, random_state and n_jobs itself.
+TREE_PARAMS = (
+    "criterion",
+    "max_depth",
+    "min_samples_split",
+    "min_samples_leaf",
+    "min_weight_fraction_leaf",
+    "max_features",
+    "max_leaf_nodes",
+    "min_impurity_decrease",
+    "bootstrap",
+    "max_samples",
+    "ccp_alpha",
+)
+PARAMS = {"classifier": (*TREE_PARAMS, "class_weight"), "regressor": TREE_PARAMS}
+CLASS_WEIGHTS = ("balanced", "balanced_subsample", None)
+
+
+def plan_key(build_id: str) -> str:
+    return f"{build_id}/plan.json"
+
+
+def validate_request(request: Any) -> dict[str, Any]:
+    """The request with defaults filled in; a ``RequestError`` names the first bad field."""
+    if not isinstance(request, dict):
+        raise RequestError("request", f"must be a JSON object, got {type(request).__name__}")
+    unknown = sorted(set(request) - set(FIELDS))
+    if unknown:
+        raise RequestError(unknown[0], f"unknown field; allowed fields are {', '.join(FIELDS)}")
+    spec = {**DEFAULTS, **request}
+    if "build_id" not in request:
+        raise RequestError("build_id", "required: a name like 'digits-100'")
+    if not isinstance(spec["build_id"], str) or not BUILD_ID.match(spec["build_id"]):
+        raise RequestError(
+            "build_id",
+            f"{spec['build_id']!r} must be 1-80 characters of letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit",
+        )
+    _check_int(spec, "n_trees", 1, MAX_TREES)
+    _check_int(spec, "grove_size", 1, MAX_TREES)
+    _check_int(spec, "seed", 0, 2**32 - 1)
+    _check_int(spec, "max_concurrency", 1, MAX_GROVES)
+    if spec["estimator"] not in ESTIMATORS:
+        raise RequestError(
+            "estimator", f"{spec['estimator']!r} is not one of {', '.join(ESTIMATORS)}"
+        )
+    test_size = spec["test_size"]
+    if (
+        isinstance(test_size, bool)
+        or not isinstance(test_size, int | float)
+        or not (0 < test_size < 1)
+    ):
+        raise RequestError("test_size", f"{test_size!r} must be a number between 0 and 1")
+    if not isinstance(spec["predict"], bool):
+        raise RequestError("predict", f"{spec['predict']!r} must be true or false")
+    if not isinstance(spec["dataset"], str) or not spec["dataset"]:
+        raise RequestError("dataset", "must be a dataset name, a path or an s3:// URI")
+    if spec["target"] is not None and not isinstance(spec["target"], str):
+        raise RequestError("target", f"{spec['target']!r} must be a column name")
+    data.check_source(spec["dataset"], spec["target"])
+    n_groves = math.ceil(spec["n_trees"] / spec["grove_size"])
+    if n_groves > MAX_GROVES:
+        raise RequestError(
+            "grove_size",
+            f"{spec['n_trees']} trees in groves of {spec['grove_size']} make "
+            f"{n_groves} groves; at most {MAX_GROVES} are allowed, so use a grove_size of at "
+            f"least {math.ceil(spec['n_trees'] / MAX_GROVES)}",
+        )
+    spec["params"] = validate_params(spec["params"], spec["estimator"])
+    return spec
+
+
+def _check_int(spec: dict[str, Any], field: str, low: int, high: int) -> None:
+    value = spec[field]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise RequestError(field, f"{value!r} must be an integer from {low} to {high}")
+
+
+def validate_params(params: Any, estimator: str) -> dict[str, Any]:
+    """Forest parameters checked by scikit-learn's own constraints, before any fit."""
+    if not isinstance(params, dict):
+        raise RequestError("params", f"must be an object of forest parameters, got {params!r}")
+    allowed = PARAMS[estimator]
+    for name in params:
+        if name not in allowed:
+            raise RequestError(
+                f"params.{name}",
+                f"not a parameter groves lets a {estimator} set; allowed: {', '.join(allowed)}",
+            )
+    if "class_weight" in params and params["class_weight"] not in CLASS_WEIGHTS:
+        raise RequestError(
+            "params.class_weight",
+            f"{params['class_weight']!r} is not one of 'balanced', 'balanced_subsample' or null",
+        )
+    if params.get("bootstrap") is False and params.get("max_samples") is not None:
+        raise RequestError("params.max_samples", "needs bootstrap true")
+    forest = ESTIMATORS[estimator](**params)
+    try:
+        forest._validate_params()  # scikit-learn's declared constraints, with readable messages
+    except (ValueError, TypeError) as exc:
+        bad = next((name for name in params if f"'{name}'" in str(exc)), "")
+        raise RequestError(f"params.{bad}" if bad else "params", str(exc)) from exc
+    return dict(params)
+
+
+def grove_seeds(seed: int, n_groves: int) -> list[int]:
+    """Independent 32-bit seeds, one per grove, derived from the run seed and the grove index."""
+    children = np.random.SeedSequence(seed).spawn(n_groves)
+    return [int(child.generate_state(1)[0]) for child in children]
+
+
+def plan_groves(n_trees: int, grove_size: int, seed: int) -> list[dict[str, int]]:
+    """Groves of ``grove_size`` trees; the last takes the remainder."""
+    sizes = [grove_size] * (n_trees // grove_size)
+    if n_trees % grove_size:
+        sizes.append(n_trees % grove_size)
+    seeds = grove_seeds(seed, len(sizes))
+    return [
+        {"grove_id": i, "seed": s, "n_trees": n}
+        for i, (s, n) in enumerate(zip(seeds, sizes, strict=True))
+    ]
+
+
+def plan_build(store: Store, request: Any) -> dict[str, Any]:
+    """Validate the request and its data, write ``<build_id>/plan.json``, and return the plan."""
+    spec = validate_request(request)
+    dataset = data.load_dataset(spec["dataset"], spec["target"])
+    classes = data.check_target(dataset, spec["estimator"], spec["dataset"])
+    split = data.split(dataset, spec["test_size"], spec["seed"], classes is not None)
+    if classes is not None and len(np.unique(split.y_train)) != len(classes):
+        raise RequestError("test_size", "leaves some class without training rows; lower it")
+    plan = {
+        "build_id": spec["build_id"],
+        "run_id": uuid.uuid4().hex,
+        "spec": spec,
+        "groves": plan_groves(spec["n_trees"], spec["grove_size"], spec["seed"]),
+        "max_concurrency": spec["max_concurrency"],
+        "predict": spec["predict"],
+        "data": {
+            "n_rows": len(dataset.y),
+            "n_features": dataset.X.shape[1],
+            "n_train": len(split.y_train),
+            "n_test": len(split.y_test),
+            "classes": classes,
+            "split_fingerprint": split.fingerprint,
+            "feature_names": list(dataset.feature_names),
+        },
+    }
+    put_json(store, plan_key(spec["build_id"]), plan)
+    return plan
+
+
+def read_plan(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
+    """The stored plan of this run; a later plan under the same build id is a ``BuildError``."""
+    plan = get_json(store, plan_key(build_id))
+    if plan["run_id"] != run_id:
+        raise BuildError(
+            f"build {build_id!r} was planned again by run {plan['run_id']} while run {run_id} "
+            "was in progress; start one run per build_id at a time"
+        )
+    return plan

@@ -1,0 +1,83 @@
+"""Score a merged forest on the run's held-out split by aggregating its groves' votes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, r2_score
+
+from groves.errors import BuildError
+from groves.merge import manifest_key, model_key
+from groves.plan import read_plan
+from groves.storage import Store, get_json, load_joblib, put_json
+from groves.train import load_split
+
+
+def metrics_key(build_id: str) -> str:
+    return f"{build_id}/metrics.json"
+
+
+def grove_votes(model: Any, grove_sizes: list[int], X: np.ndarray) -> list[np.ndarray]:
+    """Each grove's summed tree outputs: class probabilities, or regression predictions."""
+    if sum(grove_sizes) != len(model.estimators_):
+        raise BuildError(
+            f"groves hold {sum(grove_sizes)} trees, the model {len(model.estimators_)}"
+        )
+    classify = hasattr(model, "classes_")
+    votes, start = [], 0
+    for size in grove_sizes:
+        trees = model.estimators_[start : start + size]
+        start += size
+        outputs = (t.predict_proba(X) if classify else t.predict(X) for t in trees)
+        votes.append(np.sum(list(outputs), axis=0))
+    return votes
+
+
+def decide(model: Any, votes: np.ndarray, n_trees: int) -> np.ndarray:
+    """Labels (the most voted class) or regression values (the mean) from summed votes."""
+    if hasattr(model, "classes_"):
+        return model.classes_[np.argmax(votes, axis=1)]
+    return votes / n_trees
+
+
+def score(model: Any, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    if hasattr(model, "classes_"):
+        return float(accuracy_score(y_true, y_pred))
+    return float(r2_score(y_true, y_pred))
+
+
+def score_build(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
+    """Write ``metrics.json`` with the forest's and each grove's held-out score."""
+    started = time.perf_counter()
+    plan = read_plan(store, build_id, run_id)
+    manifest = get_json(store, manifest_key(build_id))
+    if manifest["run_id"] != run_id:
+        raise BuildError(f"the model of build {build_id!r} is from run {manifest['run_id']}")
+    model = load_joblib(store.get_bytes(model_key(build_id)))
+    split = load_split(plan)
+    sizes = [g["n_trees"] for g in manifest["groves"]]
+    votes = grove_votes(model, sizes, split.X_test)
+    total = np.sum(votes, axis=0)
+    forest_score = score(model, split.y_test, decide(model, total, sum(sizes)))
+    grove_scores = [
+        score(model, split.y_test, decide(model, v, n)) for v, n in zip(votes, sizes, strict=True)
+    ]
+    metrics = {
+        "build_id": build_id,
+        "run_id": run_id,
+        "metric": "accuracy" if hasattr(model, "classes_") else "r2",
+        "score": forest_score,
+        "n_test": len(split.y_test),
+        "n_trees": sum(sizes),
+        "n_groves": len(sizes),
+        "grove_score_min": min(grove_scores),
+        "grove_score_mean": float(np.mean(grove_scores)),
+        "grove_score_max": max(grove_scores),
+        "grove_scores": grove_scores,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    put_json(store, metrics_key(build_id), metrics)
+    summary = {k: v for k, v in metrics.items() if k != "grove_scores"}
+    return {**summary, "metrics": f"{store.uri}/{metrics_key(build_id)}"}

@@ -1,0 +1,191 @@
+"""One small interface over a local directory and an ``s3://bucket/prefix``, chosen by URI.
+
+S3 goes through boto3, so any S3-compatible store works by setting ``AWS_ENDPOINT_URL_S3``
+(or ``AWS_ENDPOINT_URL``), which boto3 reads itself.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+import joblib
+
+JOBLIB_COMPRESSION = 3
+
+
+class ArtifactNotFound(FileNotFoundError):
+    """A key that should exist in the store does not."""
+
+
+class Store(Protocol):
+    """Where builds live: keys are ``/``-separated paths relative to the store root."""
+
+    uri: str
+
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list_keys(self, prefix: str) -> list[str]: ...
+
+
+class LocalStore:
+    """A directory; writes are atomic (temp file + rename), so readers never see half a file."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.uri = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise ValueError(f"key {key!r} escapes the store root {self.root}")
+        return path
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise ArtifactNotFound(f"{self.uri}/{key} does not exist") from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list_keys(self, prefix: str) -> list[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return []
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+
+
+class S3Store:
+    """``s3://bucket/prefix`` through boto3."""
+
+    def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
+        if not bucket:
+            raise ValueError("an s3:// store needs a bucket name, e.g. s3://my-bucket/builds")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = s3_client()
+        return self._client
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except self.client.exceptions.NoSuchKey as exc:
+            raise ArtifactNotFound(f"{self.uri}/{key} does not exist") from exc
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def list_keys(self, prefix: str) -> list[str]:
+        full = self._key(prefix)
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        keys: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=full
+        ):
+            keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+        return sorted(keys)
+
+
+def s3_client() -> Any:
+    """A boto3 S3 client; endpoint and credentials come from the usual AWS environment."""
+    import boto3
+
+    return boto3.client("s3")
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/key`` -> ``("bucket", "some/key")``."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def open_store(uri: str) -> Store:
+    """A store for ``s3://bucket[/prefix]`` or a local directory path (``file://`` allowed)."""
+    if not uri:
+        raise ValueError("store: empty; give a directory or s3://bucket[/prefix]")
+    if uri.startswith("s3://"):
+        bucket, prefix = split_s3_uri(uri)
+        return S3Store(bucket, prefix)
+    if "://" in uri and not uri.startswith("file://"):
+        raise ValueError(f"store: unsupported URI {uri!r}; use a directory or s3://bucket[/prefix]")
+    return LocalStore(uri.removeprefix("file://"))
+
+
+def read_uri(uri: str) -> bytes:
+    """The bytes of a local file or an ``s3://bucket/key`` object."""
+    if uri.startswith("s3://"):
+        bucket, key = split_s3_uri(uri)
+        client = s3_client()
+        try:
+            return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except client.exceptions.NoSuchKey as exc:
+            raise ArtifactNotFound(f"{uri} does not exist") from exc
+    try:
+        return Path(uri.removeprefix("file://")).expanduser().read_bytes()
+    except FileNotFoundError as exc:
+        raise ArtifactNotFound(f"{uri} does not exist") from exc
+
+
+def put_json(store: Store, key: str, value: Any) -> None:
+    store.put_bytes(key, json.dumps(value, indent=2, sort_keys=True).encode())
+
+
+def get_json(store: Store, key: str) -> Any:
+    return json.loads(store.get_bytes(key))
+
+
+def dump_joblib(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(obj, buffer, compress=JOBLIB_COMPRESSION)
+    return buffer.getvalue()
+
+
+def load_joblib(data: bytes) -> Any:
+    return joblib.load(io.BytesIO(data))

@@ -1,0 +1,89 @@
+"""Train one grove: a scikit-learn forest of the grove's trees, seeded by the grove."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+from typing import Any
+
+import sklearn
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+from groves import data
+from groves.errors import BuildError
+from groves.plan import ESTIMATORS, read_plan
+from groves.storage import Store, dump_joblib, put_json
+
+N_JOBS_ENV = "GROVES_N_JOBS"
+
+
+def grove_key(build_id: str, grove_id: int, suffix: str) -> str:
+    return f"{build_id}/groves/grove_{grove_id:05d}.{suffix}"
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def make_forest(
+    spec: dict[str, Any], n_trees: int, seed: int
+) -> RandomForestClassifier | RandomForestRegressor:
+    """The grove's forest; ``GROVES_N_JOBS`` (default: every core) sets its threads."""
+    n_jobs = int(os.environ.get(N_JOBS_ENV, "-1"))
+    return ESTIMATORS[spec["estimator"]](
+        n_estimators=n_trees, random_state=seed, n_jobs=n_jobs, **spec["params"]
+    )
+
+
+def load_split(plan: dict[str, Any]) -> data.Split:
+    """The run's shared train/test split, checked against the one plan saw."""
+    spec = plan["spec"]
+    for attempt in range(2):
+        dataset = data.load_dataset(spec["dataset"], spec["target"])
+        split = data.split(
+            dataset, spec["test_size"], spec["seed"], spec["estimator"] == "classifier"
+        )
+        if split.fingerprint == plan["data"]["split_fingerprint"]:
+            return split
+        if attempt == 0:
+            data.load_dataset.cache_clear()  # a warm process may hold an older copy
+    raise BuildError(
+        f"dataset {spec['dataset']!r} changed since build {plan['build_id']!r} was planned"
+    )
+
+
+def train_grove(store: Store, build_id: str, run_id: str, grove: dict[str, Any]) -> dict[str, Any]:
+    """Fit the grove on the shared training split, save it, and return small metadata."""
+    started = time.perf_counter()
+    plan = read_plan(store, build_id, run_id)
+    planned = {g["grove_id"]: g for g in plan["groves"]}
+    if planned.get(grove.get("grove_id")) != grove:
+        raise BuildError(f"grove {grove!r} is not part of the plan of build {build_id!r}")
+    split = load_split(plan)
+    forest = make_forest(plan["spec"], grove["n_trees"], grove["seed"])
+    fit_started = time.perf_counter()
+    forest.fit(split.X_train, split.y_train)
+    fit_seconds = time.perf_counter() - fit_started
+    blob = dump_joblib(forest)
+    model_key = grove_key(build_id, grove["grove_id"], "joblib")
+    store.put_bytes(model_key, blob)
+    meta = {
+        **grove,
+        "run_id": run_id,
+        "model_key": model_key,
+        "bytes": len(blob),
+        "fit_seconds": round(fit_seconds, 3),
+        "seconds": round(time.perf_counter() - started, 3),
+        "peak_rss_mb": peak_rss_mb(),
+        "n_train": len(split.y_train),
+        "n_features": int(split.X_train.shape[1]),
+        "classes": forest.classes_.tolist() if hasattr(forest, "classes_") else None,
+        "split_fingerprint": split.fingerprint,
+        "sklearn_version": sklearn.__version__,
+    }
+    put_json(store, grove_key(build_id, grove["grove_id"], "json"), meta)
+    return meta
