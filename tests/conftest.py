@@ -1,0 +1,79 @@
+"""Shared fixtures: local and moto-backed stores, and small requests that train in seconds."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+
+from groves.data import load_dataset
+from groves.storage import LocalStore
+
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET = "groves-test"
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def small_request(build_id: str = "t", **overrides: Any) -> dict[str, Any]:
+    """A request on iris that trains in well under a second."""
+    return {"build_id": build_id, "n_trees": 7, "grove_size": 3, "dataset": "iris",
+            "seed": 3, **overrides}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dataset_cache() -> Iterator[None]:
+    load_dataset.cache_clear()
+    yield
+    load_dataset.cache_clear()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in FAKE_AWS.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def local_store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
+
+
+@pytest.fixture
+def s3(aws_env: None) -> Iterator[Any]:
+    """moto's in-process S3 mock with an empty bucket."""
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A moto server on loopback, for worker processes that moto's in-process mock cannot reach."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_server(moto_server: str, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the moto server, as a bucket name; child processes get the endpoint."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server)
+    name = f"{BUCKET}-{os.urandom(4).hex()}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name

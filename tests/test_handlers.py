@@ -1,0 +1,142 @@
+"""Each Lambda handler on its own, with S3 mocked by moto, driven by the events/ samples."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+from conftest import BUCKET, ROOT, small_request
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+from groves import handlers
+from groves.errors import BuildError, RequestError
+from groves.merge import model_key
+from groves.storage import get_json, load_joblib, open_store, put_json
+from groves.train import grove_key, load_split
+
+STORE = f"s3://{BUCKET}/builds"
+
+
+def event(name: str, **changes: Any) -> dict[str, Any]:
+    payload = json.loads((ROOT / "events" / f"{name}.json").read_text())
+    return {**payload, "store": STORE, **changes}
+
+
+def train_all(store: str, plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        handlers.train_grove({"store": store, "build_id": plan["build_id"],
+                              "run_id": plan["run_id"], "grove": grove})
+        for grove in plan["groves"]
+    ]
+
+
+def test_sample_events_run_in_order(s3) -> None:
+    request = {**event("plan")["request"], "n_trees": 20}
+    plan = handlers.plan(event("plan", request=request))
+    assert plan["store"] == STORE and len(plan["groves"]) == 2
+    ids = {"build_id": plan["build_id"], "run_id": plan["run_id"]}
+    sample_grove = event("train_grove")["grove"]
+    assert plan["groves"][0] == sample_grove, "events/train_grove.json matches events/plan.json"
+    meta = handlers.train_grove(event("train_grove", **ids))
+    assert meta["n_trees"] == 10 and meta["model_key"].endswith("grove_00000.joblib")
+    assert len(json.dumps(meta)) < 2000, "only small metadata goes through Step Functions"
+    handlers.train_grove(event("train_grove", **ids, grove=plan["groves"][1]))
+    merged = handlers.merge(event("merge", **ids))
+    assert merged["n_trees"] == 20 and merged["model"] == f"{STORE}/digits-100/model.joblib"
+    scored = handlers.predict(event("predict", **ids))
+    assert scored["metric"] == "accuracy" and scored["score"] > 0.9
+    stored = json.loads(s3.get_object(Bucket=BUCKET, Key="builds/digits-100/metrics.json")
+                        ["Body"].read())
+    assert stored["score"] == scored["score"] and len(stored["grove_scores"]) == 2
+
+
+def test_missing_event_fields_are_named(s3) -> None:
+    with pytest.raises(RequestError, match="run_id: missing from the event"):
+        handlers.merge({"store": STORE, "build_id": "x"})
+
+
+def test_merged_model_is_a_plain_forest_equal_to_its_groves(s3) -> None:
+    plan = handlers.plan({"store": STORE, "request": small_request(n_trees=8)})
+    train_all(STORE, plan)
+    handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
+    store = open_store(STORE)
+    model = load_joblib(store.get_bytes(model_key("t")))
+    assert type(model) is RandomForestClassifier
+    assert model.n_estimators == len(model.estimators_) == 8
+    assert model.feature_importances_.shape == (4,)
+    X = load_split(plan).X_test
+    groves = [load_joblib(store.get_bytes(grove_key("t", g["grove_id"], "joblib")))
+              for g in plan["groves"]]
+    trees = [tree for grove in groves for tree in grove.estimators_]
+    by_hand = np.mean([tree.predict_proba(X) for tree in trees], axis=0)
+    np.testing.assert_allclose(model.predict_proba(X), by_hand, rtol=1e-12)
+    weighted = sum(g.predict_proba(X) * g.n_estimators for g in groves) / 8
+    np.testing.assert_allclose(model.predict_proba(X), weighted, rtol=1e-12)
+    np.testing.assert_array_equal(model.predict(X), model.classes_[by_hand.argmax(axis=1)])
+    # each grove is exactly the forest scikit-learn builds from the grove's seed
+    alone = RandomForestClassifier(n_estimators=3, random_state=plan["groves"][0]["seed"])
+    split = load_split(plan)
+    alone.fit(split.X_train, split.y_train)
+    np.testing.assert_array_equal(alone.predict_proba(X), groves[0].predict_proba(X))
+
+
+def test_missing_grove_fails_merge_and_writes_no_model(s3) -> None:
+    plan = handlers.plan({"store": STORE, "request": small_request()})
+    for grove in plan["groves"][:-1]:
+        handlers.train_grove({"store": STORE, "build_id": "t", "run_id": plan["run_id"],
+                              "grove": grove})
+    with pytest.raises(BuildError, match=r"1 of 3 planned groves .* missing: 2; no model"):
+        handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
+    assert not open_store(STORE).exists(model_key("t"))
+
+
+def test_merge_refuses_groves_of_another_run_or_data(s3) -> None:
+    store = open_store(STORE)
+    plan = handlers.plan({"store": STORE, "request": small_request()})
+    train_all(STORE, plan)
+    key = grove_key("t", 1, "json")
+    meta = get_json(store, key)
+    put_json(store, key, {**meta, "run_id": "stale"})
+    with pytest.raises(BuildError, match="grove 1 belongs to run stale"):
+        handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
+    put_json(store, key, {**meta, "split_fingerprint": "other"})
+    with pytest.raises(BuildError, match="grove 1 has split_fingerprint 'other'"):
+        handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
+    assert not store.exists(model_key("t"))
+
+
+def test_a_second_plan_of_the_same_build_stops_the_first_run(s3) -> None:
+    first = handlers.plan({"store": STORE, "request": small_request()})
+    handlers.plan({"store": STORE, "request": small_request()})
+    with pytest.raises(BuildError, match="was planned again"):
+        handlers.train_grove({"store": STORE, "build_id": "t", "run_id": first["run_id"],
+                              "grove": first["groves"][0]})
+
+
+def test_a_grove_that_is_not_in_the_plan_is_refused(s3) -> None:
+    plan = handlers.plan({"store": STORE, "request": small_request()})
+    forged = {**plan["groves"][0], "seed": 1}
+    with pytest.raises(BuildError, match="not part of the plan"):
+        handlers.train_grove({"store": STORE, "build_id": "t", "run_id": plan["run_id"],
+                              "grove": forged})
+
+
+def test_regressor_build_scores_r2(s3, tmp_path) -> None:
+    request = small_request(dataset="diabetes", estimator="regressor", n_trees=12, grove_size=4,
+                            params={"min_samples_leaf": 3})
+    plan = handlers.plan({"store": STORE, "request": request})
+    train_all(STORE, plan)
+    handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
+    scored = handlers.predict({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
+    assert scored["metric"] == "r2" and 0.2 < scored["score"] < 0.7
+    path = tmp_path / "model.joblib"
+    path.write_bytes(open_store(STORE).get_bytes(model_key("t")))
+    model = joblib.load(path)
+    assert type(model) is RandomForestRegressor and model.min_samples_leaf == 3
+    split = load_split(plan)
+    from sklearn.metrics import r2_score
+
+    assert r2_score(split.y_test, model.predict(split.X_test)) == pytest.approx(scored["score"])

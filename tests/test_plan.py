@@ -1,0 +1,108 @@
+"""plan: request validation with clear errors, grove planning, seeds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import small_request
+
+from groves.errors import RequestError
+from groves.plan import MAX_GROVES, grove_seeds, plan_build, plan_groves, validate_request
+from groves.storage import get_json
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        ({"colour": "red"}, "colour", "allowed fields are build_id"),
+        ({"build_id": "has space"}, "build_id", "letters, digits"),
+        ({"n_trees": 0}, "n_trees", "integer from 1 to"),
+        ({"n_trees": True}, "n_trees", "integer"),
+        ({"n_trees": 10.5}, "n_trees", "integer"),
+        ({"grove_size": -2}, "grove_size", "integer from 1"),
+        ({"estimator": "svm"}, "estimator", "classifier, regressor"),
+        ({"test_size": 1.0}, "test_size", "between 0 and 1"),
+        ({"seed": -1}, "seed", "integer from 0 to 4294967295"),
+        ({"max_concurrency": 0}, "max_concurrency", "integer from 1"),
+        ({"predict": "yes"}, "predict", "true or false"),
+        ({"dataset": "mnist"}, "dataset", "digits, breast_cancer, iris, wine, diabetes"),
+        ({"target": "label"}, "target", "only to CSV/Parquet"),
+        ({"params": {"n_jobs": 4}}, "params.n_jobs", "allowed: criterion, max_depth"),
+        ({"params": {"max_depth": -1}}, "params.max_depth", "range [1, inf) or None"),
+        ({"params": {"criterion": "mse"}}, "params.criterion", "'gini'"),
+        ({"params": {"max_features": "half"}}, "params.max_features", "'sqrt'"),
+        ({"params": {"class_weight": {"0": 2}}}, "params.class_weight", "'balanced'"),
+        ({"params": {"bootstrap": False, "max_samples": 0.5}}, "params.max_samples",
+         "bootstrap"),
+        ({"n_trees": 5000, "grove_size": 2}, "grove_size", "at least 5"),
+    ],
+)
+def test_invalid_requests_name_the_field_and_allowed_values(
+    change: dict[str, Any], field: str, words: str
+) -> None:
+    with pytest.raises(RequestError) as caught:
+        validate_request(small_request(**change))
+    assert caught.value.field == field
+    assert str(caught.value).startswith(f"{field}: ")
+    assert words in str(caught.value)
+
+
+def test_missing_build_id_and_non_object_are_rejected() -> None:
+    with pytest.raises(RequestError, match="build_id: required"):
+        validate_request({"n_trees": 3})
+    with pytest.raises(RequestError, match="request: must be a JSON object"):
+        validate_request(["build_id"])
+
+
+def test_regressor_params_differ_from_classifier_params() -> None:
+    spec = validate_request(small_request(estimator="regressor", dataset="diabetes",
+                                          params={"criterion": "absolute_error"}))
+    assert spec["params"] == {"criterion": "absolute_error"}
+    with pytest.raises(RequestError, match="params.class_weight"):
+        validate_request(small_request(estimator="regressor", params={"class_weight": None}))
+
+
+def test_defaults_are_filled_in() -> None:
+    spec = validate_request({"build_id": "b"})
+    assert spec["n_trees"] == 100 and spec["grove_size"] == 10
+    assert spec["dataset"] == "digits" and spec["estimator"] == "classifier"
+    assert spec["predict"] is False and spec["max_concurrency"] == 10
+
+
+@pytest.mark.parametrize(("n_trees", "size", "expected"),
+                         [(10, 5, [5, 5]), (7, 3, [3, 3, 1]), (2, 10, [2]), (1, 1, [1])])
+def test_last_grove_takes_the_remainder(n_trees: int, size: int, expected: list[int]) -> None:
+    groves = plan_groves(n_trees, size, seed=0)
+    assert [g["n_trees"] for g in groves] == expected
+    assert [g["grove_id"] for g in groves] == list(range(len(expected)))
+
+
+def test_grove_seeds_are_deterministic_distinct_and_prefix_stable() -> None:
+    seeds = grove_seeds(42, 200)
+    assert seeds == grove_seeds(42, 200)
+    assert len(set(seeds)) == 200
+    assert grove_seeds(42, 10) == seeds[:10]  # a grove's seed does not depend on the count
+    assert grove_seeds(43, 10) != seeds[:10]
+    assert all(0 <= s < 2**32 for s in seeds)
+
+
+def test_max_groves_is_allowed() -> None:
+    spec = validate_request(small_request(n_trees=MAX_GROVES, grove_size=1))
+    assert spec["n_trees"] == MAX_GROVES
+
+
+def test_plan_build_checks_the_data_and_writes_the_plan(local_store) -> None:
+    plan = plan_build(local_store, small_request(predict=True))
+    assert [g["n_trees"] for g in plan["groves"]] == [3, 3, 1]
+    assert plan["data"]["classes"] == [0, 1, 2]
+    assert plan["data"]["n_train"] + plan["data"]["n_test"] == 150
+    assert plan["predict"] is True
+    assert get_json(local_store, "t/plan.json") == plan
+
+
+def test_classifier_on_a_continuous_target_is_refused_before_training(local_store) -> None:
+    with pytest.raises(RequestError, match="estimator: 'classifier' needs at least 2 rows per class.* "
+                       "use estimator 'regressor'"):
+        plan_build(local_store, small_request(dataset="diabetes"))
+    assert local_store.list_keys("") == []
