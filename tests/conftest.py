@@ -27,8 +27,14 @@ FAKE_AWS = {
 
 def small_request(build_id: str = "t", **overrides: Any) -> dict[str, Any]:
     """A request on iris that trains in well under a second."""
-    return {"build_id": build_id, "n_trees": 7, "grove_size": 3, "dataset": "iris",
-            "seed": 3, **overrides}
+    return {
+        "build_id": build_id,
+        "n_trees": 7,
+        "grove_size": 3,
+        "dataset": "iris",
+        "seed": 3,
+        **overrides,
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -27,8 +27,9 @@ def event(name: str, **changes: Any) -> dict[str, Any]:
 
 def train_all(store: str, plan: dict[str, Any]) -> list[dict[str, Any]]:
     return [
-        handlers.train_grove({"store": store, "build_id": plan["build_id"],
-                              "run_id": plan["run_id"], "grove": grove})
+        handlers.train_grove(
+            {"store": store, "build_id": plan["build_id"], "run_id": plan["run_id"], "grove": grove}
+        )
         for grove in plan["groves"]
     ]
 
@@ -48,8 +49,9 @@ def test_sample_events_run_in_order(s3) -> None:
     assert merged["n_trees"] == 20 and merged["model"] == f"{STORE}/digits-100/model.joblib"
     scored = handlers.predict(event("predict", **ids))
     assert scored["metric"] == "accuracy" and scored["score"] > 0.9
-    stored = json.loads(s3.get_object(Bucket=BUCKET, Key="builds/digits-100/metrics.json")
-                        ["Body"].read())
+    stored = json.loads(
+        s3.get_object(Bucket=BUCKET, Key="builds/digits-100/metrics.json")["Body"].read()
+    )
     assert stored["score"] == scored["score"] and len(stored["grove_scores"]) == 2
 
 
@@ -68,8 +70,10 @@ def test_merged_model_is_a_plain_forest_equal_to_its_groves(s3) -> None:
     assert model.n_estimators == len(model.estimators_) == 8
     assert model.feature_importances_.shape == (4,)
     X = load_split(plan).X_test
-    groves = [load_joblib(store.get_bytes(grove_key("t", g["grove_id"], "joblib")))
-              for g in plan["groves"]]
+    groves = [
+        load_joblib(store.get_bytes(grove_key("t", g["grove_id"], "joblib")))
+        for g in plan["groves"]
+    ]
     trees = [tree for grove in groves for tree in grove.estimators_]
     by_hand = np.mean([tree.predict_proba(X) for tree in trees], axis=0)
     np.testing.assert_allclose(model.predict_proba(X), by_hand, rtol=1e-12)
@@ -86,8 +90,9 @@ def test_merged_model_is_a_plain_forest_equal_to_its_groves(s3) -> None:
 def test_missing_grove_fails_merge_and_writes_no_model(s3) -> None:
     plan = handlers.plan({"store": STORE, "request": small_request()})
     for grove in plan["groves"][:-1]:
-        handlers.train_grove({"store": STORE, "build_id": "t", "run_id": plan["run_id"],
-                              "grove": grove})
+        handlers.train_grove(
+            {"store": STORE, "build_id": "t", "run_id": plan["run_id"], "grove": grove}
+        )
     with pytest.raises(BuildError, match=r"1 of 3 planned groves .* missing: 2; no model"):
         handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
     assert not open_store(STORE).exists(model_key("t"))
@@ -112,21 +117,33 @@ def test_a_second_plan_of_the_same_build_stops_the_first_run(s3) -> None:
     first = handlers.plan({"store": STORE, "request": small_request()})
     handlers.plan({"store": STORE, "request": small_request()})
     with pytest.raises(BuildError, match="was planned again"):
-        handlers.train_grove({"store": STORE, "build_id": "t", "run_id": first["run_id"],
-                              "grove": first["groves"][0]})
+        handlers.train_grove(
+            {
+                "store": STORE,
+                "build_id": "t",
+                "run_id": first["run_id"],
+                "grove": first["groves"][0],
+            }
+        )
 
 
 def test_a_grove_that_is_not_in_the_plan_is_refused(s3) -> None:
     plan = handlers.plan({"store": STORE, "request": small_request()})
     forged = {**plan["groves"][0], "seed": 1}
     with pytest.raises(BuildError, match="not part of the plan"):
-        handlers.train_grove({"store": STORE, "build_id": "t", "run_id": plan["run_id"],
-                              "grove": forged})
+        handlers.train_grove(
+            {"store": STORE, "build_id": "t", "run_id": plan["run_id"], "grove": forged}
+        )
 
 
 def test_regressor_build_scores_r2(s3, tmp_path) -> None:
-    request = small_request(dataset="diabetes", estimator="regressor", n_trees=12, grove_size=4,
-                            params={"min_samples_leaf": 3})
+    request = small_request(
+        dataset="diabetes",
+        estimator="regressor",
+        n_trees=12,
+        grove_size=4,
+        params={"min_samples_leaf": 3},
+    )
     plan = handlers.plan({"store": STORE, "request": request})
     train_all(STORE, plan)
     handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})

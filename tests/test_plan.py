@@ -33,8 +33,7 @@ from groves.storage import get_json
         ({"params": {"criterion": "mse"}}, "params.criterion", "'gini'"),
         ({"params": {"max_features": "half"}}, "params.max_features", "'sqrt'"),
         ({"params": {"class_weight": {"0": 2}}}, "params.class_weight", "'balanced'"),
-        ({"params": {"bootstrap": False, "max_samples": 0.5}}, "params.max_samples",
-         "bootstrap"),
+        ({"params": {"bootstrap": False, "max_samples": 0.5}}, "params.max_samples", "bootstrap"),
         ({"n_trees": 5000, "grove_size": 2}, "grove_size", "at least 5"),
     ],
 )
@@ -56,10 +55,13 @@ def test_missing_build_id_and_non_object_are_rejected() -> None:
 
 
 def test_regressor_params_differ_from_classifier_params() -> None:
-    spec = validate_request(small_request(estimator="regressor", dataset="diabetes",
-                                          params={"criterion": "absolute_error"}))
+    spec = validate_request(
+        small_request(
+            estimator="regressor", dataset="diabetes", params={"criterion": "absolute_error"}
+        )
+    )
     assert spec["params"] == {"criterion": "absolute_error"}
-    with pytest.raises(RequestError, match="params.class_weight"):
+    with pytest.raises(RequestError, match=r"params\.class_weight"):
         validate_request(small_request(estimator="regressor", params={"class_weight": None}))
 
 
@@ -70,8 +72,9 @@ def test_defaults_are_filled_in() -> None:
     assert spec["predict"] is False and spec["max_concurrency"] == 10
 
 
-@pytest.mark.parametrize(("n_trees", "size", "expected"),
-                         [(10, 5, [5, 5]), (7, 3, [3, 3, 1]), (2, 10, [2]), (1, 1, [1])])
+@pytest.mark.parametrize(
+    ("n_trees", "size", "expected"), [(10, 5, [5, 5]), (7, 3, [3, 3, 1]), (2, 10, [2]), (1, 1, [1])]
+)
 def test_last_grove_takes_the_remainder(n_trees: int, size: int, expected: list[int]) -> None:
     groves = plan_groves(n_trees, size, seed=0)
     assert [g["n_trees"] for g in groves] == expected
@@ -102,7 +105,9 @@ def test_plan_build_checks_the_data_and_writes_the_plan(local_store) -> None:
 
 
 def test_classifier_on_a_continuous_target_is_refused_before_training(local_store) -> None:
-    with pytest.raises(RequestError, match="estimator: 'classifier' needs at least 2 rows per class.* "
-                       "use estimator 'regressor'"):
+    with pytest.raises(
+        RequestError,
+        match=r"estimator: 'classifier' needs at least 2 rows per class.* 'regressor'",
+    ):
         plan_build(local_store, small_request(dataset="diabetes"))
     assert local_store.list_keys("") == []

@@ -196,10 +196,11 @@ def check_target(dataset: Dataset, estimator: str, source: str) -> list[Any] | N
         lonely = classes[counts < 2]
         if len(lonely):
             raise RequestError(
-                "estimator", f"'classifier' needs at least 2 rows per class, but {len(lonely)} "
+                "estimator",
+                f"'classifier' needs at least 2 rows per class, but {len(lonely)} "
                 f"of the {len(classes)} classes of {source!r} have one (e.g. "
                 f"{', '.join(map(str, lonely[:5].tolist()))}); if the target is a quantity, "
-                "use estimator 'regressor'"
+                "use estimator 'regressor'",
             )
         return classes.tolist()
     if dataset.y.dtype.kind not in "biuf":
