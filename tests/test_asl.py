@@ -1,0 +1,208 @@
+"""The ASL interpreter on small definitions: paths, Choice, Retry, Catch, Fail, Map."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from groves.asl import (
+    PAYLOAD_LIMIT,
+    Interpreter,
+    StatesError,
+    UnsupportedDefinition,
+    evaluate,
+    execute,
+    get_path,
+    set_path,
+)
+
+ServiceException = type("Lambda.ServiceException", (Exception,), {})
+
+
+def double(event: dict[str, Any]) -> dict[str, Any]:
+    if event["n"] < 0:
+        raise ValueError(f"negative: {event['n']}")
+    return {"n": event["n"] * 2}
+
+
+class Flaky:
+    """Fails with Lambda.ServiceException ``failures`` times, then doubles."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures, self.calls = failures, 0
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ServiceException("try again")
+        return double(event)
+
+
+def task(resource: str = "double", **fields: Any) -> dict[str, Any]:
+    return {"Type": "Task", "Resource": resource, **fields}
+
+
+def machine(states: dict[str, Any], start: str | None = None) -> dict[str, Any]:
+    return {"StartAt": start or next(iter(states)), "States": states}
+
+
+def test_paths_selectors_and_result_paths() -> None:
+    data = {"a": {"b": [10, {"c": "x"}]}, "flag": True}
+    context = {"Map": {"Item": {"Index": 2, "Value": "v"}}}
+    assert get_path(data, "$.a.b[1].c") == "x"
+    assert get_path(data, "$['a']['b'][0]") == 10
+    assert get_path(data, "$$.Map.Item.Value", context) == "v"
+    assert evaluate(
+        {"k.$": "$.flag", "fixed": 1, "deep": {"i.$": "$$.Map.Item.Index"}}, data, context
+    ) == {"k": True, "fixed": 1, "deep": {"i": 2}}
+    assert set_path(data, "$.a.new", 5)["a"]["new"] == 5 and "new" not in data["a"]
+    assert set_path(data, None, 5) is data
+    assert set_path(data, "$", 5) == 5
+    with pytest.raises(StatesError, match=r"States\.Runtime"):
+        get_path(data, "$.missing")
+    with pytest.raises(UnsupportedDefinition, match="intrinsic"):
+        evaluate({"x.$": "States.Format('{}', $.a)"}, data, context)
+
+
+def test_task_choice_pass_and_output_paths() -> None:
+    definition = machine(
+        {
+            "Start": {
+                "Type": "Pass",
+                "Parameters": {"n.$": "$.value"},
+                "ResultPath": "$.input",
+                "Next": "Double",
+            },
+            "Double": task(InputPath="$.input", ResultPath="$.doubled", Next="Big?"),
+            "Big?": {
+                "Type": "Choice",
+                "Default": "Small",
+                "Choices": [
+                    {
+                        "And": [
+                            {"Variable": "$.doubled.n", "NumericGreaterThan": 10},
+                            {"Not": {"Variable": "$.doubled.n", "NumericEquals": 12}},
+                        ],
+                        "Next": "Big",
+                    }
+                ],
+            },
+            "Big": {"Type": "Pass", "Result": "big", "ResultPath": "$.size", "End": True},
+            "Small": {"Type": "Succeed", "OutputPath": "$.doubled"},
+        }
+    )
+    run = Interpreter({"double": double})
+    assert execute(definition, {"value": 7}, run).output["size"] == "big"
+    assert execute(definition, {"value": 6}, Interpreter({"double": double})).output == {"n": 12}
+    assert execute(definition, {"value": 2}, Interpreter({"double": double})).output == {"n": 4}
+
+
+def test_retry_backs_off_then_catch_routes_to_fail_with_error_and_cause() -> None:
+    retry = [
+        {
+            "ErrorEquals": ["Lambda.ServiceException"],
+            "IntervalSeconds": 2,
+            "BackoffRate": 3,
+            "MaxAttempts": 3,
+            "MaxDelaySeconds": 10,
+        }
+    ]
+    catch = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Failed"}]
+    definition = machine(
+        {
+            "Work": task(Retry=retry, Catch=catch, End=True),
+            "Failed": {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
+        }
+    )
+    sleeps: list[float] = []
+    flaky = Flaky(failures=3)
+    done = execute(definition, {"n": 4}, Interpreter({"double": flaky}, sleep=sleeps.append))
+    assert done.status == "SUCCEEDED" and done.output == {"n": 8}
+    assert sleeps == [2, 6, 10] and flaky.calls == 4  # 2, 2*3, min(2*9, 10)
+
+    sleeps.clear()
+    exhausted = execute(
+        definition, {"n": 4}, Interpreter({"double": Flaky(failures=9)}, sleep=sleeps.append)
+    )
+    assert exhausted.status == "FAILED" and exhausted.error == "Lambda.ServiceException"
+    assert len(sleeps) == 3
+    assert [e["state"] for e in exhausted.history if e["type"] == "StateEntered"] == [
+        "Work",
+        "Failed",
+    ]
+
+    failed = execute(definition, {"n": -1}, Interpreter({"double": double}, sleep=sleeps.append))
+    assert failed.status == "FAILED" and failed.error == "ValueError"
+    assert '"errorMessage": "negative: -1"' in failed.cause
+
+
+def test_uncaught_error_fails_the_execution() -> None:
+    done = execute(machine({"Work": task(End=True)}), {"n": -3}, Interpreter({"double": double}))
+    assert (done.status, done.error) == ("FAILED", "ValueError")
+
+
+def map_machine(limit: int) -> dict[str, Any]:
+    return machine(
+        {
+            "Each": {
+                "Type": "Map",
+                "ItemsPath": "$.items",
+                "MaxConcurrency": limit,
+                "ItemSelector": {"n.$": "$$.Map.Item.Value", "offset.$": "$.offset"},
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "INLINE"},
+                    "StartAt": "D",
+                    "States": {"D": task(End=True)},
+                },
+                "ResultPath": "$.out",
+                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Bad"}],
+                "End": True,
+            },
+            "Bad": {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
+        }
+    )
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_map_keeps_item_order_reports_progress_and_fails_as_a_whole(workers: int) -> None:
+    progress: list[tuple[str, int, int]] = []
+    run = Interpreter(
+        {"double": double}, workers=workers, on_progress=lambda *p: progress.append(p)
+    )
+    done = execute(map_machine(limit=3), {"items": [1, 2, 3, 4, 5], "offset": 0}, run)
+    assert done.status == "SUCCEEDED"
+    assert [r["n"] for r in done.output["out"]] == [2, 4, 6, 8, 10]
+    assert progress[-1] == ("Each", 5, 5) and len(progress) == 5
+    started = next(e for e in done.history if e["type"] == "MapStarted")
+    assert started["workers"] == min(workers, 3)
+
+    failed = execute(
+        map_machine(limit=0),
+        {"items": [1, -2, 3], "offset": 0},
+        Interpreter({"double": double}, workers=workers),
+    )
+    assert failed.status == "FAILED" and failed.error == "ValueError"
+    assert "negative: -2" in failed.cause
+
+
+def test_definitions_using_unsupported_features_are_refused() -> None:
+    run = Interpreter({"double": double})
+    with pytest.raises(UnsupportedDefinition, match=r"field\(s\) \['TimeoutSeconds'\]"):
+        execute(machine({"W": task(TimeoutSeconds=5, End=True)}), {}, run)
+    with pytest.raises(UnsupportedDefinition, match="no local handler for resource 'nope'"):
+        execute(machine({"W": task("nope", End=True)}), {}, run)
+    with pytest.raises(UnsupportedDefinition, match="type 'Wait'"):
+        execute(machine({"W": {"Type": "Wait", "Seconds": 1, "End": True}}), {}, run)
+    distributed = map_machine(2)
+    distributed["States"]["Each"]["ItemProcessor"]["ProcessorConfig"]["Mode"] = "DISTRIBUTED"
+    with pytest.raises(UnsupportedDefinition, match="Map mode 'DISTRIBUTED'"):
+        execute(distributed, {}, run)
+    with pytest.raises(UnsupportedDefinition, match="Next 'Nowhere'"):
+        execute(machine({"W": task(Next="Nowhere")}), {}, run)
+
+
+def test_payloads_over_the_step_functions_limit_fail_like_on_aws() -> None:
+    definition = machine({"Big": {"Type": "Pass", "Result": "x" * PAYLOAD_LIMIT, "End": True}})
+    done = execute(definition, {}, Interpreter({}))
+    assert (done.status, done.error) == ("FAILED", "States.DataLimitExceeded")

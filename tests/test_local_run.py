@@ -1,0 +1,144 @@
+"""The real statemachine/forest.asl.json run end to end by the local runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import small_request
+
+from groves import handlers
+from groves.asl import Interpreter, execute
+from groves.local import FUNCTIONS, LOCAL_ARN, STORE_SUBSTITUTION, load_definition, run_local
+from groves.merge import model_key
+from groves.predict import metrics_key
+from groves.storage import get_json, load_joblib, open_store
+from groves.train import load_split
+
+LambdaThrottled = type("Lambda.TooManyRequestsException", (Exception,), {})
+
+
+def entered(execution) -> list[str]:
+    return [e["state"] for e in execution.history if e["type"] == "StateEntered"]
+
+
+def test_run_with_predict_in_worker_processes(tmp_path: Path) -> None:
+    progress: list[tuple[str, int, int]] = []
+    run = run_local(
+        small_request(n_trees=10, predict=True),
+        str(tmp_path),
+        workers=2,
+        on_progress=lambda *p: progress.append(p),
+    )
+    assert run.status == "SUCCEEDED", run.cause
+    assert entered(run) == ["Plan", "TrainGroves", "Merge", "PredictRequested", "Predict", "Done"]
+    assert progress[-1] == ("TrainGroves", 4, 4)
+    assert next(e for e in run.history if e["type"] == "MapStarted")["workers"] == 2
+    output = run.output
+    assert [g["n_trees"] for g in output["groves"]] == [3, 3, 3, 1]
+    assert output["model"]["n_trees"] == 10
+    store = open_store(str(tmp_path))
+    manifest = get_json(store, "t/manifest.json")
+    assert manifest["n_trees"] == 10 and [g["seed"] for g in manifest["groves"]] == [
+        g["seed"] for g in output["groves"]
+    ]
+    assert manifest["data"]["classes"] == [0, 1, 2]
+    model = load_joblib(store.get_bytes(model_key("t")))
+    split = load_split(get_json(store, "t/plan.json"))
+    accuracy = float(np.mean(model.predict(split.X_test) == split.y_test))
+    assert output["metrics"]["score"] == pytest.approx(accuracy)
+    assert get_json(store, metrics_key("t"))["score"] == output["metrics"]["score"]
+
+
+def test_without_predict_the_choice_skips_scoring(tmp_path: Path) -> None:
+    run = run_local(small_request(), str(tmp_path), workers=1)
+    assert run.status == "SUCCEEDED", run.cause
+    assert entered(run)[-2:] == ["PredictRequested", "Done"] and "metrics" not in run.output
+    assert not open_store(str(tmp_path)).exists(metrics_key("t"))
+
+
+def predictions(tmp_path: Path, build_id: str, seed: int) -> np.ndarray:
+    run = run_local(
+        small_request(build_id, seed=seed, dataset="digits", n_trees=6), str(tmp_path), workers=1
+    )
+    assert run.status == "SUCCEEDED", run.cause
+    store = open_store(str(tmp_path))
+    model = load_joblib(store.get_bytes(model_key(build_id)))
+    split = load_split(get_json(store, f"{build_id}/plan.json"))
+    return model.predict_proba(split.X_test)
+
+
+def test_same_run_seed_gives_the_same_model(tmp_path: Path) -> None:
+    first, second = predictions(tmp_path, "a", 5), predictions(tmp_path, "b", 5)
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first, predictions(tmp_path, "c", 6))
+
+
+def test_invalid_request_ends_in_build_failed_before_any_work(tmp_path: Path) -> None:
+    run = run_local(small_request(n_trees=-1), str(tmp_path))
+    assert run.status == "FAILED" and run.error == "RequestError"
+    assert "n_trees: -1 must be an integer" in run.cause
+    assert entered(run) == ["Plan", "BuildFailed"]
+    assert open_store(str(tmp_path)).list_keys("") == []
+
+
+def broken_grove(event: dict[str, Any]) -> dict[str, Any]:
+    if event["grove"]["grove_id"] == 1:
+        raise MemoryError("grove 1 ran out of memory")
+    return handlers.train_grove(event)
+
+
+def interpreter_with(store: Path, **replace: Any) -> tuple[dict[str, Any], Interpreter]:
+    """The real definition with some handlers swapped, as a fault would swap them on AWS."""
+    resources = {LOCAL_ARN.format(name): replace.get(name, fn) for name, fn in FUNCTIONS.items()}
+    substitutions = {name: LOCAL_ARN.format(name) for name in FUNCTIONS}
+    definition = load_definition({**substitutions, STORE_SUBSTITUTION: str(store)})
+    return definition, Interpreter(resources)
+
+
+def test_a_failing_grove_routes_to_fail_and_no_model_is_written(tmp_path: Path) -> None:
+    definition, interpreter = interpreter_with(tmp_path, TrainGroveFunctionArn=broken_grove)
+    run = execute(definition, small_request(), interpreter)
+    assert run.status == "FAILED" and run.error == "MemoryError"
+    assert "grove 1 ran out of memory" in run.cause
+    assert entered(run)[-3:] == ["TrainGrove", "GroveFailed", "BuildFailed"]
+    assert not open_store(str(tmp_path)).exists(model_key("t"))
+
+
+def test_lambda_throttling_is_retried_by_the_deployed_definition(tmp_path: Path) -> None:
+    calls = []
+
+    def throttled_once(event: dict[str, Any]) -> dict[str, Any]:
+        calls.append(event)
+        if len(calls) == 1:
+            raise LambdaThrottled("Rate exceeded")
+        return handlers.plan(event)
+
+    definition, interpreter = interpreter_with(tmp_path, PlanFunctionArn=throttled_once)
+    sleeps: list[float] = []
+    interpreter.sleep = sleeps.append
+    run = execute(definition, small_request(), interpreter)
+    assert run.status == "SUCCEEDED", run.cause
+    assert len(calls) == 2 and len(sleeps) == 1 and 0 <= sleeps[0] <= 2
+
+
+def test_run_on_s3_with_worker_processes(s3_server: str) -> None:
+    store = f"s3://{s3_server}/builds"
+    run = run_local(small_request(predict=True), store, workers=2)
+    assert run.status == "SUCCEEDED", run.cause
+    assert run.output["model"]["model"] == f"{store}/t/model.joblib"
+    keys = open_store(store).list_keys("t/")
+    assert keys == [
+        "t/groves/grove_00000.joblib",
+        "t/groves/grove_00000.json",
+        "t/groves/grove_00001.joblib",
+        "t/groves/grove_00001.json",
+        "t/groves/grove_00002.joblib",
+        "t/groves/grove_00002.json",
+        "t/manifest.json",
+        "t/metrics.json",
+        "t/model.joblib",
+        "t/plan.json",
+    ]
