@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -97,7 +97,7 @@ def merge_build(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
     manifest = {
         "build_id": build_id,
         "run_id": run_id,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "estimator": spec["estimator"],
         "spec": spec,
         "n_trees": model.n_estimators,
