@@ -92,17 +92,25 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class ProgressBar:
-    """``TrainGroves [#########-----------] 9/20`` redrawn in place on a terminal."""
+    """``TrainGroves [#########-----------] 9/20 groves``: redrawn in place on a terminal,
+    otherwise one line per tenth done."""
 
     def __init__(self, stream: TextIO, width: int = 30) -> None:
         self.stream, self.width = stream, width
+        self.redraw = stream.isatty()
+        self.shown: int | None = None
 
     def __call__(self, state: str, done: int, total: int) -> None:
-        filled = self.width * done // total
-        end = "\n" if done == total else ""
-        self.stream.write(
-            f"\r{state} [{'#' * filled}{'-' * (self.width - filled)}] {done}/{total} groves{end}"
-        )
+        tenth = 10 * done // max(total, 1)
+        if not self.redraw and tenth == self.shown:
+            return
+        self.shown = tenth
+        filled = self.width * done // max(total, 1)
+        bar = f"{state} [{'#' * filled}{'-' * (self.width - filled)}] {done}/{total} groves"
+        if self.redraw:
+            self.stream.write(f"\r{bar}" + ("\n" if done == total else ""))
+        else:
+            self.stream.write(f"{bar}\n")
         self.stream.flush()
 
 

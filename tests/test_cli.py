@@ -1,0 +1,110 @@
+"""The groves command: run locally, and start executions of the deployed state machine."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import boto3
+import pytest
+from conftest import ROOT
+from moto import mock_aws
+
+from groves import cli
+from groves.local import FUNCTIONS, STORE_SUBSTITUTION, load_definition
+
+
+def test_run_prints_a_summary(tmp_path: Path, capsys) -> None:
+    code = cli.main(
+        [
+            "run",
+            "demo",
+            "-t",
+            "5",
+            "-g",
+            "2",
+            "-p",
+            "--dataset",
+            "wine",
+            "--param",
+            "max_depth=4",
+            "--store",
+            str(tmp_path),
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "groves    3" in out and "trees     5" in out
+    assert f"model     {tmp_path}/demo/model.joblib" in out
+    assert re.search(r"score     accuracy (0\.9|1\.0)\d+ on 45 held-out rows", out)
+    assert "TrainGroves" in err and "3/3 groves" in err
+    manifest = json.loads((tmp_path / "demo" / "manifest.json").read_text())
+    assert manifest["spec"]["params"] == {"max_depth": 4}
+
+
+def test_run_rejects_a_bad_request_before_any_work(tmp_path: Path, capsys) -> None:
+    code = cli.main(["run", "demo", "--param", "max_depth=0", "--store", str(tmp_path)])
+    assert code == 2
+    assert "invalid request: params.max_depth: The 'max_depth' parameter" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture
+def deployed(aws_env):
+    """A state machine with the real definition in moto's Step Functions."""
+    with mock_aws():
+        substitutions = {
+            name: f"arn:aws:lambda:us-east-1:123456789012:function:{name}" for name in FUNCTIONS
+        }
+        definition = load_definition({**substitutions, STORE_SUBSTITUTION: "s3://bucket"})
+        sfn = boto3.client("stepfunctions")
+        arn = sfn.create_state_machine(
+            name="groves",
+            definition=json.dumps(definition),
+            roleArn="arn:aws:iam::123456789012:role/r",
+        )
+        yield sfn, arn["stateMachineArn"]
+
+
+def test_start_sends_the_request_as_execution_input(deployed, capsys) -> None:
+    sfn, arn = deployed
+    assert (
+        cli.main(["start", "prod-1", "-t", "40", "-g", "8", "-p", "--state-machine-arn", arn]) == 0
+    )
+    [execution] = sfn.list_executions(stateMachineArn=arn)["executions"]
+    assert execution["name"].startswith("prod-1-")
+    assert f"started {execution['executionArn']}" in capsys.readouterr().out
+    sent = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+    assert sent["n_trees"] == 40 and sent["grove_size"] == 8 and sent["predict"] is True
+    sample = json.loads((ROOT / "events" / "execution.json").read_text())
+    assert set(sample) <= set(sent), "the CLI sends every field the sample input has"
+
+
+def test_start_finds_the_state_machine_from_the_stack_outputs(deployed) -> None:
+    sfn, arn = deployed
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"StateMachineArn": {"Value": arn}},
+    }
+    boto3.client("cloudformation").create_stack(
+        StackName="groves", TemplateBody=json.dumps(template)
+    )
+    assert cli.main(["start", "from-stack", "--stack-name", "groves"]) == 0
+    assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 1
+
+
+def test_start_wait_follows_the_execution_to_its_end(deployed, monkeypatch, capsys) -> None:
+    sfn, arn = deployed
+
+    def operator_aborts(seconds: float) -> None:
+        [running] = sfn.list_executions(stateMachineArn=arn)["executions"]
+        sfn.stop_execution(
+            executionArn=running["executionArn"], error="Stopped", cause="stopped by an operator"
+        )
+
+    monkeypatch.setattr(cli.time, "sleep", operator_aborts)
+    code = cli.main(["start", "w", "--state-machine-arn", arn, "--wait", "--poll-seconds", "0"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "TrainGroves [" in err and "execution ABORTED" in err
