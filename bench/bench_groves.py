@@ -85,6 +85,7 @@ def main() -> None:
         store = open_store(str(store_dir))
         manifest = get_json(store, "bench/manifest.json")
         model = load_joblib(store.get_bytes("bench/model.joblib"))
+        model.set_params(n_jobs=forest.n_jobs)  # merged models are saved with n_jobs=None
         gr_pred, gr_predict = timed(model.predict, shared.X_test)
         gr_accuracy = float(np.mean(gr_pred == shared.y_test))
         groves = manifest["groves"]
