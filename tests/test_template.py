@@ -44,8 +44,13 @@ def tasks(machine: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
+def problems(matches: list[Any]) -> list[str]:
+    """cfn-lint's errors and warnings; informational suggestions are not failures."""
+    return [str(m) for m in matches if m.rule.id[0] in "EW"]
+
+
 def test_template_passes_cfn_lint() -> None:
-    assert [str(m) for m in lint_file(ROOT / "template.yaml")] == []
+    assert problems(lint_file(ROOT / "template.yaml")) == []
 
 
 def asl_template(definition: dict[str, Any]) -> str:
@@ -70,9 +75,9 @@ def asl_template(definition: dict[str, Any]) -> str:
 
 def test_asl_definition_passes_cfn_lint_schema_checks() -> None:
     definition = json.loads(ASL.read_text())
-    assert [str(m) for m in lint_all(asl_template(definition))] == []
+    assert problems(lint_all(asl_template(definition))) == []
     definition["States"]["Done"]["Bogus"] = 1
-    assert any("Bogus" in str(m) for m in lint_all(asl_template(definition)))
+    assert any("Bogus" in p for p in problems(lint_all(asl_template(definition))))
 
 
 def test_runner_reads_the_deployed_definition_file() -> None:
