@@ -111,3 +111,10 @@ def test_classifier_on_a_continuous_target_is_refused_before_training(local_stor
     ):
         plan_build(local_store, small_request(dataset="diabetes"))
     assert local_store.list_keys("") == []
+
+
+def test_a_test_size_that_starves_the_training_split_is_refused(local_store) -> None:
+    with pytest.raises(RequestError) as caught:
+        plan_build(local_store, small_request(test_size=0.99))
+    assert caught.value.field == "test_size"
+    assert local_store.list_keys("") == []
