@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import time
 from typing import Any
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.metrics import accuracy_score, r2_score
 
 from groves.errors import BuildError
@@ -20,19 +23,20 @@ def metrics_key(build_id: str) -> str:
 
 
 def grove_votes(model: Any, grove_sizes: list[int], X: np.ndarray) -> list[np.ndarray]:
-    """Each grove's summed tree outputs: class probabilities, or regression predictions."""
+    """Each grove's summed tree outputs (class probabilities, or regression predictions),
+    groves in parallel threads, each summed tree by tree so memory stays flat."""
     if sum(grove_sizes) != len(model.estimators_):
         raise BuildError(
             f"groves hold {sum(grove_sizes)} trees, the model {len(model.estimators_)}"
         )
-    classify = hasattr(model, "classes_")
-    votes, start = [], 0
-    for size in grove_sizes:
-        trees = model.estimators_[start : start + size]
-        start += size
-        outputs = (t.predict_proba(X) if classify else t.predict(X) for t in trees)
-        votes.append(np.sum(list(outputs), axis=0))
-    return votes
+    predict = "predict_proba" if hasattr(model, "classes_") else "predict"
+    bounds = np.cumsum([0, *grove_sizes])
+    groves = [model.estimators_[a:b] for a, b in itertools.pairwise(bounds)]
+
+    def votes(trees: list[Any]) -> np.ndarray:
+        return functools.reduce(np.add, (getattr(tree, predict)(X) for tree in trees))
+
+    return Parallel(n_jobs=-1, prefer="threads")(delayed(votes)(trees) for trees in groves)
 
 
 def decide(model: Any, votes: np.ndarray, n_trees: int) -> np.ndarray:
