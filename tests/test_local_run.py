@@ -11,7 +11,7 @@ from conftest import small_request
 
 from groves import handlers
 from groves.asl import Interpreter, execute
-from groves.local import FUNCTIONS, LOCAL_ARN, STORE_SUBSTITUTION, load_definition, run_local
+from groves.local import FUNCTIONS, local_definition, run_local
 from groves.merge import model_key
 from groves.predict import metrics_key
 from groves.storage import get_json, load_joblib, open_store
@@ -92,9 +92,7 @@ def broken_grove(event: dict[str, Any]) -> dict[str, Any]:
 
 def interpreter_with(store: Path, **replace: Any) -> tuple[dict[str, Any], Interpreter]:
     """The real definition with some handlers swapped, as a fault would swap them on AWS."""
-    resources = {LOCAL_ARN.format(name): replace.get(name, fn) for name, fn in FUNCTIONS.items()}
-    substitutions = {name: LOCAL_ARN.format(name) for name in FUNCTIONS}
-    definition = load_definition({**substitutions, STORE_SUBSTITUTION: str(store)})
+    definition, resources = local_definition(str(store), {**FUNCTIONS, **replace})
     return definition, Interpreter(resources)
 
 

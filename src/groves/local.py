@@ -51,24 +51,28 @@ def threads_per_worker(n_workers: int) -> dict[str, str]:
     return {N_JOBS_ENV: str(max(1, usable_cores() // n_workers))}
 
 
+def local_definition(
+    store_uri: str, functions: Mapping[str, Callable[..., Any]] = FUNCTIONS
+) -> tuple[dict[str, Any], dict[str, Callable[..., Any]]]:
+    """The definition with local function ARNs and the store substituted, and each ARN's handler."""
+    arns = {name: LOCAL_ARN.format(name) for name in functions}
+    definition = load_definition({**arns, STORE_SUBSTITUTION: store_uri})
+    return definition, {arns[name]: handler for name, handler in functions.items()}
+
+
 def run_local(
     request: Mapping[str, Any],
     store: str = DEFAULT_STORE,
     *,
     workers: int | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
-    sleep: Callable[[float], None] | None = None,
 ) -> Execution:
     """Execute the state machine on ``request``: Map iterations in up to ``workers`` processes."""
-    store_uri = open_store(store).uri
-    substitutions = {name: LOCAL_ARN.format(name) for name in FUNCTIONS}
-    machine = load_definition({**substitutions, STORE_SUBSTITUTION: store_uri})
+    machine, resources = local_definition(open_store(store).uri)
     interpreter = Interpreter(
-        resources={LOCAL_ARN.format(name): handler for name, handler in FUNCTIONS.items()},
+        resources=resources,
         workers=workers or usable_cores(),
         worker_env=threads_per_worker,
         on_progress=on_progress,
     )
-    if sleep is not None:
-        interpreter.sleep = sleep
     return execute(machine, dict(request), interpreter, name=request.get("build_id"))
