@@ -110,6 +110,11 @@ def test_merge_refuses_groves_of_another_run_or_data(s3) -> None:
     put_json(store, key, {**meta, "split_fingerprint": "other"})
     with pytest.raises(BuildError, match="grove 1 has split_fingerprint 'other'"):
         handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
+    put_json(store, key, meta)
+    three_trees = store.get_bytes(grove_key("t", 0, "joblib"))
+    store.put_bytes(grove_key("t", 2, "joblib"), three_trees)  # grove 2 was planned with 1 tree
+    with pytest.raises(BuildError, match="grove 2's model does not match its metadata"):
+        handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
     assert not store.exists(model_key("t"))
 
 

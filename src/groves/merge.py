@@ -69,14 +69,14 @@ def read_grove_metas(store: Store, plan: dict[str, Any]) -> list[dict[str, Any]]
     return metas
 
 
-def combine(forests: list[Any]) -> Any:
-    """One forest holding every grove's trees, in grove order."""
+def combine(forests: list[Any], metas: list[dict[str, Any]]) -> Any:
+    """One forest holding every grove's trees, in grove order; each grove as its metadata says."""
+    for forest, meta in zip(forests, metas, strict=True):
+        classes = forest.classes_.tolist() if hasattr(forest, "classes_") else None
+        found = (len(forest.estimators_), forest.n_features_in_, classes)
+        if found != (meta["n_trees"], meta["n_features"], meta["classes"]):
+            raise BuildError(f"grove {meta['grove_id']}'s model does not match its metadata")
     merged = forests[0]
-    for forest in forests[1:]:
-        if not np.array_equal(getattr(forest, "classes_", 0), getattr(merged, "classes_", 0)):
-            raise BuildError("groves were trained on different classes")
-        if forest.n_features_in_ != merged.n_features_in_:
-            raise BuildError("groves were trained on different numbers of features")
     merged.estimators_ = [tree for forest in forests for tree in forest.estimators_]
     merged.n_estimators = len(merged.estimators_)
     return merged
@@ -89,7 +89,7 @@ def merge_build(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
     metas = read_grove_metas(store, plan)
     check_groves(plan, metas)
     forests = [load_joblib(store.get_bytes(meta["model_key"])) for meta in metas]
-    model = combine(forests)
+    model = combine(forests, metas)
     model.set_params(random_state=plan["spec"]["seed"], n_jobs=None)
     blob = dump_joblib(model)
     store.put_bytes(model_key(build_id), blob)
