@@ -11,11 +11,12 @@ import pytest
 from conftest import BUCKET, ROOT, small_request
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
+import groves
 from groves import handlers
+from groves.artifacts import digest, grove_key, model_key
 from groves.errors import BuildError, RequestError
-from groves.merge import model_key
 from groves.storage import get_json, load_joblib, open_store, put_json
-from groves.train import grove_key, load_split
+from groves.train import load_split
 
 STORE = f"s3://{BUCKET}/builds"
 
@@ -42,16 +43,16 @@ def test_sample_events_run_in_order(s3) -> None:
     sample_grove = event("train_grove")["grove"]
     assert plan["groves"][0] == sample_grove, "events/train_grove.json matches events/plan.json"
     meta = handlers.train_grove(event("train_grove", **ids))
-    assert meta["n_trees"] == 10 and meta["model_key"].endswith("grove_00000.joblib")
+    assert meta["n_trees"] == 10 and meta["reused"] is False and len(meta["sha256"]) == 64
     assert len(json.dumps(meta)) < 2000, "only small metadata goes through Step Functions"
     handlers.train_grove(event("train_grove", **ids, grove=plan["groves"][1]))
     merged = handlers.merge(event("merge", **ids))
-    assert merged["n_trees"] == 20 and merged["model"] == f"{STORE}/digits-100/model.joblib"
+    run_folder = f"{STORE}/digits-100/runs/{plan['run_id']}"
+    assert merged["n_trees"] == 20 and merged["model"] == f"{run_folder}/model.joblib"
     scored = handlers.predict(event("predict", **ids))
     assert scored["metric"] == "accuracy" and scored["score"] > 0.9
-    stored = json.loads(
-        s3.get_object(Bucket=BUCKET, Key="builds/digits-100/metrics.json")["Body"].read()
-    )
+    key = f"builds/digits-100/runs/{plan['run_id']}/metrics.json"
+    stored = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
     assert stored["score"] == scored["score"] and len(stored["grove_scores"]) == 2
 
 
@@ -65,13 +66,13 @@ def test_merged_model_is_a_plain_forest_equal_to_its_groves(s3) -> None:
     train_all(STORE, plan)
     handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
     store = open_store(STORE)
-    model = load_joblib(store.get_bytes(model_key("t")))
+    model = load_joblib(store.get_bytes(model_key("t", plan["run_id"])))
     assert type(model) is RandomForestClassifier
     assert model.n_estimators == len(model.estimators_) == 8
     assert model.feature_importances_.shape == (4,)
     X = load_split(plan).X_test
     groves = [
-        load_joblib(store.get_bytes(grove_key("t", g["grove_id"], "joblib")))
+        load_joblib(store.get_bytes(grove_key("t", plan["run_id"], g["grove_id"], "joblib")))
         for g in plan["groves"]
     ]
     trees = [tree for grove in groves for tree in grove.estimators_]
@@ -95,41 +96,57 @@ def test_missing_grove_fails_merge_and_writes_no_model(s3) -> None:
         )
     with pytest.raises(BuildError, match=r"1 of 3 planned groves .* missing: 2; no model"):
         handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
-    assert not open_store(STORE).exists(model_key("t"))
+    assert not open_store(STORE).exists(model_key("t", plan["run_id"]))
 
 
 def test_merge_refuses_groves_of_another_run_or_data(s3) -> None:
     store = open_store(STORE)
     plan = handlers.plan({"store": STORE, "request": small_request()})
     train_all(STORE, plan)
-    key = grove_key("t", 1, "json")
+    run = plan["run_id"]
+    key = grove_key("t", run, 1, "json")
     meta = get_json(store, key)
     put_json(store, key, {**meta, "run_id": "stale"})
     with pytest.raises(BuildError, match="grove 1 belongs to run stale"):
-        handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
+        handlers.merge({"store": STORE, "build_id": "t", "run_id": run})
     put_json(store, key, {**meta, "split_fingerprint": "other"})
     with pytest.raises(BuildError, match="grove 1 has split_fingerprint 'other'"):
-        handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
+        handlers.merge({"store": STORE, "build_id": "t", "run_id": run})
+    # a grove file rewritten together with its metadata (a writer with both keys): the
+    # sha256 matches, but the trees inside are not what the plan gave grove 2
+    three_trees = store.get_bytes(grove_key("t", run, 0, "joblib"))
+    store.put_bytes(grove_key("t", run, 2, "joblib"), three_trees)
+    grove_2 = get_json(store, grove_key("t", run, 2, "json"))
+    put_json(store, grove_key("t", run, 2, "json"), {**grove_2, **digest(three_trees)})
     put_json(store, key, meta)
-    three_trees = store.get_bytes(grove_key("t", 0, "joblib"))
-    store.put_bytes(grove_key("t", 2, "joblib"), three_trees)  # grove 2 was planned with 1 tree
     with pytest.raises(BuildError, match="grove 2's model does not match its metadata"):
-        handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
-    assert not store.exists(model_key("t"))
+        handlers.merge({"store": STORE, "build_id": "t", "run_id": run})
+    assert not store.exists(model_key("t", run))
 
 
-def test_a_second_plan_of_the_same_build_stops_the_first_run(s3) -> None:
+def test_two_runs_of_one_build_never_mix(s3) -> None:
+    """Two executions of one build_id plan, train and merge interleaved: each run keeps to
+    its own folder, and latest.json names the run committed last."""
+    store = open_store(STORE)
     first = handlers.plan({"store": STORE, "request": small_request()})
-    handlers.plan({"store": STORE, "request": small_request()})
-    with pytest.raises(BuildError, match="was planned again"):
-        handlers.train_grove(
-            {
-                "store": STORE,
-                "build_id": "t",
-                "run_id": first["run_id"],
-                "grove": first["groves"][0],
-            }
-        )
+    second = handlers.plan({"store": STORE, "request": small_request(n_trees=4, seed=9)})
+    assert first["run_id"] != second["run_id"]
+    for a, b in zip(first["groves"], second["groves"], strict=False):
+        for plan, grove in ((first, a), (second, b)):
+            handlers.train_grove(
+                {"store": STORE, "build_id": "t", "run_id": plan["run_id"], "grove": grove}
+            )
+    train_all(STORE, first)  # the groves the zip left out
+    second_merged = handlers.merge({"store": STORE, "build_id": "t", "run_id": second["run_id"]})
+    first_merged = handlers.merge({"store": STORE, "build_id": "t", "run_id": first["run_id"]})
+    assert (first_merged["n_trees"], second_merged["n_trees"]) == (7, 4)
+    assert get_json(store, "t/latest.json")["run_id"] == first["run_id"]
+    for plan in (first, second):
+        manifest = get_json(store, f"t/runs/{plan['run_id']}/manifest.json")
+        assert [g["seed"] for g in manifest["groves"]] == [g["seed"] for g in plan["groves"]]
+        model = groves.load_model(STORE, "t", plan["run_id"])
+        assert len(model.estimators_) == manifest["n_trees"]
+    assert len(groves.load_model(STORE, "t").estimators_) == 7
 
 
 def test_a_grove_that_is_not_in_the_plan_is_refused(s3) -> None:
@@ -155,7 +172,7 @@ def test_regressor_build_scores_r2(s3, tmp_path) -> None:
     scored = handlers.predict({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
     assert scored["metric"] == "r2" and 0.2 < scored["score"] < 0.7
     path = tmp_path / "model.joblib"
-    path.write_bytes(open_store(STORE).get_bytes(model_key("t")))
+    path.write_bytes(open_store(STORE).get_bytes(model_key("t", plan["run_id"])))
     model = joblib.load(path)
     assert type(model) is RandomForestRegressor and model.min_samples_leaf == 3
     split = load_split(plan)

@@ -10,18 +10,22 @@ import pytest
 from conftest import small_request
 
 from groves import handlers
+from groves.artifacts import metrics_key, model_key, plan_key
 from groves.asl import Interpreter, execute
 from groves.local import FUNCTIONS, local_definition, run_local
-from groves.merge import model_key
-from groves.predict import metrics_key
 from groves.storage import get_json, load_joblib, open_store
 from groves.train import load_split
 
 LambdaThrottled = type("Lambda.TooManyRequestsException", (Exception,), {})
 
 
-def entered(execution) -> list[str]:
-    return [e["state"] for e in execution.history if e["type"] == "StateEntered"]
+def entered(execution, iteration: int | None = None) -> list[str]:
+    """States entered at the top level, or in one Map iteration."""
+    return [
+        e["state"]
+        for e in execution.history
+        if e["type"] == "StateEntered" and e.get("iteration") == iteration
+    ]
 
 
 def test_run_with_predict_in_worker_processes(tmp_path: Path) -> None:
@@ -34,29 +38,32 @@ def test_run_with_predict_in_worker_processes(tmp_path: Path) -> None:
     )
     assert run.status == "SUCCEEDED", run.cause
     assert entered(run) == ["Plan", "TrainGroves", "Merge", "PredictRequested", "Predict", "Done"]
+    assert all(entered(run, i) == ["TrainGrove"] for i in range(4)), "each iteration's states"
     assert progress[-1] == ("TrainGroves", 4, 4)
     assert next(e for e in run.history if e["type"] == "MapStarted")["workers"] == 2
     output = run.output
     assert [g["n_trees"] for g in output["groves"]] == [3, 3, 3, 1]
     assert output["model"]["n_trees"] == 10
     store = open_store(str(tmp_path))
-    manifest = get_json(store, "t/manifest.json")
+    run_id = output["run_id"]
+    assert get_json(store, "t/latest.json")["run_id"] == run_id
+    manifest = get_json(store, f"t/runs/{run_id}/manifest.json")
     assert manifest["n_trees"] == 10 and [g["seed"] for g in manifest["groves"]] == [
         g["seed"] for g in output["groves"]
     ]
     assert manifest["data"]["classes"] == [0, 1, 2]
-    model = load_joblib(store.get_bytes(model_key("t")))
-    split = load_split(get_json(store, "t/plan.json"))
+    model = load_joblib(store.get_bytes(model_key("t", run_id)))
+    split = load_split(get_json(store, plan_key("t", run_id)))
     accuracy = float(np.mean(model.predict(split.X_test) == split.y_test))
     assert output["metrics"]["score"] == pytest.approx(accuracy)
-    assert get_json(store, metrics_key("t"))["score"] == output["metrics"]["score"]
+    assert get_json(store, metrics_key("t", run_id))["score"] == output["metrics"]["score"]
 
 
 def test_without_predict_the_choice_skips_scoring(tmp_path: Path) -> None:
     run = run_local(small_request(), str(tmp_path), workers=1)
     assert run.status == "SUCCEEDED", run.cause
     assert entered(run)[-2:] == ["PredictRequested", "Done"] and "metrics" not in run.output
-    assert not open_store(str(tmp_path)).exists(metrics_key("t"))
+    assert not open_store(str(tmp_path)).exists(metrics_key("t", run.output["run_id"]))
 
 
 def predictions(tmp_path: Path, build_id: str, seed: int) -> np.ndarray:
@@ -65,8 +72,9 @@ def predictions(tmp_path: Path, build_id: str, seed: int) -> np.ndarray:
     )
     assert run.status == "SUCCEEDED", run.cause
     store = open_store(str(tmp_path))
-    model = load_joblib(store.get_bytes(model_key(build_id)))
-    split = load_split(get_json(store, f"{build_id}/plan.json"))
+    run_id = run.output["run_id"]
+    model = load_joblib(store.get_bytes(model_key(build_id, run_id)))
+    split = load_split(get_json(store, plan_key(build_id, run_id)))
     return model.predict_proba(split.X_test)
 
 
@@ -101,8 +109,9 @@ def test_a_failing_grove_routes_to_fail_and_no_model_is_written(tmp_path: Path) 
     run = execute(definition, small_request(), interpreter)
     assert run.status == "FAILED" and run.error == "MemoryError"
     assert "grove 1 ran out of memory" in run.cause
-    assert entered(run)[-3:] == ["TrainGrove", "GroveFailed", "BuildFailed"]
-    assert not open_store(str(tmp_path)).exists(model_key("t"))
+    assert entered(run) == ["Plan", "TrainGroves", "BuildFailed"]
+    assert entered(run, 1) == ["TrainGrove", "GroveFailed"]
+    assert not [k for k in open_store(str(tmp_path)).list_keys("") if k.endswith("model.joblib")]
 
 
 def test_lambda_throttling_is_retried_by_the_deployed_definition(tmp_path: Path) -> None:
@@ -126,17 +135,19 @@ def test_run_on_s3_with_worker_processes(s3_server: str) -> None:
     store = f"s3://{s3_server}/builds"
     run = run_local(small_request(predict=True), store, workers=2)
     assert run.status == "SUCCEEDED", run.cause
-    assert run.output["model"]["model"] == f"{store}/t/model.joblib"
-    keys = open_store(store).list_keys("t/")
-    assert keys == [
-        "t/groves/grove_00000.joblib",
-        "t/groves/grove_00000.json",
-        "t/groves/grove_00001.joblib",
-        "t/groves/grove_00001.json",
-        "t/groves/grove_00002.joblib",
-        "t/groves/grove_00002.json",
-        "t/manifest.json",
-        "t/metrics.json",
-        "t/model.joblib",
-        "t/plan.json",
+    run_id = run.output["run_id"]
+    folder = f"t/runs/{run_id}"
+    assert run.output["model"]["model"] == f"{store}/{folder}/model.joblib"
+    assert open_store(store).list_keys("t/") == [
+        "t/latest.json",
+        *(
+            f"{folder}/groves/grove_{i:05d}.{suffix}"
+            for i in range(3)
+            for suffix in ("joblib", "json")
+        ),
+        f"{folder}/manifest.json",
+        f"{folder}/metrics.json",
+        f"{folder}/model.joblib",
+        f"{folder}/plan.json",
     ]
+    assert open_store(store).list_children("t/runs") == [run_id]

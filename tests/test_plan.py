@@ -101,7 +101,7 @@ def test_plan_build_checks_the_data_and_writes_the_plan(local_store) -> None:
     assert plan["data"]["classes"] == [0, 1, 2]
     assert plan["data"]["n_train"] + plan["data"]["n_test"] == 150
     assert plan["predict"] is True
-    assert get_json(local_store, "t/plan.json") == plan
+    assert get_json(local_store, f"t/runs/{plan['run_id']}/plan.json") == plan
 
 
 def test_classifier_on_a_continuous_target_is_refused_before_training(local_store) -> None:

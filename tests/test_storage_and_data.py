@@ -23,6 +23,9 @@ def exercise(store) -> None:
     assert store.get_bytes("b/model.joblib") == b"model"
     assert store.exists("b/model.joblib") and not store.exists("b/nothing")
     assert store.list_keys("b/") == ["b/groves/grove_00001.json", "b/model.joblib"]
+    assert store.list_children("b") == store.list_children("b/") == ["groves", "model.joblib"]
+    assert store.list_children("") == ["b", "other"]
+    assert store.list_children("nothing/") == []
     with pytest.raises(ArtifactNotFound, match="b/nothing does not exist"):
         store.get_bytes("b/nothing")
 

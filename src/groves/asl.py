@@ -1,28 +1,34 @@
 """A local interpreter for the part of the Amazon States Language that groves' state machine uses.
 
-Supported: Task, Map (inline, MaxConcurrency/MaxConcurrencyPath, iterations in worker
-processes), Choice, Pass, Succeed, Fail (Error/Cause and ErrorPath/CausePath), Retry, Catch,
-InputPath, Parameters, ItemsPath, ItemSelector, ResultSelector, ResultPath, OutputPath, and the
-context object (``$$.Execution``, ``$$.State``, ``$$.Map.Item``). Anything else is refused when
-the definition is loaded, so a definition that runs here uses nothing the runner ignores.
+Supported: Task, Map (inline, MaxConcurrency/MaxConcurrencyPath, iterations in threads), Choice,
+Pass, Succeed, Fail (Error/Cause and ErrorPath/CausePath), Retry, Catch, InputPath, Parameters,
+ItemsPath, ItemSelector, ResultSelector, ResultPath, OutputPath, and the context object
+(``$$.Execution``, ``$$.State``, ``$$.Map.Item``). Anything else is refused when the definition is
+loaded, so a definition that runs here uses nothing the runner ignores.
+
+Task invocations run in the calling thread, or, given a ``WorkerPool``, in worker processes
+as Lambda runs them (a worker that dies fails its invocation with ``Lambda.Unknown``). Map
+iterations are interpreted in threads of this process, so the history keeps every iteration's
+states and retries, tagged with the iteration's index.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 import random
 import re
+import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from multiprocessing import get_context
 from typing import Any
+
+from groves.workers import Outcome, WorkerPool
 
 PAYLOAD_LIMIT = 262_144  # Step Functions' limit on a state's input or output, in bytes
 Handler = Callable[[Any], Any]
@@ -84,6 +90,10 @@ class StatesError(Exception):
         super().__init__(f"{error}: {cause}" if cause else error)
         self.error = error
         self.cause = cause
+
+
+class _NotStarted(Exception):
+    """A Map iteration that did not start because another one had failed."""
 
 
 class UnsupportedDefinition(ValueError):
@@ -232,22 +242,40 @@ class Execution:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Scope:
+    """Where a state runs: how many Map iterations run beside it, and which iteration it is."""
+
+    concurrency: int = 1
+    iteration: int | None = None
+
+
 @dataclass
 class Interpreter:
-    """Runs a (validated) definition; Map iterations go to up to ``workers`` processes."""
+    """Runs a (validated) definition. Map iterations run in up to ``workers`` threads; Task
+    invocations run in ``pool``'s worker processes when one is given, else in the thread."""
 
     resources: Mapping[str, Handler]
     workers: int = 1
-    worker_env: Callable[[int], dict[str, str]] = lambda n_workers: {}
+    worker_env: Callable[[int], dict[str, str]] = lambda concurrency: {}
     on_progress: Callable[[str, int, int], None] | None = None
     sleep: Callable[[float], None] = time.sleep
+    pool: WorkerPool | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
-    def run(self, machine: Mapping[str, Any], data: Any, context: dict[str, Any]) -> Any:
+    def _record(self, kind: str, state: str, scope: Scope, **fields: Any) -> None:
+        event = {"type": kind, "state": state, "timestamp": _now(), **fields}
+        if scope.iteration is not None:
+            event["iteration"] = scope.iteration
+        self.history.append(event)  # list.append is atomic: iterations may record at once
+
+    def run(
+        self, machine: Mapping[str, Any], data: Any, context: dict[str, Any], scope: Scope = Scope()
+    ) -> Any:
         states, name = machine["States"], machine["StartAt"]
         while True:
             state = states[name]
-            self.history.append({"type": "StateEntered", "state": name})
+            self._record("StateEntered", name, scope)
             context = {**context, "State": {"Name": name, "EnteredTime": _now(), "RetryCount": 0}}
             kind = state["Type"]
             if kind == "Fail":
@@ -263,7 +291,7 @@ class Interpreter:
                 )
                 continue
             try:
-                data = self._run_state(name, state, data, context)
+                data = self._run_state(name, state, data, context, scope)
             except StatesError as err:
                 catcher = next(
                     (
@@ -275,13 +303,13 @@ class Interpreter:
                 )
                 if catcher is None:
                     raise
-                self.history.append({"type": "Caught", "state": name, "error": err.error})
+                self._record("Caught", name, scope, error=err.error)
                 data = set_path(
                     data, catcher.get("ResultPath", "$"), {"Error": err.error, "Cause": err.cause}
                 )
                 name = catcher["Next"]
                 continue
-            self.history.append({"type": "StateExited", "state": name})
+            self._record("StateExited", name, scope)
             if state.get("End"):
                 return data
             name = state["Next"]
@@ -299,14 +327,16 @@ class Interpreter:
             raise StatesError("States.NoChoiceMatched", f"no choice of {name!r} matched")
         return state["Default"]
 
-    def _run_state(self, name: str, state: Mapping[str, Any], raw: Any, context: dict) -> Any:
+    def _run_state(
+        self, name: str, state: Mapping[str, Any], raw: Any, context: dict, scope: Scope
+    ) -> Any:
         effective = _select(raw, state.get("InputPath", "$"))
         if state["Type"] == "Pass":
             result = state.get("Result", effective)
             if "Parameters" in state:
                 result = evaluate(state["Parameters"], effective, context)
         else:
-            result = self._with_retry(name, state, effective, context)
+            result = self._with_retry(name, state, effective, context, scope)
         if "ResultSelector" in state:
             result = evaluate(state["ResultSelector"], result, context)
         output = _select(
@@ -315,12 +345,14 @@ class Interpreter:
         _check_size(name, output)
         return output
 
-    def _with_retry(self, name: str, state: Mapping[str, Any], data: Any, context: dict) -> Any:
+    def _with_retry(
+        self, name: str, state: Mapping[str, Any], data: Any, context: dict, scope: Scope
+    ) -> Any:
         attempts: dict[int, int] = {}
         while True:
             try:
                 if state["Type"] == "Task":
-                    return self._task(name, state, data, context)
+                    return self._task(name, state, data, context, scope)
                 return self._map(name, state, data, context)
             except StatesError as err:
                 index = next(
@@ -342,14 +374,23 @@ class Interpreter:
                 delay = min(delay, retrier.get("MaxDelaySeconds", delay))
                 if retrier.get("JitterStrategy") == "FULL":
                     delay = random.uniform(0, delay)
-                self.history.append({"type": "Retry", "state": name, "error": err.error})
+                self._record("Retry", name, scope, error=err.error)
                 context["State"]["RetryCount"] = done + 1
                 self.sleep(delay)
 
-    def _task(self, name: str, state: Mapping[str, Any], data: Any, context: dict) -> Any:
+    def _task(
+        self, name: str, state: Mapping[str, Any], data: Any, context: dict, scope: Scope
+    ) -> Any:
         payload = evaluate(state["Parameters"], data, context) if "Parameters" in state else data
         _check_size(name, payload)
-        return invoke(self.resources[state["Resource"]], payload)
+        resource = state["Resource"]
+        if self.pool is None:
+            outcome = call_handler(self.resources[resource], payload)
+        else:
+            outcome = self.pool.invoke(resource, payload, self.worker_env(scope.concurrency))
+        if outcome[0] == "error":
+            raise StatesError(outcome[1], outcome[2])
+        return outcome[1]
 
     def _map(self, name: str, state: Mapping[str, Any], data: Any, context: dict) -> list[Any]:
         items = get_path(data, state.get("ItemsPath", "$"))
@@ -369,83 +410,71 @@ class Interpreter:
             item_context = {**context, "Map": {"Item": {"Index": index, "Value": item}}}
             selector = state.get("ItemSelector")
             inputs.append(evaluate(selector, data, item_context) if selector else item)
-        n_workers = max(1, min(limit or len(items), self.workers, len(items)))
-        self.history.append(
-            {"type": "MapStarted", "state": name, "items": len(items), "workers": n_workers}
-        )
+        n_threads = max(1, min(limit or len(items), self.workers, len(items)))
+        self._record("MapStarted", name, Scope(), items=len(items), workers=n_threads)
         processor = state["ItemProcessor"]
-        if n_workers == 1:
+
+        def iteration(index: int) -> Any:
+            return self.run(processor, inputs[index], context, Scope(n_threads, index))
+
+        if n_threads == 1:
             results = []
-            for index, item_input in enumerate(inputs):
-                results.append(self.run(processor, item_input, context))
+            for index in range(len(inputs)):
+                results.append(iteration(index))
                 self._progress(name, index + 1, len(inputs))
             return results
-        return self._map_in_processes(name, processor, inputs, context, n_workers)
+        return self._map_in_threads(name, iteration, len(inputs), n_threads)
 
-    def _map_in_processes(
-        self,
-        name: str,
-        processor: Mapping[str, Any],
-        inputs: list[Any],
-        context: dict,
-        n_workers: int,
+    def _map_in_threads(
+        self, name: str, iteration: Callable[[int], Any], n_items: int, n_threads: int
     ) -> list[Any]:
-        results: list[Any] = [None] * len(inputs)
-        with ProcessPoolExecutor(
-            n_workers,
-            mp_context=get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(self.worker_env(n_workers),),
-        ) as pool:
-            pending: dict[Future, int] = {
-                pool.submit(_run_iteration, self.resources, processor, item, context): i
-                for i, item in enumerate(inputs)
-            }
+        """Iterations in ``n_threads`` threads. The first failure fails the Map, as on Step
+        Functions: no iteration starts after it, and the ones running are let finish."""
+        failed = threading.Event()
+
+        def guarded(index: int) -> Any:
+            if failed.is_set():
+                raise _NotStarted
+            try:
+                return iteration(index)
+            except BaseException:
+                failed.set()
+                raise
+
+        executor = ThreadPoolExecutor(n_threads, thread_name_prefix=f"map-{name}")
+        try:
+            futures = {executor.submit(guarded, i): i for i in range(n_items)}
+            results: list[Any] = [None] * n_items
             done_count = 0
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    index = pending.pop(future)
-                    outcome = future.result()
-                    if outcome[0] == "error":
-                        for other in pending:
-                            other.cancel()
-                        raise StatesError(outcome[1], outcome[2])
-                    results[index] = outcome[1]
+            for future in as_completed(futures):
+                error = future.exception()
+                if error is None:
+                    results[futures[future]] = future.result()
                     done_count += 1
-                    self._progress(name, done_count, len(inputs))
-        return results
+                    self._progress(name, done_count, n_items)
+                elif not isinstance(error, _NotStarted):
+                    wait(futures)
+                    raise error
+            return results
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     def _progress(self, name: str, done: int, total: int) -> None:
         if self.on_progress is not None:
             self.on_progress(name, done, total)
 
 
-def invoke(handler: Handler, payload: Any) -> Any:
-    """Call a handler as Lambda would: JSON in, JSON out, exceptions named by their type."""
+def call_handler(handler: Handler, payload: Any) -> Outcome:
+    """Call a handler as Lambda would: JSON in, JSON out, an exception named by its type."""
     try:
-        return json.loads(json.dumps(handler(json.loads(json.dumps(payload)))))
+        return ("ok", json.loads(json.dumps(handler(json.loads(json.dumps(payload))))))
     except Exception as exc:
         cause = {
             "errorMessage": str(exc),
             "errorType": type(exc).__name__,
             "stackTrace": traceback.format_exception(exc)[-6:],
         }
-        raise StatesError(type(exc).__name__, json.dumps(cause)) from exc
-
-
-def _init_worker(env: dict[str, str]) -> None:
-    os.environ.update(env)
-
-
-def _run_iteration(
-    resources: Mapping[str, Handler], processor: Mapping[str, Any], item: Any, context: dict
-) -> tuple[str, Any] | tuple[str, str, str]:
-    """One Map iteration in a worker process; errors come back as values."""
-    try:
-        return ("ok", Interpreter(resources).run(processor, item, context))
-    except StatesError as err:
-        return ("error", err.error, err.cause)
+        return ("error", type(exc).__name__, json.dumps(cause))
 
 
 def _error_matches(names: list[str], error: str) -> bool:

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 from groves.errors import RequestError
-from groves.local import DEFAULT_STORE, run_local
+from groves.local import run_local
 from groves.plan import DEFAULTS, validate_request
+from groves.storage import DEFAULT_STORE
 
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+REQUEST_OPTIONS = (
+    "trees",
+    "grove",
+    "predict",
+    "dataset",
+    "target",
+    "estimator",
+    "test_size",
+    "seed",
+    "param",
+    "max_concurrency",
+)
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -71,9 +85,30 @@ def _request_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULTS["max_concurrency"],
         help="groves trained at once (default %(default)s)",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the newest unfinished run of NAME with its stored request: groves "
+        "with a verified file are not trained again",
+    )
 
 
-def build_request(args: argparse.Namespace) -> dict[str, Any]:
+class UsageError(Exception):
+    """A command line that cannot work; printed as one line, exit 2."""
+
+
+def build_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    if args.resume:
+        changed = [
+            action.option_strings[-1]
+            for action in parser._actions
+            if action.dest in REQUEST_OPTIONS and getattr(args, action.dest) != action.default
+        ]
+        if changed:
+            raise UsageError(
+                f"--resume continues the run with its stored request; drop {', '.join(changed)}"
+            )
+        return {"build_id": args.build_id, "resume": True}
     request = {
         "build_id": args.build_id,
         "n_trees": args.trees,
@@ -121,6 +156,7 @@ def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
         f"groves    {len(output['groves'])}",
         f"trees     {model.get('n_trees')}",
         f"seconds   {seconds:.2f}",
+        f"run       {model.get('run')}/",
     ]
     metrics = output.get("metrics")
     if metrics:
@@ -143,13 +179,23 @@ def failure_message(error: str | None, cause: str | None) -> str:
     return f"{error}: {detail}"
 
 
+def report_failure(error: str | None, cause: str | None, heading: str) -> int:
+    """One line on stderr: an invalid request (exit 2) or a failed build (exit 1)."""
+    if error == "RequestError":
+        detail = failure_message(error, cause).split(": ", 1)[1]
+        print(f"invalid request: {detail}", file=sys.stderr)
+        return 2
+    print(f"{heading}: {failure_message(error, cause)}", file=sys.stderr)
+    return 1
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    request = build_request(args)
-    validate_request(request)
+    request = build_request(args, args.parser)
+    if not args.resume:
+        validate_request(request)
     execution = run_local(request, args.store, on_progress=ProgressBar(sys.stderr))
     if execution.status != "SUCCEEDED":
-        print(f"build failed: {failure_message(execution.error, execution.cause)}", file=sys.stderr)
-        return 1
+        return report_failure(execution.error, execution.cause, "build failed")
     print("\n".join(summary_lines(execution.output, execution.seconds)))
     return 0
 
@@ -178,33 +224,31 @@ def groves_done(sfn: Any, execution_arn: str) -> int:
 def cmd_start(args: argparse.Namespace, session: Any = None) -> int:
     import boto3
 
-    request = build_request(args)
-    spec = validate_request(request)
+    request = build_request(args, args.parser)
+    spec = validate_request(request) if not args.resume else None
     session = session or boto3.session.Session()
     sfn = session.client("stepfunctions")
     arn = state_machine_arn(args, session)
-    name = f"{spec['build_id']}-{time.strftime('%Y%m%dT%H%M%S')}"[:80]
+    name = f"{args.build_id}-{time.strftime('%Y%m%dT%H%M%S')}"[:80]
     started = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(request))
     execution_arn = started["executionArn"]
     print(f"started {execution_arn}")
     if not args.wait:
         return 0
     bar = ProgressBar(sys.stderr)
-    n_groves = -(-spec["n_trees"] // spec["grove_size"])
+    n_groves = -(-spec["n_trees"] // spec["grove_size"]) if spec else None
     while True:
         described = sfn.describe_execution(executionArn=execution_arn)
         if described["status"] in TERMINAL:
             break
-        bar("TrainGroves", min(groves_done(sfn, execution_arn), n_groves), n_groves)
+        if n_groves:
+            bar("TrainGroves", min(groves_done(sfn, execution_arn), n_groves), n_groves)
         time.sleep(args.poll_seconds)
     seconds = (described["stopDate"] - described["startDate"]).total_seconds()
     if described["status"] != "SUCCEEDED":
-        print(
-            f"\nexecution {described['status']}: "
-            f"{failure_message(described.get('error'), described.get('cause'))}",
-            file=sys.stderr,
+        return report_failure(
+            described.get("error"), described.get("cause"), f"\nexecution {described['status']}"
         )
-        return 1
     print("\n".join(summary_lines(json.loads(described["output"]), seconds)))
     return 0
 
@@ -219,7 +263,7 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_STORE,
         help="directory or s3://bucket[/prefix] (default ./%(default)s)",
     )
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=cmd_run, parser=run)
     start = commands.add_parser("start", help="start an execution of the deployed state machine")
     _request_arguments(start)
     target = start.add_mutually_exclusive_group()
@@ -231,17 +275,45 @@ def parser() -> argparse.ArgumentParser:
     )
     start.add_argument("--wait", action="store_true", help="follow the execution to its end")
     start.add_argument("--poll-seconds", type=float, default=3.0)
-    start.set_defaults(func=cmd_start)
+    start.set_defaults(func=cmd_start, parser=start)
     return root
+
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM reached the runner: raised in the main thread to unwind the build."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise Stopped(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    handlers = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         return args.func(args)
     except RequestError as exc:
         print(f"invalid request: {exc}", file=sys.stderr)
         return 2
+    except UsageError as exc:
+        print(f"groves: {exc}", file=sys.stderr)
+        return 2
+    except Stopped as stop:
+        # leaving run_local terminated every worker; the run's verified groves stay
+        name = signal.Signals(stop.signum).name
+        print(
+            f"\nstopped by {name}: every worker was terminated; continue the run with "
+            f"groves {args.command} {args.build_id} --resume",
+            file=sys.stderr,
+        )
+        return 128 + stop.signum
+    finally:
+        for signum, previous in handlers.items():
+            signal.signal(signum, previous)
 
 
 if __name__ == "__main__":

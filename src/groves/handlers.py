@@ -5,7 +5,10 @@ Events (what the state machine passes; ``events/`` has samples):
 - plan:        ``{"store": URI, "request": {...}}``
 - train_grove: ``{"store": URI, "build_id": ..., "run_id": ..., "grove": {...}}``
 - merge:       ``{"store": URI, "build_id": ..., "run_id": ...}``
-- predict:     ``{"store": URI, "build_id": ..., "run_id": ...}``
+- predict:     ``{"store": URI, "build_id": ..., "run_id": ...}`` (``run_id`` optional: the
+  build's latest committed run)
+
+Every run's files live under ``<build_id>/runs/<run_id>/`` (see ``groves.artifacts``).
 """
 
 from __future__ import annotations
@@ -45,11 +48,12 @@ def train_grove(event: Any, context: Any = None) -> dict[str, Any]:
     store, (build_id, run_id, grove) = _fields(event, "build_id", "run_id", "grove")
     meta = train_one(store, build_id, run_id, grove)
     log.info(
-        "grove %s of %s: %s trees in %.2fs",
+        "grove %s of %s: %s trees in %.2fs%s",
         grove["grove_id"],
         build_id,
         grove["n_trees"],
         meta["fit_seconds"],
+        " (verified file reused)" if meta["reused"] else "",
     )
     return meta
 
@@ -60,5 +64,5 @@ def merge(event: Any, context: Any = None) -> dict[str, Any]:
 
 
 def predict(event: Any, context: Any = None) -> dict[str, Any]:
-    store, (build_id, run_id) = _fields(event, "build_id", "run_id")
-    return score_build(store, build_id, run_id)
+    store, (build_id,) = _fields(event, "build_id")
+    return score_build(store, build_id, event.get("run_id"))

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from groves import handlers
-from groves.asl import Execution, Interpreter, execute
-from groves.storage import open_store
+from groves.asl import Execution, Interpreter, call_handler, execute
+from groves.storage import DEFAULT_STORE, open_store
 from groves.train import N_JOBS_ENV
+from groves.workers import WorkerPool
 
 # The template's DefinitionSubstitutions, and the handler each function ARN stands for.
 FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -25,7 +26,6 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 STORE_SUBSTITUTION = "StoreUri"
 LOCAL_ARN = "arn:aws:lambda:local:000000000000:function:{}"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
-DEFAULT_STORE = "groves-runs"
 
 
 def definition_path() -> Path:
@@ -46,9 +46,9 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def threads_per_worker(n_workers: int) -> dict[str, str]:
-    """Split the cores between the grove workers so they do not oversubscribe the machine."""
-    return {N_JOBS_ENV: str(max(1, usable_cores() // n_workers))}
+def threads_per_worker(concurrency: int) -> dict[str, str]:
+    """Split the cores between invocations running at once so they do not oversubscribe."""
+    return {N_JOBS_ENV: str(max(1, usable_cores() // concurrency))}
 
 
 def local_definition(
@@ -67,12 +67,17 @@ def run_local(
     workers: int | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> Execution:
-    """Execute the state machine on ``request``: Map iterations in up to ``workers`` processes."""
+    """Execute the state machine on ``request``. Every Task invocation runs in one of
+    ``workers`` warm worker processes, as a Lambda would; leaving early (an interrupt, an
+    error) terminates them all."""
     machine, resources = local_definition(open_store(store).uri)
-    interpreter = Interpreter(
-        resources=resources,
-        workers=workers or usable_cores(),
-        worker_env=threads_per_worker,
-        on_progress=on_progress,
-    )
-    return execute(machine, dict(request), interpreter, name=request.get("build_id"))
+    workers = workers or usable_cores()
+    with WorkerPool(workers, resources, call_handler) as pool:
+        interpreter = Interpreter(
+            resources=resources,
+            workers=workers,
+            worker_env=threads_per_worker,
+            on_progress=on_progress,
+            pool=pool,
+        )
+        return execute(machine, dict(request), interpreter, name=request.get("build_id"))

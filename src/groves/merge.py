@@ -1,8 +1,7 @@
-"""Assemble every planned grove into one plain scikit-learn forest, or refuse."""
+"""Assemble every planned grove into one plain scikit-learn forest and commit the run, or refuse."""
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import time
 from datetime import UTC, datetime
@@ -12,20 +11,22 @@ import numpy as np
 import sklearn
 
 from groves import __version__
+from groves.artifacts import (
+    commit,
+    digest,
+    grove_key,
+    load_verified,
+    manifest_key,
+    model_key,
+    run_prefix,
+)
 from groves.errors import BuildError
 from groves.plan import read_plan
-from groves.storage import Store, dump_joblib, get_json, load_joblib, put_json
-from groves.train import grove_key
+from groves.storage import Store, dump_joblib, get_json
 
 CONSISTENT_FIELDS = ("split_fingerprint", "n_features", "classes", "sklearn_version")
-
-
-def model_key(build_id: str) -> str:
-    return f"{build_id}/model.joblib"
-
-
-def manifest_key(build_id: str) -> str:
-    return f"{build_id}/manifest.json"
+GROVE_RECORD = ("grove_id", "seed", "n_trees", "sha256", "bytes", "fit_seconds", "seconds")
+META_FIELDS = {*GROVE_RECORD, *CONSISTENT_FIELDS, "build_id", "run_id"}
 
 
 def check_groves(plan: dict[str, Any], metas: list[dict[str, Any]]) -> None:
@@ -33,9 +34,15 @@ def check_groves(plan: dict[str, Any], metas: list[dict[str, Any]]) -> None:
     first = metas[0]
     for planned, meta in zip(plan["groves"], metas, strict=True):
         gid = planned["grove_id"]
-        if meta["run_id"] != plan["run_id"]:
-            raise BuildError(f"grove {gid} belongs to run {meta['run_id']}, not {plan['run_id']}")
-        if (meta["seed"], meta["n_trees"]) != (planned["seed"], planned["n_trees"]):
+        if (meta.get("build_id"), meta.get("run_id")) != (plan["build_id"], plan["run_id"]):
+            raise BuildError(
+                f"grove {gid} belongs to run {meta.get('run_id')}, not {plan['run_id']}"
+            )
+        if (meta["grove_id"], meta["seed"], meta["n_trees"]) != (
+            gid,
+            planned["seed"],
+            planned["n_trees"],
+        ):
             raise BuildError(
                 f"grove {gid} has seed/trees {meta['seed']}/{meta['n_trees']}, "
                 f"planned {planned['seed']}/{planned['n_trees']}"
@@ -52,76 +59,70 @@ def check_groves(plan: dict[str, Any], metas: list[dict[str, Any]]) -> None:
 
 def read_grove_metas(store: Store, plan: dict[str, Any]) -> list[dict[str, Any]]:
     """Each planned grove's metadata; a missing grove fails the whole merge."""
-    build_id = plan["build_id"]
+    build_id, run_id = plan["build_id"], plan["run_id"]
     metas, missing = [], []
     for grove in plan["groves"]:
-        key = grove_key(build_id, grove["grove_id"], "json")
-        if store.exists(key):
-            metas.append(get_json(store, key))
-        else:
+        key = grove_key(build_id, run_id, grove["grove_id"], "json")
+        if not store.exists(key):
             missing.append(grove["grove_id"])
+            continue
+        try:
+            meta = get_json(store, key)
+        except ValueError as exc:
+            raise BuildError(f"grove {grove['grove_id']}: {key} is not JSON") from exc
+        if not isinstance(meta, dict) or not set(meta) >= META_FIELDS:
+            raise BuildError(f"grove {grove['grove_id']}: {key} lacks the fields merge checks")
+        metas.append(meta)
     if missing:
         shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
         raise BuildError(
-            f"{len(missing)} of {len(plan['groves'])} planned groves of build {build_id!r} "
-            f"are missing: {shown}; no model was written"
+            f"{len(missing)} of {len(plan['groves'])} planned groves of run {run_id} of build "
+            f"{build_id!r} are missing: {shown}; no model was written"
         )
     return metas
 
 
-def combine(forests: list[Any], metas: list[dict[str, Any]]) -> Any:
-    """One forest holding every grove's trees, in grove order; each grove as its metadata says."""
-    for forest, meta in zip(forests, metas, strict=True):
+def load_groves(store: Store, plan: dict[str, Any], metas: list[dict[str, Any]]) -> Any:
+    """One forest holding every grove's trees, in grove order. Each grove file is found by its
+    own key, checked against its metadata's size and sha256 before it is unpickled, and must
+    hold what its metadata says."""
+    merged, trees = None, []
+    for meta in metas:
+        gid = meta["grove_id"]
+        key = grove_key(plan["build_id"], plan["run_id"], gid, "joblib")
+        forest = load_verified(store, key, meta, f"grove {gid}")
         classes = forest.classes_.tolist() if hasattr(forest, "classes_") else None
         found = (len(forest.estimators_), forest.n_features_in_, classes)
         if found != (meta["n_trees"], meta["n_features"], meta["classes"]):
-            raise BuildError(f"grove {meta['grove_id']}'s model does not match its metadata")
-    merged = forests[0]
-    merged.estimators_ = [tree for forest in forests for tree in forest.estimators_]
-    merged.n_estimators = len(merged.estimators_)
+            raise BuildError(f"grove {gid}'s model does not match its metadata")
+        trees.extend(forest.estimators_)
+        merged = merged or forest
+    merged.estimators_ = trees
+    merged.n_estimators = len(trees)
     return merged
 
 
 def merge_build(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
-    """Write ``model.joblib`` and then ``manifest.json``; return where they are."""
+    """Write the run's ``model.joblib``, then commit it: ``manifest.json``, then ``latest.json``."""
     started = time.perf_counter()
     plan = read_plan(store, build_id, run_id)
     metas = read_grove_metas(store, plan)
     check_groves(plan, metas)
-    forests = [load_joblib(store.get_bytes(meta["model_key"])) for meta in metas]
-    model = combine(forests, metas)
+    model = load_groves(store, plan, metas)
     model.set_params(random_state=plan["spec"]["seed"], n_jobs=None)
     blob = dump_joblib(model)
-    store.put_bytes(model_key(build_id), blob)
-    spec = plan["spec"]
+    store.put_bytes(model_key(build_id, run_id), blob)
     manifest = {
         "build_id": build_id,
         "run_id": run_id,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "estimator": spec["estimator"],
-        "spec": spec,
+        "estimator": plan["spec"]["estimator"],
+        "spec": plan["spec"],
         "n_trees": model.n_estimators,
         "n_groves": len(metas),
-        "groves": [
-            {
-                k: m[k]
-                for k in (
-                    "grove_id",
-                    "seed",
-                    "n_trees",
-                    "model_key",
-                    "bytes",
-                    "fit_seconds",
-                    "seconds",
-                    "peak_rss_mb",
-                )
-            }
-            for m in metas
-        ],
+        "groves": [{k: m[k] for k in GROVE_RECORD} for m in metas],
         "data": plan["data"],
-        "model_key": model_key(build_id),
-        "model_bytes": len(blob),
-        "model_sha256": hashlib.sha256(blob).hexdigest(),
+        "model": {"key": model_key(build_id, run_id), **digest(blob)},
         "versions": {
             "groves": __version__,
             "python": platform.python_version(),
@@ -134,10 +135,11 @@ def merge_build(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
             "merge_seconds": round(time.perf_counter() - started, 3),
         },
     }
-    put_json(store, manifest_key(build_id), manifest)
+    commit(store, build_id, run_id, manifest)
     return {
-        "model": f"{store.uri}/{model_key(build_id)}",
-        "manifest": f"{store.uri}/{manifest_key(build_id)}",
+        "run": f"{store.uri}/{run_prefix(build_id, run_id)}",
+        "model": f"{store.uri}/{model_key(build_id, run_id)}",
+        "manifest": f"{store.uri}/{manifest_key(build_id, run_id)}",
         "n_trees": model.n_estimators,
         "n_groves": len(metas),
         "model_bytes": len(blob),

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import math
 import re
-import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from groves import data
+from groves.artifacts import (
+    RUN_ID_FORM,
+    check_run_id,
+    is_committed,
+    latest_uncommitted,
+    new_run_id,
+    plan_key,
+)
 from groves.errors import BuildError, RequestError
-from groves.storage import Store, get_json, put_json
+from groves.storage import ArtifactNotFound, Store, get_json, put_json
 
 MAX_GROVES = 1000  # keeps the Map's item list far below Step Functions' 256 KB payload limit
 MAX_TREES = 100_000
-BUILD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+BUILD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 ESTIMATORS = {"classifier": RandomForestClassifier, "regressor": RandomForestRegressor}
 
 DEFAULTS: dict[str, Any] = {
@@ -31,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "max_concurrency": 10,
     "predict": False,
 }
-FIELDS = ("build_id", *DEFAULTS)
+FIELDS = ("build_id", *DEFAULTS, "resume")
 
 # Forest parameters a request may set; groves sets n_estimators, random_state and n_jobs itself.
 TREE_PARAMS = (
@@ -51,10 +59,6 @@ PARAMS = {"classifier": (*TREE_PARAMS, "class_weight"), "regressor": TREE_PARAMS
 CLASS_WEIGHTS = ("balanced", "balanced_subsample", None)
 
 
-def plan_key(build_id: str) -> str:
-    return f"{build_id}/plan.json"
-
-
 def validate_request(request: Any) -> dict[str, Any]:
     """The request with defaults filled in; a ``RequestError`` names the first bad field."""
     if not isinstance(request, dict):
@@ -62,15 +66,10 @@ def validate_request(request: Any) -> dict[str, Any]:
     unknown = sorted(set(request) - set(FIELDS))
     if unknown:
         raise RequestError(unknown[0], f"unknown field; allowed fields are {', '.join(FIELDS)}")
+    check_build_id(request)
+    if "resume" in request:
+        raise RequestError("resume", "a request that resumes a run has only build_id and resume")
     spec = {**DEFAULTS, **request}
-    if "build_id" not in request:
-        raise RequestError("build_id", "required: a name like 'digits-100'")
-    if not isinstance(spec["build_id"], str) or not BUILD_ID.match(spec["build_id"]):
-        raise RequestError(
-            "build_id",
-            f"{spec['build_id']!r} must be 1-80 characters of letters, digits, "
-            "'.', '_' or '-', starting with a letter or digit",
-        )
     _check_int(spec, "n_trees", 1, MAX_TREES)
     _check_int(spec, "grove_size", 1, MAX_TREES)
     _check_int(spec, "seed", 0, 2**32 - 1)
@@ -103,6 +102,19 @@ def validate_request(request: Any) -> dict[str, Any]:
         )
     spec["params"] = validate_params(spec["params"], spec["estimator"])
     return spec
+
+
+def check_build_id(request: dict[str, Any]) -> str:
+    if "build_id" not in request:
+        raise RequestError("build_id", "required: a name like 'digits-100'")
+    build_id = request["build_id"]
+    if not isinstance(build_id, str) or not BUILD_ID.fullmatch(build_id):
+        raise RequestError(
+            "build_id",
+            f"{build_id!r} must be 1-80 characters of letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit",
+        )
+    return build_id
 
 
 def _check_int(spec: dict[str, Any], field: str, low: int, high: int) -> None:
@@ -157,16 +169,21 @@ def plan_groves(n_trees: int, grove_size: int, seed: int) -> list[dict[str, int]
 
 
 def plan_build(store: Store, request: Any) -> dict[str, Any]:
-    """Validate the request and its data, write ``<build_id>/plan.json``, and return the plan."""
+    """Validate the request and its data, write a new run's ``plan.json``, and return the plan;
+    a request with ``resume`` returns the stored plan of the run it continues instead."""
+    if isinstance(request, dict) and "resume" in request:
+        return resume_plan(store, request)
     spec = validate_request(request)
     dataset = data.load_dataset(spec["dataset"], spec["target"])
     classes = data.check_target(dataset, spec["estimator"], spec["dataset"])
     split = data.split(dataset, spec["test_size"], spec["seed"], classes is not None)
     if classes is not None and len(np.unique(split.y_train)) != len(classes):
         raise RequestError("test_size", "leaves some class without training rows; lower it")
+    run_id = new_run_id()
     plan = {
         "build_id": spec["build_id"],
-        "run_id": uuid.uuid4().hex,
+        "run_id": run_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "spec": spec,
         "groves": plan_groves(spec["n_trees"], spec["grove_size"], spec["seed"]),
         "max_concurrency": spec["max_concurrency"],
@@ -181,16 +198,40 @@ def plan_build(store: Store, request: Any) -> dict[str, Any]:
             "feature_names": list(dataset.feature_names),
         },
     }
-    put_json(store, plan_key(spec["build_id"]), plan)
+    put_json(store, plan_key(spec["build_id"], run_id), plan)
     return plan
 
 
-def read_plan(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
-    """The stored plan of this run; a later plan under the same build id is a ``BuildError``."""
-    plan = get_json(store, plan_key(build_id))
-    if plan["run_id"] != run_id:
-        raise BuildError(
-            f"build {build_id!r} was planned again by run {plan['run_id']} while run {run_id} "
-            "was in progress; start one run per build_id at a time"
+def resume_plan(store: Store, request: dict[str, Any]) -> dict[str, Any]:
+    """The plan of the run to continue: ``resume: true`` takes the newest uncommitted run of
+    the build, ``resume: RUN_ID`` that run. Its groves that are done are not trained again."""
+    build_id = check_build_id(request)
+    extra = sorted(set(request) - {"build_id", "resume"})
+    if extra:
+        raise RequestError(
+            extra[0], "cannot be changed when resuming: the run continues with its stored plan"
         )
+    resume = request["resume"]
+    if resume is True:
+        run_id = latest_uncommitted(store, build_id)
+        if run_id is None:
+            raise RequestError("resume", f"build {build_id!r} has no uncommitted run to resume")
+    elif isinstance(resume, str):
+        run_id = check_run_id(resume, "resume")
+    else:
+        raise RequestError("resume", f"{resume!r} must be true or {RUN_ID_FORM}")
+    if is_committed(store, build_id, run_id):
+        raise RequestError("resume", f"run {run_id} of build {build_id!r} is already committed")
+    try:
+        plan = read_plan(store, build_id, run_id)
+    except ArtifactNotFound as exc:
+        raise RequestError("resume", f"build {build_id!r} has no run {run_id}") from exc
+    return {**plan, "resumed": True}
+
+
+def read_plan(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
+    """The stored plan of a run."""
+    plan = get_json(store, plan_key(build_id, check_run_id(run_id)))
+    if (plan["build_id"], plan["run_id"]) != (build_id, run_id):
+        raise BuildError(f"the plan of run {run_id} of build {build_id!r} names another run")
     return plan

@@ -1,4 +1,4 @@
-"""Score a merged forest on the run's held-out split by aggregating its groves' votes."""
+"""Score a committed run's forest on its held-out split by aggregating its groves' votes."""
 
 from __future__ import annotations
 
@@ -11,15 +11,11 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.metrics import accuracy_score, r2_score
 
+from groves.artifacts import load_verified, metrics_key, model_key, read_manifest
 from groves.errors import BuildError
-from groves.merge import manifest_key, model_key
 from groves.plan import read_plan
-from groves.storage import Store, get_json, load_joblib, put_json
+from groves.storage import Store, put_json
 from groves.train import load_split
-
-
-def metrics_key(build_id: str) -> str:
-    return f"{build_id}/metrics.json"
 
 
 def grove_votes(model: Any, grove_sizes: list[int], X: np.ndarray) -> list[np.ndarray]:
@@ -52,14 +48,17 @@ def score(model: Any, y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(r2_score(y_true, y_pred))
 
 
-def score_build(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
-    """Write ``metrics.json`` with the forest's and each grove's held-out score."""
+def score_build(store: Store, build_id: str, run_id: str | None = None) -> dict[str, Any]:
+    """Write the run's ``metrics.json`` with the forest's and each grove's held-out score.
+    ``run_id`` defaults to the build's latest committed run; the model is verified against
+    the run's manifest before it is loaded."""
     started = time.perf_counter()
+    manifest = read_manifest(store, build_id, run_id)
+    run_id = manifest["run_id"]
     plan = read_plan(store, build_id, run_id)
-    manifest = get_json(store, manifest_key(build_id))
-    if manifest["run_id"] != run_id:
-        raise BuildError(f"the model of build {build_id!r} is from run {manifest['run_id']}")
-    model = load_joblib(store.get_bytes(model_key(build_id)))
+    model = load_verified(
+        store, model_key(build_id, run_id), manifest["model"], f"the model of run {run_id}"
+    )
     split = load_split(plan)
     sizes = [g["n_trees"] for g in manifest["groves"]]
     votes = grove_votes(model, sizes, split.X_test)
@@ -82,6 +81,6 @@ def score_build(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
         "grove_scores": grove_scores,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    put_json(store, metrics_key(build_id), metrics)
+    put_json(store, metrics_key(build_id, run_id), metrics)
     summary = {k: v for k, v in metrics.items() if k != "grove_scores"}
-    return {**summary, "metrics": f"{store.uri}/{metrics_key(build_id)}"}
+    return {**summary, "metrics": f"{store.uri}/{metrics_key(build_id, run_id)}"}

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import joblib
 
 JOBLIB_COMPRESSION = 3
+DEFAULT_STORE = "groves-runs"  # where local runs go unless --store says otherwise
 
 
 class ArtifactNotFound(FileNotFoundError):
@@ -35,6 +36,8 @@ class Store(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def list_keys(self, prefix: str) -> list[str]: ...
+
+    def list_children(self, prefix: str) -> list[str]: ...
 
 
 class LocalStore:
@@ -80,6 +83,13 @@ class LocalStore:
             for p in base.rglob("*")
             if p.is_file() and not p.name.startswith(".")
         )
+
+    def list_children(self, prefix: str) -> list[str]:
+        """Names of the files and folders directly under ``prefix`` (a folder path)."""
+        base = self._path(prefix) if prefix.strip("/") else self.root
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if not p.name.startswith("."))
 
 
 class S3Store:
@@ -129,6 +139,19 @@ class S3Store:
         ):
             keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
         return sorted(keys)
+
+    def list_children(self, prefix: str) -> list[str]:
+        """Names of the objects and "folders" directly under ``prefix`` (a folder path)."""
+        folder = prefix.strip("/")
+        full = f"{self._key(folder)}/" if folder else (f"{self.prefix}/" if self.prefix else "")
+        names: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=full, Delimiter="/"
+        ):
+            folders = page.get("CommonPrefixes", [])
+            names.extend(p["Prefix"][len(full) :].rstrip("/") for p in folders)
+            names.extend(obj["Key"][len(full) :] for obj in page.get("Contents", []))
+        return sorted(n for n in names if n)
 
 
 def s3_client() -> Any:

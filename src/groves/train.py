@@ -12,15 +12,12 @@ import sklearn
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from groves import data
+from groves.artifacts import digest, grove_key, read_verified
 from groves.errors import BuildError
 from groves.plan import ESTIMATORS, read_plan
-from groves.storage import Store, dump_joblib, put_json
+from groves.storage import Store, dump_joblib, get_json, put_json
 
 N_JOBS_ENV = "GROVES_N_JOBS"
-
-
-def grove_key(build_id: str, grove_id: int, suffix: str) -> str:
-    return f"{build_id}/groves/grove_{grove_id:05d}.{suffix}"
 
 
 def peak_rss_mb() -> float:
@@ -56,26 +53,48 @@ def load_split(plan: dict[str, Any]) -> data.Split:
     )
 
 
+def verified_grove(
+    store: Store, build_id: str, run_id: str, grove: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The stored metadata of a grove of this run whose file matches it, else ``None``."""
+    meta_key = grove_key(build_id, run_id, grove["grove_id"], "json")
+    if not store.exists(meta_key):
+        return None
+    meta = get_json(store, meta_key)
+    if meta.get("run_id") != run_id or any(meta.get(k) != v for k, v in grove.items()):
+        return None
+    try:
+        read_verified(store, grove_key(build_id, run_id, grove["grove_id"], "joblib"), meta, "")
+    except BuildError:
+        return None
+    return meta
+
+
 def train_grove(store: Store, build_id: str, run_id: str, grove: dict[str, Any]) -> dict[str, Any]:
-    """Fit the grove on the shared training split, save it, and return small metadata."""
+    """Fit the grove on the shared training split, save it, and return small metadata.
+
+    Idempotent: a grove of this run that already has a verified file is not trained again
+    (what makes ``--resume`` and Step Functions redrive cheap)."""
     started = time.perf_counter()
     plan = read_plan(store, build_id, run_id)
     planned = {g["grove_id"]: g for g in plan["groves"]}
-    if planned.get(grove.get("grove_id")) != grove:
+    if not isinstance(grove, dict) or planned.get(grove.get("grove_id")) != grove:
         raise BuildError(f"grove {grove!r} is not part of the plan of build {build_id!r}")
+    done = verified_grove(store, build_id, run_id, grove)
+    if done is not None:
+        return {**done, "reused": True}
     split = load_split(plan)
     forest = make_forest(plan["spec"], grove["n_trees"], grove["seed"])
     fit_started = time.perf_counter()
     forest.fit(split.X_train, split.y_train)
     fit_seconds = time.perf_counter() - fit_started
     blob = dump_joblib(forest)
-    model_key = grove_key(build_id, grove["grove_id"], "joblib")
-    store.put_bytes(model_key, blob)
+    store.put_bytes(grove_key(build_id, run_id, grove["grove_id"], "joblib"), blob)
     meta = {
         **grove,
+        "build_id": build_id,
         "run_id": run_id,
-        "model_key": model_key,
-        "bytes": len(blob),
+        **digest(blob),
         "fit_seconds": round(fit_seconds, 3),
         "seconds": round(time.perf_counter() - started, 3),
         "peak_rss_mb": peak_rss_mb(),
@@ -85,5 +104,5 @@ def train_grove(store: Store, build_id: str, run_id: str, grove: dict[str, Any])
         "split_fingerprint": split.fingerprint,
         "sklearn_version": sklearn.__version__,
     }
-    put_json(store, grove_key(build_id, grove["grove_id"], "json"), meta)
-    return meta
+    put_json(store, grove_key(build_id, run_id, grove["grove_id"], "json"), meta)
+    return {**meta, "reused": False}

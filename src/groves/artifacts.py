@@ -1,0 +1,184 @@
+"""Where a build's files live, how a run is committed, and how files are verified before use.
+
+Every execution is a *run* with a folder of its own; nothing of one run is written into another's::
+
+    <build_id>/latest.json                              the last committed run (merge, after
+                                                        the manifest)
+    <build_id>/runs/<run_id>/plan.json                  validated request, grove seeds, data (plan)
+    <build_id>/runs/<run_id>/groves/grove_NNNNN.joblib  a fitted grove (train_grove, first)
+    <build_id>/runs/<run_id>/groves/grove_NNNNN.json    its metadata with the file's sha256 and
+                                                        size (train_grove, last: the grove's commit)
+    <build_id>/runs/<run_id>/model.joblib               the merged forest (merge)
+    <build_id>/runs/<run_id>/manifest.json              every grove's and the model's sha256 (merge,
+                                                        last: the run is *committed* once it exists)
+    <build_id>/runs/<run_id>/metrics.json               held-out scores (predict, after the commit)
+
+Readers derive every key from the build and run ids themselves, never from stored metadata, and
+check a file's size and sha256 against what its writer recorded **before** unpickling it: a
+swapped, truncated or planted file is refused and its code never runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from groves.errors import BuildError, RequestError
+from groves.storage import ArtifactNotFound, Store, get_json, load_joblib, put_json
+
+RUN_ID = re.compile(r"\d{8}T\d{9}Z-[0-9a-f]{8}")
+RUN_ID_FORM = "a run id such as 20261125T120301123Z-1a2b3c4d"
+
+
+def new_run_id() -> str:
+    """A run id that sorts by start time (UTC, to the millisecond) and is unique."""
+    now = datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(4)}"
+
+
+def check_run_id(run_id: Any, field: str = "run_id") -> str:
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise RequestError(field, f"{run_id!r} is not {RUN_ID_FORM}")
+    return run_id
+
+
+def runs_prefix(build_id: str) -> str:
+    return f"{build_id}/runs/"
+
+
+def run_prefix(build_id: str, run_id: str) -> str:
+    return f"{runs_prefix(build_id)}{run_id}"
+
+
+def latest_key(build_id: str) -> str:
+    return f"{build_id}/latest.json"
+
+
+def plan_key(build_id: str, run_id: str) -> str:
+    return f"{run_prefix(build_id, run_id)}/plan.json"
+
+
+def grove_key(build_id: str, run_id: str, grove_id: int, suffix: str) -> str:
+    return f"{run_prefix(build_id, run_id)}/groves/grove_{grove_id:05d}.{suffix}"
+
+
+def model_key(build_id: str, run_id: str) -> str:
+    return f"{run_prefix(build_id, run_id)}/model.joblib"
+
+
+def manifest_key(build_id: str, run_id: str) -> str:
+    return f"{run_prefix(build_id, run_id)}/manifest.json"
+
+
+def metrics_key(build_id: str, run_id: str) -> str:
+    return f"{run_prefix(build_id, run_id)}/metrics.json"
+
+
+# ---- integrity -----------------------------------------------------------------------------
+
+
+def digest(blob: bytes) -> dict[str, Any]:
+    """What a writer records of a file so that a reader can verify it: sha256 and size."""
+    return {"sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
+
+
+def read_verified(store: Store, key: str, expected: Mapping[str, Any], what: str) -> bytes:
+    """The bytes at ``key`` if their size and sha256 are the recorded ones; else a
+    ``BuildError`` naming ``what`` (e.g. ``grove 3``)."""
+    try:
+        blob = store.get_bytes(key)
+    except ArtifactNotFound as exc:
+        raise BuildError(f"{what}: {key} is missing") from exc
+    if len(blob) != expected.get("bytes"):
+        raise BuildError(
+            f"{what}: {key} has {len(blob)} bytes but {expected.get('bytes')} were recorded "
+            "(truncated or replaced); it was not loaded"
+        )
+    if hashlib.sha256(blob).hexdigest() != expected.get("sha256"):
+        raise BuildError(
+            f"{what}: {key} does not match its recorded sha256 (corrupt or replaced); "
+            "it was not loaded"
+        )
+    return blob
+
+
+def load_verified(store: Store, key: str, expected: Mapping[str, Any], what: str) -> Any:
+    """Unpickle a joblib file only after ``read_verified`` accepted it."""
+    blob = read_verified(store, key, expected, what)
+    try:
+        return load_joblib(blob)
+    except Exception as exc:  # a file that matches its record but is no joblib pickle
+        raise BuildError(f"{what}: {key} cannot be loaded: {type(exc).__name__}") from exc
+
+
+# ---- runs ----------------------------------------------------------------------------------
+
+
+def run_ids(store: Store, build_id: str) -> list[str]:
+    """Every run of a build that has a folder, oldest first."""
+    return sorted(n for n in store.list_children(runs_prefix(build_id)) if RUN_ID.fullmatch(n))
+
+
+def is_committed(store: Store, build_id: str, run_id: str) -> bool:
+    return store.exists(manifest_key(build_id, run_id))
+
+
+def commit(store: Store, build_id: str, run_id: str, manifest: dict[str, Any]) -> None:
+    """Write the run's manifest (its commit mark), then point ``latest.json`` at the run."""
+    put_json(store, manifest_key(build_id, run_id), manifest)
+    put_json(
+        store,
+        latest_key(build_id),
+        {
+            "build_id": build_id,
+            "run_id": run_id,
+            "committed_at": manifest["created_at"],
+            "manifest": manifest_key(build_id, run_id),
+        },
+    )
+
+
+def latest_uncommitted(store: Store, build_id: str) -> str | None:
+    """The newest run of a build that has a plan but no manifest yet."""
+    for run_id in reversed(run_ids(store, build_id)):
+        if store.exists(plan_key(build_id, run_id)) and not is_committed(store, build_id, run_id):
+            return run_id
+    return None
+
+
+def committed_run(store: Store, build_id: str, run_id: str | None = None) -> str:
+    """``run_id`` if that run is committed, or by default the run ``latest.json`` names."""
+    if run_id is None:
+        try:
+            run_id = check_run_id(get_json(store, latest_key(build_id))["run_id"])
+        except ArtifactNotFound as exc:
+            raise BuildError(f"build {build_id!r} has no committed run in {store.uri}") from exc
+    check_run_id(run_id)
+    if not is_committed(store, build_id, run_id):
+        raise BuildError(f"run {run_id} of build {build_id!r} is not committed (no manifest)")
+    return run_id
+
+
+def read_manifest(store: Store, build_id: str, run_id: str | None = None) -> dict[str, Any]:
+    """The manifest of a committed run (by default the latest)."""
+    run_id = committed_run(store, build_id, run_id)
+    manifest = get_json(store, manifest_key(build_id, run_id))
+    if (manifest.get("build_id"), manifest.get("run_id")) != (build_id, run_id):
+        raise BuildError(f"the manifest of run {run_id} of build {build_id!r} names another run")
+    return manifest
+
+
+def load_model(store: Store, build_id: str, run_id: str | None = None) -> Any:
+    """The committed plain scikit-learn forest of a run (by default the latest), verified
+    against its manifest before it is unpickled."""
+    manifest = read_manifest(store, build_id, run_id)
+    return load_verified(
+        store,
+        model_key(build_id, manifest["run_id"]),
+        manifest["model"],
+        f"the model of run {manifest['run_id']} of build {build_id!r}",
+    )

@@ -1,0 +1,162 @@
+"""Warm worker processes that run Task invocations the way Lambda runs a function: apart from
+the runner, so that a crash, an out-of-memory kill or a stop request ends only what it should.
+
+- Each worker imports the handlers once and then serves one invocation at a time.
+- A worker that dies (killed, out of memory) fails exactly the invocation it was running with
+  Step Functions' error for a Lambda that exited: ``Lambda.Unknown``; a fresh worker replaces it.
+- ``close()`` terminates every worker (SIGTERM, then SIGKILL after a grace period), so a stopped
+  build leaves no process behind; a worker whose runner dies exits on its own.
+- Workers ignore SIGINT: Ctrl-C reaches the whole process group, and the runner decides.
+
+``concurrent.futures`` cannot tell which task a dead worker was running nor (before Python 3.14)
+terminate its workers, so this is a small dispatch over ``multiprocessing``'s own primitives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from multiprocessing import get_context, parent_process
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+# ("ok", result) or ("error", error name, cause), as Step Functions sees a Lambda invocation end.
+Outcome = tuple[str, Any] | tuple[str, str, str]
+Call = Callable[[Callable[[Any], Any], Any], Outcome]
+GRACE_SECONDS = 1.0
+SIGNAL_WORDS = {"SIGKILL": "killed", "SIGTERM": "terminated", "SIGSEGV": "segmentation fault"}
+
+
+class PoolClosed(RuntimeError):
+    """The pool was closed (the build is stopping) while an invocation waited for it."""
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Connection
+
+
+class WorkerPool:
+    """``size`` worker processes serving ``invoke(resource, payload)`` from any thread."""
+
+    def __init__(self, size: int, handlers: Mapping[str, Callable[[Any], Any]], call: Call):
+        self._context = get_context("spawn")
+        self._handlers, self._call = dict(handlers), call
+        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._size = size
+        self.closed = False
+        for _ in range(size):
+            self._idle.put(self._start())
+
+    def _start(self) -> _Worker:
+        parent_end, child_end = self._context.Pipe()
+        process = self._context.Process(
+            target=_serve, args=(child_end, self._handlers, self._call), daemon=True
+        )
+        process.start()
+        child_end.close()
+        worker = _Worker(process, parent_end)
+        with self._lock:
+            self._workers.append(worker)
+        return worker
+
+    def _take(self) -> _Worker:
+        """An idle live worker; a fresh one in place of a worker that died."""
+        while not self.closed:
+            with self._lock:
+                short = len(self._workers) < self._size
+            if short:
+                return self._start()
+            try:
+                worker = self._idle.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if worker.process.is_alive():
+                return worker
+            self._forget(worker)
+        raise PoolClosed("the build is stopping")
+
+    def _forget(self, worker: _Worker) -> None:
+        with self._lock:
+            self._workers.remove(worker)
+        worker.conn.close()
+
+    def invoke(self, resource: str, payload: Any, env: Mapping[str, str]) -> Outcome:
+        """Run one invocation in an idle worker and wait for its outcome."""
+        worker = self._take()
+        try:
+            worker.conn.send((resource, payload, dict(env)))
+            wait([worker.conn, worker.process.sentinel])
+            outcome = worker.conn.recv() if worker.conn.poll() else None
+        except (EOFError, OSError):
+            outcome = None
+        if outcome is not None:
+            self._idle.put(worker)
+            return outcome
+        worker.process.join(GRACE_SECONDS)
+        if self.closed:
+            raise PoolClosed("the build is stopping")
+        self._forget(worker)
+        return _exited(worker.process.pid, worker.process.exitcode)
+
+    def close(self) -> None:
+        """Terminate every worker; kill the ones still alive after a grace period."""
+        self.closed = True
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:
+            if worker.process.is_alive():
+                worker.process.terminate()
+        for worker in workers:
+            worker.process.join(GRACE_SECONDS)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.conn.close()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _exited(pid: int | None, exitcode: int | None) -> Outcome:
+    """What Step Functions reports when the Lambda runtime exits mid-invocation."""
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        how = f"signal: {SIGNAL_WORDS.get(name, name.removeprefix('SIG').lower())}"
+    else:
+        how = f"exit status {exitcode}"
+    cause = {
+        "errorType": "Runtime.ExitError",
+        "errorMessage": f"Runtime exited with error: {how} (worker process {pid})",
+    }
+    return ("error", "Lambda.Unknown", json.dumps(cause))
+
+
+def _exit_with_parent() -> None:
+    parent = parent_process()
+    if parent is not None:
+        wait([parent.sentinel])
+        os._exit(1)
+
+
+def _serve(conn: Connection, handlers: Mapping[str, Callable[[Any], Any]], call: Call) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+    while True:
+        try:
+            resource, payload, env = conn.recv()
+        except (EOFError, OSError):
+            return
+        os.environ.update(env)
+        conn.send(call(handlers[resource], payload))
