@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import json
 import re
@@ -14,7 +15,7 @@ from cfnlint.decode import decode
 from conftest import ROOT
 from packaging.requirements import Requirement
 
-from groves import handlers
+from groves import artifacts, handlers
 from groves.local import FUNCTIONS, STORE_SUBSTITUTION, definition_path
 from groves.plan import validate_request
 
@@ -123,19 +124,109 @@ def test_every_task_retries_lambda_errors_and_catches_to_a_fail_state() -> None:
     assert machine["States"]["TrainGroves"]["MaxConcurrencyPath"] == "$.max_concurrency"
 
 
-def test_policies_are_least_privilege(template) -> None:
+FORBIDDEN = {"s3:*", "s3:DeleteObject", "s3:PutObjectAcl", "s3:PutLifecycleConfiguration"}
+RUN = "20261125T120301123Z-1a2b3c4d"
+# What each step writes, as groves.artifacts names it: the template must allow exactly these.
+WRITES = {
+    "PlanFunction": [artifacts.plan_key("b", RUN)],
+    "TrainGroveFunction": [artifacts.grove_key("b", RUN, 7, s) for s in ("joblib", "json")],
+    "MergeFunction": [
+        artifacts.model_key("b", RUN),
+        artifacts.manifest_key("b", RUN),
+        artifacts.latest_key("b"),
+    ],
+    "PredictFunction": [artifacts.metrics_key("b", RUN)],
+}
+
+
+def statements(policies: list[Any]) -> list[dict[str, Any]]:
+    """Every inline statement, with a conditional policy's when-true branch."""
+    found = []
+    for policy in policies:
+        if "Fn::If" in policy:
+            policy = policy["Fn::If"][1]
+        found.extend(policy.get("Statement", []))
+    return found
+
+
+def object_patterns(resources: Any) -> list[str]:
+    """The object-key part of each ``arn:...:s3:::${Bucket}/KEY`` resource."""
+    resources = resources if isinstance(resources, list) else [resources]
+    subs = [r["Fn::Sub"] for r in resources]
+    return [(sub[0] if isinstance(sub, list) else sub).split(":::", 1)[1] for sub in subs]
+
+
+def allowed(pattern: str, key: str) -> bool:
+    """IAM resource matching: ``*`` matches any run of characters, ``/`` included."""
+    return fnmatch.fnmatchcase(key, pattern.replace("${Bucket}/", "", 1))
+
+
+def test_each_function_writes_only_its_own_files(template) -> None:
     resources = template["Resources"]
-    machine = resources["ForestStateMachine"]["Properties"]["Policies"]
-    invoked = [p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in machine]
-    functions = [k for k, r in resources.items() if r["Type"] == "AWS::Serverless::Function"]
-    assert sorted(invoked) == sorted(functions) and len(functions) == 4
-    for logical_id, resource in resources.items():
-        if resource["Type"] != "AWS::Serverless::Function":
-            continue
-        for policy in resource["Properties"]["Policies"]:
-            text = json.dumps(policy)
-            assert "S3CrudPolicy" in text or "S3ReadPolicy" in text, logical_id
-            assert "*" not in text, logical_id
+    functions = {k: r for k, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    assert set(functions) == set(WRITES)
+    for name, function in functions.items():
+        found = statements(function["Properties"]["Policies"])
+        actions = {
+            a
+            for s in found
+            for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        }
+        assert not actions & FORBIDDEN and all("*" not in a for a in actions), name
+        assert actions <= {"s3:GetObject", "s3:ListBucket", "s3:PutObject"}, name
+        writes = [
+            p
+            for s in found
+            if s["Action"] == "s3:PutObject"
+            for p in object_patterns(s["Resource"])
+        ]
+        for step, keys in WRITES.items():
+            for key in keys:
+                assert any(allowed(p, key) for p in writes) == (step == name), (name, key)
+
+
+def test_state_machine_invokes_only_its_functions_and_logs_and_traces(template) -> None:
+    resources = template["Resources"]
+    machine = resources["ForestStateMachine"]["Properties"]
+    invoked = [
+        p["LambdaInvokePolicy"]["FunctionName"]["Ref"]
+        for p in machine["Policies"]
+        if "LambdaInvokePolicy" in p
+    ]
+    assert sorted(invoked) == sorted(WRITES)
+    for statement in statements(machine["Policies"]):
+        assert all(a.split(":")[0] in ("logs", "xray") for a in statement["Action"])
+    assert machine["Tracing"] == {"Enabled": True}
+    logging = machine["Logging"]
+    assert logging["Level"] == {"Ref": "StateMachineLogLevel"}
+    parameters = template["Parameters"]
+    assert parameters["StateMachineLogLevel"]["AllowedValues"] == ["ERROR", "ALL"]
+    assert parameters["StateMachineLogLevel"]["Default"] == "ERROR"
+    assert parameters["LogExecutionData"]["Default"] == "false"
+    [destination] = logging["Destinations"]
+    assert (
+        destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+        == "StateMachineLogGroup"
+    )
+    assert template["Globals"]["Function"]["Tracing"] == "Active"
+
+
+def test_every_log_group_has_the_retention_parameter(template) -> None:
+    resources = template["Resources"]
+    groups = {
+        k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"
+    }
+    assert all(g["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups.values())
+    names = [g["LogGroupName"]["Fn::Sub"] for g in groups.values()]
+    for function in WRITES:
+        assert f"/aws/lambda/${{{function}}}" in names, function
+
+
+def test_the_bucket_refuses_requests_without_tls(template) -> None:
+    policy = template["Resources"]["ArtifactBucketPolicy"]["Properties"]["PolicyDocument"]
+    [deny] = policy["Statement"]
+    assert (deny["Effect"], deny["Principal"], deny["Action"]) == ("Deny", "*", "s3:*")
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 def test_lambda_pins_fall_inside_the_package_ranges() -> None:

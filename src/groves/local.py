@@ -66,11 +66,12 @@ def run_local(
     *,
     workers: int | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
+    functions: Mapping[str, Callable[..., Any]] = FUNCTIONS,
 ) -> Execution:
     """Execute the state machine on ``request``. Every Task invocation runs in one of
     ``workers`` warm worker processes, as a Lambda would; leaving early (an interrupt, an
-    error) terminates them all."""
-    machine, resources = local_definition(open_store(store).uri)
+    error) terminates them all. ``functions`` replaces handlers, as a fault would on AWS."""
+    machine, resources = local_definition(open_store(store).uri, functions)
     workers = workers or usable_cores()
     with WorkerPool(workers, resources, call_handler) as pool:
         interpreter = Interpreter(

@@ -1,7 +1,8 @@
 """Warm worker processes that run Task invocations the way Lambda runs a function: apart from
 the runner, so that a crash, an out-of-memory kill or a stop request ends only what it should.
 
-- Each worker imports the handlers once and then serves one invocation at a time.
+- Workers fork from a server that imported the handlers' modules once (``forkserver``; ``spawn``
+  where there is none), take the runner's environment, and serve one invocation at a time.
 - A worker that dies (killed, out of memory) fails exactly the invocation it was running with
   Step Functions' error for a Lambda that exited: ``Lambda.Unknown``; a fresh worker replaces it.
 - ``close()`` terminates every worker (SIGTERM, then SIGKILL after a grace period), so a stopped
@@ -21,7 +22,7 @@ import signal
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from multiprocessing import get_context, parent_process
+from multiprocessing import get_all_start_methods, get_context, parent_process
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -29,6 +30,7 @@ from typing import Any
 Outcome = tuple[str, Any] | tuple[str, str, str]
 Call = Callable[[Callable[[Any], Any], Any], Outcome]
 GRACE_SECONDS = 1.0
+START_METHOD = "forkserver" if "forkserver" in get_all_start_methods() else "spawn"
 SIGNAL_WORDS = {"SIGKILL": "killed", "SIGTERM": "terminated", "SIGSEGV": "segmentation fault"}
 
 
@@ -46,7 +48,12 @@ class WorkerPool:
     """``size`` worker processes serving ``invoke(resource, payload)`` from any thread."""
 
     def __init__(self, size: int, handlers: Mapping[str, Callable[[Any], Any]], call: Call):
-        self._context = get_context("spawn")
+        self._context = get_context(START_METHOD)
+        if START_METHOD == "forkserver":
+            # workers fork from one server that imported the handlers' modules once
+            self._context.set_forkserver_preload(
+                sorted({handler.__module__ for handler in handlers.values()})
+            )
         self._handlers, self._call = dict(handlers), call
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._workers: list[_Worker] = []
@@ -58,8 +65,11 @@ class WorkerPool:
 
     def _start(self) -> _Worker:
         parent_end, child_end = self._context.Pipe()
+        # a forked worker gets the runner's environment as it is now, as a spawned one would
         process = self._context.Process(
-            target=_serve, args=(child_end, self._handlers, self._call), daemon=True
+            target=_serve,
+            args=(child_end, self._handlers, self._call, dict(os.environ)),
+            daemon=True,
         )
         process.start()
         child_end.close()
@@ -150,7 +160,14 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
 
-def _serve(conn: Connection, handlers: Mapping[str, Callable[[Any], Any]], call: Call) -> None:
+def _serve(
+    conn: Connection,
+    handlers: Mapping[str, Callable[[Any], Any]],
+    call: Call,
+    environ: Mapping[str, str],
+) -> None:
+    os.environ.clear()
+    os.environ.update(environ)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     while True:
