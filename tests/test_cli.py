@@ -110,3 +110,15 @@ def test_start_wait_follows_the_execution_to_its_end(deployed, monkeypatch, caps
     assert code == 1
     err = capsys.readouterr().err
     assert "TrainGroves [" in err and "execution ABORTED" in err
+
+
+def test_start_resume_sends_a_resume_request(deployed, capsys) -> None:
+    sfn, arn = deployed
+    assert cli.main(["start", "prod-1", "--resume", "--state-machine-arn", arn]) == 0
+    [execution] = sfn.list_executions(stateMachineArn=arn)["executions"]
+    sent = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+    assert sent == {"build_id": "prod-1", "resume": True}
+    assert cli.main(["start", "prod-1", "--resume", "-g", "5", "--state-machine-arn", arn]) == 2
+    assert "--resume continues the run with its stored request; drop --grove" in (
+        capsys.readouterr().err
+    )

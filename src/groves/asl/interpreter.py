@@ -1,23 +1,10 @@
-"""A local interpreter for the part of the Amazon States Language that groves' state machine uses.
-
-Supported: Task, Map (inline, MaxConcurrency/MaxConcurrencyPath, iterations in threads), Choice,
-Pass, Succeed, Fail (Error/Cause and ErrorPath/CausePath), Retry, Catch, InputPath, Parameters,
-ItemsPath, ItemSelector, ResultSelector, ResultPath, OutputPath, and the context object
-(``$$.Execution``, ``$$.State``, ``$$.Map.Item``). Anything else is refused when the definition is
-loaded, so a definition that runs here uses nothing the runner ignores.
-
-Task invocations run in the calling thread, or, given a ``WorkerPool``, in worker processes
-as Lambda runs them (a worker that dies fails its invocation with ``Lambda.Unknown``). Map
-iterations are interpreted in threads of this process, so the history keeps every iteration's
-states and retries, tagged with the iteration's index.
-"""
+"""Executions: states, retries, catchers, Map iterations in threads, Task invocations in the
+calling thread or in a ``WorkerPool``'s processes."""
 
 from __future__ import annotations
 
-import copy
 import json
 import random
-import re
 import threading
 import time
 import traceback
@@ -28,205 +15,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from groves.asl.choice import rule_matches
+from groves.asl.errors import StatesError
+from groves.asl.paths import evaluate, get_path, select, set_path
+from groves.asl.validation import Handler, validate
 from groves.workers import Outcome, WorkerPool
 
 PAYLOAD_LIMIT = 262_144  # Step Functions' limit on a state's input or output, in bytes
-Handler = Callable[[Any], Any]
-
-COMMON = {"Type", "Comment", "Next", "End", "InputPath", "OutputPath"}
-FIELDS = {
-    "Task": COMMON | {"Resource", "Parameters", "ResultSelector", "ResultPath", "Retry", "Catch"},
-    "Map": COMMON
-    | {
-        "ItemsPath",
-        "ItemSelector",
-        "ItemProcessor",
-        "MaxConcurrency",
-        "MaxConcurrencyPath",
-        "ResultSelector",
-        "ResultPath",
-        "Retry",
-        "Catch",
-    },
-    "Pass": COMMON | {"Parameters", "Result", "ResultPath"},
-    "Choice": {"Type", "Comment", "InputPath", "OutputPath", "Choices", "Default"},
-    "Succeed": {"Type", "Comment", "InputPath", "OutputPath"},
-    "Fail": {"Type", "Comment", "Error", "Cause", "ErrorPath", "CausePath"},
-}
-RETRY_FIELDS = {
-    "ErrorEquals",
-    "IntervalSeconds",
-    "MaxAttempts",
-    "BackoffRate",
-    "MaxDelaySeconds",
-    "JitterStrategy",
-    "Comment",
-}
-CATCH_FIELDS = {"ErrorEquals", "ResultPath", "Next", "Comment"}
-COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
-    "StringEquals": lambda a, b: isinstance(a, str) and a == b,
-    "BooleanEquals": lambda a, b: isinstance(a, bool) and a == b,
-    "NumericEquals": lambda a, b: _is_number(a) and a == b,
-    "NumericLessThan": lambda a, b: _is_number(a) and a < b,
-    "NumericGreaterThan": lambda a, b: _is_number(a) and a > b,
-    "NumericLessThanEquals": lambda a, b: _is_number(a) and a <= b,
-    "NumericGreaterThanEquals": lambda a, b: _is_number(a) and a >= b,
-    "IsNull": lambda a, b: (a is None) == b,
-    "IsBoolean": lambda a, b: isinstance(a, bool) == b,
-    "IsNumeric": lambda a, b: _is_number(a) == b,
-    "IsString": lambda a, b: isinstance(a, str) == b,
-}
-TOKEN = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\['([^']*)'\]")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-class StatesError(Exception):
-    """An error as Step Functions names it (``error``) with its ``cause``."""
-
-    def __init__(self, error: str, cause: str = "") -> None:
-        super().__init__(f"{error}: {cause}" if cause else error)
-        self.error = error
-        self.cause = cause
 
 
 class _NotStarted(Exception):
     """A Map iteration that did not start because another one had failed."""
-
-
-class UnsupportedDefinition(ValueError):
-    """The definition uses something this interpreter does not implement."""
-
-
-# ---- paths -------------------------------------------------------------------------------
-
-
-def _tokens(path: str) -> list[str | int]:
-    rest, tokens = path[1:], []
-    while rest:
-        match = TOKEN.match(rest)
-        if not match:
-            raise UnsupportedDefinition(
-                f"path {path!r}: only $.field, $['field'] and [n] steps are supported"
-            )
-        name, index, quoted = match.groups()
-        tokens.append(int(index) if index is not None else name if name is not None else quoted)
-        rest = rest[match.end() :]
-    return tokens
-
-
-def get_path(data: Any, path: str, context: Any = None) -> Any:
-    """The value at a reference path; ``$$`` paths read the context object."""
-    root, rest = (context, path[1:]) if path.startswith("$$") else (data, path)
-    if not rest.startswith("$"):
-        raise UnsupportedDefinition(f"path {path!r} must start with $")
-    value = root
-    for token in _tokens(rest):
-        try:
-            value = value[token]
-        except (KeyError, IndexError, TypeError) as exc:
-            raise StatesError(
-                "States.Runtime", f"the path {path!r} matches nothing in {json.dumps(root)[:500]}"
-            ) from exc
-    return value
-
-
-def path_exists(data: Any, path: str) -> bool:
-    try:
-        get_path(data, path)
-    except StatesError:
-        return False
-    return True
-
-
-def set_path(data: Any, path: str | None, value: Any) -> Any:
-    """Apply a ResultPath: ``None`` keeps the input, ``$`` replaces it, ``$.a.b`` sets a field."""
-    if path is None:
-        return data
-    tokens = _tokens(path)
-    if not tokens:
-        return value
-    result = copy.deepcopy(data) if isinstance(data, dict) else {}
-    node = result
-    for token in tokens[:-1]:
-        if not isinstance(node.get(token), dict):
-            node[token] = {}
-        node = node[token]
-    node[tokens[-1]] = value
-    return result
-
-
-def evaluate(template: Any, data: Any, context: Any) -> Any:
-    """Evaluate a payload template (Parameters, ItemSelector, ResultSelector)."""
-    if isinstance(template, list):
-        return [evaluate(item, data, context) for item in template]
-    if not isinstance(template, dict):
-        return template
-    result = {}
-    for key, value in template.items():
-        if key.endswith(".$"):
-            if not isinstance(value, str) or not value.startswith("$"):
-                raise UnsupportedDefinition(
-                    f"{key}: {value!r}: only paths are supported, not intrinsic functions"
-                )
-            result[key[:-2]] = get_path(data, value, context)
-        else:
-            result[key] = evaluate(value, data, context)
-    return result
-
-
-def _select(data: Any, path: Any) -> Any:
-    """Apply an InputPath or OutputPath (``None`` gives ``{}``)."""
-    if path is None:
-        return {}
-    return get_path(data, path)
-
-
-# ---- validation --------------------------------------------------------------------------
-
-
-def validate(machine: Mapping[str, Any], resources: Mapping[str, Handler], where: str = "") -> None:
-    """Refuse a definition that uses anything this interpreter would not run faithfully."""
-    states = machine.get("States", {})
-    if machine.get("StartAt") not in states:
-        raise UnsupportedDefinition(f"{where}StartAt {machine.get('StartAt')!r} is not a state")
-    for name, state in states.items():
-        kind = state.get("Type")
-        if kind not in FIELDS:
-            raise UnsupportedDefinition(f"state {name!r}: type {kind!r} is not supported")
-        extra = set(state) - FIELDS[kind]
-        if extra:
-            raise UnsupportedDefinition(f"state {name!r}: field(s) {sorted(extra)} not supported")
-        targets = [state.get("Next"), state.get("Default")]
-        targets += [c.get("Next") for c in state.get("Catch", []) + state.get("Choices", [])]
-        for target in filter(None, targets):
-            if target not in states:
-                raise UnsupportedDefinition(f"state {name!r}: Next {target!r} is not a state")
-        for retrier in state.get("Retry", []):
-            if set(retrier) - RETRY_FIELDS:
-                raise UnsupportedDefinition(
-                    f"state {name!r}: Retry field(s) {sorted(set(retrier) - RETRY_FIELDS)}"
-                )
-        for catcher in state.get("Catch", []):
-            if set(catcher) - CATCH_FIELDS:
-                raise UnsupportedDefinition(
-                    f"state {name!r}: Catch field(s) {sorted(set(catcher) - CATCH_FIELDS)}"
-                )
-        if kind == "Task" and state["Resource"] not in resources:
-            raise UnsupportedDefinition(
-                f"state {name!r}: no local handler for resource {state['Resource']!r}"
-            )
-        if kind == "Map":
-            processor = state["ItemProcessor"]
-            mode = processor.get("ProcessorConfig", {}).get("Mode", "INLINE")
-            if mode != "INLINE":
-                raise UnsupportedDefinition(f"state {name!r}: Map mode {mode!r} not supported")
-            validate(processor, resources, where=f"{where}{name}.")
-
-
-# ---- execution ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -281,13 +80,13 @@ class Interpreter:
             if kind == "Fail":
                 raise StatesError(*self._failure(state, data))
             if kind == "Succeed":
-                return _select(
-                    _select(data, state.get("InputPath", "$")), state.get("OutputPath", "$")
+                return select(
+                    select(data, state.get("InputPath", "$")), state.get("OutputPath", "$")
                 )
             if kind == "Choice":
-                name = self._choose(name, state, _select(data, state.get("InputPath", "$")))
-                data = _select(
-                    _select(data, state.get("InputPath", "$")), state.get("OutputPath", "$")
+                name = self._choose(name, state, select(data, state.get("InputPath", "$")))
+                data = select(
+                    select(data, state.get("InputPath", "$")), state.get("OutputPath", "$")
                 )
                 continue
             try:
@@ -321,7 +120,7 @@ class Interpreter:
 
     def _choose(self, name: str, state: Mapping[str, Any], data: Any) -> str:
         for rule in state["Choices"]:
-            if _rule_matches(rule, data):
+            if rule_matches(rule, data):
                 return rule["Next"]
         if "Default" not in state:
             raise StatesError("States.NoChoiceMatched", f"no choice of {name!r} matched")
@@ -330,7 +129,7 @@ class Interpreter:
     def _run_state(
         self, name: str, state: Mapping[str, Any], raw: Any, context: dict, scope: Scope
     ) -> Any:
-        effective = _select(raw, state.get("InputPath", "$"))
+        effective = select(raw, state.get("InputPath", "$"))
         if state["Type"] == "Pass":
             result = state.get("Result", effective)
             if "Parameters" in state:
@@ -339,7 +138,7 @@ class Interpreter:
             result = self._with_retry(name, state, effective, context, scope)
         if "ResultSelector" in state:
             result = evaluate(state["ResultSelector"], result, context)
-        output = _select(
+        output = select(
             set_path(raw, state.get("ResultPath", "$"), result), state.get("OutputPath", "$")
         )
         _check_size(name, output)
@@ -483,25 +282,6 @@ def _error_matches(names: list[str], error: str) -> bool:
         or error in names
         or ("States.TaskFailed" in names and error != "States.Timeout")
     )
-
-
-def _rule_matches(rule: Mapping[str, Any], data: Any) -> bool:
-    if "And" in rule:
-        return all(_rule_matches(r, data) for r in rule["And"])
-    if "Or" in rule:
-        return any(_rule_matches(r, data) for r in rule["Or"])
-    if "Not" in rule:
-        return not _rule_matches(rule["Not"], data)
-    variable = rule["Variable"]
-    operators = set(rule) - {"Variable", "Next", "Comment"}
-    if len(operators) != 1:
-        raise UnsupportedDefinition(f"choice rule {rule!r} needs exactly one comparison")
-    (operator,) = operators
-    if operator == "IsPresent":
-        return path_exists(data, variable) == rule[operator]
-    if operator not in COMPARISONS:
-        raise UnsupportedDefinition(f"choice comparison {operator!r} is not supported")
-    return COMPARISONS[operator](get_path(data, variable), rule[operator])
 
 
 def _check_size(name: str, value: Any) -> None:
