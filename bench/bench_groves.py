@@ -22,9 +22,10 @@ import numpy as np
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 
+from groves.artifacts import load_model, read_manifest
 from groves.data import load_dataset, split
 from groves.local import run_local, usable_cores
-from groves.storage import get_json, load_joblib, open_store
+from groves.storage import open_store
 
 
 def make_data(path: Path, rows: int, features: int) -> str:
@@ -83,8 +84,8 @@ def main() -> None:
         if run.status != "SUCCEEDED":
             raise SystemExit(f"groves run failed: {run.error}: {run.cause}")
         store = open_store(str(store_dir))
-        manifest = get_json(store, "bench/manifest.json")
-        model = load_joblib(store.get_bytes("bench/model.joblib"))
+        manifest = read_manifest(store, "bench")
+        model = load_model(store, "bench")
         model.set_params(n_jobs=forest.n_jobs)  # merged models are saved with n_jobs=None
         gr_pred, gr_predict = timed(model.predict, shared.X_test)
         gr_accuracy = float(np.mean(gr_pred == shared.y_test))
@@ -94,7 +95,7 @@ def main() -> None:
             ("wall seconds (fit | whole run)", sk_fit, run.seconds),
             ("held-out accuracy", sk_accuracy, gr_accuracy),
             ("predict seconds (merged model)", sk_predict, gr_predict),
-            ("model bytes (joblib, compress=3)", sk_path.stat().st_size, manifest["model_bytes"]),
+            ("model bytes (joblib)", sk_path.stat().st_size, manifest["model"]["bytes"]),
         ]
         print(
             f"data {args.rows} x {args.features}, {args.trees} trees, groves of {args.grove},"

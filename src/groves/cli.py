@@ -100,9 +100,9 @@ class UsageError(Exception):
 def build_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
     if args.resume:
         changed = [
-            action.option_strings[-1]
-            for action in parser._actions
-            if action.dest in REQUEST_OPTIONS and getattr(args, action.dest) != action.default
+            f"--{dest.replace('_', '-')}"
+            for dest in REQUEST_OPTIONS
+            if getattr(args, dest) != parser.get_default(dest)
         ]
         if changed:
             raise UsageError(

@@ -25,7 +25,16 @@ from groves.plan import read_plan
 from groves.storage import Store, dump_joblib, get_json
 
 CONSISTENT_FIELDS = ("split_fingerprint", "n_features", "classes", "sklearn_version")
-GROVE_RECORD = ("grove_id", "seed", "n_trees", "sha256", "bytes", "fit_seconds", "seconds")
+GROVE_RECORD = (
+    "grove_id",
+    "seed",
+    "n_trees",
+    "sha256",
+    "bytes",
+    "fit_seconds",
+    "seconds",
+    "peak_rss_mb",
+)
 META_FIELDS = {*GROVE_RECORD, *CONSISTENT_FIELDS, "build_id", "run_id"}
 
 

@@ -60,10 +60,12 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._size = size
         self.closed = False
-        for _ in range(size):
-            self._idle.put(self._start())
+        with self._lock:
+            for _ in range(size):
+                self._idle.put(self._start())
 
     def _start(self) -> _Worker:
+        """A new worker, registered; the caller holds the lock."""
         parent_end, child_end = self._context.Pipe()
         # a forked worker gets the runner's environment as it is now, as a spawned one would
         process = self._context.Process(
@@ -74,17 +76,15 @@ class WorkerPool:
         process.start()
         child_end.close()
         worker = _Worker(process, parent_end)
-        with self._lock:
-            self._workers.append(worker)
+        self._workers.append(worker)
         return worker
 
     def _take(self) -> _Worker:
         """An idle live worker; a fresh one in place of a worker that died."""
         while not self.closed:
             with self._lock:
-                short = len(self._workers) < self._size
-            if short:
-                return self._start()
+                if len(self._workers) < self._size:
+                    return self._start()
             try:
                 worker = self._idle.get(timeout=0.2)
             except queue.Empty:
