@@ -16,6 +16,7 @@ from groves.asl import (
     get_path,
     set_path,
 )
+from groves.asl.paths import check_template
 
 ServiceException = type("Lambda.ServiceException", (Exception,), {})
 
@@ -62,7 +63,7 @@ def test_paths_selectors_and_result_paths() -> None:
     with pytest.raises(StatesError, match=r"States\.Runtime"):
         get_path(data, "$.missing")
     with pytest.raises(UnsupportedDefinition, match="intrinsic"):
-        evaluate({"x.$": "States.Format('{}', $.a)"}, data, context)
+        check_template({"x.$": "States.Format('{}', $.a)"}, "Parameters")
 
 
 def test_task_choice_pass_and_output_paths() -> None:
@@ -206,3 +207,98 @@ def test_payloads_over_the_step_functions_limit_fail_like_on_aws() -> None:
     definition = machine({"Big": {"Type": "Pass", "Result": "x" * PAYLOAD_LIMIT, "End": True}})
     done = execute(definition, {}, Interpreter({}))
     assert (done.status, done.error) == ("FAILED", "States.DataLimitExceeded")
+
+
+# ---- where the States Language specification is exact (found by probing a second engine) ----
+
+
+def catching(errors: list[str], **fields: Any) -> dict[str, Any]:
+    """A Task whose errors are caught by ``errors`` into a Succeed state."""
+    catch = [{"ErrorEquals": errors, "ResultPath": "$.e", "Next": "Caught"}]
+    return machine({"Work": task(Catch=catch, End=True, **fields), "Caught": {"Type": "Succeed"}})
+
+
+# How the engine itself ends a Task in a terminal error: a ResultSelector path that matches
+# nothing (States.Runtime), a result over the payload limit (States.DataLimitExceeded).
+TERMINAL = {
+    "States.Runtime": ({"ResultSelector": {"x.$": "$.missing"}}, double),
+    "States.DataLimitExceeded": ({}, lambda event: {"n": "x" * PAYLOAD_LIMIT}),
+}
+
+
+@pytest.mark.parametrize("terminal", sorted(TERMINAL))
+@pytest.mark.parametrize("catcher", ["States.ALL", "States.TaskFailed"])
+def test_terminal_errors_are_not_caught_by_wildcards(terminal: str, catcher: str) -> None:
+    fields, handler = TERMINAL[terminal]
+    run = execute(catching([catcher], **fields), {"n": 1}, Interpreter({"double": handler}))
+    assert (run.status, run.error) == ("FAILED", terminal)
+    by_name = execute(catching([terminal], **fields), {"n": 1}, Interpreter({"double": handler}))
+    assert by_name.status == "SUCCEEDED", "a terminal error is still matched by its own name"
+
+
+def test_wildcards_still_catch_ordinary_errors() -> None:
+    for errors in (["States.ALL"], ["States.TaskFailed"]):
+        done = execute(catching(errors), {"n": -1}, Interpreter({"double": double}))
+        assert done.status == "SUCCEEDED" and done.output["e"]["Error"] == "ValueError"
+
+
+@pytest.mark.parametrize(
+    ("data", "result_path"),
+    [({"a": 5}, "$.a.b"), ("text", "$.x"), ({"a": [1]}, "$.a[3]"), ({"a": [1]}, "$.a.b")],
+)
+def test_a_result_path_that_cannot_be_applied_fails(data: Any, result_path: str) -> None:
+    definition = machine(
+        {"P": {"Type": "Pass", "Result": 1, "ResultPath": result_path, "End": True}}
+    )
+    done = execute(definition, data, Interpreter({}))
+    assert (done.status, done.error) == ("FAILED", "States.ResultPathMatchFailure")
+    assert set_path({"a": {}}, "$.a.b.c", 1) == {"a": {"b": {"c": 1}}}, "missing objects are made"
+
+
+def test_intrinsic_functions_are_refused_when_loaded_not_when_reached() -> None:
+    calls: list[Any] = []
+    definition = machine(
+        {
+            "First": task("record", Next="Later"),
+            "Later": {
+                "Type": "Pass",
+                "Parameters": {"deep": {"x.$": "States.Format('{}', $.a)"}},
+                "End": True,
+            },
+        }
+    )
+    with pytest.raises(UnsupportedDefinition, match=r"Later.*Parameters\.deep\.x\.\$.*intrinsic"):
+        execute(definition, {}, Interpreter({"record": calls.append}))
+    assert calls == [], "no state ran before the definition was refused"
+
+
+@pytest.mark.parametrize("field", ["Retry", "Catch"])
+def test_states_all_must_be_alone_and_last(field: str) -> None:
+    rule = {"Next": "Done"} if field == "Catch" else {}
+    for rules in (
+        [{"ErrorEquals": ["States.ALL"], **rule}, {"ErrorEquals": ["ValueError"], **rule}],
+        [{"ErrorEquals": ["States.ALL", "ValueError"], **rule}],
+    ):
+        definition = machine(
+            {"Work": task(**{field: rules}, Next="Done"), "Done": {"Type": "Succeed"}}
+        )
+        with pytest.raises(UnsupportedDefinition, match=r"States\.ALL must appear alone"):
+            execute(definition, {"n": 1}, Interpreter({"double": double}))
+
+
+def test_map_iterations_keep_their_states_and_retries_in_the_history() -> None:
+    flaky = Flaky(failures=1)
+    definition = map_machine(limit=2)
+    processor = definition["States"]["Each"]["ItemProcessor"]["States"]
+    processor["D"]["Retry"] = [{"ErrorEquals": ["Lambda.ServiceException"], "IntervalSeconds": 0}]
+    run = execute(
+        definition,
+        {"items": [1, 2, 3], "offset": 0},
+        Interpreter({"double": flaky}, workers=2, sleep=lambda s: None),
+    )
+    assert run.status == "SUCCEEDED", run.cause
+    for index in range(3):
+        kinds = [e["type"] for e in run.history if e.get("iteration") == index]
+        assert kinds[0] == "StateEntered" and kinds[-1] == "StateExited", kinds
+    retried = [e for e in run.history if e["type"] == "Retry"]
+    assert len(retried) == 1 and retried[0]["state"] == "D" and "iteration" in retried[0]

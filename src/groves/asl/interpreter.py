@@ -21,6 +21,7 @@ from groves.asl.paths import evaluate, get_path, select, set_path
 from groves.asl.validation import Handler, validate
 from groves.workers import Outcome, WorkerPool
 
+TERMINAL_ERRORS = frozenset({"States.Runtime", "States.DataLimitExceeded"})
 PAYLOAD_LIMIT = 262_144  # Step Functions' limit on a state's input or output, in bytes
 
 
@@ -277,11 +278,14 @@ def call_handler(handler: Handler, payload: Any) -> Outcome:
 
 
 def _error_matches(names: list[str], error: str) -> bool:
-    return (
-        "States.ALL" in names
-        or error in names
-        or ("States.TaskFailed" in names and error != "States.Timeout")
-    )
+    """Whether a retrier's or catcher's ErrorEquals matches an error. The terminal errors
+    (``States.Runtime``, ``States.DataLimitExceeded``) match only by their own name: neither
+    ``States.ALL`` nor ``States.TaskFailed`` catches them."""
+    if error in names:
+        return True
+    if error in TERMINAL_ERRORS:
+        return False
+    return "States.ALL" in names or ("States.TaskFailed" in names and error != "States.Timeout")
 
 
 def _check_size(name: str, value: Any) -> None:

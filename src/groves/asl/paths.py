@@ -12,6 +12,32 @@ from groves.asl.errors import StatesError, UnsupportedDefinition
 TOKEN = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\['([^']*)'\]")
 
 
+def check_path(path: Any, where: str) -> None:
+    """Refuse, when the definition is loaded, a path this engine cannot follow."""
+    if not isinstance(path, str) or not path.startswith("$"):
+        raise UnsupportedDefinition(f"{where}: {path!r} is not a path starting with $")
+    _tokens(path[1:] if path.startswith("$$") else path)
+
+
+def check_template(template: Any, where: str) -> None:
+    """Refuse, when the definition is loaded, a payload template with intrinsic functions
+    (``States.Format(...)`` and the like) or paths this engine cannot follow."""
+    if isinstance(template, list):
+        for item in template:
+            check_template(item, where)
+    elif isinstance(template, dict):
+        for key, value in template.items():
+            if key.endswith(".$"):
+                if not isinstance(value, str) or not value.startswith("$"):
+                    raise UnsupportedDefinition(
+                        f"{where}.{key}: {value!r}: only paths are supported, "
+                        "not intrinsic functions"
+                    )
+                check_path(value, f"{where}.{key}")
+            else:
+                check_template(value, f"{where}.{key}")
+
+
 def _tokens(path: str) -> list[str | int]:
     rest, tokens = path[1:], []
     while rest:
@@ -51,19 +77,32 @@ def path_exists(data: Any, path: str) -> bool:
 
 
 def set_path(data: Any, path: str | None, value: Any) -> Any:
-    """Apply a ResultPath: ``None`` keeps the input, ``$`` replaces it, ``$.a.b`` sets a field."""
+    """Apply a ResultPath: ``None`` keeps the input, ``$`` replaces it, ``$.a.b`` sets a field
+    (creating missing objects on the way). A path through a value that is not an object, or
+    an index a list does not have, fails with ``States.ResultPathMatchFailure``."""
     if path is None:
         return data
     tokens = _tokens(path)
     if not tokens:
         return value
-    result = copy.deepcopy(data) if isinstance(data, dict) else {}
+    result = copy.deepcopy(data)
     node = result
-    for token in tokens[:-1]:
-        if not isinstance(node.get(token), dict):
-            node[token] = {}
-        node = node[token]
-    node[tokens[-1]] = value
+    for depth, token in enumerate(tokens):
+        last = depth == len(tokens) - 1
+        if isinstance(token, int) and isinstance(node, list) and token < len(node):
+            if last:
+                node[token] = value
+            node = node[token]
+        elif isinstance(token, str) and isinstance(node, dict):
+            if last:
+                node[token] = value
+            node = node.setdefault(token, {})
+        else:
+            raise StatesError(
+                "States.ResultPathMatchFailure",
+                f"the ResultPath {path!r} cannot be applied to the state's input: "
+                f"{json.dumps(data)[:300]}",
+            )
     return result
 
 
@@ -76,10 +115,6 @@ def evaluate(template: Any, data: Any, context: Any) -> Any:
     result = {}
     for key, value in template.items():
         if key.endswith(".$"):
-            if not isinstance(value, str) or not value.startswith("$"):
-                raise UnsupportedDefinition(
-                    f"{key}: {value!r}: only paths are supported, not intrinsic functions"
-                )
             result[key[:-2]] = get_path(data, value, context)
         else:
             result[key] = evaluate(value, data, context)
