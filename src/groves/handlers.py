@@ -16,14 +16,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from groves.artifacts import check_run_id
 from groves.errors import RequestError
 from groves.merge import merge_build
-from groves.plan import plan_build
+from groves.plan import check_build_id, plan_build, state_output
 from groves.predict import score_build
 from groves.storage import Store, open_store
 from groves.train import train_grove as train_one
 
 log = logging.getLogger("groves")
+GROVE_OUTPUT = ("grove_id", "seed", "n_trees", "sha256", "bytes", "fit_seconds", "reused")
 
 
 def _fields(event: Any, *names: str) -> tuple[Store, list[Any]]:
@@ -34,6 +36,10 @@ def _fields(event: Any, *names: str) -> tuple[Store, list[Any]]:
         raise RequestError(
             missing[0], f"missing from the event; it needs store, {', '.join(names)}"
         )
+    if "build_id" in names:
+        check_build_id(event)
+    if event.get("run_id") is not None:
+        check_run_id(event["run_id"])
     return open_store(event["store"]), [event[name] for name in names]
 
 
@@ -41,12 +47,13 @@ def plan(event: Any, context: Any = None) -> dict[str, Any]:
     store, (request,) = _fields(event, "request")
     result = plan_build(store, request)
     log.info("planned %s: %d groves", result["build_id"], len(result["groves"]))
-    return {"store": store.uri, **result}
+    return {"store": store.uri, **state_output(result)}
 
 
 def train_grove(event: Any, context: Any = None) -> dict[str, Any]:
     store, (build_id, run_id, grove) = _fields(event, "build_id", "run_id", "grove")
     meta = train_one(store, build_id, run_id, grove)
+    meta = {key: meta[key] for key in GROVE_OUTPUT}  # classes and the like stay in the store
     log.info(
         "grove %s of %s: %s trees in %.2fs%s",
         grove["grove_id"],

@@ -63,9 +63,12 @@ def validate_request(request: Any) -> dict[str, Any]:
     """The request with defaults filled in; a ``RequestError`` names the first bad field."""
     if not isinstance(request, dict):
         raise RequestError("request", f"must be a JSON object, got {type(request).__name__}")
-    unknown = sorted(set(request) - set(FIELDS))
+    unknown = sorted(str(name) for name in set(request) - set(FIELDS))
     if unknown:
-        raise RequestError(unknown[0], f"unknown field; allowed fields are {', '.join(FIELDS)}")
+        raise RequestError(
+            unknown[0] or "request",
+            f"unknown field {unknown[0]!r}; allowed fields are {', '.join(FIELDS)}",
+        )
     check_build_id(request)
     if "resume" in request:
         raise RequestError("resume", "a request that resumes a run has only build_id and resume")
@@ -74,7 +77,7 @@ def validate_request(request: Any) -> dict[str, Any]:
     _check_int(spec, "grove_size", 1, MAX_TREES)
     _check_int(spec, "seed", 0, 2**32 - 1)
     _check_int(spec, "max_concurrency", 1, MAX_GROVES)
-    if spec["estimator"] not in ESTIMATORS:
+    if not isinstance(spec["estimator"], str) or spec["estimator"] not in ESTIMATORS:
         raise RequestError(
             "estimator", f"{spec['estimator']!r} is not one of {', '.join(ESTIMATORS)}"
         )
@@ -179,6 +182,7 @@ def plan_build(store: Store, request: Any) -> dict[str, Any]:
     split = data.split(dataset, spec["test_size"], spec["seed"], classes is not None)
     if classes is not None and len(np.unique(split.y_train)) != len(classes):
         raise RequestError("test_size", "leaves some class without training rows; lower it")
+    check_params_against_data(spec["params"], split.y_train)
     run_id = new_run_id()
     plan = {
         "build_id": spec["build_id"],
@@ -200,6 +204,37 @@ def plan_build(store: Store, request: Any) -> dict[str, Any]:
     }
     put_json(store, plan_key(spec["build_id"], run_id), plan)
     return plan
+
+
+def check_params_against_data(params: dict[str, Any], y_train: np.ndarray) -> None:
+    """Bound the parameters that scale a tree's memory by the data: a tree cannot use more
+    samples, leaves or levels than there are training rows, and scikit-learn allocates for
+    what is allowed (``max_leaf_nodes: 10**9`` asks for ~128 GB before the first split)."""
+    n_train = len(y_train)
+    for name in ("max_samples", "max_leaf_nodes", "max_depth"):
+        value = params.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > n_train:
+            raise RequestError(
+                f"params.{name}",
+                f"{value} is more than the {n_train} training rows; at most {n_train}"
+                + (" (or a fraction in (0, 1])" if name == "max_samples" else ""),
+            )
+    if params.get("criterion") == "poisson" and (np.any(y_train < 0) or np.sum(y_train) <= 0):
+        raise RequestError(
+            "params.criterion", "'poisson' needs non-negative targets with a positive sum"
+        )
+
+
+def state_output(plan: dict[str, Any]) -> dict[str, Any]:
+    """What the plan step passes on through Step Functions: ids, grove items and counts.
+    Bulky data (feature names, classes, the request's params) stays in ``plan.json``."""
+    kept = ("build_id", "run_id", "created_at", "groves", "max_concurrency", "predict")
+    counts = ("n_rows", "n_features", "n_train", "n_test")
+    output = {key: plan[key] for key in kept}
+    output["data"] = {key: plan["data"][key] for key in counts}
+    if plan.get("resumed"):
+        output["resumed"] = True
+    return output
 
 
 def resume_plan(store: Store, request: dict[str, Any]) -> dict[str, Any]:

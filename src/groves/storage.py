@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,7 +17,10 @@ from urllib.parse import urlparse
 
 import joblib
 
+from groves.errors import RequestError
+
 JOBLIB_COMPRESSION = 3
+S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 DEFAULT_STORE = "groves-runs"  # where local runs go unless --store says otherwise
 
 
@@ -169,16 +173,23 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def open_store(uri: str) -> Store:
-    """A store for ``s3://bucket[/prefix]`` or a local directory path (``file://`` allowed)."""
-    if not uri:
-        raise ValueError("store: empty; give a directory or s3://bucket[/prefix]")
+def open_store(uri: Any) -> Store:
+    """A store for ``s3://bucket[/prefix]`` or a local directory path (``file://`` allowed);
+    anything else is a ``RequestError`` naming ``store``."""
+    form = "a directory or s3://bucket[/prefix]"
+    if not isinstance(uri, str) or not uri.strip() or "\x00" in uri:
+        raise RequestError("store", f"{uri!r} is not {form}")
     if uri.startswith("s3://"):
-        bucket, prefix = split_s3_uri(uri)
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        if not S3_BUCKET.fullmatch(bucket):
+            raise RequestError("store", f"{uri!r} is not {form} with a valid bucket name")
         return S3Store(bucket, prefix)
     if "://" in uri and not uri.startswith("file://"):
-        raise ValueError(f"store: unsupported URI {uri!r}; use a directory or s3://bucket[/prefix]")
-    return LocalStore(uri.removeprefix("file://"))
+        raise RequestError("store", f"{uri!r}: unsupported scheme; use {form}")
+    store = LocalStore(uri.removeprefix("file://"))
+    if store.root.exists() and not store.root.is_dir():
+        raise RequestError("store", f"{uri!r} exists and is not a directory")
+    return store
 
 
 def read_uri(uri: str) -> bytes:
