@@ -73,11 +73,7 @@ class RoutedLambda:
         self.functions = functions
 
     def invoke(self, FunctionName: str, Payload: bytes = b"{}", **_: Any) -> dict[str, Any]:
-        handler = self.functions[FunctionName]
-        try:
-            outcome = call_handler(handler, json.loads(Payload))
-        except Exception:  # pragma: no cover - call_handler returns errors as values
-            raise
+        outcome = call_handler(self.functions[FunctionName], json.loads(Payload))
         if outcome[0] == "error" and outcome[1].startswith("Lambda."):
             error = {"Code": outcome[1].removeprefix("Lambda."), "Message": outcome[2]}
             raise ClientError({"Error": error}, "Invoke")
