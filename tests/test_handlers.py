@@ -16,8 +16,8 @@ from groves import handlers
 from groves.artifacts import digest, grove_key, model_key
 from groves.errors import BuildError, RequestError
 from groves.plan import read_plan
+from groves.prepared import read_prepared
 from groves.storage import get_json, load_joblib, open_store, put_json
-from groves.train import load_split
 
 STORE = f"s3://{BUCKET}/builds"
 
@@ -25,6 +25,12 @@ STORE = f"s3://{BUCKET}/builds"
 def event(name: str, **changes: Any) -> dict[str, Any]:
     payload = json.loads((ROOT / "events" / f"{name}.json").read_text())
     return {**payload, "store": STORE, **changes}
+
+
+def stored_split(plan: dict[str, Any]) -> Any:
+    """The run's prepared split, as groves and scoring read it."""
+    store = open_store(STORE)
+    return read_prepared(store, read_plan(store, plan["build_id"], plan["run_id"]))
 
 
 def train_all(store: str, plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -71,7 +77,9 @@ def test_merged_model_is_a_plain_forest_equal_to_its_groves(s3) -> None:
     assert type(model) is RandomForestClassifier
     assert model.n_estimators == len(model.estimators_) == 8
     assert model.feature_importances_.shape == (4,)
-    X = load_split(read_plan(open_store(STORE), plan["build_id"], plan["run_id"])).X_test
+    X = read_prepared(
+        open_store(STORE), read_plan(open_store(STORE), plan["build_id"], plan["run_id"])
+    ).X_test
     groves = [
         load_joblib(store.get_bytes(grove_key("t", plan["run_id"], g["grove_id"], "joblib")))
         for g in plan["groves"]
@@ -84,7 +92,9 @@ def test_merged_model_is_a_plain_forest_equal_to_its_groves(s3) -> None:
     np.testing.assert_array_equal(model.predict(X), model.classes_[by_hand.argmax(axis=1)])
     # each grove is exactly the forest scikit-learn builds from the grove's seed
     alone = RandomForestClassifier(n_estimators=3, random_state=plan["groves"][0]["seed"])
-    split = load_split(read_plan(open_store(STORE), plan["build_id"], plan["run_id"]))
+    split = read_prepared(
+        open_store(STORE), read_plan(open_store(STORE), plan["build_id"], plan["run_id"])
+    )
     alone.fit(split.X_train, split.y_train)
     np.testing.assert_array_equal(alone.predict_proba(X), groves[0].predict_proba(X))
 
@@ -176,7 +186,9 @@ def test_regressor_build_scores_r2(s3, tmp_path) -> None:
     path.write_bytes(open_store(STORE).get_bytes(model_key("t", plan["run_id"])))
     model = joblib.load(path)
     assert type(model) is RandomForestRegressor and model.min_samples_leaf == 3
-    split = load_split(read_plan(open_store(STORE), plan["build_id"], plan["run_id"]))
+    split = read_prepared(
+        open_store(STORE), read_plan(open_store(STORE), plan["build_id"], plan["run_id"])
+    )
     from sklearn.metrics import r2_score
 
     assert r2_score(split.y_test, model.predict(split.X_test)) == pytest.approx(scored["score"])

@@ -140,17 +140,26 @@ def test_a_corrupt_grove_whose_record_matches_gets_a_clear_error(local_store, tr
         merge(local_store, trained)
 
 
-def test_a_tampered_model_is_refused_by_predict_and_load_model(
+def test_a_tampered_model_is_refused_and_scoring_never_loads_it(
     local_store, trained, tmp_path
 ) -> None:
     merge(local_store, trained)
     run = trained["run_id"]
     local_store.put_bytes(model_key("t", run), planted_bytes(tmp_path / "pwned", tmp_path))
     with pytest.raises(BuildError, match=r"the model of run .* not loaded"):
-        handlers.predict({"store": local_store.uri, "build_id": "t", "run_id": run})
-    with pytest.raises(BuildError, match=r"the model of run .* not loaded"):
         groves.load_model(local_store, "t")
+    scored = handlers.predict({"store": local_store.uri, "build_id": "t", "run_id": run})
+    assert scored["n_trees"] == 7, "scoring sums the groves' votes, not the model's"
     assert not (tmp_path / "pwned").exists(), "the planted pickle's code ran"
+
+
+def test_a_tampered_votes_file_is_refused_by_scoring(local_store, trained) -> None:
+    merge(local_store, trained)
+    run = trained["run_id"]
+    key = grove_key("t", run, 1, "votes.npy")
+    local_store.put_bytes(key, local_store.get_bytes(grove_key("t", run, 0, "votes.npy")))
+    with pytest.raises(BuildError, match=r"^grove 1: .*votes\.npy .*not loaded"):
+        handlers.predict({"store": local_store.uri, "build_id": "t", "run_id": run})
     assert not local_store.exists(f"t/runs/{run}/metrics.json")
 
 

@@ -13,8 +13,8 @@ from groves import handlers
 from groves.artifacts import metrics_key, model_key, plan_key
 from groves.asl import Interpreter, execute
 from groves.local import FUNCTIONS, local_definition, run_local
+from groves.prepared import read_prepared
 from groves.storage import get_json, load_joblib, open_store
-from groves.train import load_split
 
 LambdaThrottled = type("Lambda.TooManyRequestsException", (Exception,), {})
 
@@ -53,10 +53,16 @@ def test_run_with_predict_in_worker_processes(tmp_path: Path) -> None:
     ]
     assert manifest["data"]["classes"] == [0, 1, 2]
     model = load_joblib(store.get_bytes(model_key("t", run_id)))
-    split = load_split(get_json(store, plan_key("t", run_id)))
+    split = read_prepared(store, get_json(store, plan_key("t", run_id)))
     accuracy = float(np.mean(model.predict(split.X_test) == split.y_test))
     assert output["metrics"]["score"] == pytest.approx(accuracy)
-    assert get_json(store, metrics_key("t", run_id))["score"] == output["metrics"]["score"]
+    metrics = get_json(store, metrics_key("t", run_id))
+    assert metrics["score"] == output["metrics"]["score"]
+    assert [p["n_trees"] for p in metrics["score_by_trees"]] == [3, 6, 9, 10]
+    assert metrics["score_by_trees"][-1]["score"] == metrics["score"]
+    first_grove = load_joblib(store.get_bytes(f"t/runs/{run_id}/groves/grove_00000.joblib"))
+    alone = float(np.mean(first_grove.predict(split.X_test) == split.y_test))
+    assert metrics["score_by_trees"][0]["score"] == pytest.approx(alone)
 
 
 def test_without_predict_the_choice_skips_scoring(tmp_path: Path) -> None:
@@ -74,7 +80,7 @@ def predictions(tmp_path: Path, build_id: str, seed: int) -> np.ndarray:
     store = open_store(str(tmp_path))
     run_id = run.output["run_id"]
     model = load_joblib(store.get_bytes(model_key(build_id, run_id)))
-    split = load_split(get_json(store, plan_key(build_id, run_id)))
+    split = read_prepared(store, get_json(store, plan_key(build_id, run_id)))
     return model.predict_proba(split.X_test)
 
 
@@ -140,10 +146,11 @@ def test_run_on_s3_with_worker_processes(s3_server: str) -> None:
     assert run.output["model"]["model"] == f"{store}/{folder}/model.joblib"
     assert open_store(store).list_keys("t/") == [
         "t/latest.json",
+        *(f"{folder}/data/{name}.npy" for name in ("X_test", "X_train", "y_test", "y_train")),
         *(
             f"{folder}/groves/grove_{i:05d}.{suffix}"
             for i in range(3)
-            for suffix in ("joblib", "json")
+            for suffix in ("joblib", "json", "votes.npy")
         ),
         f"{folder}/manifest.json",
         f"{folder}/metrics.json",

@@ -5,8 +5,11 @@ Every execution is a *run* with a folder of its own; nothing of one run is writt
     <build_id>/latest.json                              the last committed run (merge, after
                                                         the manifest)
     <build_id>/runs/<run_id>/plan.json                  validated request, grove seeds, data (plan)
+    <build_id>/runs/<run_id>/data/X_train.npy           the prepared split, written once by plan:
+                        .../y_train.npy, X_test.npy, y_test.npy   what groves and scoring read
     <build_id>/runs/<run_id>/groves/grove_NNNNN.joblib  a fitted grove (train_grove, first)
-    <build_id>/runs/<run_id>/groves/grove_NNNNN.json    its metadata with the file's sha256 and
+    <build_id>/runs/<run_id>/groves/grove_NNNNN.votes.npy  its summed votes on the test rows
+    <build_id>/runs/<run_id>/groves/grove_NNNNN.json    its metadata with the files' sha256 and
                                                         size (train_grove, last: the grove's commit)
     <build_id>/runs/<run_id>/model.joblib               the merged forest (merge)
     <build_id>/runs/<run_id>/manifest.json              every grove's and the model's sha256 (merge,
@@ -60,6 +63,10 @@ def latest_key(build_id: str) -> str:
 
 def plan_key(build_id: str, run_id: str) -> str:
     return f"{run_prefix(build_id, run_id)}/plan.json"
+
+
+def data_key(build_id: str, run_id: str, name: str) -> str:
+    return f"{run_prefix(build_id, run_id)}/data/{name}.npy"
 
 
 def grove_key(build_id: str, run_id: str, grove_id: int, suffix: str) -> str:

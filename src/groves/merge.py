@@ -34,6 +34,7 @@ GROVE_RECORD = (
     "fit_seconds",
     "seconds",
     "peak_rss_mb",
+    "votes",
 )
 META_FIELDS = {*GROVE_RECORD, *CONSISTENT_FIELDS, "build_id", "run_id"}
 

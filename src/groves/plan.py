@@ -20,6 +20,7 @@ from groves.artifacts import (
     plan_key,
 )
 from groves.errors import BuildError, RequestError
+from groves.prepared import write_prepared
 from groves.storage import ArtifactNotFound, Store, get_json, put_json
 
 MAX_GROVES = 1000  # keeps the Map's item list far below Step Functions' 256 KB payload limit
@@ -184,6 +185,7 @@ def plan_build(store: Store, request: Any) -> dict[str, Any]:
         raise RequestError("test_size", "leaves some class without training rows; lower it")
     check_params_against_data(spec["params"], split.y_train)
     run_id = new_run_id()
+    prepared = write_prepared(store, spec["build_id"], run_id, split)
     plan = {
         "build_id": spec["build_id"],
         "run_id": run_id,
@@ -200,6 +202,7 @@ def plan_build(store: Store, request: Any) -> dict[str, Any]:
             "classes": classes,
             "split_fingerprint": split.fingerprint,
             "feature_names": list(dataset.feature_names),
+            "prepared": prepared,
         },
     }
     put_json(store, plan_key(spec["build_id"], run_id), plan)

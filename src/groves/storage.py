@@ -43,6 +43,8 @@ class Store(Protocol):
 
     def list_children(self, prefix: str) -> list[str]: ...
 
+    def local_path(self, key: str) -> Path: ...
+
 
 class LocalStore:
     """A directory; writes are atomic (temp file + rename), so readers never see half a file."""
@@ -87,6 +89,13 @@ class LocalStore:
             for p in base.rglob("*")
             if p.is_file() and not p.name.startswith(".")
         )
+
+    def local_path(self, key: str) -> Path:
+        """The file itself (for memory-mapping)."""
+        path = self._path(key)
+        if not path.is_file():
+            raise ArtifactNotFound(f"{self.uri}/{key} does not exist")
+        return path
 
     def list_children(self, prefix: str) -> list[str]:
         """Names of the files and folders directly under ``prefix`` (a folder path)."""
@@ -143,6 +152,28 @@ class S3Store:
         ):
             keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
         return sorted(keys)
+
+    def local_path(self, key: str) -> Path:
+        """A local copy of an object, downloaded once per process by boto3's transfer manager
+        (parallel ranged GETs). Keys of a run are never rewritten, so the copy stays valid."""
+        path = Path(tempfile.gettempdir()) / "groves-cache" / self.bucket / self._key(key)
+        if path.is_file():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.close(fd)
+        try:
+            self.client.download_file(self.bucket, self._key(key), tmp)
+            os.replace(tmp, path)
+        except self.client.exceptions.ClientError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                raise ArtifactNotFound(f"{self.uri}/{key} does not exist") from exc
+            raise
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
 
     def list_children(self, prefix: str) -> list[str]:
         """Names of the objects and "folders" directly under ``prefix`` (a folder path)."""

@@ -1,20 +1,24 @@
-"""Train one grove: a scikit-learn forest of the grove's trees, seeded by the grove."""
+"""Train one grove: a scikit-learn forest of the grove's trees, seeded by the grove, fitted on
+the run's prepared training rows; while they are loaded it also sums its votes on the held-out
+rows, so that scoring never has to load the merged forest."""
 
 from __future__ import annotations
 
+import io
 import os
 import resource
 import sys
 import time
 from typing import Any
 
+import numpy as np
 import sklearn
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
-from groves import data
 from groves.artifacts import digest, grove_key, read_verified
 from groves.errors import BuildError
 from groves.plan import ESTIMATORS, read_plan
+from groves.prepared import read_prepared
 from groves.storage import Store, dump_joblib, get_json, put_json
 
 N_JOBS_ENV = "GROVES_N_JOBS"
@@ -36,27 +40,23 @@ def make_forest(
     )
 
 
-def load_split(plan: dict[str, Any]) -> data.Split:
-    """The run's shared train/test split, checked against the one plan saw."""
-    spec = plan["spec"]
-    for attempt in range(2):
-        dataset = data.load_dataset(spec["dataset"], spec["target"])
-        split = data.split(
-            dataset, spec["test_size"], spec["seed"], spec["estimator"] == "classifier"
-        )
-        if split.fingerprint == plan["data"]["split_fingerprint"]:
-            return split
-        if attempt == 0:
-            data.load_dataset.cache_clear()  # a warm process may hold an older copy
-    raise BuildError(
-        f"dataset {spec['dataset']!r} changed since build {plan['build_id']!r} was planned"
-    )
+def summed_votes(forest: Any, X: np.ndarray) -> np.ndarray:
+    """The sum over the grove's trees of their class probabilities (or predictions)."""
+    if hasattr(forest, "classes_"):
+        return forest.predict_proba(X) * len(forest.estimators_)
+    return forest.predict(X) * len(forest.estimators_)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
 
 
 def verified_grove(
     store: Store, build_id: str, run_id: str, grove: dict[str, Any]
 ) -> dict[str, Any] | None:
-    """The stored metadata of a grove of this run whose file matches it, else ``None``."""
+    """The stored metadata of a grove of this run whose files match it, else ``None``."""
     meta_key = grove_key(build_id, run_id, grove["grove_id"], "json")
     if not store.exists(meta_key):
         return None
@@ -64,16 +64,19 @@ def verified_grove(
     if meta.get("run_id") != run_id or any(meta.get(k) != v for k, v in grove.items()):
         return None
     try:
-        read_verified(store, grove_key(build_id, run_id, grove["grove_id"], "joblib"), meta, "")
-    except BuildError:
+        gid = grove["grove_id"]
+        read_verified(store, grove_key(build_id, run_id, gid, "joblib"), meta, "")
+        read_verified(store, grove_key(build_id, run_id, gid, "votes.npy"), meta["votes"], "")
+    except (BuildError, KeyError, TypeError):
         return None
     return meta
 
 
 def train_grove(store: Store, build_id: str, run_id: str, grove: dict[str, Any]) -> dict[str, Any]:
-    """Fit the grove on the shared training split, save it, and return small metadata.
+    """Fit the grove on the run's prepared training rows, save it and its votes on the test
+    rows, and return small metadata.
 
-    Idempotent: a grove of this run that already has a verified file is not trained again
+    Idempotent: a grove of this run that already has verified files is not trained again
     (what makes ``--resume`` and Step Functions redrive cheap)."""
     started = time.perf_counter()
     plan = read_plan(store, build_id, run_id)
@@ -83,18 +86,22 @@ def train_grove(store: Store, build_id: str, run_id: str, grove: dict[str, Any])
     done = verified_grove(store, build_id, run_id, grove)
     if done is not None:
         return {**done, "reused": True}
-    split = load_split(plan)
+    split = read_prepared(store, plan, ("X_train", "y_train", "X_test"))
     forest = make_forest(plan["spec"], grove["n_trees"], grove["seed"])
     fit_started = time.perf_counter()
     forest.fit(split.X_train, split.y_train)
     fit_seconds = time.perf_counter() - fit_started
+    votes = npy_bytes(summed_votes(forest, split.X_test))
     blob = dump_joblib(forest)
-    store.put_bytes(grove_key(build_id, run_id, grove["grove_id"], "joblib"), blob)
+    gid = grove["grove_id"]
+    store.put_bytes(grove_key(build_id, run_id, gid, "votes.npy"), votes)
+    store.put_bytes(grove_key(build_id, run_id, gid, "joblib"), blob)
     meta = {
         **grove,
         "build_id": build_id,
         "run_id": run_id,
         **digest(blob),
+        "votes": digest(votes),
         "fit_seconds": round(fit_seconds, 3),
         "seconds": round(time.perf_counter() - started, 3),
         "peak_rss_mb": peak_rss_mb(),
@@ -104,5 +111,5 @@ def train_grove(store: Store, build_id: str, run_id: str, grove: dict[str, Any])
         "split_fingerprint": split.fingerprint,
         "sklearn_version": sklearn.__version__,
     }
-    put_json(store, grove_key(build_id, run_id, grove["grove_id"], "json"), meta)
+    put_json(store, grove_key(build_id, run_id, gid, "json"), meta)
     return {**meta, "reused": False}

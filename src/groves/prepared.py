@@ -1,0 +1,57 @@
+"""The run's prepared split: plan converts the dataset once into ``.npy`` arrays in the run's
+folder (``data/X_train.npy``, ``y_train.npy``, ``X_test.npy``, ``y_test.npy``); groves and
+scoring read only those, memory-mapped (a local store maps the files in place; an S3 store
+downloads them once per process with boto3's transfer manager, in parallel ranged reads).
+
+No grove parses CSV or Parquet or splits the data again, and every grove of a run sees the very
+same rows: the files belong to the run and are never rewritten.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from groves.artifacts import data_key, digest
+from groves.data import Split
+from groves.errors import BuildError
+from groves.storage import Store
+
+ARRAYS = ("X_train", "y_train", "X_test", "y_test")
+
+
+def write_prepared(store: Store, build_id: str, run_id: str, split: Split) -> dict[str, Any]:
+    """Write the split's arrays; return what plan records of each (sha256, size, shape)."""
+    records = {}
+    for name in ARRAYS:
+        array = getattr(split, name)
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+        blob = buffer.getvalue()
+        store.put_bytes(data_key(build_id, run_id, name), blob)
+        records[name] = {**digest(blob), "shape": list(array.shape), "dtype": array.dtype.str}
+    return records
+
+
+def read_prepared(store: Store, plan: dict[str, Any], names: tuple[str, ...] = ARRAYS) -> Split:
+    """The run's split, memory-mapped read-only; arrays not in ``names`` are left out (empty)."""
+    build_id, run_id = plan["build_id"], plan["run_id"]
+    records = plan["data"]["prepared"]
+    arrays: dict[str, np.ndarray] = {}
+    for name in ARRAYS:
+        if name not in names:
+            arrays[name] = np.empty(0)
+            continue
+        path = store.local_path(data_key(build_id, run_id, name))
+        if path.stat().st_size != records[name]["bytes"]:
+            raise BuildError(f"the prepared {name} of run {run_id} does not have its recorded size")
+        arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+    return Split(
+        arrays["X_train"],
+        arrays["X_test"],
+        arrays["y_train"],
+        arrays["y_test"],
+        plan["data"]["split_fingerprint"],
+    )
