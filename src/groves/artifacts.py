@@ -28,6 +28,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from groves.errors import BuildError, RequestError
@@ -91,6 +92,15 @@ def metrics_key(build_id: str, run_id: str) -> str:
 def digest(blob: bytes) -> dict[str, Any]:
     """What a writer records of a file so that a reader can verify it: sha256 and size."""
     return {"sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    """``digest`` of a file, read in chunks."""
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(chunk)
+    return {"sha256": sha.hexdigest(), "bytes": path.stat().st_size}
 
 
 def read_verified(store: Store, key: str, expected: Mapping[str, Any], what: str) -> bytes:

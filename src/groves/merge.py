@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import platform
+import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +16,7 @@ import sklearn
 from groves import __version__
 from groves.artifacts import (
     commit,
-    digest,
+    file_digest,
     grove_key,
     load_verified,
     manifest_key,
@@ -22,7 +25,7 @@ from groves.artifacts import (
 )
 from groves.errors import BuildError
 from groves.plan import read_plan
-from groves.storage import Store, dump_joblib, get_json
+from groves.storage import Store, dump_streamed, get_json
 
 CONSISTENT_FIELDS = ("split_fingerprint", "n_features", "classes", "sklearn_version")
 GROVE_RECORD = (
@@ -92,24 +95,38 @@ def read_grove_metas(store: Store, plan: dict[str, Any]) -> list[dict[str, Any]]
     return metas
 
 
-def load_groves(store: Store, plan: dict[str, Any], metas: list[dict[str, Any]]) -> Any:
-    """One forest holding every grove's trees, in grove order. Each grove file is found by its
-    own key, checked against its metadata's size and sha256 before it is unpickled, and must
-    hold what its metadata says."""
-    merged, trees = None, []
-    for meta in metas:
-        gid = meta["grove_id"]
-        key = grove_key(plan["build_id"], plan["run_id"], gid, "joblib")
-        forest = load_verified(store, key, meta, f"grove {gid}")
-        classes = forest.classes_.tolist() if hasattr(forest, "classes_") else None
-        found = (len(forest.estimators_), forest.n_features_in_, classes)
-        if found != (meta["n_trees"], meta["n_features"], meta["classes"]):
-            raise BuildError(f"grove {gid}'s model does not match its metadata")
-        trees.extend(forest.estimators_)
-        merged = merged or forest
-    merged.estimators_ = trees
-    merged.n_estimators = len(trees)
-    return merged
+def load_grove(store: Store, plan: dict[str, Any], meta: dict[str, Any]) -> Any:
+    """One grove's forest: found by its own key, checked against its metadata's size and sha256
+    before it is unpickled, and holding what its metadata says."""
+    gid = meta["grove_id"]
+    key = grove_key(plan["build_id"], plan["run_id"], gid, "joblib")
+    forest = load_verified(store, key, meta, f"grove {gid}")
+    classes = forest.classes_.tolist() if hasattr(forest, "classes_") else None
+    found = (len(forest.estimators_), forest.n_features_in_, classes)
+    if found != (meta["n_trees"], meta["n_features"], meta["classes"]):
+        raise BuildError(f"grove {gid}'s model does not match its metadata")
+    return forest
+
+
+def write_merged(
+    store: Store, plan: dict[str, Any], metas: list[dict[str, Any]], path: Path
+) -> None:
+    """Write one plain forest of every grove's trees, in grove order, to ``path``, loading one
+    grove at a time while the file is written: memory holds one grove, not the forest."""
+    merged = load_grove(store, plan, metas[0])
+    first_trees = merged.estimators_
+
+    def trees() -> Iterator[Any]:
+        yield from first_trees
+        for meta in metas[1:]:
+            yield from load_grove(store, plan, meta).estimators_
+
+    merged.set_params(
+        n_estimators=sum(m["n_trees"] for m in metas),
+        random_state=plan["spec"]["seed"],
+        n_jobs=None,
+    )
+    dump_streamed(merged, "estimators_", trees(), path)
 
 
 def merge_build(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
@@ -118,21 +135,23 @@ def merge_build(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
     plan = read_plan(store, build_id, run_id)
     metas = read_grove_metas(store, plan)
     check_groves(plan, metas)
-    model = load_groves(store, plan, metas)
-    model.set_params(random_state=plan["spec"]["seed"], n_jobs=None)
-    blob = dump_joblib(model)
-    store.put_bytes(model_key(build_id, run_id), blob)
+    with tempfile.TemporaryDirectory(prefix="groves-merge-") as folder:
+        path = Path(folder) / "model.joblib"
+        write_merged(store, plan, metas, path)
+        model_record = {"key": model_key(build_id, run_id), **file_digest(path)}
+        store.put_file(model_key(build_id, run_id), path)
+    n_trees = sum(m["n_trees"] for m in metas)
     manifest = {
         "build_id": build_id,
         "run_id": run_id,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "estimator": plan["spec"]["estimator"],
         "spec": plan["spec"],
-        "n_trees": model.n_estimators,
+        "n_trees": n_trees,
         "n_groves": len(metas),
         "groves": [{k: m[k] for k in GROVE_RECORD} for m in metas],
         "data": plan["data"],
-        "model": {"key": model_key(build_id, run_id), **digest(blob)},
+        "model": model_record,
         "versions": {
             "groves": __version__,
             "python": platform.python_version(),
@@ -150,7 +169,7 @@ def merge_build(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
         "run": f"{store.uri}/{run_prefix(build_id, run_id)}",
         "model": f"{store.uri}/{model_key(build_id, run_id)}",
         "manifest": f"{store.uri}/{manifest_key(build_id, run_id)}",
-        "n_trees": model.n_estimators,
+        "n_trees": n_trees,
         "n_groves": len(metas),
-        "model_bytes": len(blob),
+        "model_bytes": model_record["bytes"],
     }

@@ -10,7 +10,9 @@ import io
 import json
 import os
 import re
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
@@ -19,7 +21,9 @@ import joblib
 
 from groves.errors import RequestError
 
-JOBLIB_COMPRESSION = 3
+# lz4 level 1: measured against zlib 1/3/6, lz4 3 and none on 300k-row forests, it writes a
+# third of the bytes of no compression for +0.1 s per 56 MB, and loads 2x faster than zlib.
+JOBLIB_COMPRESSION = ("lz4", 1)
 S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 DEFAULT_STORE = "groves-runs"  # where local runs go unless --store says otherwise
 
@@ -44,6 +48,8 @@ class Store(Protocol):
     def list_children(self, prefix: str) -> list[str]: ...
 
     def local_path(self, key: str) -> Path: ...
+
+    def put_file(self, key: str, path: Path) -> None: ...
 
 
 class LocalStore:
@@ -89,6 +95,19 @@ class LocalStore:
             for p in base.rglob("*")
             if p.is_file() and not p.name.startswith(".")
         )
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Copy a local file in, atomically."""
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def local_path(self, key: str) -> Path:
         """The file itself (for memory-mapping)."""
@@ -152,6 +171,10 @@ class S3Store:
         ):
             keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
         return sorted(keys)
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Upload a local file with boto3's transfer manager (multipart, parts in parallel)."""
+        self.client.upload_file(str(path), self.bucket, self._key(key))
 
     def local_path(self, key: str) -> Path:
         """A local copy of an object, downloaded once per process by boto3's transfer manager
@@ -250,6 +273,34 @@ def dump_joblib(obj: Any) -> bytes:
     buffer = io.BytesIO()
     joblib.dump(obj, buffer, compress=JOBLIB_COMPRESSION)
     return buffer.getvalue()
+
+
+class _StreamedList:
+    """Pickles as a plain ``list`` whose items are drawn from an iterator while the pickle is
+    written (pickle's ``__reduce__`` list-items protocol), so they never all live at once."""
+
+    def __init__(self, items: Iterator[Any]) -> None:
+        self.items = items
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (list, (), None, self.items)
+
+
+def dump_streamed(obj: Any, attribute: str, items: Iterator[Any], path: Path) -> None:
+    """Write ``obj`` as a joblib file (lz4, like ``dump_joblib``) in which ``obj.attribute`` is
+    the list of ``items``, drawn one at a time: memory holds one item and what ``items`` keeps
+    (a grove), never the whole list. ``joblib.load`` gives back ``obj`` with a plain list."""
+    import lz4.frame
+    from joblib.numpy_pickle import NumpyPickler
+
+    setattr(obj, attribute, _StreamedList(items))
+    method, level = JOBLIB_COMPRESSION
+    assert method == "lz4"
+    with lz4.frame.open(path, "wb", compression_level=level) as out:
+        pickler = NumpyPickler(out)
+        pickler.fast = True  # no memo: a pickled item is not kept alive by the pickler
+        pickler._BATCHSIZE = 1  # APPENDS one item at a time instead of 1,000 held together
+        pickler.dump(obj)
 
 
 def load_joblib(data: bytes) -> Any:
