@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from groves.errors import RequestError
-from groves.local import run_local
-from groves.plan import DEFAULTS, validate_request
+from groves.local import run_local, start_workers
+from groves.request import DEFAULTS
 from groves.storage import DEFAULT_STORE
 
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -191,9 +191,12 @@ def report_failure(error: str | None, cause: str | None, heading: str) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     request = build_request(args, args.parser)
-    if not args.resume:
-        validate_request(request)
-    execution = run_local(request, args.store, on_progress=ProgressBar(sys.stderr))
+    with start_workers() as pool:  # first: the workers import scikit-learn meanwhile
+        from groves.plan import validate_request
+
+        if not args.resume:
+            validate_request(request)
+        execution = run_local(request, args.store, on_progress=ProgressBar(sys.stderr), pool=pool)
     if execution.status != "SUCCEEDED":
         return report_failure(execution.error, execution.cause, "build failed")
     print("\n".join(summary_lines(execution.output, execution.seconds)))
@@ -223,6 +226,8 @@ def groves_done(sfn: Any, execution_arn: str) -> int:
 
 def cmd_start(args: argparse.Namespace, session: Any = None) -> int:
     import boto3
+
+    from groves.plan import validate_request
 
     request = build_request(args, args.parser)
     spec = validate_request(request) if not args.resume else None

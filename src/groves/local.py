@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from groves import handlers
 from groves.asl import Execution, Interpreter, call_handler, execute
 from groves.storage import DEFAULT_STORE, open_store
-from groves.train import N_JOBS_ENV
-from groves.workers import WorkerPool
+from groves.workers import N_JOBS_ENV, WorkerPool
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A handler named by module and function, imported where it is first called: the runner
+    itself never imports scikit-learn, and warm workers import it while the runner starts."""
+
+    module: str
+    __name__: str
+
+    def __call__(self, event: Any, context: Any = None) -> Any:
+        return getattr(importlib.import_module(self.module), self.__name__)(event, context)
+
 
 # The template's DefinitionSubstitutions, and the handler each function ARN stands for.
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "PlanFunctionArn": handlers.plan,
-    "TrainGroveFunctionArn": handlers.train_grove,
-    "MergeFunctionArn": handlers.merge,
-    "PredictFunctionArn": handlers.predict,
+    "PlanFunctionArn": Handler("groves.handlers", "plan"),
+    "TrainGroveFunctionArn": Handler("groves.handlers", "train_grove"),
+    "MergeFunctionArn": Handler("groves.handlers", "merge"),
+    "PredictFunctionArn": Handler("groves.handlers", "predict"),
 }
 STORE_SUBSTITUTION = "StoreUri"
 LOCAL_ARN = "arn:aws:lambda:local:000000000000:function:{}"
@@ -60,6 +74,16 @@ def local_definition(
     return definition, {arns[name]: handler for name, handler in functions.items()}
 
 
+def start_workers(
+    workers: int | None = None, functions: Mapping[str, Callable[..., Any]] = FUNCTIONS
+) -> WorkerPool:
+    """Warm workers for ``run_local``. Started first thing, they import scikit-learn while the
+    caller does its own start-up."""
+    _, resources = local_definition("", functions)
+    modules = {getattr(h, "module", None) or h.__module__ for h in functions.values()}
+    return WorkerPool(workers or usable_cores(), resources, call_handler, preload=sorted(modules))
+
+
 def run_local(
     request: Mapping[str, Any],
     store: str = DEFAULT_STORE,
@@ -67,18 +91,19 @@ def run_local(
     workers: int | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
     functions: Mapping[str, Callable[..., Any]] = FUNCTIONS,
+    pool: WorkerPool | None = None,
 ) -> Execution:
     """Execute the state machine on ``request``. Every Task invocation runs in one of
-    ``workers`` warm worker processes, as a Lambda would; leaving early (an interrupt, an
-    error) terminates them all. ``functions`` replaces handlers, as a fault would on AWS."""
+    ``workers`` warm worker processes (``pool``, or ones started here), as a Lambda would;
+    leaving early (an interrupt, an error) terminates them all. ``functions`` replaces
+    handlers, as a fault would on AWS."""
     machine, resources = local_definition(open_store(store).uri, functions)
-    workers = workers or usable_cores()
-    with WorkerPool(workers, resources, call_handler) as pool:
+    with nullcontext(pool) if pool else start_workers(workers, functions) as running:
         interpreter = Interpreter(
             resources=resources,
-            workers=workers,
+            workers=running.size,
             worker_env=threads_per_worker,
             on_progress=on_progress,
-            pool=pool,
+            pool=running,
         )
         return execute(machine, dict(request), interpreter, name=request.get("build_id"))

@@ -21,6 +21,7 @@ from groves.artifacts import (
 )
 from groves.errors import BuildError, RequestError
 from groves.prepared import write_prepared
+from groves.request import DEFAULTS, FIELDS
 from groves.storage import ArtifactNotFound, Store, get_json, put_json
 
 MAX_GROVES = 1000  # keeps the Map's item list far below Step Functions' 256 KB payload limit
@@ -28,19 +29,6 @@ MAX_TREES = 100_000
 BUILD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 ESTIMATORS = {"classifier": RandomForestClassifier, "regressor": RandomForestRegressor}
 
-DEFAULTS: dict[str, Any] = {
-    "n_trees": 100,
-    "grove_size": 10,
-    "dataset": "digits",
-    "target": None,
-    "estimator": "classifier",
-    "test_size": 0.25,
-    "seed": 0,
-    "params": {},
-    "max_concurrency": 10,
-    "predict": False,
-}
-FIELDS = ("build_id", *DEFAULTS, "resume")
 
 # Forest parameters a request may set; groves sets n_estimators, random_state and n_jobs itself.
 TREE_PARAMS = (

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-import joblib
-
 from groves.errors import RequestError
 
 # lz4 level 1: measured against zlib 1/3/6, lz4 3 and none on 300k-row forests, it writes a
@@ -270,6 +268,8 @@ def get_json(store: Store, key: str) -> Any:
 
 
 def dump_joblib(obj: Any) -> bytes:
+    import joblib
+
     buffer = io.BytesIO()
     joblib.dump(obj, buffer, compress=JOBLIB_COMPRESSION)
     return buffer.getvalue()
@@ -304,4 +304,6 @@ def dump_streamed(obj: Any, attribute: str, items: Iterator[Any], path: Path) ->
 
 
 def load_joblib(data: bytes) -> Any:
+    import joblib
+
     return joblib.load(io.BytesIO(data))

@@ -20,8 +20,7 @@ from groves.errors import BuildError
 from groves.plan import ESTIMATORS, read_plan
 from groves.prepared import read_prepared
 from groves.storage import Store, dump_joblib, get_json, put_json
-
-N_JOBS_ENV = "GROVES_N_JOBS"
+from groves.workers import N_JOBS_ENV
 
 
 def peak_rss_mb() -> float:

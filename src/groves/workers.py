@@ -20,7 +20,7 @@ import os
 import queue
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context, parent_process
 from multiprocessing.connection import Connection, wait
@@ -29,6 +29,7 @@ from typing import Any
 # ("ok", result) or ("error", error name, cause), as Step Functions sees a Lambda invocation end.
 Outcome = tuple[str, Any] | tuple[str, str, str]
 Call = Callable[[Callable[[Any], Any], Any], Outcome]
+N_JOBS_ENV = "GROVES_N_JOBS"  # the threads an invocation may use (scikit-learn's n_jobs)
 GRACE_SECONDS = 1.0
 START_METHOD = "forkserver" if "forkserver" in get_all_start_methods() else "spawn"
 SIGNAL_WORDS = {"SIGKILL": "killed", "SIGTERM": "terminated", "SIGSEGV": "segmentation fault"}
@@ -47,18 +48,22 @@ class _Worker:
 class WorkerPool:
     """``size`` worker processes serving ``invoke(resource, payload)`` from any thread."""
 
-    def __init__(self, size: int, handlers: Mapping[str, Callable[[Any], Any]], call: Call):
+    def __init__(
+        self,
+        size: int,
+        handlers: Mapping[str, Callable[[Any], Any]],
+        call: Call,
+        preload: Sequence[str] = (),
+    ):
         self._context = get_context(START_METHOD)
         if START_METHOD == "forkserver":
-            # workers fork from one server that imported the handlers' modules once
-            self._context.set_forkserver_preload(
-                sorted({handler.__module__ for handler in handlers.values()})
-            )
+            # workers fork from one server that imported these modules once
+            self._context.set_forkserver_preload(list(preload))
         self._handlers, self._call = dict(handlers), call
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
-        self._size = size
+        self.size = size
         self.closed = False
         with self._lock:
             for _ in range(size):
@@ -83,7 +88,7 @@ class WorkerPool:
         """An idle live worker; a fresh one in place of a worker that died."""
         while not self.closed:
             with self._lock:
-                if len(self._workers) < self._size:
+                if len(self._workers) < self.size:
                     return self._start()
             try:
                 worker = self._idle.get(timeout=0.2)
