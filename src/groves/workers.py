@@ -65,9 +65,19 @@ class WorkerPool:
         self._lock = threading.Lock()
         self.size = size
         self.closed = False
-        with self._lock:
-            for _ in range(size):
-                self._idle.put(self._start())
+        # Starting waits for the fork server to import its modules: do it in the background,
+        # so that the caller's own start-up runs meanwhile; invocations wait until it is done.
+        self._ready = threading.Event()
+        threading.Thread(target=self._start_all, name="groves-workers", daemon=True).start()
+
+    def _start_all(self) -> None:
+        try:
+            with self._lock:
+                for _ in range(self.size):
+                    if not self.closed:
+                        self._idle.put(self._start())
+        finally:
+            self._ready.set()
 
     def _start(self) -> _Worker:
         """A new worker, registered; the caller holds the lock."""
@@ -86,6 +96,9 @@ class WorkerPool:
 
     def _take(self) -> _Worker:
         """An idle live worker; a fresh one in place of a worker that died."""
+        while not self._ready.wait(0.2):
+            if self.closed:
+                raise PoolClosed("the build is stopping")
         while not self.closed:
             with self._lock:
                 if len(self._workers) < self.size:
@@ -125,6 +138,7 @@ class WorkerPool:
     def close(self) -> None:
         """Terminate every worker; kill the ones still alive after a grace period."""
         self.closed = True
+        self._ready.wait()
         with self._lock:
             workers = list(self._workers)
         for worker in workers:
