@@ -31,16 +31,23 @@ from moto import mock_aws
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 
 from groves import handlers
+from groves.artifacts import grove_key
 from groves.asl import Interpreter, call_handler, execute
 from groves.local import FUNCTIONS, STORE_SUBSTITUTION, load_definition
+from groves.storage import open_store
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:{}"
 LambdaThrottled = type("Lambda.TooManyRequestsException", (Exception,), {})
 
 
 def failing_grove(event: dict[str, Any]) -> dict[str, Any]:
-    """The last grove fails: every iteration starts on either engine, whatever its concurrency."""
+    """The last grove fails once the others are done, so both engines end with the same files
+    whatever their concurrency (moto runs iterations at once, the local engine here in turn)."""
     if event["grove"]["grove_id"] == 2:
+        store, deadline = open_store(event["store"]), time.monotonic() + 30
+        others = [grove_key(event["build_id"], event["run_id"], i, "json") for i in (0, 1)]
+        while not all(map(store.exists, others)) and time.monotonic() < deadline:
+            time.sleep(0.02)
         raise MemoryError("grove 2 ran out of memory")
     return handlers.train_grove(event)
 

@@ -183,3 +183,21 @@ def test_a_signal_stops_the_build_within_2_seconds_and_it_resumes(
     assert {k: after[k] for k in done} == done, "verified groves were not trained again"
     assert len(after) == 3 * 24
     print(f"resume retrained {24 - len(done)} of 24 groves")
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes from /proc")
+def test_a_signal_during_start_up_stops_the_fork_server_too(tmp_path: Path) -> None:
+    """Before the workers are up, the fork server is still importing scikit-learn: an
+    interrupt must not leave it running for those seconds."""
+    command = [sys.executable, "-m", "groves.cli", "run", "early", "--store", str(tmp_path)]
+    runner = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    time.sleep(0.3)
+    sent = time.monotonic()
+    runner.send_signal(signal.SIGINT)
+    _, err = runner.communicate(timeout=10)  # returns once no process holds its pipes
+    while live_processes(runner.pid) and time.monotonic() - sent < 5:
+        time.sleep(0.02)
+    assert runner.returncode == 130 and "Traceback" not in err, err
+    assert time.monotonic() - sent < 2 and live_processes(runner.pid) == []

@@ -15,6 +15,7 @@ terminate its workers, so this is a small dispatch over ``multiprocessing``'s ow
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -63,24 +64,37 @@ class WorkerPool:
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
+        self._starting = 0  # workers being started (outside the lock: it can take seconds)
         self.size = size
         self.closed = False
         # Starting waits for the fork server to import its modules: do it in the background,
-        # so that the caller's own start-up runs meanwhile; invocations wait until it is done.
-        self._ready = threading.Event()
+        # so that the caller's own start-up runs meanwhile; invocations wait for a worker.
         threading.Thread(target=self._start_all, name="groves-workers", daemon=True).start()
 
     def _start_all(self) -> None:
+        for _ in range(self.size):
+            try:
+                worker = self._start_if_short()
+            except PoolClosed:
+                return
+            if worker is None:
+                return
+            self._idle.put(worker)
+
+    def _start_if_short(self) -> _Worker | None:
+        """A new worker if the pool is open and short of ``size``, else ``None``."""
+        with self._lock:
+            if self.closed or len(self._workers) + self._starting >= self.size:
+                return None
+            self._starting += 1
         try:
-            with self._lock:
-                for _ in range(self.size):
-                    if not self.closed:
-                        self._idle.put(self._start())
+            return self._start()
         finally:
-            self._ready.set()
+            with self._lock:
+                self._starting -= 1
 
     def _start(self) -> _Worker:
-        """A new worker, registered; the caller holds the lock."""
+        """A new registered worker; one that comes up after ``close()`` is stopped at once."""
         parent_end, child_end = self._context.Pipe()
         # a forked worker gets the runner's environment as it is now, as a spawned one would
         process = self._context.Process(
@@ -91,18 +105,20 @@ class WorkerPool:
         process.start()
         child_end.close()
         worker = _Worker(process, parent_end)
-        self._workers.append(worker)
+        with self._lock:
+            self._workers.append(worker)
+            closed = self.closed
+        if closed:
+            process.kill()
+            raise PoolClosed("the build is stopping")
         return worker
 
     def _take(self) -> _Worker:
         """An idle live worker; a fresh one in place of a worker that died."""
-        while not self._ready.wait(0.2):
-            if self.closed:
-                raise PoolClosed("the build is stopping")
         while not self.closed:
-            with self._lock:
-                if len(self._workers) < self.size:
-                    return self._start()
+            replacement = self._start_if_short()  # a worker still to start, or a dead one's
+            if replacement is not None:
+                return replacement
             try:
                 worker = self._idle.get(timeout=0.2)
             except queue.Empty:
@@ -135,10 +151,13 @@ class WorkerPool:
         self._forget(worker)
         return _exited(worker.process.pid, worker.process.exitcode)
 
-    def close(self) -> None:
-        """Terminate every worker; kill the ones still alive after a grace period."""
+    def close(self, interrupted: bool = False) -> None:
+        """Terminate every worker; kill the ones still alive after a grace period. When the
+        build is interrupted, the fork server goes too: it may still be importing its modules,
+        and would otherwise outlive the runner by as long."""
         self.closed = True
-        self._ready.wait()
+        if interrupted and START_METHOD == "forkserver":
+            _kill_fork_server()
         with self._lock:
             workers = list(self._workers)
         for worker in workers:
@@ -154,8 +173,20 @@ class WorkerPool:
     def __enter__(self) -> WorkerPool:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        # KeyboardInterrupt and the CLI's signal exception are BaseExceptions, not Exceptions
+        self.close(interrupted=kind is not None and not issubclass(kind, Exception))
+
+
+def _kill_fork_server() -> None:
+    """Kill this process's fork server; multiprocessing starts a new one when next needed.
+    (There is no public way to stop it; ``_forkserver_pid`` is set as soon as it is spawned.)"""
+    from multiprocessing import forkserver
+
+    pid = forkserver._forkserver._forkserver_pid
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _exited(pid: int | None, exitcode: int | None) -> Outcome:
