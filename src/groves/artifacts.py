@@ -115,7 +115,7 @@ def read_verified(store: Store, key: str, expected: Mapping[str, Any], what: str
             f"{what}: {key} has {len(blob)} bytes but {expected.get('bytes')} were recorded "
             "(truncated or replaced); it was not loaded"
         )
-    if hashlib.sha256(blob).hexdigest() != expected.get("sha256"):
+    if digest(blob)["sha256"] != expected.get("sha256"):
         raise BuildError(
             f"{what}: {key} does not match its recorded sha256 (corrupt or replaced); "
             "it was not loaded"

@@ -16,18 +16,19 @@ from groves.request import DEFAULTS
 from groves.storage import DEFAULT_STORE
 
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
-REQUEST_OPTIONS = (
-    "trees",
-    "grove",
-    "predict",
-    "dataset",
-    "target",
-    "estimator",
-    "test_size",
-    "seed",
-    "param",
-    "max_concurrency",
-)
+# Each request option's argparse dest and the request field it sets.
+REQUEST_OPTIONS = {
+    "trees": "n_trees",
+    "grove": "grove_size",
+    "dataset": "dataset",
+    "target": "target",
+    "estimator": "estimator",
+    "test_size": "test_size",
+    "seed": "seed",
+    "param": "params",
+    "max_concurrency": "max_concurrency",
+    "predict": "predict",
+}
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -109,20 +110,11 @@ def build_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
                 f"--resume continues the run with its stored request; drop {', '.join(changed)}"
             )
         return {"build_id": args.build_id, "resume": True}
-    request = {
-        "build_id": args.build_id,
-        "n_trees": args.trees,
-        "grove_size": args.grove,
-        "dataset": args.dataset,
-        "estimator": args.estimator,
-        "test_size": args.test_size,
-        "seed": args.seed,
-        "params": dict(args.param),
-        "max_concurrency": args.max_concurrency,
-        "predict": args.predict,
-    }
-    if args.target is not None:
-        request["target"] = args.target
+    request = {"build_id": args.build_id}
+    request |= {field: getattr(args, dest) for dest, field in REQUEST_OPTIONS.items()}
+    request["params"] = dict(args.param)
+    if args.target is None:
+        del request["target"]
     return request
 
 

@@ -19,7 +19,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import type_of_target
 
 from groves.errors import RequestError
-from groves.storage import S3_BUCKET, ArtifactNotFound, read_uri
+from groves.storage import ArtifactNotFound, read_uri, split_s3_uri
 
 BUILTIN: dict[str, Callable[..., Any]] = {
     "digits": skdatasets.load_digits,
@@ -67,8 +67,11 @@ def check_source(source: str, target: str | None) -> None:
             f"ending in {', '.join(FILE_SUFFIXES)} (local path or s3://bucket/key)",
         )
     if source.startswith("s3://"):
-        bucket, _, key = source.removeprefix("s3://").partition("/")
-        if not S3_BUCKET.fullmatch(bucket) or not key:
+        try:
+            key = split_s3_uri(source)[1]
+        except ValueError:
+            key = ""
+        if not key:
             raise RequestError(
                 "dataset", f"{source!r} is not s3://BUCKET/KEY with a valid bucket name"
             )

@@ -70,8 +70,14 @@ def local_definition(
 ) -> tuple[dict[str, Any], dict[str, Callable[..., Any]]]:
     """The definition with local function ARNs and the store substituted, and each ARN's handler."""
     arns = {name: LOCAL_ARN.format(name) for name in functions}
-    definition = load_definition({**arns, STORE_SUBSTITUTION: store_uri})
-    return definition, {arns[name]: handler for name, handler in functions.items()}
+    return load_definition({**arns, STORE_SUBSTITUTION: store_uri}), local_resources(functions)
+
+
+def local_resources(
+    functions: Mapping[str, Callable[..., Any]] = FUNCTIONS,
+) -> dict[str, Callable[..., Any]]:
+    """Each local function ARN's handler."""
+    return {LOCAL_ARN.format(name): handler for name, handler in functions.items()}
 
 
 def start_workers(
@@ -79,7 +85,7 @@ def start_workers(
 ) -> WorkerPool:
     """Warm workers for ``run_local``. Started first thing, they import scikit-learn while the
     caller does its own start-up."""
-    _, resources = local_definition("", functions)
+    resources = local_resources(functions)
     modules = {getattr(h, "module", None) or h.__module__ for h in functions.values()}
     return WorkerPool(workers or usable_cores(), resources, call_handler, preload=sorted(modules))
 

@@ -4,7 +4,6 @@ loads the merged forest."""
 
 from __future__ import annotations
 
-import io
 import time
 from typing import Any
 
@@ -14,7 +13,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from groves.artifacts import grove_key, metrics_key, read_manifest, read_verified
 from groves.plan import read_plan
 from groves.prepared import read_prepared
-from groves.storage import Store, put_json
+from groves.storage import Store, load_npy, put_json
 
 
 def decide(classes: np.ndarray | None, votes: np.ndarray, n_trees: int) -> np.ndarray:
@@ -45,7 +44,7 @@ def score_build(store: Store, build_id: str, run_id: str | None = None) -> dict[
     for record in manifest["groves"]:
         key = grove_key(build_id, run_id, record["grove_id"], "votes.npy")
         blob = read_verified(store, key, record["votes"], f"grove {record['grove_id']}")
-        votes = np.load(io.BytesIO(blob), allow_pickle=False)
+        votes = load_npy(blob)
         total = votes if total is None else total + votes
         n_trees += record["n_trees"]
         grove_scores.append(score(classes, y_test, decide(classes, votes, record["n_trees"])))

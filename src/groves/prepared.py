@@ -9,7 +9,6 @@ same rows: the files belong to the run and are never rewritten.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,7 @@ import numpy as np
 from groves.artifacts import data_key, digest
 from groves.data import Split
 from groves.errors import BuildError
-from groves.storage import Store
+from groves.storage import Store, dump_npy
 
 ARRAYS = ("X_train", "y_train", "X_test", "y_test")
 
@@ -27,9 +26,7 @@ def write_prepared(store: Store, build_id: str, run_id: str, split: Split) -> di
     records = {}
     for name in ARRAYS:
         array = getattr(split, name)
-        buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-        blob = buffer.getvalue()
+        blob = dump_npy(np.ascontiguousarray(array))
         store.put_bytes(data_key(build_id, run_id, name), blob)
         records[name] = {**digest(blob), "shape": list(array.shape), "dtype": array.dtype.str}
     return records

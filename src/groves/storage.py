@@ -6,6 +6,7 @@ S3 goes through boto3, so any S3-compatible store works by setting ``AWS_ENDPOIN
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -15,7 +16,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlparse
 
 from groves.errors import RequestError
 
@@ -50,6 +50,22 @@ class Store(Protocol):
     def put_file(self, key: str, path: Path) -> None: ...
 
 
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` that replaces it when the block ends without error,
+    so readers never see half a file; on error the temporary file is removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class LocalStore:
     """A directory; writes are atomic (temp file + rename), so readers never see half a file."""
 
@@ -64,16 +80,8 @@ class LocalStore:
         return path
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(self._path(key)) as tmp:
+            tmp.write_bytes(data)
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -96,16 +104,8 @@ class LocalStore:
 
     def put_file(self, key: str, path: Path) -> None:
         """Copy a local file in, atomically."""
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        os.close(fd)
-        try:
+        with atomic_file(self._path(key)) as tmp:
             shutil.copyfile(path, tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     def local_path(self, key: str) -> Path:
         """The file itself (for memory-mapping)."""
@@ -180,19 +180,12 @@ class S3Store:
         path = Path(tempfile.gettempdir()) / "groves-cache" / self.bucket / self._key(key)
         if path.is_file():
             return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.close(fd)
         try:
-            self.client.download_file(self.bucket, self._key(key), tmp)
-            os.replace(tmp, path)
+            with atomic_file(path) as tmp:
+                self.client.download_file(self.bucket, self._key(key), str(tmp))
         except self.client.exceptions.ClientError as exc:
-            Path(tmp).unlink(missing_ok=True)
             if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
                 raise ArtifactNotFound(f"{self.uri}/{key} does not exist") from exc
-            raise
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
             raise
         return path
 
@@ -218,11 +211,12 @@ def s3_client() -> Any:
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/some/key`` -> ``("bucket", "some/key")``."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise ValueError(f"not an s3:// URI: {uri!r}")
-    return parsed.netloc, parsed.path.lstrip("/")
+    """``s3://bucket/some/key`` -> ``("bucket", "some/key")``; a ``ValueError`` unless the
+    bucket name is a valid one."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not S3_BUCKET.fullmatch(bucket):
+        raise ValueError(f"{uri!r} is not s3://BUCKET/... with a valid bucket name")
+    return bucket, key
 
 
 def open_store(uri: Any) -> Store:
@@ -232,10 +226,10 @@ def open_store(uri: Any) -> Store:
     if not isinstance(uri, str) or not uri.strip() or "\x00" in uri:
         raise RequestError("store", f"{uri!r} is not {form}")
     if uri.startswith("s3://"):
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        if not S3_BUCKET.fullmatch(bucket):
-            raise RequestError("store", f"{uri!r} is not {form} with a valid bucket name")
-        return S3Store(bucket, prefix)
+        try:
+            return S3Store(*split_s3_uri(uri))
+        except ValueError as exc:
+            raise RequestError("store", f"{uri!r} is not {form} with a valid bucket name") from exc
     if "://" in uri and not uri.startswith("file://"):
         raise RequestError("store", f"{uri!r}: unsupported scheme; use {form}")
     store = LocalStore(uri.removeprefix("file://"))
@@ -273,6 +267,21 @@ def dump_joblib(obj: Any) -> bytes:
     buffer = io.BytesIO()
     joblib.dump(obj, buffer, compress=JOBLIB_COMPRESSION)
     return buffer.getvalue()
+
+
+def dump_npy(array: Any) -> bytes:
+    """An array as ``.npy`` bytes (no pickled objects)."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def load_npy(data: bytes) -> Any:
+    import numpy as np
+
+    return np.load(io.BytesIO(data), allow_pickle=False)
 
 
 class _StreamedList:

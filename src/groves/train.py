@@ -4,7 +4,6 @@ rows, so that scoring never has to load the merged forest."""
 
 from __future__ import annotations
 
-import io
 import os
 import resource
 import sys
@@ -19,7 +18,7 @@ from groves.artifacts import digest, grove_key, read_verified
 from groves.errors import BuildError
 from groves.plan import ESTIMATORS, read_plan
 from groves.prepared import read_prepared
-from groves.storage import Store, dump_joblib, get_json, put_json
+from groves.storage import Store, dump_joblib, dump_npy, get_json, put_json
 from groves.workers import N_JOBS_ENV
 
 
@@ -44,12 +43,6 @@ def summed_votes(forest: Any, X: np.ndarray) -> np.ndarray:
     if hasattr(forest, "classes_"):
         return forest.predict_proba(X) * len(forest.estimators_)
     return forest.predict(X) * len(forest.estimators_)
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
 
 
 def verified_grove(
@@ -90,7 +83,7 @@ def train_grove(store: Store, build_id: str, run_id: str, grove: dict[str, Any])
     fit_started = time.perf_counter()
     forest.fit(split.X_train, split.y_train)
     fit_seconds = time.perf_counter() - fit_started
-    votes = npy_bytes(summed_votes(forest, split.X_test))
+    votes = dump_npy(summed_votes(forest, split.X_test))
     blob = dump_joblib(forest)
     gid = grove["grove_id"]
     store.put_bytes(grove_key(build_id, run_id, gid, "votes.npy"), votes)
