@@ -12,8 +12,10 @@ import pytest
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
+from groves import handlers
+from groves.artifacts import items_key
 from groves.data import load_dataset
-from groves.storage import LocalStore
+from groves.storage import LocalStore, get_json, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "groves-test"
@@ -23,6 +25,20 @@ FAKE_AWS = {
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+def grove_items(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The grove items a plan step wrote where the Map's ItemReader reads them."""
+    return get_json(open_store(plan["store"]), items_key(plan["build_id"], plan["run_id"]))
+
+
+def train_batch(
+    plan: dict[str, Any], groves: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """train_grove on one ItemBatcher batch (by default every grove), as the Map passes it."""
+    batch_input = {key: plan[key] for key in ("store", "build_id", "run_id")}
+    event = {"Items": grove_items(plan) if groves is None else groves, "BatchInput": batch_input}
+    return handlers.train_grove(event)["groves"]
 
 
 def small_request(build_id: str = "t", **overrides: Any) -> dict[str, Any]:

@@ -195,10 +195,14 @@ def test_definitions_using_unsupported_features_are_refused() -> None:
         execute(machine({"W": task("nope", End=True)}), {}, run)
     with pytest.raises(UnsupportedDefinition, match="type 'Wait'"):
         execute(machine({"W": {"Type": "Wait", "Seconds": 1, "End": True}}), {}, run)
-    distributed = map_machine(2)
-    distributed["States"]["Each"]["ItemProcessor"]["ProcessorConfig"]["Mode"] = "DISTRIBUTED"
-    with pytest.raises(UnsupportedDefinition, match="Map mode 'DISTRIBUTED'"):
-        execute(distributed, {}, run)
+    other_mode = map_machine(2)
+    other_mode["States"]["Each"]["ItemProcessor"]["ProcessorConfig"]["Mode"] = "PARALLEL"
+    with pytest.raises(UnsupportedDefinition, match="Map mode 'PARALLEL'"):
+        execute(other_mode, {}, run)
+    inline_batches = map_machine(2)
+    inline_batches["States"]["Each"]["ItemBatcher"] = {"MaxItemsPerBatch": 2}
+    with pytest.raises(UnsupportedDefinition, match=r"\['ItemBatcher'\] need DISTRIBUTED"):
+        execute(inline_batches, {}, run)
     with pytest.raises(UnsupportedDefinition, match="Next 'Nowhere'"):
         execute(machine({"W": task(Next="Nowhere")}), {}, run)
 

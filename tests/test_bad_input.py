@@ -357,7 +357,7 @@ def test_fuzzed_requests_end_in_groves_errors_only(request: Any, tmp_path_factor
         ("merge", {"build_id": "../escape", "run_id": "20261125T120301123Z-1a2b3c4d"}, "build_id"),
         ("merge", {"build_id": "t", "run_id": "../../x"}, "run_id"),
         ("predict", {"build_id": 7}, "build_id"),
-        ("train_grove", {"build_id": "t", "run_id": None, "grove": {}}, "run_id"),
+        ("train_grove", {"build_id": "t", "run_id": "x", "grove": {}}, "Items"),
     ],
 )
 def test_malformed_step_events_name_their_field(
@@ -365,4 +365,20 @@ def test_malformed_step_events_name_their_field(
 ) -> None:
     with pytest.raises(RequestError) as caught:
         getattr(handlers, step)({"store": str(tmp_path), **event})
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("batch", "field"),
+    [
+        ({"Items": []}, "Items"),
+        ({"Items": [{"grove_id": 0}]}, "BatchInput"),
+        ({"Items": [{"grove_id": 0}], "BatchInput": []}, "BatchInput"),
+        ({"Items": [{"grove_id": 0}], "BatchInput": {"build_id": "t", "run_id": "1"}}, "store"),
+        ({"Items": [{}], "BatchInput": {"store": ".", "build_id": "t", "run_id": None}}, "run_id"),
+    ],
+)
+def test_malformed_grove_batches_name_their_field(batch: dict, field: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        handlers.train_grove(batch)
     assert caught.value.field == field

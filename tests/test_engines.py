@@ -11,22 +11,27 @@ specification and the test says so:
   does not apply there and the build fails; on Step Functions (and here) it is retried.
 - moto takes a Choice's ``Default`` when the rule's Variable is missing; the specification makes
   that a ``States.Runtime`` failure.
+- moto's Distributed Map has no ItemBatcher (the test gives moto an ItemSelector making the same
+  one-grove batch event), does not apply ``ToleratedFailurePercentage`` (a failed child leaves
+  a hole in the results and the Map succeeds; on Step Functions, and here, the Map fails with
+  ``States.ExceedToleratedFailureThreshold``), and its ResultWriter writes an empty manifest
+  and no result files.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import small_request
+from conftest import BUCKET, small_request
 from moto import mock_aws
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 
@@ -34,7 +39,7 @@ from groves import handlers
 from groves.artifacts import grove_key
 from groves.asl import Interpreter, call_handler, execute
 from groves.local import FUNCTIONS, STORE_SUBSTITUTION, load_definition
-from groves.storage import open_store
+from groves.storage import bucket_stores, open_store
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:{}"
 LambdaThrottled = type("Lambda.TooManyRequestsException", (Exception,), {})
@@ -43,9 +48,10 @@ LambdaThrottled = type("Lambda.TooManyRequestsException", (Exception,), {})
 def failing_grove(event: dict[str, Any]) -> dict[str, Any]:
     """The last grove fails once the others are done, so both engines end with the same files
     whatever their concurrency (moto runs iterations at once, the local engine here in turn)."""
-    if event["grove"]["grove_id"] == 2:
-        store, deadline = open_store(event["store"]), time.monotonic() + 30
-        others = [grove_key(event["build_id"], event["run_id"], i, "json") for i in (0, 1)]
+    if any(grove["grove_id"] == 2 for grove in event["Items"]):
+        ids = event["BatchInput"]
+        store, deadline = open_store(ids["store"]), time.monotonic() + 30
+        others = [grove_key(ids["build_id"], ids["run_id"], i, "json") for i in (0, 1)]
         while not all(map(store.exists, others)) and time.monotonic() < deadline:
             time.sleep(0.02)
         raise MemoryError("grove 2 ran out of memory")
@@ -97,15 +103,30 @@ def functions_for(replace: dict[str, Callable[..., Any]]) -> dict[str, Callable[
     return {ARN.format(name): handler for name, handler in {**FUNCTIONS, **replace}.items()}
 
 
-def definition(store: Path) -> dict[str, Any]:
-    return load_definition(
-        {**{n: ARN.format(n) for n in FUNCTIONS}, STORE_SUBSTITUTION: str(store)}
-    )
+def definition(store: str) -> dict[str, Any]:
+    return load_definition({**{n: ARN.format(n) for n in FUNCTIONS}, STORE_SUBSTITUTION: store})
 
 
-def written(store: Path) -> list[str]:
-    """The files a run wrote, with its run id replaced by RUN."""
-    keys = [p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file()]
+def for_moto(machine: dict[str, Any]) -> dict[str, Any]:
+    """moto's engine has no ItemBatcher: give it an ItemSelector that makes the same event,
+    a batch of one grove (``States.Array`` is an intrinsic function moto runs). Its parser also
+    takes ToleratedFailurePercentage only as a decimal (``0.0``, not ``0``), and evaluates
+    ResultWriter's paths on the Map's results instead of its input: it gets the bucket as is."""
+    machine = copy.deepcopy(machine)
+    train = machine["States"]["TrainGroves"]
+    train["ToleratedFailurePercentage"] = float(train["ToleratedFailurePercentage"])
+    train["ResultWriter"]["Parameters"] = {"Bucket": BUCKET, "Prefix": "map-runs"}
+    batcher = train.pop("ItemBatcher")
+    train["ItemSelector"] = {
+        "Items.$": "States.Array($$.Map.Item.Value)",
+        "BatchInput": batcher["BatchInput"],
+    }
+    return machine
+
+
+def written(store: str) -> list[str]:
+    """The keys a run wrote under the store, with its run id replaced by RUN."""
+    keys = open_store(store).list_keys("")
     runs = {key.split("/")[2] for key in keys if key.startswith("t/runs/")}
     text = json.dumps(sorted(keys))
     for run in runs:
@@ -113,10 +134,17 @@ def written(store: Path) -> list[str]:
     return json.loads(text)
 
 
-def run_local_engine(store: Path, replace: dict[str, Callable[..., Any]]) -> dict[str, Any]:
-    interpreter = Interpreter(functions_for(replace), sleep=lambda seconds: None)
+def run_local_engine(store: str, replace: dict[str, Callable[..., Any]]) -> dict[str, Any]:
+    interpreter = Interpreter(
+        functions_for(replace),
+        sleep=lambda seconds: None,
+        buckets=bucket_stores(open_store(store)),
+    )
     run = execute(definition(store), small_request(predict=True), interpreter)
-    entered = [e["state"] for e in run.history if e["type"] == "StateEntered"]
+    # the parent execution's history: a Distributed Map's children have histories of their own
+    entered = [
+        e["state"] for e in run.history if e["type"] == "StateEntered" and "execution" not in e
+    ]
     return {"status": run.status, "error": run.error, "entered": Counter(entered)}
 
 
@@ -131,12 +159,12 @@ def moto_engine(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Call
 
     monkeypatch.setattr(lambda_eval_utils, "boto_client_for", client_for)
 
-    def run(store: Path, replace: dict[str, Callable[..., Any]]) -> dict[str, Any]:
+    def run(store: str, replace: dict[str, Callable[..., Any]]) -> dict[str, Any]:
         routed["lambda"] = RoutedLambda(functions_for(replace))
         sfn = boto3.client("stepfunctions")
         machine = sfn.create_state_machine(
             name=f"groves-{time.monotonic_ns()}",
-            definition=json.dumps(definition(store)),
+            definition=json.dumps(for_moto(definition(store))),
             roleArn="arn:aws:iam::123456789012:role/r",
         )
         arn = sfn.start_execution(
@@ -161,30 +189,40 @@ def moto_engine(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Call
         }
 
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
         yield run
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_both_engines_end_the_same(scenario: str, tmp_path: Path, moto_engine) -> None:
-    ours = run_local_engine(tmp_path / "local", SCENARIOS[scenario]())
-    theirs = moto_engine(tmp_path / "moto", SCENARIOS[scenario]())
+def test_both_engines_end_the_same(scenario: str, moto_engine) -> None:
+    local, moto = f"s3://{BUCKET}/local", f"s3://{BUCKET}/moto"
+    ours = run_local_engine(local, SCENARIOS[scenario]())
+    theirs = moto_engine(moto, SCENARIOS[scenario]())
     if scenario == "Lambda throttling":
         # moto names the throttle "Exception", so its Retry does not match (see the module
         # docstring); the specification retries it, and so does the local engine.
         assert (theirs["status"], theirs["error"]) == ("FAILED", "Exception")
         assert theirs["entered"] == Counter(["Plan", "BuildFailed"])
-        happy = run_local_engine(tmp_path / "happy", {})
-        assert ours == happy and written(tmp_path / "local") == written(tmp_path / "happy")
+        happy = run_local_engine(f"s3://{BUCKET}/happy", {})
+        assert ours == happy and written(local) == written(f"s3://{BUCKET}/happy")
         return
-    assert ours == theirs
-    assert written(tmp_path / "local") == written(tmp_path / "moto")
+    assert written(local) == written(moto)
+    # both wrote a Map Run's files to the top of the bucket (moto only an empty manifest)
+    assert len(open_store(f"s3://{BUCKET}/map-runs").list_keys("")) >= 2
     if scenario == "happy path":
-        assert ours["status"] == "SUCCEEDED" and "t/runs/RUN/metrics.json" in written(
-            tmp_path / "local"
-        )
+        assert ours == theirs
+        assert ours["status"] == "SUCCEEDED" and "t/runs/RUN/metrics.json" in written(local)
     else:
-        assert (ours["status"], ours["error"]) == ("FAILED", "MemoryError")
-        assert not [k for k in written(tmp_path / "local") if k.endswith("model.joblib")]
+        # moto does not apply ToleratedFailurePercentage (see the module docstring): its Map
+        # succeeds without grove 2, and Merge refuses the incomplete run instead
+        assert (ours["status"], ours["error"]) == (
+            "FAILED",
+            "States.ExceedToleratedFailureThreshold",
+        )
+        assert (theirs["status"], theirs["error"]) == ("FAILED", "BuildError")
+        assert ours["entered"] == Counter(["Plan", "TrainGroves", "BuildFailed"])
+        assert theirs["entered"] == ours["entered"] + Counter(["Merge"])
+        assert not [k for k in written(local) if k.endswith("model.joblib")]
 
 
 def test_a_choice_on_a_missing_variable_is_a_runtime_error_not_the_default() -> None:

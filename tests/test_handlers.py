@@ -8,7 +8,7 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
-from conftest import BUCKET, ROOT, small_request
+from conftest import BUCKET, ROOT, grove_items, small_request, train_batch
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 import groves
@@ -33,26 +33,20 @@ def stored_split(plan: dict[str, Any]) -> Any:
     return read_prepared(store, read_plan(store, plan["build_id"], plan["run_id"]))
 
 
-def train_all(store: str, plan: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        handlers.train_grove(
-            {"store": store, "build_id": plan["build_id"], "run_id": plan["run_id"], "grove": grove}
-        )
-        for grove in plan["groves"]
-    ]
-
-
 def test_sample_events_run_in_order(s3) -> None:
     request = {**event("plan")["request"], "n_trees": 20}
     plan = handlers.plan(event("plan", request=request))
-    assert plan["store"] == STORE and len(plan["groves"]) == 2
+    assert plan["store"] == STORE and plan["n_groves"] == 2
+    assert plan["groves_per_invocation"] == 2
     ids = {"build_id": plan["build_id"], "run_id": plan["run_id"]}
-    sample_grove = event("train_grove")["grove"]
-    assert plan["groves"][0] == sample_grove, "events/train_grove.json matches events/plan.json"
-    meta = handlers.train_grove(event("train_grove", **ids))
-    assert meta["n_trees"] == 10 and meta["reused"] is False and len(meta["sha256"]) == 64
-    assert len(json.dumps(meta)) < 2000, "only small metadata goes through Step Functions"
-    handlers.train_grove(event("train_grove", **ids, grove=plan["groves"][1]))
+    batch = json.loads((ROOT / "events" / "train_grove.json").read_text())
+    assert batch["Items"] == grove_items(plan), "events/train_grove.json matches events/plan.json"
+    trained = handlers.train_grove(
+        {**batch, "BatchInput": {**batch["BatchInput"], "store": STORE, **ids}}
+    )["groves"]
+    assert [m["grove_id"] for m in trained] == [0, 1]
+    assert all(m["n_trees"] == 10 and not m["reused"] and len(m["sha256"]) == 64 for m in trained)
+    assert len(json.dumps(trained)) < 2000, "only small metadata goes through Step Functions"
     merged = handlers.merge(event("merge", **ids))
     run_folder = f"{STORE}/digits-100/runs/{plan['run_id']}"
     assert merged["n_trees"] == 20 and merged["model"] == f"{run_folder}/model.joblib"
@@ -70,7 +64,7 @@ def test_missing_event_fields_are_named(s3) -> None:
 
 def test_merged_model_is_a_plain_forest_equal_to_its_groves(s3) -> None:
     plan = handlers.plan({"store": STORE, "request": small_request(n_trees=8)})
-    train_all(STORE, plan)
+    train_batch(plan)
     handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
     store = open_store(STORE)
     model = load_joblib(store.get_bytes(model_key("t", plan["run_id"])))
@@ -82,7 +76,7 @@ def test_merged_model_is_a_plain_forest_equal_to_its_groves(s3) -> None:
     ).X_test
     groves = [
         load_joblib(store.get_bytes(grove_key("t", plan["run_id"], g["grove_id"], "joblib")))
-        for g in plan["groves"]
+        for g in grove_items(plan)
     ]
     trees = [tree for grove in groves for tree in grove.estimators_]
     by_hand = np.mean([tree.predict_proba(X) for tree in trees], axis=0)
@@ -91,7 +85,7 @@ def test_merged_model_is_a_plain_forest_equal_to_its_groves(s3) -> None:
     np.testing.assert_allclose(model.predict_proba(X), weighted, rtol=1e-12)
     np.testing.assert_array_equal(model.predict(X), model.classes_[by_hand.argmax(axis=1)])
     # each grove is exactly the forest scikit-learn builds from the grove's seed
-    alone = RandomForestClassifier(n_estimators=3, random_state=plan["groves"][0]["seed"])
+    alone = RandomForestClassifier(n_estimators=3, random_state=grove_items(plan)[0]["seed"])
     split = read_prepared(
         open_store(STORE), read_plan(open_store(STORE), plan["build_id"], plan["run_id"])
     )
@@ -101,10 +95,7 @@ def test_merged_model_is_a_plain_forest_equal_to_its_groves(s3) -> None:
 
 def test_missing_grove_fails_merge_and_writes_no_model(s3) -> None:
     plan = handlers.plan({"store": STORE, "request": small_request()})
-    for grove in plan["groves"][:-1]:
-        handlers.train_grove(
-            {"store": STORE, "build_id": "t", "run_id": plan["run_id"], "grove": grove}
-        )
+    train_batch(plan, grove_items(plan)[:-1])
     with pytest.raises(BuildError, match=r"1 of 3 planned groves .* missing: 2; no model"):
         handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
     assert not open_store(STORE).exists(model_key("t", plan["run_id"]))
@@ -113,7 +104,7 @@ def test_missing_grove_fails_merge_and_writes_no_model(s3) -> None:
 def test_merge_refuses_groves_of_another_run_or_data(s3) -> None:
     store = open_store(STORE)
     plan = handlers.plan({"store": STORE, "request": small_request()})
-    train_all(STORE, plan)
+    train_batch(plan)
     run = plan["run_id"]
     key = grove_key("t", run, 1, "json")
     meta = get_json(store, key)
@@ -142,19 +133,17 @@ def test_two_runs_of_one_build_never_mix(s3) -> None:
     first = handlers.plan({"store": STORE, "request": small_request()})
     second = handlers.plan({"store": STORE, "request": small_request(n_trees=4, seed=9)})
     assert first["run_id"] != second["run_id"]
-    for a, b in zip(first["groves"], second["groves"], strict=False):
+    for a, b in zip(grove_items(first), grove_items(second), strict=False):
         for plan, grove in ((first, a), (second, b)):
-            handlers.train_grove(
-                {"store": STORE, "build_id": "t", "run_id": plan["run_id"], "grove": grove}
-            )
-    train_all(STORE, first)  # the groves the zip left out
+            train_batch(plan, [grove])
+    train_batch(first)  # the groves the zip left out
     second_merged = handlers.merge({"store": STORE, "build_id": "t", "run_id": second["run_id"]})
     first_merged = handlers.merge({"store": STORE, "build_id": "t", "run_id": first["run_id"]})
     assert (first_merged["n_trees"], second_merged["n_trees"]) == (7, 4)
     assert get_json(store, "t/latest.json")["run_id"] == first["run_id"]
     for plan in (first, second):
         manifest = get_json(store, f"t/runs/{plan['run_id']}/manifest.json")
-        assert [g["seed"] for g in manifest["groves"]] == [g["seed"] for g in plan["groves"]]
+        assert [g["seed"] for g in manifest["groves"]] == [g["seed"] for g in grove_items(plan)]
         model = groves.load_model(STORE, "t", plan["run_id"])
         assert len(model.estimators_) == manifest["n_trees"]
     assert len(groves.load_model(STORE, "t").estimators_) == 7
@@ -162,11 +151,11 @@ def test_two_runs_of_one_build_never_mix(s3) -> None:
 
 def test_a_grove_that_is_not_in_the_plan_is_refused(s3) -> None:
     plan = handlers.plan({"store": STORE, "request": small_request()})
-    forged = {**plan["groves"][0], "seed": 1}
+    forged = {**grove_items(plan)[0], "seed": 1}
     with pytest.raises(BuildError, match="not part of the plan"):
-        handlers.train_grove(
-            {"store": STORE, "build_id": "t", "run_id": plan["run_id"], "grove": forged}
-        )
+        train_batch(plan, [forged])
+    with pytest.raises(BuildError, match="not part of the plan"):
+        train_batch(plan, [{"grove_id": 3, "seed": 0, "n_trees": 1}])  # past the last grove
 
 
 def test_regressor_build_scores_r2(s3, tmp_path) -> None:
@@ -178,7 +167,7 @@ def test_regressor_build_scores_r2(s3, tmp_path) -> None:
         params={"min_samples_leaf": 3},
     )
     plan = handlers.plan({"store": STORE, "request": request})
-    train_all(STORE, plan)
+    train_batch(plan)
     handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
     scored = handlers.predict({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
     assert scored["metric"] == "r2" and 0.2 < scored["score"] < 0.7

@@ -9,7 +9,7 @@ from typing import Any
 
 import joblib
 import pytest
-from conftest import small_request
+from conftest import small_request, train_batch
 
 import groves
 from groves import handlers
@@ -48,10 +48,7 @@ def trained(local_store: LocalStore) -> dict[str, Any]:
     """A planned run of build ``t`` whose three groves are trained but not merged."""
     store = local_store.uri
     plan = handlers.plan({"store": store, "request": small_request(predict=True)})
-    for grove in plan["groves"]:
-        handlers.train_grove(
-            {"store": store, "build_id": "t", "run_id": plan["run_id"], "grove": grove}
-        )
+    train_batch(plan)
     return plan
 
 

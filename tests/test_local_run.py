@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import small_request
+from conftest import grove_items, small_request
 
 from groves import handlers
 from groves.artifacts import metrics_key, model_key, plan_key
 from groves.asl import Interpreter, execute
-from groves.local import FUNCTIONS, local_definition, run_local
+from groves.local import FUNCTIONS, local_machine, run_local
 from groves.prepared import read_prepared
 from groves.storage import get_json, load_joblib, open_store
 
@@ -31,26 +32,43 @@ def entered(execution, iteration: int | None = None) -> list[str]:
 def test_run_with_predict_in_worker_processes(tmp_path: Path) -> None:
     progress: list[tuple[str, int, int]] = []
     run = run_local(
-        small_request(n_trees=10, predict=True),
+        small_request(n_trees=10, predict=True, groves_per_invocation=3),
         str(tmp_path),
         workers=2,
         on_progress=lambda *p: progress.append(p),
     )
     assert run.status == "SUCCEEDED", run.cause
     assert entered(run) == ["Plan", "TrainGroves", "Merge", "PredictRequested", "Predict", "Done"]
-    assert all(entered(run, i) == ["TrainGrove"] for i in range(4)), "each iteration's states"
-    assert progress[-1] == ("TrainGroves", 4, 4)
-    assert next(e for e in run.history if e["type"] == "MapStarted")["workers"] == 2
+    # 4 groves in batches of 3: two child executions, each with a name of its own
+    assert all(entered(run, i) == ["TrainGrove"] for i in range(2)), "each child's states"
+    children = [e for e in run.history if e["type"] == "ChildExecutionSucceeded"]
+    assert sorted(e["iteration"] for e in children) == [0, 1]
+    assert len({e["execution"] for e in children}) == 2
+    assert progress[-1] == ("TrainGroves", 4, 4), "progress counts groves, not batches"
+    started = next(e for e in run.history if e["type"] == "MapRunStarted")
+    assert (started["workers"], started["children"], started["items"]) == (2, 2, 4)
     output = run.output
-    assert [g["n_trees"] for g in output["groves"]] == [3, 3, 3, 1]
-    assert output["model"]["n_trees"] == 10
     store = open_store(str(tmp_path))
+    items = grove_items(output)
+    assert [g["n_trees"] for g in items] == [3, 3, 3, 1] and output["n_groves"] == 4
+    assert output["model"]["n_trees"] == 10
     run_id = output["run_id"]
     assert get_json(store, "t/latest.json")["run_id"] == run_id
     manifest = get_json(store, f"t/runs/{run_id}/manifest.json")
     assert manifest["n_trees"] == 10 and [g["seed"] for g in manifest["groves"]] == [
-        g["seed"] for g in output["groves"]
+        g["seed"] for g in items
     ]
+    # ResultWriter: the children's results in the store, not in the state
+    details = output["map_run"]["ResultWriterDetails"]
+    assert details["Key"].startswith("map-runs/")
+    written = get_json(store, details["Key"])
+    assert written["MapRunArn"] == output["map_run"]["MapRunArn"]
+    assert written["ResultFiles"]["FAILED"] == written["ResultFiles"]["PENDING"] == []
+    (succeeded,) = written["ResultFiles"]["SUCCEEDED"]
+    results = get_json(store, succeeded["Key"])
+    assert {r["Name"] for r in results} == {e["execution"] for e in children}
+    trained = [g for r in results for g in json.loads(r["Output"])["groves"]]
+    assert sorted(g["grove_id"] for g in trained) == [0, 1, 2, 3]
     assert manifest["data"]["classes"] == [0, 1, 2]
     model = load_joblib(store.get_bytes(model_key("t", run_id)))
     split = read_prepared(store, get_json(store, plan_key("t", run_id)))
@@ -99,25 +117,36 @@ def test_invalid_request_ends_in_build_failed_before_any_work(tmp_path: Path) ->
 
 
 def broken_grove(event: dict[str, Any]) -> dict[str, Any]:
-    if event["grove"]["grove_id"] == 1:
+    if any(grove["grove_id"] == 1 for grove in event["Items"]):
         raise MemoryError("grove 1 ran out of memory")
     return handlers.train_grove(event)
 
 
 def interpreter_with(store: Path, **replace: Any) -> tuple[dict[str, Any], Interpreter]:
     """The real definition with some handlers swapped, as a fault would swap them on AWS."""
-    definition, resources = local_definition(str(store), {**FUNCTIONS, **replace})
-    return definition, Interpreter(resources)
+    return local_machine(str(store), {**FUNCTIONS, **replace})
 
 
-def test_a_failing_grove_routes_to_fail_and_no_model_is_written(tmp_path: Path) -> None:
+def test_a_failing_grove_fails_the_map_run_and_no_model_is_written(tmp_path: Path) -> None:
+    """ToleratedFailurePercentage 0: one failed child execution fails the Map with
+    States.ExceedToleratedFailureThreshold; the grove's own error is in the child's history
+    and in ResultWriter's FAILED file."""
     definition, interpreter = interpreter_with(tmp_path, TrainGroveFunctionArn=broken_grove)
     run = execute(definition, small_request(), interpreter)
-    assert run.status == "FAILED" and run.error == "MemoryError"
-    assert "grove 1 ran out of memory" in run.cause
+    assert (run.status, run.error) == ("FAILED", "States.ExceedToleratedFailureThreshold")
     assert entered(run) == ["Plan", "TrainGroves", "BuildFailed"]
     assert entered(run, 1) == ["TrainGrove", "GroveFailed"]
-    assert not [k for k in open_store(str(tmp_path)).list_keys("") if k.endswith("model.joblib")]
+    failed = next(e for e in run.history if e["type"] == "ChildExecutionFailed")
+    assert failed["error"] == "MemoryError" and "grove 1 ran out of memory" in failed["cause"]
+    store = open_store(str(tmp_path))
+    keys = store.list_keys("")
+    assert not [k for k in keys if k.endswith("model.joblib")]
+    (manifest,) = [k for k in keys if k.startswith("map-runs/") and k.endswith("manifest.json")]
+    files = get_json(store, manifest)["ResultFiles"]
+    (failed_file,) = files["FAILED"]
+    (entry,) = get_json(store, failed_file["Key"])
+    assert entry["Status"] == "FAILED" and entry["Error"] == "MemoryError"
+    assert entry["Name"] == failed["execution"]
 
 
 def test_lambda_throttling_is_retried_by_the_deployed_definition(tmp_path: Path) -> None:
@@ -144,17 +173,27 @@ def test_run_on_s3_with_worker_processes(s3_server: str) -> None:
     run_id = run.output["run_id"]
     folder = f"t/runs/{run_id}"
     assert run.output["model"]["model"] == f"{store}/{folder}/model.joblib"
-    assert open_store(store).list_keys("t/") == [
-        "t/latest.json",
-        *(f"{folder}/data/{name}.npy" for name in ("X_test", "X_train", "y_test", "y_train")),
-        *(
-            f"{folder}/groves/grove_{i:05d}.{suffix}"
-            for i in range(3)
-            for suffix in ("joblib", "json", "votes.npy")
-        ),
-        f"{folder}/manifest.json",
-        f"{folder}/metrics.json",
-        f"{folder}/model.joblib",
-        f"{folder}/plan.json",
+    manifest_key = run.output["map_run"]["ResultWriterDetails"]["Key"]
+    map_folder = manifest_key.removesuffix("/manifest.json")
+    assert map_folder.startswith("map-runs/"), "at the top of the bucket, not under builds/"
+    assert open_store(f"s3://{s3_server}").list_keys(map_folder) == [
+        f"{map_folder}/SUCCEEDED_0.json",
+        manifest_key,
     ]
+    assert open_store(store).list_keys("t/") == sorted(
+        [
+            "t/latest.json",
+            *(f"{folder}/data/{name}.npy" for name in ("X_test", "X_train", "y_test", "y_train")),
+            *(
+                f"{folder}/groves/grove_{i:05d}.{suffix}"
+                for i in range(3)
+                for suffix in ("joblib", "json", "votes.npy")
+            ),
+            f"{folder}/groves.json",
+            f"{folder}/manifest.json",
+            f"{folder}/metrics.json",
+            f"{folder}/model.joblib",
+            f"{folder}/plan.json",
+        ]
+    )
     assert open_store(store).list_children("t/runs") == [run_id]

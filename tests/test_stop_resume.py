@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import small_request
+from conftest import grove_items, small_request, train_batch
 from sklearn.datasets import make_classification
 
 from groves import cli, handlers, local
@@ -28,7 +28,7 @@ SMALL_FLAGS = ["-t", "7", "-g", "3", "--dataset", "iris", "--seed", "3"]
 
 def killed_on_grove_1(event: dict[str, Any]) -> dict[str, Any]:
     """train_grove, except that grove 1's worker process is killed (as an OOM kill would)."""
-    if event["grove"]["grove_id"] == 1:
+    if any(grove["grove_id"] == 1 for grove in event["Items"]):
         os.kill(os.getpid(), signal.SIGKILL)
     return handlers.train_grove(event)
 
@@ -41,9 +41,13 @@ def grove_files(root: Path) -> dict[str, int]:
 def test_a_killed_worker_fails_its_iteration_like_a_crashed_lambda(tmp_path: Path) -> None:
     failing = {**FUNCTIONS, "TrainGroveFunctionArn": killed_on_grove_1}
     run = run_local(small_request(), str(tmp_path), workers=2, functions=failing)
-    assert run.status == "FAILED" and run.error == "Lambda.Unknown"
-    assert "Runtime exited with error: signal: killed" in run.cause
-    iteration_1 = [e["state"] for e in run.history if e.get("iteration") == 1]
+    assert (run.status, run.error) == ("FAILED", "States.ExceedToleratedFailureThreshold")
+    child = next(e for e in run.history if e["type"] == "ChildExecutionFailed")
+    assert child["error"] == "Lambda.Unknown" and child["iteration"] == 1
+    assert "Runtime exited with error: signal: killed" in child["cause"]
+    iteration_1 = [
+        e["state"] for e in run.history if e.get("iteration") == 1 and e["type"] == "StateEntered"
+    ]
     assert iteration_1[-2:] == ["TrainGrove", "GroveFailed"]
     assert [e["state"] for e in run.history if "iteration" not in e][-1] == "BuildFailed"
     assert not list(tmp_path.glob("t/runs/*/model.joblib"))
@@ -74,8 +78,7 @@ def test_resume_retrains_a_grove_whose_file_fails_its_check(tmp_path: Path) -> N
     store = LocalStore(tmp_path)
     plan = handlers.plan({"store": store.uri, "request": small_request()})
     run = plan["run_id"]
-    for grove in plan["groves"]:
-        handlers.train_grove({"store": store.uri, "build_id": "t", "run_id": run, "grove": grove})
+    train_batch(plan)
     store.put_bytes(grove_key("t", run, 2, "joblib"), b"truncated")
     done = grove_files(tmp_path)
     resumed = run_local({"build_id": "t", "resume": True}, str(tmp_path), workers=1)
@@ -91,10 +94,9 @@ def test_train_grove_is_idempotent_for_a_redriven_map(tmp_path: Path) -> None:
     is returned as it is, not trained again."""
     store = LocalStore(tmp_path)
     plan = handlers.plan({"store": store.uri, "request": small_request()})
-    event = {"store": store.uri, "build_id": "t", "run_id": plan["run_id"]}
-    first = handlers.train_grove({**event, "grove": plan["groves"][0]})
+    (first,) = train_batch(plan, grove_items(plan)[:1])
     before = grove_files(tmp_path)
-    again = handlers.train_grove({**event, "grove": plan["groves"][0]})
+    (again,) = train_batch(plan, grove_items(plan)[:1])
     assert first["reused"] is False and again["reused"] is True
     assert {k: v for k, v in again.items() if k != "reused"} == {
         k: v for k, v in first.items() if k != "reused"

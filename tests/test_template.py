@@ -128,8 +128,14 @@ FORBIDDEN = {"s3:*", "s3:DeleteObject", "s3:PutObjectAcl", "s3:PutLifecycleConfi
 RUN = "20261125T120301123Z-1a2b3c4d"
 # What each step writes, as groves.artifacts names it: the template must allow exactly these.
 WRITES = {
-    "PlanFunction": [artifacts.plan_key("b", RUN)],
-    "TrainGroveFunction": [artifacts.grove_key("b", RUN, 7, s) for s in ("joblib", "json")],
+    "PlanFunction": [
+        artifacts.plan_key("b", RUN),
+        artifacts.items_key("b", RUN),
+        artifacts.data_key("b", RUN, "X_train"),
+    ],
+    "TrainGroveFunction": [
+        artifacts.grove_key("b", RUN, 7, s) for s in ("joblib", "json", "votes.npy")
+    ],
     "MergeFunction": [
         artifacts.model_key("b", RUN),
         artifacts.manifest_key("b", RUN),
@@ -194,8 +200,39 @@ def test_state_machine_invokes_only_its_functions_and_logs_and_traces(template) 
         if "LambdaInvokePolicy" in p
     ]
     assert sorted(invoked) == sorted(WRITES)
+    by_service: dict[str, list[dict[str, Any]]] = {}
     for statement in statements(machine["Policies"]):
-        assert all(a.split(":")[0] in ("logs", "xray") for a in statement["Action"])
+        actions = statement["Action"]
+        actions = [actions] if isinstance(actions, str) else actions
+        (service,) = {a.split(":")[0] for a in actions}
+        by_service.setdefault(service, []).append({**statement, "Action": actions})
+    assert set(by_service) == {"logs", "xray", "states", "s3"}
+    # the Distributed Map starts, describes, stops and redrives its own child executions only
+    name = machine["Name"]["Fn::Sub"]
+    assert name == "${AWS::StackName}-forest"
+    arns = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
+    granted = {(a, s["Resource"]["Fn::Sub"]) for s in by_service["states"] for a in s["Action"]}
+    assert granted == {
+        ("states:StartExecution", f"{arns}:stateMachine:{name}"),
+        ("states:DescribeExecution", f"{arns}:execution:{name}/*"),
+        ("states:StopExecution", f"{arns}:execution:{name}/*"),
+        ("states:RedriveExecution", f"{arns}:execution:{name}/TrainGroves:*"),
+    }
+    # it reads the grove items plan wrote, and writes only its ResultWriter prefix
+    train = json.loads(ASL.read_text())["States"]["TrainGroves"]
+    prefix = train["ResultWriter"]["Parameters"]["Prefix"]
+    reads = [
+        p
+        for s in by_service["s3"]
+        if s["Action"] == ["s3:GetObject"]
+        for p in object_patterns(s["Resource"])
+    ]
+    assert [allowed(p, artifacts.items_key("b", RUN)) for p in reads] == [True]
+    assert not any(allowed(p, artifacts.model_key("b", RUN)) for p in reads)
+    (writer,) = [s for s in by_service["s3"] if "s3:PutObject" in s["Action"]]
+    [pattern] = object_patterns(writer["Resource"])
+    assert allowed(pattern, f"{prefix}/6a3e/SUCCEEDED_0.json")
+    assert not any(allowed(pattern, key) for keys in WRITES.values() for key in keys)
     assert machine["Tracing"] == {"Enabled": True}
     logging = machine["Logging"]
     assert logging["Level"] == {"Ref": "StateMachineLogLevel"}

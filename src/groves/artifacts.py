@@ -4,7 +4,9 @@ Every execution is a *run* with a folder of its own; nothing of one run is writt
 
     <build_id>/latest.json                              the last committed run (merge, after
                                                         the manifest)
-    <build_id>/runs/<run_id>/plan.json                  validated request, grove seeds, data (plan)
+    <build_id>/runs/<run_id>/plan.json                  validated request, grove count, data (plan)
+    <build_id>/runs/<run_id>/groves.json                one item per grove (id, seed, trees):
+                                                        what the Map.s ItemReader reads (plan)
     <build_id>/runs/<run_id>/data/X_train.npy           the prepared split, written once by plan:
                         .../y_train.npy, X_test.npy, y_test.npy   what groves and scoring read
     <build_id>/runs/<run_id>/groves/grove_NNNNN.joblib  a fitted grove (train_grove, first)
@@ -15,6 +17,11 @@ Every execution is a *run* with a folder of its own; nothing of one run is writt
     <build_id>/runs/<run_id>/manifest.json              every grove's and the model's sha256 (merge,
                                                         last: the run is *committed* once it exists)
     <build_id>/runs/<run_id>/metrics.json               held-out scores (predict, after the commit)
+
+The Distributed Map's ResultWriter writes each Map Run's files (``manifest.json``,
+``SUCCEEDED_0.json``, ``FAILED_0.json``, ``PENDING_0.json``) to ``map-runs/<map run id>/`` at the
+top of the store's bucket: its prefix is fixed in the definition, and the run's output names the
+manifest (``map_run.ResultWriterDetails``).
 
 Readers derive every key from the build and run ids themselves, never from stored metadata, and
 check a file's size and sha256 against what its writer recorded **before** unpickling it: a
@@ -64,6 +71,10 @@ def latest_key(build_id: str) -> str:
 
 def plan_key(build_id: str, run_id: str) -> str:
     return f"{run_prefix(build_id, run_id)}/plan.json"
+
+
+def items_key(build_id: str, run_id: str) -> str:
+    return f"{run_prefix(build_id, run_id)}/groves.json"
 
 
 def data_key(build_id: str, run_id: str, name: str) -> str:

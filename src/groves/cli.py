@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from groves.asl.distributed import THRESHOLD_ERROR
 from groves.errors import RequestError
 from groves.local import run_local, start_workers
 from groves.request import DEFAULTS
@@ -145,7 +146,7 @@ def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
     model = output.get("model", {})
     lines = [
         f"build     {output['build_id']} (run {output['run_id']})",
-        f"groves    {len(output['groves'])}",
+        f"groves    {output['n_groves']}",
         f"trees     {model.get('n_trees')}",
         f"seconds   {seconds:.2f}",
         f"run       {model.get('run')}/",
@@ -190,7 +191,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             validate_request(request)
         execution = run_local(request, args.store, on_progress=ProgressBar(sys.stderr), pool=pool)
     if execution.status != "SUCCEEDED":
-        return report_failure(execution.error, execution.cause, "build failed")
+        child = next(
+            (
+                (e["error"], e["cause"])
+                for e in execution.history
+                if e["type"] == "ChildExecutionFailed"
+            ),
+            None,
+        )
+        return report_failure(*root_cause(execution.error, execution.cause, child), "build failed")
     print("\n".join(summary_lines(execution.output, execution.seconds)))
     return 0
 
@@ -207,13 +216,32 @@ def state_machine_arn(args: argparse.Namespace, session: Any) -> str:
 
 
 def groves_done(sfn: Any, execution_arn: str) -> int:
-    """How many Map iterations (groves) have succeeded so far."""
-    done = 0
-    for page in sfn.get_paginator("get_execution_history").paginate(
-        executionArn=execution_arn, includeExecutionData=False
-    ):
-        done += sum(e["type"] == "MapIterationSucceeded" for e in page["events"])
-    return done
+    """How many grove items the execution's Map Run has succeeded so far (0 before it starts)."""
+    runs = sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
+    if not runs:
+        return 0
+    return sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"])["itemCounts"]["succeeded"]
+
+
+def failed_child(sfn: Any, execution_arn: str) -> tuple[str, str] | None:
+    """The error and cause of a failed child execution of the execution's Map Run: what a
+    ``States.ExceedToleratedFailureThreshold`` hides."""
+    for run in sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", []):
+        failed = sfn.list_executions(mapRunArn=run["mapRunArn"], statusFilter="FAILED")
+        for child in failed.get("executions", [])[:1]:
+            described = sfn.describe_execution(executionArn=child["executionArn"])
+            return described.get("error", ""), described.get("cause", "")
+    return None
+
+
+def root_cause(
+    error: str | None, cause: str | None, child: tuple[str, str] | None
+) -> tuple[str | None, str | None]:
+    """The first failed child execution's error and cause in place of the Map's threshold
+    error, which names no grove."""
+    if error == THRESHOLD_ERROR and child is not None:
+        return child
+    return error, cause
 
 
 def cmd_start(args: argparse.Namespace, session: Any = None) -> int:
@@ -243,9 +271,10 @@ def cmd_start(args: argparse.Namespace, session: Any = None) -> int:
         time.sleep(args.poll_seconds)
     seconds = (described["stopDate"] - described["startDate"]).total_seconds()
     if described["status"] != "SUCCEEDED":
-        return report_failure(
-            described.get("error"), described.get("cause"), f"\nexecution {described['status']}"
-        )
+        error, cause = described.get("error"), described.get("cause")
+        if error == THRESHOLD_ERROR:
+            error, cause = root_cause(error, cause, failed_child(sfn, execution_arn))
+        return report_failure(error, cause, f"\nexecution {described['status']}")
     print("\n".join(summary_lines(json.loads(described["output"]), seconds)))
     return 0
 

@@ -3,7 +3,8 @@
 Events (what the state machine passes; ``events/`` has samples):
 
 - plan:        ``{"store": URI, "request": {...}}``
-- train_grove: ``{"store": URI, "build_id": ..., "run_id": ..., "grove": {...}}``
+- train_grove: ``{"Items": [grove, ...], "BatchInput": {"store": URI, "build_id": ...,
+  "run_id": ...}}``: one batch of the Distributed Map's ItemBatcher
 - merge:       ``{"store": URI, "build_id": ..., "run_id": ...}``
 - predict:     ``{"store": URI, "build_id": ..., "run_id": ...}`` (``run_id`` optional: the
   build's latest committed run)
@@ -28,9 +29,9 @@ log = logging.getLogger("groves")
 GROVE_OUTPUT = ("grove_id", "seed", "n_trees", "sha256", "bytes", "fit_seconds", "reused")
 
 
-def _fields(event: Any, *names: str) -> tuple[Store, list[Any]]:
+def _fields(event: Any, *names: str, what: str = "event") -> tuple[Store, list[Any]]:
     if not isinstance(event, dict):
-        raise RequestError("event", f"must be a JSON object, got {type(event).__name__}")
+        raise RequestError(what, f"must be a JSON object, got {type(event).__name__}")
     missing = [name for name in ("store", *names) if name not in event]
     if missing:
         raise RequestError(
@@ -46,23 +47,33 @@ def _fields(event: Any, *names: str) -> tuple[Store, list[Any]]:
 def plan(event: Any, context: Any = None) -> dict[str, Any]:
     store, (request,) = _fields(event, "request")
     result = plan_build(store, request)
-    log.info("planned %s: %d groves", result["build_id"], len(result["groves"]))
-    return {"store": store.uri, **state_output(result)}
+    output = state_output(store, result)
+    log.info("planned %s: %d groves", result["build_id"], output["n_groves"])
+    return output
 
 
 def train_grove(event: Any, context: Any = None) -> dict[str, Any]:
-    store, (build_id, run_id, grove) = _fields(event, "build_id", "run_id", "grove")
-    meta = train_one(store, build_id, run_id, grove)
-    meta = {key: meta[key] for key in GROVE_OUTPUT}  # classes and the like stay in the store
-    log.info(
-        "grove %s of %s: %s trees in %.2fs%s",
-        grove["grove_id"],
-        build_id,
-        grove["n_trees"],
-        meta["fit_seconds"],
-        " (verified file reused)" if meta["reused"] else "",
+    """Train each grove of one ItemBatcher batch, in turn."""
+    if not isinstance(event, dict) or not isinstance(event.get("Items"), list):
+        raise RequestError("Items", "the event needs Items: a list of grove items (a batch)")
+    if not event["Items"]:
+        raise RequestError("Items", "the batch has no groves")
+    store, (build_id, run_id) = _fields(
+        event.get("BatchInput"), "build_id", "run_id", what="BatchInput"
     )
-    return meta
+    trained = []
+    for grove in event["Items"]:
+        meta = train_one(store, build_id, run_id, grove)
+        trained.append({key: meta[key] for key in GROVE_OUTPUT})  # the rest stays in the store
+        log.info(
+            "grove %s of %s: %s trees in %.2fs%s",
+            grove["grove_id"],
+            build_id,
+            grove["n_trees"],
+            meta["fit_seconds"],
+            " (verified file reused)" if meta["reused"] else "",
+        )
+    return {"groves": trained}
 
 
 def merge(event: Any, context: Any = None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from groves.asl import Execution, Interpreter, call_handler, execute
-from groves.storage import DEFAULT_STORE, open_store
+from groves.storage import DEFAULT_STORE, bucket_stores, open_store
 from groves.workers import N_JOBS_ENV, WorkerPool
 
 
@@ -65,12 +65,19 @@ def threads_per_worker(concurrency: int) -> dict[str, str]:
     return {N_JOBS_ENV: str(max(1, usable_cores() // concurrency))}
 
 
-def local_definition(
-    store_uri: str, functions: Mapping[str, Callable[..., Any]] = FUNCTIONS
-) -> tuple[dict[str, Any], dict[str, Callable[..., Any]]]:
-    """The definition with local function ARNs and the store substituted, and each ARN's handler."""
+def local_machine(
+    store: str, functions: Mapping[str, Callable[..., Any]] = FUNCTIONS, **options: Any
+) -> tuple[dict[str, Any], Interpreter]:
+    """The definition with local function ARNs and the store substituted, and an interpreter
+    that calls each ARN's handler and reaches the store's bucket for the Map's ItemReader and
+    ResultWriter. ``options`` are the interpreter's (workers, pool, ...)."""
+    opened = open_store(store)
     arns = {name: LOCAL_ARN.format(name) for name in functions}
-    return load_definition({**arns, STORE_SUBSTITUTION: store_uri}), local_resources(functions)
+    machine = load_definition({**arns, STORE_SUBSTITUTION: opened.uri})
+    interpreter = Interpreter(
+        resources=local_resources(functions), buckets=bucket_stores(opened), **options
+    )
+    return machine, interpreter
 
 
 def local_resources(
@@ -103,10 +110,10 @@ def run_local(
     ``workers`` warm worker processes (``pool``, or ones started here), as a Lambda would;
     leaving early (an interrupt, an error) terminates them all. ``functions`` replaces
     handlers, as a fault would on AWS."""
-    machine, resources = local_definition(open_store(store).uri, functions)
     with nullcontext(pool) if pool else start_workers(workers, functions) as running:
-        interpreter = Interpreter(
-            resources=resources,
+        machine, interpreter = local_machine(
+            store,
+            functions,
             workers=running.size,
             worker_env=threads_per_worker,
             on_progress=on_progress,

@@ -6,6 +6,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,10 @@ from groves.artifacts import (
     run_prefix,
 )
 from groves.errors import BuildError
-from groves.plan import read_plan
-from groves.storage import Store, dump_streamed, get_json
+from groves.plan import n_groves, planned_groves, read_plan
+from groves.storage import ArtifactNotFound, Store, dump_streamed, get_json
 
+READ_THREADS = 16  # grove metadata reads at once
 CONSISTENT_FIELDS = ("split_fingerprint", "n_features", "classes", "sklearn_version")
 GROVE_RECORD = (
     "grove_id",
@@ -45,7 +47,7 @@ META_FIELDS = {*GROVE_RECORD, *CONSISTENT_FIELDS, "build_id", "run_id"}
 def check_groves(plan: dict[str, Any], metas: list[dict[str, Any]]) -> None:
     """Every grove is this run's, as planned, and trained on the same data and classes."""
     first = metas[0]
-    for planned, meta in zip(plan["groves"], metas, strict=True):
+    for planned, meta in zip(planned_groves(plan["spec"]), metas, strict=True):
         gid = planned["grove_id"]
         if (meta.get("build_id"), meta.get("run_id")) != (plan["build_id"], plan["run_id"]):
             raise BuildError(
@@ -71,28 +73,33 @@ def check_groves(plan: dict[str, Any], metas: list[dict[str, Any]]) -> None:
 
 
 def read_grove_metas(store: Store, plan: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each planned grove's metadata; a missing grove fails the whole merge."""
+    """Each planned grove's metadata, read in parallel threads (S3 reads wait on the network);
+    a missing grove fails the whole merge."""
     build_id, run_id = plan["build_id"], plan["run_id"]
-    metas, missing = [], []
-    for grove in plan["groves"]:
-        key = grove_key(build_id, run_id, grove["grove_id"], "json")
-        if not store.exists(key):
-            missing.append(grove["grove_id"])
-            continue
+    count = n_groves(plan["spec"])
+
+    def read(gid: int) -> dict[str, Any] | None:
+        key = grove_key(build_id, run_id, gid, "json")
         try:
             meta = get_json(store, key)
+        except ArtifactNotFound:
+            return None
         except ValueError as exc:
-            raise BuildError(f"grove {grove['grove_id']}: {key} is not JSON") from exc
+            raise BuildError(f"grove {gid}: {key} is not JSON") from exc
         if not isinstance(meta, dict) or not set(meta) >= META_FIELDS:
-            raise BuildError(f"grove {grove['grove_id']}: {key} lacks the fields merge checks")
-        metas.append(meta)
+            raise BuildError(f"grove {gid}: {key} lacks the fields merge checks")
+        return meta
+
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        found = list(pool.map(read, range(count)))
+    missing = [gid for gid, meta in enumerate(found) if meta is None]
     if missing:
         shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
         raise BuildError(
-            f"{len(missing)} of {len(plan['groves'])} planned groves of run {run_id} of build "
+            f"{len(missing)} of {count} planned groves of run {run_id} of build "
             f"{build_id!r} are missing: {shown}; no model was written"
         )
-    return metas
+    return [meta for meta in found if meta is not None]
 
 
 def load_grove(store: Store, plan: dict[str, Any], meta: dict[str, Any]) -> Any:

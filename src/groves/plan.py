@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from groves.artifacts import (
     RUN_ID_FORM,
     check_run_id,
     is_committed,
+    items_key,
     latest_uncommitted,
     new_run_id,
     plan_key,
@@ -24,8 +26,12 @@ from groves.prepared import write_prepared
 from groves.request import DEFAULTS, FIELDS
 from groves.storage import ArtifactNotFound, Store, get_json, put_json
 
-MAX_GROVES = 1000  # keeps the Map's item list far below Step Functions' 256 KB payload limit
-MAX_TREES = 100_000
+# The Distributed Map reads its items from the store, so the grove count is not bound by Step
+# Functions' 256 KB payload limit; 100,000 groves of 1 tree each are allowed.
+MAX_GROVES = 100_000
+MAX_TREES = 1_000_000
+MAX_CONCURRENCY = 10_000  # a Distributed Map's child executions at once
+MAX_GROVES_PER_INVOCATION = 1_000
 BUILD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 ESTIMATORS = {"classifier": RandomForestClassifier, "regressor": RandomForestRegressor}
 
@@ -65,7 +71,8 @@ def validate_request(request: Any) -> dict[str, Any]:
     _check_int(spec, "n_trees", 1, MAX_TREES)
     _check_int(spec, "grove_size", 1, MAX_TREES)
     _check_int(spec, "seed", 0, 2**32 - 1)
-    _check_int(spec, "max_concurrency", 1, MAX_GROVES)
+    _check_int(spec, "max_concurrency", 1, MAX_CONCURRENCY)
+    _check_int(spec, "groves_per_invocation", 1, MAX_GROVES_PER_INVOCATION)
     if not isinstance(spec["estimator"], str) or spec["estimator"] not in ESTIMATORS:
         raise RequestError(
             "estimator", f"{spec['estimator']!r} is not one of {', '.join(ESTIMATORS)}"
@@ -84,12 +91,11 @@ def validate_request(request: Any) -> dict[str, Any]:
     if spec["target"] is not None and not isinstance(spec["target"], str):
         raise RequestError("target", f"{spec['target']!r} must be a column name")
     data.check_source(spec["dataset"], spec["target"])
-    n_groves = math.ceil(spec["n_trees"] / spec["grove_size"])
-    if n_groves > MAX_GROVES:
+    if n_groves(spec) > MAX_GROVES:
         raise RequestError(
             "grove_size",
             f"{spec['n_trees']} trees in groves of {spec['grove_size']} make "
-            f"{n_groves} groves; at most {MAX_GROVES} are allowed, so use a grove_size of at "
+            f"{n_groves(spec)} groves; at most {MAX_GROVES} are allowed, so use a grove_size of at "
             f"least {math.ceil(spec['n_trees'] / MAX_GROVES)}",
         )
     spec["params"] = validate_params(spec["params"], spec["estimator"])
@@ -142,22 +148,33 @@ def validate_params(params: Any, estimator: str) -> dict[str, Any]:
     return dict(params)
 
 
-def grove_seeds(seed: int, n_groves: int) -> list[int]:
-    """Independent 32-bit seeds, one per grove, derived from the run seed and the grove index."""
-    children = np.random.SeedSequence(seed).spawn(n_groves)
-    return [int(child.generate_state(1)[0]) for child in children]
+def n_groves(spec: dict[str, Any]) -> int:
+    return math.ceil(spec["n_trees"] / spec["grove_size"])
 
 
-def plan_groves(n_trees: int, grove_size: int, seed: int) -> list[dict[str, int]]:
-    """Groves of ``grove_size`` trees; the last takes the remainder."""
-    sizes = [grove_size] * (n_trees // grove_size)
-    if n_trees % grove_size:
-        sizes.append(n_trees % grove_size)
-    seeds = grove_seeds(seed, len(sizes))
-    return [
-        {"grove_id": i, "seed": s, "n_trees": n}
-        for i, (s, n) in enumerate(zip(seeds, sizes, strict=True))
-    ]
+def planned_grove(spec: dict[str, Any], grove_id: int) -> dict[str, int]:
+    """Grove ``grove_id`` of a validated request: ``grove_size`` trees (the last grove takes the
+    remainder) and an independent 32-bit seed, the ``grove_id``-th child of the run seed's
+    ``SeedSequence``. Derived, never looked up, so any step can check a grove it is given."""
+    first_tree = grove_id * spec["grove_size"]
+    if not 0 <= first_tree < spec["n_trees"]:
+        raise ValueError(f"grove {grove_id} is not one of the {n_groves(spec)} planned")
+    child = np.random.SeedSequence(spec["seed"], spawn_key=(grove_id,))
+    return {
+        "grove_id": grove_id,
+        "seed": int(child.generate_state(1)[0]),
+        "n_trees": min(spec["grove_size"], spec["n_trees"] - first_tree),
+    }
+
+
+def planned_groves(spec: dict[str, Any]) -> list[dict[str, int]]:
+    return [planned_grove(spec, i) for i in range(n_groves(spec))]
+
+
+def write_items(store: Store, spec: dict[str, Any], run_id: str) -> None:
+    """The run's grove items as one JSON array: the Distributed Map's ItemReader input."""
+    items = json.dumps(planned_groves(spec), separators=(",", ":")).encode()
+    store.put_bytes(items_key(spec["build_id"], run_id), items)
 
 
 def plan_build(store: Store, request: Any) -> dict[str, Any]:
@@ -174,14 +191,13 @@ def plan_build(store: Store, request: Any) -> dict[str, Any]:
     check_params_against_data(spec["params"], split.y_train)
     run_id = new_run_id()
     prepared = write_prepared(store, spec["build_id"], run_id, split)
+    write_items(store, spec, run_id)
     plan = {
         "build_id": spec["build_id"],
         "run_id": run_id,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "spec": spec,
-        "groves": plan_groves(spec["n_trees"], spec["grove_size"], spec["seed"]),
-        "max_concurrency": spec["max_concurrency"],
-        "predict": spec["predict"],
+        "n_groves": n_groves(spec),
         "data": {
             "n_rows": len(dataset.y),
             "n_features": dataset.X.shape[1],
@@ -216,13 +232,25 @@ def check_params_against_data(params: dict[str, Any], y_train: np.ndarray) -> No
         )
 
 
-def state_output(plan: dict[str, Any]) -> dict[str, Any]:
-    """What the plan step passes on through Step Functions: ids, grove items and counts.
-    Bulky data (feature names, classes, the request's params) stays in ``plan.json``."""
-    kept = ("build_id", "run_id", "created_at", "groves", "max_concurrency", "predict")
+def state_output(store: Store, plan: dict[str, Any]) -> dict[str, Any]:
+    """What the plan step passes on through Step Functions: ids, counts, the Map's settings and
+    where its ItemReader reads the grove items (its ResultWriter writes to the same bucket,
+    under ``map-runs/``). The same few hundred bytes for 1 or 100,000 groves; the rest stays
+    in ``plan.json``."""
+    build_id, run_id, spec = plan["build_id"], plan["run_id"], plan["spec"]
     counts = ("n_rows", "n_features", "n_train", "n_test")
-    output = {key: plan[key] for key in kept}
-    output["data"] = {key: plan["data"][key] for key in counts}
+    output = {
+        "store": store.uri,
+        "build_id": build_id,
+        "run_id": run_id,
+        "created_at": plan["created_at"],
+        "n_groves": n_groves(spec),
+        "max_concurrency": spec["max_concurrency"],
+        "groves_per_invocation": spec.get("groves_per_invocation", 1),
+        "predict": spec["predict"],
+        "items": store.location(items_key(build_id, run_id)),
+        "data": {key: plan["data"][key] for key in counts},
+    }
     if plan.get("resumed"):
         output["resumed"] = True
     return output
@@ -252,6 +280,8 @@ def resume_plan(store: Store, request: dict[str, Any]) -> dict[str, Any]:
         plan = read_plan(store, build_id, run_id)
     except ArtifactNotFound as exc:
         raise RequestError("resume", f"build {build_id!r} has no run {run_id}") from exc
+    if not store.exists(items_key(build_id, run_id)):  # stopped before plan wrote them
+        write_items(store, plan["spec"], run_id)
     return {**plan, "resumed": True}
 
 

@@ -15,6 +15,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "params": {},
     "max_concurrency": 10,
+    "groves_per_invocation": 1,
     "predict": False,
 }
 FIELDS = ("build_id", *DEFAULTS, "resume")

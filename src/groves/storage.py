@@ -24,6 +24,9 @@ from groves.errors import RequestError
 JOBLIB_COMPRESSION = ("lz4", 1)
 S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 DEFAULT_STORE = "groves-runs"  # where local runs go unless --store says otherwise
+# The bucket name a local directory store goes by in state data (``Store.location``): the local
+# runner maps it back to the directory for the Map's ItemReader and ResultWriter.
+LOCAL_BUCKET = "local-store"
 
 
 class ArtifactNotFound(FileNotFoundError):
@@ -48,6 +51,8 @@ class Store(Protocol):
     def local_path(self, key: str) -> Path: ...
 
     def put_file(self, key: str, path: Path) -> None: ...
+
+    def location(self, key: str) -> dict[str, str]: ...
 
 
 @contextlib.contextmanager
@@ -121,6 +126,11 @@ class LocalStore:
             return []
         return sorted(p.name for p in base.iterdir() if not p.name.startswith("."))
 
+    def location(self, key: str) -> dict[str, str]:
+        """Where ``key`` is, in the form a state machine's S3 fields take."""
+        self._path(key)
+        return {"Bucket": LOCAL_BUCKET, "Key": key}
+
 
 class S3Store:
     """``s3://bucket/prefix`` through boto3."""
@@ -141,6 +151,10 @@ class S3Store:
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
+
+    def location(self, key: str) -> dict[str, str]:
+        """Where ``key`` is, in the form a state machine's S3 fields take."""
+        return {"Bucket": self.bucket, "Key": self._key(key)}
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
@@ -201,6 +215,16 @@ class S3Store:
             names.extend(p["Prefix"][len(full) :].rstrip("/") for p in folders)
             names.extend(obj["Key"][len(full) :] for obj in page.get("Contents", []))
         return sorted(n for n in names if n)
+
+
+def bucket_stores(store: Store) -> dict[str, Store]:
+    """The bucket ``store.location`` names, as a store rooted at the bucket itself: what the
+    local runner's ItemReader and ResultWriter read and write through."""
+    if isinstance(store, S3Store):
+        return {store.bucket: S3Store(store.bucket, "", store._client)}
+    if isinstance(store, LocalStore):
+        return {LOCAL_BUCKET: LocalStore(store.root)}
+    raise TypeError(f"no bucket for a {type(store).__name__}")
 
 
 def s3_client() -> Any:

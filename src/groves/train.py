@@ -16,7 +16,7 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from groves.artifacts import digest, grove_key, read_verified
 from groves.errors import BuildError
-from groves.plan import ESTIMATORS, read_plan
+from groves.plan import ESTIMATORS, planned_grove, read_plan
 from groves.prepared import read_prepared
 from groves.storage import Store, dump_joblib, dump_npy, get_json, put_json
 from groves.workers import N_JOBS_ENV
@@ -64,6 +64,17 @@ def verified_grove(
     return meta
 
 
+def is_planned(spec: dict[str, Any], grove: Any) -> bool:
+    """Whether ``grove`` is, field for field, one of the groves the request plans."""
+    gid = grove.get("grove_id") if isinstance(grove, dict) else None
+    if not isinstance(gid, int) or isinstance(gid, bool):
+        return False
+    try:
+        return planned_grove(spec, gid) == grove
+    except ValueError:
+        return False
+
+
 def train_grove(store: Store, build_id: str, run_id: str, grove: dict[str, Any]) -> dict[str, Any]:
     """Fit the grove on the run's prepared training rows, save it and its votes on the test
     rows, and return small metadata.
@@ -72,8 +83,7 @@ def train_grove(store: Store, build_id: str, run_id: str, grove: dict[str, Any])
     (what makes ``--resume`` and Step Functions redrive cheap)."""
     started = time.perf_counter()
     plan = read_plan(store, build_id, run_id)
-    planned = {g["grove_id"]: g for g in plan["groves"]}
-    if not isinstance(grove, dict) or planned.get(grove.get("grove_id")) != grove:
+    if not is_planned(plan["spec"], grove):
         raise BuildError(f"grove {grove!r} is not part of the plan of build {build_id!r}")
     done = verified_grove(store, build_id, run_id, grove)
     if done is not None:

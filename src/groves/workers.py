@@ -77,6 +77,10 @@ class WorkerPool:
                 worker = self._start_if_short()
             except PoolClosed:
                 return
+            except Exception:
+                if self.closed:  # an interrupt stopped the fork server under this start
+                    return
+                raise
             if worker is None:
                 return
             self._idle.put(worker)

@@ -16,6 +16,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from groves.asl.choice import rule_matches
+from groves.asl.distributed import (
+    THRESHOLD_CAUSE,
+    THRESHOLD_ERROR,
+    MapRun,
+    Objects,
+    batches,
+    is_distributed,
+    read_items,
+    tolerated_failures,
+)
 from groves.asl.errors import StatesError
 from groves.asl.paths import evaluate, get_path, select, set_path
 from groves.asl.validation import Handler, validate
@@ -44,10 +54,12 @@ class Execution:
 
 @dataclass(frozen=True)
 class Scope:
-    """Where a state runs: how many Map iterations run beside it, and which iteration it is."""
+    """Where a state runs: how many Map iterations run beside it, which iteration it is, and
+    (in a Distributed Map) the name of the child execution it runs in."""
 
     concurrency: int = 1
     iteration: int | None = None
+    execution: str | None = None
 
 
 @dataclass
@@ -61,12 +73,15 @@ class Interpreter:
     on_progress: Callable[[str, int, int], None] | None = None
     sleep: Callable[[float], None] = time.sleep
     pool: WorkerPool | None = None
+    buckets: Mapping[str, Objects] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def _record(self, kind: str, state: str, scope: Scope, **fields: Any) -> None:
         event = {"type": kind, "state": state, "timestamp": _now(), **fields}
         if scope.iteration is not None:
             event["iteration"] = scope.iteration
+        if scope.execution is not None:
+            event["execution"] = scope.execution
         self.history.append(event)  # list.append is atomic: iterations may record at once
 
     def run(
@@ -192,8 +207,11 @@ class Interpreter:
             raise StatesError(outcome[1], outcome[2])
         return outcome[1]
 
-    def _map(self, name: str, state: Mapping[str, Any], data: Any, context: dict) -> list[Any]:
-        items = get_path(data, state.get("ItemsPath", "$"))
+    def _map(self, name: str, state: Mapping[str, Any], data: Any, context: dict) -> Any:
+        if "ItemReader" in state:
+            items = read_items(name, state["ItemReader"], data, context, self.buckets)
+        else:
+            items = get_path(data, state.get("ItemsPath", "$"))
         if not isinstance(items, list):
             raise StatesError("States.Runtime", f"{name}: ItemsPath does not select an array")
         limit = (
@@ -210,7 +228,14 @@ class Interpreter:
             item_context = {**context, "Map": {"Item": {"Index": index, "Value": item}}}
             selector = state.get("ItemSelector")
             inputs.append(evaluate(selector, data, item_context) if selector else item)
-        n_threads = max(1, min(limit or len(items), self.workers, len(items)))
+        counts = [1] * len(inputs)
+        if "ItemBatcher" in state:
+            inputs = batches(name, state["ItemBatcher"], inputs, data, context)
+            counts = [len(batch["Items"]) for batch in inputs]
+        n_threads = max(1, min(limit or len(inputs), self.workers, len(inputs)))
+        if is_distributed(state):
+            run = MapRun(context["StateMachine"]["Name"], state.get("Label", name), inputs, counts)
+            return self._map_run(name, state, run, n_threads, data, context)
         self._record("MapStarted", name, Scope(), items=len(items), workers=n_threads)
         processor = state["ItemProcessor"]
 
@@ -225,8 +250,94 @@ class Interpreter:
             return results
         return self._map_in_threads(name, iteration, len(inputs), n_threads)
 
+    def _map_run(
+        self,
+        name: str,
+        state: Mapping[str, Any],
+        run: MapRun,
+        n_threads: int,
+        data: Any,
+        context: dict,
+    ) -> Any:
+        """A Distributed Map: each input runs as a child execution with a name and a context of
+        its own. Once more items failed than tolerated, no child starts (they stay PENDING) and
+        the ones still running end ABORTED, as Step Functions stops them; ResultWriter's files
+        are written either way, then the Map fails with States.ExceedToleratedFailureThreshold."""
+        processor = state["ItemProcessor"]
+        tolerated = tolerated_failures(state, sum(c.n_items for c in run.children))
+        exceeded, lock = threading.Event(), threading.Lock()
+        self._record(
+            "MapRunStarted",
+            name,
+            Scope(),
+            map_run=run.arn,
+            children=len(run.children),
+            items=sum(c.n_items for c in run.children),
+            workers=n_threads,
+        )
+
+        def child_execution(index: int) -> None:
+            child = run.children[index]
+            if exceeded.is_set():
+                return
+            child.status, child.started = "RUNNING", _now()
+            scope = Scope(n_threads, index, child.name)
+            child_context = {
+                "Execution": {
+                    "Id": child.arn,
+                    "Name": child.name,
+                    "Input": child.input,
+                    "StartTime": child.started,
+                },
+                "StateMachine": {"Id": run.machine_arn, "Name": f"{run.machine}/{run.label}"},
+            }
+            self._record("ChildExecutionStarted", name, scope)
+            try:
+                output, failure = self.run(processor, child.input, child_context, scope), None
+            except StatesError as err:
+                output, failure = None, err
+            with lock:
+                child.stopped = _now()
+                if failure is not None:
+                    child.status, child.error, child.cause = "FAILED", failure.error, failure.cause
+                elif exceeded.is_set():
+                    child.status, child.error, child.cause = "ABORTED", "States.Aborted", ""
+                else:
+                    child.status, child.output = "SUCCEEDED", output
+                if run.failed_items() > tolerated:
+                    exceeded.set()
+                done = sum(c.n_items for c in run.children if c.status == "SUCCEEDED")
+            self._record(
+                f"ChildExecution{child.status.title()}",
+                name,
+                scope,
+                **({"error": child.error, "cause": child.cause} if child.error else {}),
+            )
+            if child.status == "SUCCEEDED":
+                self._progress(name, done, n_items)
+
+        n_items = sum(c.n_items for c in run.children)
+        if n_threads == 1:
+            for index in range(len(run.children)):
+                child_execution(index)
+        elif run.children:
+            self._map_in_threads(name, child_execution, len(run.children), n_threads, False)
+        output: Any = [c.output for c in run.children]
+        if "ResultWriter" in state:
+            output = run.write_results(name, state["ResultWriter"], data, context, self.buckets)
+        if exceeded.is_set():
+            self._record("MapRunFailed", name, Scope(), failed_items=run.failed_items())
+            raise StatesError(THRESHOLD_ERROR, THRESHOLD_CAUSE)
+        self._record("MapRunSucceeded", name, Scope())
+        return output
+
     def _map_in_threads(
-        self, name: str, iteration: Callable[[int], Any], n_items: int, n_threads: int
+        self,
+        name: str,
+        iteration: Callable[[int], Any],
+        n_items: int,
+        n_threads: int,
+        report: bool = True,
     ) -> list[Any]:
         """Iterations in ``n_threads`` threads. The first failure fails the Map, as on Step
         Functions: no iteration starts after it, and the ones running are let finish."""
@@ -251,7 +362,8 @@ class Interpreter:
                 if error is None:
                     results[futures[future]] = future.result()
                     done_count += 1
-                    self._progress(name, done_count, n_items)
+                    if report:
+                        self._progress(name, done_count, n_items)
                 elif not isinstance(error, _NotStarted):
                     wait(futures)
                     raise error

@@ -5,11 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from groves.asl.distributed import GET_OBJECT, PUT_OBJECT
 from groves.asl.errors import UnsupportedDefinition
 from groves.asl.paths import check_path, check_template
 
 Handler = Callable[[Any], Any]
 
+# Map fields only a Distributed Map takes, and what of each this engine implements.
+DISTRIBUTED_FIELDS = (
+    "ItemReader",
+    "ItemBatcher",
+    "ResultWriter",
+    "ToleratedFailurePercentage",
+    "ToleratedFailureCount",
+    "Label",
+)
 COMMON = {"Type", "Comment", "Next", "End", "InputPath", "OutputPath"}
 FIELDS = {
     "Task": COMMON | {"Resource", "Parameters", "ResultSelector", "ResultPath", "Retry", "Catch"},
@@ -24,6 +34,7 @@ FIELDS = {
         "ResultPath",
         "Retry",
         "Catch",
+        *DISTRIBUTED_FIELDS,
     },
     "Pass": COMMON | {"Parameters", "Result", "ResultPath"},
     "Choice": {"Type", "Comment", "InputPath", "OutputPath", "Choices", "Default"},
@@ -126,8 +137,68 @@ def validate(machine: Mapping[str, Any], resources: Mapping[str, Handler], where
                 f"state {name!r}: no local handler for resource {state['Resource']!r}"
             )
         if kind == "Map":
-            processor = state["ItemProcessor"]
-            mode = processor.get("ProcessorConfig", {}).get("Mode", "INLINE")
-            if mode != "INLINE":
-                raise UnsupportedDefinition(f"state {name!r}: Map mode {mode!r} not supported")
-            validate(processor, resources, where=f"{where}{name}.")
+            _check_map(name, state)
+            validate(state["ItemProcessor"], resources, where=f"{where}{name}.")
+
+
+def _check_map(name: str, state: Mapping[str, Any]) -> None:
+    """Inline Maps, and Distributed Maps that read a JSON array from S3, batch items with a
+    fixed BatchInput, write results to S3 and tolerate a fixed share of failures."""
+    config = state["ItemProcessor"].get("ProcessorConfig", {})
+    where = f"state {name!r}"
+    if set(config) - {"Mode", "ExecutionType"}:
+        raise UnsupportedDefinition(f"{where}: ProcessorConfig {sorted(config)} not supported")
+    mode = config.get("Mode", "INLINE")
+    if mode == "INLINE":
+        used = sorted(set(state) & set(DISTRIBUTED_FIELDS))
+        if used or "ExecutionType" in config:
+            raise UnsupportedDefinition(f"{where}: {used or ['ExecutionType']} need DISTRIBUTED")
+        return
+    if mode != "DISTRIBUTED":
+        raise UnsupportedDefinition(f"{where}: Map mode {mode!r} not supported")
+    if config.get("ExecutionType") not in ("STANDARD", "EXPRESS"):
+        raise UnsupportedDefinition(f"{where}: ExecutionType must be STANDARD or EXPRESS")
+    if "ItemReader" in state:
+        reader = state["ItemReader"]
+        if "ItemsPath" in state:
+            raise UnsupportedDefinition(f"{where}: ItemsPath and ItemReader exclude each other")
+        _check_s3(where, "ItemReader", reader, GET_OBJECT, {"Bucket", "Key"})
+        if set(reader) != {"Resource", "ReaderConfig", "Parameters"} or reader["ReaderConfig"] != {
+            "InputType": "JSON"
+        }:
+            raise UnsupportedDefinition(
+                f"{where}: ItemReader supports a JSON array: ReaderConfig {{'InputType': 'JSON'}}"
+            )
+    if "ResultWriter" in state:
+        writer = state["ResultWriter"]
+        _check_s3(where, "ResultWriter", writer, PUT_OBJECT, {"Bucket", "Prefix"})
+        if set(writer) != {"Resource", "Parameters"}:
+            raise UnsupportedDefinition(f"{where}: ResultWriter supports Resource and Parameters")
+    if "ItemBatcher" in state:
+        batcher = state["ItemBatcher"]
+        sizes = {"MaxItemsPerBatch", "MaxItemsPerBatchPath"} & set(batcher)
+        if set(batcher) - {*sizes, "BatchInput"} or len(sizes) != 1:
+            raise UnsupportedDefinition(
+                f"{where}: ItemBatcher supports one of MaxItemsPerBatch(Path), and BatchInput"
+            )
+        if "MaxItemsPerBatchPath" in batcher:
+            check_path(batcher["MaxItemsPerBatchPath"], f"{where}: MaxItemsPerBatchPath")
+        if "BatchInput" in batcher:
+            check_template(batcher["BatchInput"], f"{where}: BatchInput")
+    percentage = state.get("ToleratedFailurePercentage", 0)
+    count = state.get("ToleratedFailureCount", 0)
+    if not (isinstance(percentage, int | float) and 0 <= percentage <= 100) or not (
+        isinstance(count, int) and count >= 0
+    ):
+        raise UnsupportedDefinition(f"{where}: tolerated failures must be fixed numbers")
+
+
+def _check_s3(
+    where: str, field: str, spec: Mapping[str, Any], resource: str, names: set[str]
+) -> None:
+    if spec.get("Resource") != resource:
+        raise UnsupportedDefinition(f"{where}: {field} supports Resource {resource!r} only")
+    params = spec.get("Parameters")
+    if not isinstance(params, dict) or {k.removesuffix(".$") for k in params} != names:
+        raise UnsupportedDefinition(f"{where}: {field} Parameters must set {sorted(names)}")
+    check_template(params, f"{where}: {field}.Parameters")
