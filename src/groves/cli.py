@@ -28,6 +28,7 @@ REQUEST_OPTIONS = {
     "seed": "seed",
     "param": "params",
     "max_concurrency": "max_concurrency",
+    "groves_per_invocation": "groves_per_invocation",
     "predict": "predict",
 }
 
@@ -85,7 +86,13 @@ def _request_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-concurrency",
         type=int,
         default=DEFAULTS["max_concurrency"],
-        help="groves trained at once (default %(default)s)",
+        help="child executions (batches of groves) at once, up to 10000 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--groves-per-invocation",
+        type=int,
+        default=DEFAULTS["groves_per_invocation"],
+        help="groves one Lambda invocation trains, in turn (default %(default)s)",
     )
     parser.add_argument(
         "--resume",
@@ -184,11 +191,9 @@ def report_failure(error: str | None, cause: str | None, heading: str) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     request = build_request(args, args.parser)
-    with start_workers() as pool:  # first: the workers import scikit-learn meanwhile
-        from groves.plan import validate_request
-
-        if not args.resume:
-            validate_request(request)
+    # The plan step validates the request before any work, in a warm worker: this process
+    # never imports scikit-learn, and on 2 cores does not compete with the workers doing so.
+    with start_workers() as pool:
         execution = run_local(request, args.store, on_progress=ProgressBar(sys.stderr), pool=pool)
     if execution.status != "SUCCEEDED":
         child = next(

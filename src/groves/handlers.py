@@ -23,7 +23,7 @@ from groves.merge import merge_build
 from groves.plan import check_build_id, plan_build, state_output
 from groves.predict import score_build
 from groves.storage import Store, open_store
-from groves.train import train_grove as train_one
+from groves.train import train_groves
 
 log = logging.getLogger("groves")
 GROVE_OUTPUT = ("grove_id", "seed", "n_trees", "sha256", "bytes", "fit_seconds", "reused")
@@ -62,14 +62,13 @@ def train_grove(event: Any, context: Any = None) -> dict[str, Any]:
         event.get("BatchInput"), "build_id", "run_id", what="BatchInput"
     )
     trained = []
-    for grove in event["Items"]:
-        meta = train_one(store, build_id, run_id, grove)
+    for meta in train_groves(store, build_id, run_id, event["Items"]):
         trained.append({key: meta[key] for key in GROVE_OUTPUT})  # the rest stays in the store
         log.info(
             "grove %s of %s: %s trees in %.2fs%s",
-            grove["grove_id"],
+            meta["grove_id"],
             build_id,
-            grove["n_trees"],
+            meta["n_trees"],
             meta["fit_seconds"],
             " (verified file reused)" if meta["reused"] else "",
         )

@@ -5,12 +5,13 @@ loads the merged forest."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, r2_score
 
 from groves.artifacts import grove_key, metrics_key, read_manifest, read_verified
+from groves.merge import READ_THREADS
 from groves.plan import read_plan
 from groves.prepared import read_prepared
 from groves.storage import Store, load_npy, put_json
@@ -24,9 +25,16 @@ def decide(classes: np.ndarray | None, votes: np.ndarray, n_trees: int) -> np.nd
 
 
 def score(classes: np.ndarray | None, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Accuracy, or R^2, as scikit-learn's ``accuracy_score`` and ``r2_score`` compute them
+    (a constant target scores 1.0 if predicted exactly, else 0.0), without their input checks:
+    scoring 2,000 groves twice each took 10 s of checks for 0.1 s of arithmetic."""
     if classes is not None:
-        return float(accuracy_score(y_true, y_pred))
-    return float(r2_score(y_true, y_pred))
+        return float(np.mean(y_true == y_pred))
+    residual = float(np.sum((y_true - y_pred) ** 2))
+    spread = float(np.sum((y_true - np.mean(y_true)) ** 2))
+    if spread == 0.0:
+        return 1.0 if residual == 0.0 else 0.0
+    return 1.0 - residual / spread
 
 
 def score_build(store: Store, build_id: str, run_id: str | None = None) -> dict[str, Any]:
@@ -41,9 +49,14 @@ def score_build(store: Store, build_id: str, run_id: str | None = None) -> dict[
     classes = None if plan["data"]["classes"] is None else np.array(plan["data"]["classes"])
     total: np.ndarray | None = None
     n_trees, grove_scores, by_trees = 0, [], []
-    for record in manifest["groves"]:
+
+    def read(record: dict[str, Any]) -> bytes:
         key = grove_key(build_id, run_id, record["grove_id"], "votes.npy")
-        blob = read_verified(store, key, record["votes"], f"grove {record['grove_id']}")
+        return read_verified(store, key, record["votes"], f"grove {record['grove_id']}")
+
+    with ThreadPoolExecutor(READ_THREADS) as pool:  # S3 reads wait on the network
+        blobs = list(pool.map(read, manifest["groves"]))
+    for record, blob in zip(manifest["groves"], blobs, strict=True):
         votes = load_npy(blob)
         total = votes if total is None else total + votes
         n_trees += record["n_trees"]
