@@ -9,6 +9,7 @@ runs, side by side. Not a test: it prints numbers.
 
     python bench/bench_process.py --data digits --trees 100 --grove 10
     python bench/bench_process.py --data large --rows 327000 --features 13 --trees 100
+    python bench/bench_process.py --data iris --trees 2000 --grove 1 --groves-per-invocation 10
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ accuracy = float(np.mean(forest.predict(data.X_test) == data.y_test))
 joblib.dump(forest, out, compress=3)
 print(json.dumps({"accuracy": accuracy}))
 """
+
+
+def large_dataset(path: Path, rows: int, features: int) -> str:
+    """Generated tabular data (float32 features, binary labels with 10% flipped) as ``.npz``."""
+    X, y = make_classification(rows, features, n_informative=8, flip_y=0.1, random_state=0)
+    np.savez(path, X=X.astype(np.float32), y=y)
+    return str(path)
 
 
 def descendants(root: int) -> list[int]:
@@ -96,11 +104,12 @@ def measure(command: list[str], env: dict[str, str]) -> tuple[float, float, str]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", choices=("digits", "large"), default="digits")
+    parser.add_argument("--data", choices=("digits", "iris", "large"), default="digits")
     parser.add_argument("--rows", type=int, default=327_000)
     parser.add_argument("--features", type=int, default=13)
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--grove", type=int, default=10)
+    parser.add_argument("--groves-per-invocation", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--src", help="PYTHONPATH for groves (e.g. another checkout's src) instead of this one"
@@ -108,13 +117,9 @@ def main() -> None:
     args = parser.parse_args()
     env = {**os.environ, **({"PYTHONPATH": args.src} if args.src else {})}
     with tempfile.TemporaryDirectory(prefix="groves-bench-") as tmp:
-        source = "digits"
+        source = args.data
         if args.data == "large":
-            X, y = make_classification(
-                args.rows, args.features, n_informative=8, flip_y=0.1, random_state=0
-            )
-            source = str(Path(tmp) / "large.npz")
-            np.savez(source, X=X.astype(np.float32), y=y)
+            source = large_dataset(Path(tmp) / "large.npz", args.rows, args.features)
         sk_runs, gr_runs = [], []
         for i in range(args.repeat):
             sk_cmd = [
@@ -130,6 +135,7 @@ def main() -> None:
             gr_cmd = [sys.executable, "-m", "groves.cli", "run", f"b{i}", "-t", str(args.trees)]
             gr_cmd += ["-g", str(args.grove), "-p", "--dataset", source, "--store", f"{tmp}/store"]
             gr_cmd += ["--max-concurrency", "40"]
+            gr_cmd += ["--groves-per-invocation", str(args.groves_per_invocation)]
             wall, peak, out = measure(gr_cmd, env)
             score = next(line for line in out.splitlines() if line.startswith("score"))
             gr_runs.append((wall, peak, float(score.split()[2])))
@@ -138,7 +144,10 @@ def main() -> None:
         ("peak PSS of the process tree, MiB", 1),
         ("held-out accuracy", 2),
     ]
-    print(f"{args.data}: {args.trees} trees, groves of {args.grove}, medians of {args.repeat}")
+    print(
+        f"{args.data}: {args.trees} trees, groves of {args.grove} "
+        f"({args.groves_per_invocation} per invocation), medians of {args.repeat}"
+    )
     print(f"{'measure':36} {'scikit-learn':>12} {'groves':>10} {'ratio':>7}")
     for name, i in rows:
         sk = statistics.median(r[i] for r in sk_runs)

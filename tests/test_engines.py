@@ -26,6 +26,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -103,8 +104,9 @@ def functions_for(replace: dict[str, Callable[..., Any]]) -> dict[str, Callable[
     return {ARN.format(name): handler for name, handler in {**FUNCTIONS, **replace}.items()}
 
 
-def definition(store: str) -> dict[str, Any]:
-    return load_definition({**{n: ARN.format(n) for n in FUNCTIONS}, STORE_SUBSTITUTION: store})
+def definition(store: str, machine: str = "forest") -> dict[str, Any]:
+    substitutions = {**{n: ARN.format(n) for n in FUNCTIONS}, STORE_SUBSTITUTION: store}
+    return load_definition(substitutions, machine)
 
 
 def for_moto(machine: dict[str, Any]) -> dict[str, Any]:
@@ -113,14 +115,15 @@ def for_moto(machine: dict[str, Any]) -> dict[str, Any]:
     takes ToleratedFailurePercentage only as a decimal (``0.0``, not ``0``), and evaluates
     ResultWriter's paths on the Map's results instead of its input: it gets the bucket as is."""
     machine = copy.deepcopy(machine)
-    train = machine["States"]["TrainGroves"]
-    train["ToleratedFailurePercentage"] = float(train["ToleratedFailurePercentage"])
-    train["ResultWriter"]["Parameters"] = {"Bucket": BUCKET, "Prefix": "map-runs"}
-    batcher = train.pop("ItemBatcher")
-    train["ItemSelector"] = {
-        "Items.$": "States.Array($$.Map.Item.Value)",
-        "BatchInput": batcher["BatchInput"],
-    }
+    (distributed,) = [s for s in machine["States"].values() if "ItemReader" in s]
+    distributed["ToleratedFailurePercentage"] = float(distributed["ToleratedFailurePercentage"])
+    distributed["ResultWriter"]["Parameters"] = {"Bucket": BUCKET, "Prefix": "map-runs"}
+    if "ItemBatcher" in distributed:
+        batcher = distributed.pop("ItemBatcher")
+        distributed["ItemSelector"] = {
+            "Items.$": "States.Array($$.Map.Item.Value)",
+            "BatchInput": batcher["BatchInput"],
+        }
     return machine
 
 
@@ -134,13 +137,18 @@ def written(store: str) -> list[str]:
     return json.loads(text)
 
 
-def run_local_engine(store: str, replace: dict[str, Callable[..., Any]]) -> dict[str, Any]:
+def run_local_engine(
+    store: str,
+    replace: dict[str, Callable[..., Any]],
+    machine: str = "forest",
+    request: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     interpreter = Interpreter(
         functions_for(replace),
         sleep=lambda seconds: None,
         buckets=bucket_stores(open_store(store)),
     )
-    run = execute(definition(store), small_request(predict=True), interpreter)
+    run = execute(definition(store, machine), request or small_request(predict=True), interpreter)
     # the parent execution's history: a Distributed Map's children have histories of their own
     entered = [
         e["state"] for e in run.history if e["type"] == "StateEntered" and "execution" not in e
@@ -159,17 +167,22 @@ def moto_engine(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Call
 
     monkeypatch.setattr(lambda_eval_utils, "boto_client_for", client_for)
 
-    def run(store: str, replace: dict[str, Callable[..., Any]]) -> dict[str, Any]:
+    def run(
+        store: str,
+        replace: dict[str, Callable[..., Any]],
+        machine_name: str = "forest",
+        request: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         routed["lambda"] = RoutedLambda(functions_for(replace))
         sfn = boto3.client("stepfunctions")
         machine = sfn.create_state_machine(
             name=f"groves-{time.monotonic_ns()}",
-            definition=json.dumps(for_moto(definition(store))),
+            definition=json.dumps(for_moto(definition(store, machine_name))),
             roleArn="arn:aws:iam::123456789012:role/r",
         )
         arn = sfn.start_execution(
             stateMachineArn=machine["stateMachineArn"],
-            input=json.dumps(small_request(predict=True)),
+            input=json.dumps(request or small_request(predict=True)),
         )["executionArn"]
         deadline = time.monotonic() + 60
         while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
@@ -223,6 +236,20 @@ def test_both_engines_end_the_same(scenario: str, moto_engine) -> None:
         assert ours["entered"] == Counter(["Plan", "TrainGroves", "BuildFailed"])
         assert theirs["entered"] == ours["entered"] + Counter(["Merge"])
         assert not [k for k in written(local) if k.endswith("model.joblib")]
+
+
+def test_both_engines_predict_new_rows_the_same(moto_engine, tmp_path: Path) -> None:
+    """The batch prediction definition on both engines, on the same kind of build."""
+    outputs = {}
+    for engine, run in (("ours", run_local_engine), ("theirs", moto_engine)):
+        store = f"s3://{BUCKET}/{engine}"
+        assert run_local_engine(store, {})["status"] == "SUCCEEDED"  # the build to predict with
+        request = {"build_id": "t", "data": "iris", "output": str(tmp_path / f"{engine}.csv")}
+        outputs[engine] = run(store, {}, "batch_predict", {**request, "rows_per_chunk": 40})
+    assert outputs["ours"] == outputs["theirs"]
+    assert outputs["ours"]["status"] == "SUCCEEDED"
+    assert outputs["ours"]["entered"] == Counter(["PlanBatch", "PredictChunks", "Assemble", "Done"])
+    assert (tmp_path / "ours.csv").read_text() == (tmp_path / "theirs.csv").read_text()
 
 
 def test_a_choice_on_a_missing_variable_is_a_runtime_error_not_the_default() -> None:

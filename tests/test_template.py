@@ -16,10 +16,22 @@ from conftest import ROOT
 from packaging.requirements import Requirement
 
 from groves import artifacts, handlers
+from groves.batch import OUTPUTS_PREFIX, validate_batch_request
 from groves.local import FUNCTIONS, STORE_SUBSTITUTION, definition_path
 from groves.plan import validate_request
 
 ASL = ROOT / "statemachine" / "forest.asl.json"
+# Each state machine: its resource, its definition, its Distributed Map, and its Fail state.
+MACHINES = {
+    "ForestStateMachine": ("forest", "TrainGroves", "BuildFailed"),
+    "BatchPredictStateMachine": ("batch_predict", "PredictChunks", "BatchFailed"),
+}
+
+
+def definition_file(machine: str) -> Any:
+    return ROOT / "statemachine" / f"{MACHINES[machine][0]}.asl.json"
+
+
 RETRIED = {
     "Lambda.TooManyRequestsException",
     "Lambda.ServiceException",
@@ -81,20 +93,35 @@ def test_asl_definition_passes_cfn_lint_schema_checks() -> None:
     assert any("Bogus" in p for p in problems(lint_all(asl_template(definition))))
 
 
-def test_runner_reads_the_deployed_definition_file() -> None:
-    assert definition_path().resolve() == ASL.resolve()
+@pytest.mark.parametrize("machine", sorted(MACHINES))
+def test_runner_reads_the_deployed_definition_file(machine: str) -> None:
+    assert definition_path(MACHINES[machine][0]).resolve() == definition_file(machine).resolve()
 
 
-def test_every_task_has_its_function_handler_and_substitution(template, monkeypatch) -> None:
-    machine = template["Resources"]["ForestStateMachine"]["Properties"]
-    assert machine["DefinitionUri"] == "statemachine/forest.asl.json"
+def test_every_function_belongs_to_one_state_machine(template) -> None:
+    used = [
+        name
+        for machine in MACHINES
+        for name in template["Resources"][machine]["Properties"]["DefinitionSubstitutions"]
+        if name != STORE_SUBSTITUTION
+    ]
+    assert sorted(used) == sorted(FUNCTIONS)
+
+
+@pytest.mark.parametrize("machine_id", sorted(MACHINES))
+def test_every_task_has_its_function_handler_and_substitution(
+    template, monkeypatch, machine_id: str
+) -> None:
+    machine = template["Resources"][machine_id]["Properties"]
+    path = definition_file(machine_id)
+    assert machine["DefinitionUri"] == f"statemachine/{path.name}"
     substitutions = machine["DefinitionSubstitutions"]
-    assert set(substitutions) == set(FUNCTIONS) | {STORE_SUBSTITUTION}
-    placeholders = set(re.findall(r"\$\{(\w+)\}", ASL.read_text()))
-    assert placeholders == set(substitutions)
-    resources = {state["Resource"] for state in tasks(json.loads(ASL.read_text())).values()}
-    assert resources == {f"${{{name}}}" for name in FUNCTIONS}
-    for name, handler in FUNCTIONS.items():
+    placeholders = set(re.findall(r"\$\{(\w+)\}", path.read_text()))
+    assert placeholders == set(substitutions) and STORE_SUBSTITUTION in placeholders
+    mine = {name: FUNCTIONS[name] for name in substitutions if name != STORE_SUBSTITUTION}
+    resources = {state["Resource"] for state in tasks(json.loads(path.read_text())).values()}
+    assert resources == {f"${{{name}}}" for name in mine}
+    for name, handler in mine.items():
         logical_id = substitutions[name]["Fn::GetAtt"][0]
         function = template["Resources"][logical_id]
         assert function["Type"] == "AWS::Serverless::Function"
@@ -111,17 +138,22 @@ def test_every_task_has_its_function_handler_and_substitution(template, monkeypa
     assert (globals_["Runtime"], globals_["Handler"]) == ("python3.12", "app.handler")
 
 
-def test_every_task_retries_lambda_errors_and_catches_to_a_fail_state() -> None:
-    machine = json.loads(ASL.read_text())
+@pytest.mark.parametrize("machine_id", sorted(MACHINES))
+def test_every_task_retries_lambda_errors_and_catches_to_a_fail_state(machine_id: str) -> None:
+    _, map_state, failed = MACHINES[machine_id]
+    machine = json.loads(definition_file(machine_id).read_text())
     for name, state in tasks(machine).items():
         retried = {e for r in state["Retry"] for e in r["ErrorEquals"]}
         assert retried >= RETRIED, name
         assert all(r["BackoffRate"] > 1 for r in state["Retry"]), name
         [catch] = state["Catch"]
         assert catch["ErrorEquals"] == ["States.ALL"]
-    assert machine["States"]["BuildFailed"]["Type"] == "Fail"
-    assert machine["States"]["TrainGroves"]["Catch"][0]["Next"] == "BuildFailed"
-    assert machine["States"]["TrainGroves"]["MaxConcurrencyPath"] == "$.max_concurrency"
+    assert machine["States"][failed]["Type"] == "Fail"
+    distributed = machine["States"][map_state]
+    assert distributed["Catch"][0]["Next"] == failed
+    assert distributed["MaxConcurrencyPath"] == "$.max_concurrency"
+    assert distributed["ToleratedFailurePercentage"] == 0
+    assert distributed["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
 
 
 FORBIDDEN = {"s3:*", "s3:DeleteObject", "s3:PutObjectAcl", "s3:PutLifecycleConfiguration"}
@@ -142,6 +174,16 @@ WRITES = {
         artifacts.latest_key("b"),
     ],
     "PredictFunction": [artifacts.metrics_key("b", RUN)],
+    "PlanBatchFunction": [
+        artifacts.batch_key("b", RUN, name) for name in ("batch.json", "X.npy", "chunks.json")
+    ],
+    "PredictChunkFunction": [
+        artifacts.chunk_key("b", RUN, 3, suffix) for suffix in ("votes.npy", "json")
+    ],
+    "AssemblePredictionsFunction": [
+        f"{OUTPUTS_PREFIX}new.csv",
+        f"{OUTPUTS_PREFIX}2026/new.parquet.json",
+    ],
 }
 
 
@@ -191,15 +233,31 @@ def test_each_function_writes_only_its_own_files(template) -> None:
                 assert any(allowed(p, key) for p in writes) == (step == name), (name, key)
 
 
-def test_state_machine_invokes_only_its_functions_and_logs_and_traces(template) -> None:
+# What each state machine's Distributed Map reads: the items its first step wrote.
+MAP_ITEMS = {
+    "ForestStateMachine": artifacts.items_key("b", RUN),
+    "BatchPredictStateMachine": artifacts.batch_key("b", RUN, "chunks.json"),
+}
+LOG_GROUPS = {
+    "ForestStateMachine": "StateMachineLogGroup",
+    "BatchPredictStateMachine": "BatchPredictLogGroup",
+}
+
+
+@pytest.mark.parametrize("machine_id", sorted(MACHINES))
+def test_state_machine_invokes_only_its_functions_and_logs_and_traces(
+    template, machine_id: str
+) -> None:
     resources = template["Resources"]
-    machine = resources["ForestStateMachine"]["Properties"]
+    machine = resources[machine_id]["Properties"]
     invoked = [
         p["LambdaInvokePolicy"]["FunctionName"]["Ref"]
         for p in machine["Policies"]
         if "LambdaInvokePolicy" in p
     ]
-    assert sorted(invoked) == sorted(WRITES)
+    substitutions = machine["DefinitionSubstitutions"]
+    mine = [v["Fn::GetAtt"][0] for k, v in substitutions.items() if k != STORE_SUBSTITUTION]
+    assert sorted(invoked) == sorted(mine)
     by_service: dict[str, list[dict[str, Any]]] = {}
     for statement in statements(machine["Policies"]):
         actions = statement["Action"]
@@ -208,27 +266,29 @@ def test_state_machine_invokes_only_its_functions_and_logs_and_traces(template) 
         by_service.setdefault(service, []).append({**statement, "Action": actions})
     assert set(by_service) == {"logs", "xray", "states", "s3"}
     # the Distributed Map starts, describes, stops and redrives its own child executions only
+    file_name, map_state, _ = MACHINES[machine_id]
     name = machine["Name"]["Fn::Sub"]
-    assert name == "${AWS::StackName}-forest"
+    assert name == "${AWS::StackName}-" + file_name.replace("_", "-")
     arns = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
     granted = {(a, s["Resource"]["Fn::Sub"]) for s in by_service["states"] for a in s["Action"]}
     assert granted == {
         ("states:StartExecution", f"{arns}:stateMachine:{name}"),
         ("states:DescribeExecution", f"{arns}:execution:{name}/*"),
         ("states:StopExecution", f"{arns}:execution:{name}/*"),
-        ("states:RedriveExecution", f"{arns}:execution:{name}/TrainGroves:*"),
+        ("states:RedriveExecution", f"{arns}:execution:{name}/{map_state}:*"),
     }
-    # it reads the grove items plan wrote, and writes only its ResultWriter prefix
-    train = json.loads(ASL.read_text())["States"]["TrainGroves"]
-    prefix = train["ResultWriter"]["Parameters"]["Prefix"]
+    # it reads the items its first step wrote, and writes only its ResultWriter prefix
+    distributed = json.loads(definition_file(machine_id).read_text())["States"][map_state]
+    prefix = distributed["ResultWriter"]["Parameters"]["Prefix"]
     reads = [
         p
         for s in by_service["s3"]
         if s["Action"] == ["s3:GetObject"]
         for p in object_patterns(s["Resource"])
     ]
-    assert [allowed(p, artifacts.items_key("b", RUN)) for p in reads] == [True]
-    assert not any(allowed(p, artifacts.model_key("b", RUN)) for p in reads)
+    others = [k for keys in WRITES.values() for k in keys if k != MAP_ITEMS[machine_id]]
+    assert [allowed(p, MAP_ITEMS[machine_id]) for p in reads] == [True]
+    assert not any(allowed(p, key) for p in reads for key in others)
     (writer,) = [s for s in by_service["s3"] if "s3:PutObject" in s["Action"]]
     [pattern] = object_patterns(writer["Resource"])
     assert allowed(pattern, f"{prefix}/6a3e/SUCCEEDED_0.json")
@@ -241,10 +301,8 @@ def test_state_machine_invokes_only_its_functions_and_logs_and_traces(template) 
     assert parameters["StateMachineLogLevel"]["Default"] == "ERROR"
     assert parameters["LogExecutionData"]["Default"] == "false"
     [destination] = logging["Destinations"]
-    assert (
-        destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
-        == "StateMachineLogGroup"
-    )
+    group = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+    assert group == LOG_GROUPS[machine_id]
     assert template["Globals"]["Function"]["Tracing"] == "Active"
 
 
@@ -285,6 +343,14 @@ def test_lambda_pins_fall_inside_the_package_ranges() -> None:
 def test_sample_requests_are_valid(name: str) -> None:
     payload = json.loads((ROOT / "events" / f"{name}.json").read_text())
     validate_request(payload.get("request", payload))
+
+
+@pytest.mark.parametrize("name", ["batch_predict", "plan_batch"])
+def test_sample_batch_requests_are_valid(name: str) -> None:
+    payload = json.loads((ROOT / "events" / f"{name}.json").read_text())
+    request = payload.get("request", payload)
+    validate_batch_request(request)
+    assert request["output"].startswith("s3://replace-with-bucketname-output/" + OUTPUTS_PREFIX)
 
 
 def test_events_cover_every_function() -> None:

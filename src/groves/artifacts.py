@@ -18,6 +18,17 @@ Every execution is a *run* with a folder of its own; nothing of one run is writt
                                                         last: the run is *committed* once it exists)
     <build_id>/runs/<run_id>/metrics.json               held-out scores (predict, after the commit)
 
+Batch predictions of new rows (``groves predict``) have folders of their own beside the runs::
+
+    <build_id>/predictions/<batch_id>/batch.json        the validated request, the run it uses,
+                                                        the input's shape and sha256 (plan_batch)
+    <build_id>/predictions/<batch_id>/X.npy             the input rows as float32, in the training
+                                                        columns' order (plan_batch)
+    <build_id>/predictions/<batch_id>/chunks.json       one item per chunk of rows (plan_batch)
+    <build_id>/predictions/<batch_id>/chunks/chunk_NNNNN.votes.npy, .json
+                                                        the chunk's summed votes and their sha256
+                                                        (predict_chunk; the .json last)
+
 The Distributed Map's ResultWriter writes each Map Run's files (``manifest.json``,
 ``SUCCEEDED_0.json``, ``FAILED_0.json``, ``PENDING_0.json``) to ``map-runs/<map run id>/`` at the
 top of the store's bucket: its prefix is fixed in the definition, and the run's output names the
@@ -75,6 +86,14 @@ def plan_key(build_id: str, run_id: str) -> str:
 
 def items_key(build_id: str, run_id: str) -> str:
     return f"{run_prefix(build_id, run_id)}/groves.json"
+
+
+def batch_key(build_id: str, batch_id: str, name: str) -> str:
+    return f"{build_id}/predictions/{batch_id}/{name}"
+
+
+def chunk_key(build_id: str, batch_id: str, chunk_id: int, suffix: str) -> str:
+    return batch_key(build_id, batch_id, f"chunks/chunk_{chunk_id:05d}.{suffix}")
 
 
 def data_key(build_id: str, run_id: str, name: str) -> str:

@@ -8,15 +8,22 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any
 
-from groves.asl.distributed import THRESHOLD_ERROR
+from groves.console import (
+    ProgressBar,
+    UsageError,
+    deployed_root_cause,
+    follow,
+    local_root_cause,
+    report_failure,
+    state_machine_arn,
+)
 from groves.errors import RequestError
 from groves.local import run_local, start_workers
-from groves.request import DEFAULTS
+from groves.request import BATCH_DEFAULTS, DEFAULTS
 from groves.storage import DEFAULT_STORE
 
-TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 # Each request option's argparse dest and the request field it sets.
 REQUEST_OPTIONS = {
     "trees": "n_trees",
@@ -102,10 +109,6 @@ def _request_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class UsageError(Exception):
-    """A command line that cannot work; printed as one line, exit 2."""
-
-
 def build_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
     if args.resume:
         changed = [
@@ -124,29 +127,6 @@ def build_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if args.target is None:
         del request["target"]
     return request
-
-
-class ProgressBar:
-    """``TrainGroves [#########-----------] 9/20 groves``: redrawn in place on a terminal,
-    otherwise one line per tenth done."""
-
-    def __init__(self, stream: TextIO, width: int = 30) -> None:
-        self.stream, self.width = stream, width
-        self.redraw = stream.isatty()
-        self.shown: int | None = None
-
-    def __call__(self, state: str, done: int, total: int) -> None:
-        tenth = 10 * done // max(total, 1)
-        if not self.redraw and tenth == self.shown:
-            return
-        self.shown = tenth
-        filled = self.width * done // max(total, 1)
-        bar = f"{state} [{'#' * filled}{'-' * (self.width - filled)}] {done}/{total} groves"
-        if self.redraw:
-            self.stream.write(f"\r{bar}" + ("\n" if done == total else ""))
-        else:
-            self.stream.write(f"{bar}\n")
-        self.stream.flush()
 
 
 def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
@@ -171,24 +151,6 @@ def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
     return lines
 
 
-def failure_message(error: str | None, cause: str | None) -> str:
-    try:
-        detail = json.loads(cause or "")["errorMessage"]
-    except (ValueError, KeyError, TypeError):
-        detail = cause
-    return f"{error}: {detail}"
-
-
-def report_failure(error: str | None, cause: str | None, heading: str) -> int:
-    """One line on stderr: an invalid request (exit 2) or a failed build (exit 1)."""
-    if error == "RequestError":
-        detail = failure_message(error, cause).split(": ", 1)[1]
-        print(f"invalid request: {detail}", file=sys.stderr)
-        return 2
-    print(f"{heading}: {failure_message(error, cause)}", file=sys.stderr)
-    return 1
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     request = build_request(args, args.parser)
     # The plan step validates the request before any work, in a warm worker: this process
@@ -196,57 +158,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with start_workers() as pool:
         execution = run_local(request, args.store, on_progress=ProgressBar(sys.stderr), pool=pool)
     if execution.status != "SUCCEEDED":
-        child = next(
-            (
-                (e["error"], e["cause"])
-                for e in execution.history
-                if e["type"] == "ChildExecutionFailed"
-            ),
-            None,
-        )
-        return report_failure(*root_cause(execution.error, execution.cause, child), "build failed")
+        return report_failure(*local_root_cause(execution), "build failed")
     print("\n".join(summary_lines(execution.output, execution.seconds)))
     return 0
-
-
-def state_machine_arn(args: argparse.Namespace, session: Any) -> str:
-    """``--state-machine-arn``, or the StateMachineArn output of ``--stack-name``."""
-    if args.state_machine_arn:
-        return args.state_machine_arn
-    stacks = session.client("cloudformation").describe_stacks(StackName=args.stack_name)
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks["Stacks"][0].get("Outputs", [])}
-    if "StateMachineArn" not in outputs:
-        raise SystemExit(f"stack {args.stack_name!r} has no StateMachineArn output")
-    return outputs["StateMachineArn"]
-
-
-def groves_done(sfn: Any, execution_arn: str) -> int:
-    """How many grove items the execution's Map Run has succeeded so far (0 before it starts)."""
-    runs = sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
-    if not runs:
-        return 0
-    return sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"])["itemCounts"]["succeeded"]
-
-
-def failed_child(sfn: Any, execution_arn: str) -> tuple[str, str] | None:
-    """The error and cause of a failed child execution of the execution's Map Run: what a
-    ``States.ExceedToleratedFailureThreshold`` hides."""
-    for run in sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", []):
-        failed = sfn.list_executions(mapRunArn=run["mapRunArn"], statusFilter="FAILED")
-        for child in failed.get("executions", [])[:1]:
-            described = sfn.describe_execution(executionArn=child["executionArn"])
-            return described.get("error", ""), described.get("cause", "")
-    return None
-
-
-def root_cause(
-    error: str | None, cause: str | None, child: tuple[str, str] | None
-) -> tuple[str | None, str | None]:
-    """The first failed child execution's error and cause in place of the Map's threshold
-    error, which names no grove."""
-    if error == THRESHOLD_ERROR and child is not None:
-        return child
-    return error, cause
 
 
 def cmd_start(args: argparse.Namespace, session: Any = None) -> int:
@@ -265,23 +179,100 @@ def cmd_start(args: argparse.Namespace, session: Any = None) -> int:
     print(f"started {execution_arn}")
     if not args.wait:
         return 0
-    bar = ProgressBar(sys.stderr)
     n_groves = -(-spec["n_trees"] // spec["grove_size"]) if spec else None
-    while True:
-        described = sfn.describe_execution(executionArn=execution_arn)
-        if described["status"] in TERMINAL:
-            break
-        if n_groves:
-            bar("TrainGroves", min(groves_done(sfn, execution_arn), n_groves), n_groves)
-        time.sleep(args.poll_seconds)
-    seconds = (described["stopDate"] - described["startDate"]).total_seconds()
+    described = follow(sfn, execution_arn, ("TrainGroves", n_groves, "groves"), args.poll_seconds)
     if described["status"] != "SUCCEEDED":
-        error, cause = described.get("error"), described.get("cause")
-        if error == THRESHOLD_ERROR:
-            error, cause = root_cause(error, cause, failed_child(sfn, execution_arn))
-        return report_failure(error, cause, f"\nexecution {described['status']}")
+        return report_failure(
+            *deployed_root_cause(sfn, described), f"\nexecution {described['status']}"
+        )
+    seconds = (described["stopDate"] - described["startDate"]).total_seconds()
     print("\n".join(summary_lines(json.loads(described["output"]), seconds)))
     return 0
+
+
+def _batch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("build_id", metavar="NAME", help="the build whose model predicts")
+    parser.add_argument(
+        "--data", required=True, help="rows to predict: .csv/.parquet/.npz path or s3:// URI"
+    )
+    parser.add_argument("--out", required=True, help="output .csv or .parquet: path or s3:// URI")
+    parser.add_argument("--run", help="a committed run id (default: the build's latest)")
+    parser.add_argument("--rows-per-chunk", type=int, default=BATCH_DEFAULTS["rows_per_chunk"])
+    parser.add_argument("--max-concurrency", type=int, default=BATCH_DEFAULTS["max_concurrency"])
+
+
+def batch_request(args: argparse.Namespace) -> dict[str, Any]:
+    request = {
+        "build_id": args.build_id,
+        "data": args.data,
+        "output": args.out,
+        "rows_per_chunk": args.rows_per_chunk,
+        "max_concurrency": args.max_concurrency,
+    }
+    return {**request, "run_id": args.run} if args.run else request
+
+
+def batch_summary(output: dict[str, Any], seconds: float) -> str:
+    written = output["output"]
+    return (
+        f"predicted {written['n_rows']} rows with build {written['build_id']} "
+        f"(run {written['run_id']}, {written['n_trees']} trees) in {seconds:.2f} s\n"
+        f"output    {written['output']}\nsidecar   {written['output']}.json"
+    )
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    with start_workers() as pool:
+        execution = run_local(
+            batch_request(args),
+            args.store,
+            on_progress=ProgressBar(sys.stderr, unit="chunks"),
+            pool=pool,
+            machine="batch_predict",
+        )
+    if execution.status != "SUCCEEDED":
+        return report_failure(*local_root_cause(execution), "prediction failed")
+    print(batch_summary(execution.output, execution.seconds))
+    return 0
+
+
+def cmd_start_predict(args: argparse.Namespace, session: Any = None) -> int:
+    import boto3
+
+    from groves.batch import validate_batch_request
+
+    request = batch_request(args)
+    validate_batch_request(request)  # before an execution is started
+    session = session or boto3.session.Session()
+    sfn = session.client("stepfunctions")
+    arn = state_machine_arn(args, session, "BatchPredictStateMachineArn")
+    name = f"{args.build_id}-predict-{time.strftime('%Y%m%dT%H%M%S')}"[:80]
+    started = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(request))
+    print(f"started {started['executionArn']}")
+    if not args.wait:
+        return 0
+    described = follow(
+        sfn, started["executionArn"], ("PredictChunks", None, "chunks"), args.poll_seconds
+    )
+    if described["status"] != "SUCCEEDED":
+        return report_failure(
+            *deployed_root_cause(sfn, described), f"\nexecution {described['status']}"
+        )
+    seconds = (described["stopDate"] - described["startDate"]).total_seconds()
+    print(batch_summary(json.loads(described["output"]), seconds))
+    return 0
+
+
+def _deployed_arguments(parser: argparse.ArgumentParser, output: str) -> None:
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--state-machine-arn")
+    target.add_argument(
+        "--stack-name",
+        default="groves",
+        help=f"read {output} from this stack's outputs (default %(default)s)",
+    )
+    parser.add_argument("--wait", action="store_true", help="follow the execution to its end")
+    parser.add_argument("--poll-seconds", type=float, default=3.0)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -297,16 +288,20 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run, parser=run)
     start = commands.add_parser("start", help="start an execution of the deployed state machine")
     _request_arguments(start)
-    target = start.add_mutually_exclusive_group()
-    target.add_argument("--state-machine-arn")
-    target.add_argument(
-        "--stack-name",
-        default="groves",
-        help="read StateMachineArn from this stack's outputs (default %(default)s)",
-    )
-    start.add_argument("--wait", action="store_true", help="follow the execution to its end")
-    start.add_argument("--poll-seconds", type=float, default=3.0)
+    _deployed_arguments(start, "StateMachineArn")
     start.set_defaults(func=cmd_start, parser=start)
+    predict = commands.add_parser("predict", help="predict new rows with a build, on this machine")
+    _batch_arguments(predict)
+    predict.add_argument(
+        "--store", default=DEFAULT_STORE, help="directory or s3://bucket[/prefix] of the build"
+    )
+    predict.set_defaults(func=cmd_predict, parser=predict)
+    start_predict = commands.add_parser(
+        "start-predict", help="predict new rows with the deployed batch prediction state machine"
+    )
+    _batch_arguments(start_predict)
+    _deployed_arguments(start_predict, "BatchPredictStateMachineArn")
+    start_predict.set_defaults(func=cmd_start_predict, parser=start_predict)
     return root
 
 
@@ -336,11 +331,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Stopped as stop:
         # leaving run_local terminated every worker; the run's verified groves stay
         name = signal.Signals(stop.signum).name
-        print(
-            f"\nstopped by {name}: every worker was terminated; continue the run with "
-            f"groves {args.command} {args.build_id} --resume",
-            file=sys.stderr,
+        then = (
+            f"continue the run with groves {args.command} {args.build_id} --resume"
+            if hasattr(args, "resume")
+            else "no output was written"
         )
+        print(f"\nstopped by {name}: every worker was terminated; {then}", file=sys.stderr)
         return 128 + stop.signum
     finally:
         for signum, previous in handlers.items():

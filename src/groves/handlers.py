@@ -9,7 +9,14 @@ Events (what the state machine passes; ``events/`` has samples):
 - predict:     ``{"store": URI, "build_id": ..., "run_id": ...}`` (``run_id`` optional: the
   build's latest committed run)
 
-Every run's files live under ``<build_id>/runs/<run_id>/`` (see ``groves.artifacts``).
+Batch prediction (``statemachine/batch_predict.asl.json``):
+
+- plan_batch:           ``{"store": URI, "request": {"build_id", "data", "output", ...}}``
+- predict_chunk:        ``{"store": URI, "build_id": ..., "batch_id": ..., "chunk": {...}}``
+- assemble_predictions: ``{"store": URI, "build_id": ..., "batch_id": ...}``
+
+Every run's files live under ``<build_id>/runs/<run_id>/``, a batch's under
+``<build_id>/predictions/<batch_id>/`` (see ``groves.artifacts``).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from groves import batch
 from groves.artifacts import check_run_id
 from groves.errors import RequestError
 from groves.merge import merge_build
@@ -73,6 +81,29 @@ def train_grove(event: Any, context: Any = None) -> dict[str, Any]:
             " (verified file reused)" if meta["reused"] else "",
         )
     return {"groves": trained}
+
+
+def plan_batch(event: Any, context: Any = None) -> dict[str, Any]:
+    store, (request,) = _fields(event, "request")
+    record = batch.plan_batch(store, request)
+    log.info(
+        "batch %s of %s: %d rows in %d chunks",
+        record["batch_id"],
+        record["build_id"],
+        record["n_rows"],
+        record["n_chunks"],
+    )
+    return batch.state_output(store, record)
+
+
+def predict_chunk(event: Any, context: Any = None) -> dict[str, Any]:
+    store, (build_id, batch_id, chunk) = _fields(event, "build_id", "batch_id", "chunk")
+    return batch.predict_chunk(store, build_id, batch_id, chunk)
+
+
+def assemble_predictions(event: Any, context: Any = None) -> dict[str, Any]:
+    store, (build_id, batch_id) = _fields(event, "build_id", "batch_id")
+    return batch.assemble(store, build_id, batch_id)
 
 
 def merge(event: Any, context: Any = None) -> dict[str, Any]:

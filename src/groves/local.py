@@ -1,4 +1,4 @@
-"""Run the state machine that is deployed (``statemachine/forest.asl.json``) on this machine."""
+"""Run the state machines that are deployed (``statemachine/*.asl.json``) on this machine."""
 
 from __future__ import annotations
 
@@ -36,20 +36,27 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "TrainGroveFunctionArn": Handler("groves.handlers", "train_grove"),
     "MergeFunctionArn": Handler("groves.handlers", "merge"),
     "PredictFunctionArn": Handler("groves.handlers", "predict"),
+    "PlanBatchFunctionArn": Handler("groves.handlers", "plan_batch"),
+    "PredictChunkFunctionArn": Handler("groves.handlers", "predict_chunk"),
+    "AssemblePredictionsFunctionArn": Handler("groves.handlers", "assemble_predictions"),
 }
+# The state machines, by the name of their definition file in statemachine/.
+MACHINES = ("forest", "batch_predict")
 STORE_SUBSTITUTION = "StoreUri"
 LOCAL_ARN = "arn:aws:lambda:local:000000000000:function:{}"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
 
-def definition_path() -> Path:
-    """The packaged definition: a link to ``statemachine/forest.asl.json`` in the repository."""
-    return Path(str(resources.files("groves") / "forest.asl.json"))
+def definition_path(machine: str = "forest") -> Path:
+    """A packaged definition: a link to ``statemachine/<machine>.asl.json`` in the repository."""
+    if machine not in MACHINES:
+        raise ValueError(f"no state machine {machine!r}; there are {', '.join(MACHINES)}")
+    return Path(str(resources.files("groves") / f"{machine}.asl.json"))
 
 
-def load_definition(substitutions: Mapping[str, str], path: Path | None = None) -> dict[str, Any]:
+def load_definition(substitutions: Mapping[str, str], machine: str = "forest") -> dict[str, Any]:
     """The definition with ``${Name}`` placeholders replaced, as CloudFormation would."""
-    text = (path or definition_path()).read_text()
+    text = definition_path(machine).read_text()
     unknown = sorted(set(PLACEHOLDER.findall(text)) - set(substitutions))
     if unknown:
         raise ValueError(f"no substitution for {', '.join(unknown)}")
@@ -66,18 +73,21 @@ def threads_per_worker(concurrency: int) -> dict[str, str]:
 
 
 def local_machine(
-    store: str, functions: Mapping[str, Callable[..., Any]] = FUNCTIONS, **options: Any
+    store: str,
+    functions: Mapping[str, Callable[..., Any]] = FUNCTIONS,
+    machine: str = "forest",
+    **options: Any,
 ) -> tuple[dict[str, Any], Interpreter]:
     """The definition with local function ARNs and the store substituted, and an interpreter
     that calls each ARN's handler and reaches the store's bucket for the Map's ItemReader and
     ResultWriter. ``options`` are the interpreter's (workers, pool, ...)."""
     opened = open_store(store)
     arns = {name: LOCAL_ARN.format(name) for name in functions}
-    machine = load_definition({**arns, STORE_SUBSTITUTION: opened.uri})
+    definition = load_definition({**arns, STORE_SUBSTITUTION: opened.uri}, machine)
     interpreter = Interpreter(
         resources=local_resources(functions), buckets=bucket_stores(opened), **options
     )
-    return machine, interpreter
+    return definition, interpreter
 
 
 def local_resources(
@@ -105,18 +115,21 @@ def run_local(
     on_progress: Callable[[str, int, int], None] | None = None,
     functions: Mapping[str, Callable[..., Any]] = FUNCTIONS,
     pool: WorkerPool | None = None,
+    machine: str = "forest",
 ) -> Execution:
     """Execute the state machine on ``request``. Every Task invocation runs in one of
     ``workers`` warm worker processes (``pool``, or ones started here), as a Lambda would;
     leaving early (an interrupt, an error) terminates them all. ``functions`` replaces
-    handlers, as a fault would on AWS."""
+    handlers, as a fault would on AWS. ``machine`` names the state machine: ``forest``
+    (training) or ``batch_predict``."""
     with nullcontext(pool) if pool else start_workers(workers, functions) as running:
-        machine, interpreter = local_machine(
+        definition, interpreter = local_machine(
             store,
             functions,
+            machine,
             workers=running.size,
             worker_env=threads_per_worker,
             on_progress=on_progress,
             pool=running,
         )
-        return execute(machine, dict(request), interpreter, name=request.get("build_id"))
+        return execute(definition, dict(request), interpreter, name=request.get("build_id"))

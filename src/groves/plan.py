@@ -23,8 +23,9 @@ from groves.artifacts import (
 )
 from groves.errors import BuildError, RequestError
 from groves.prepared import write_prepared
-from groves.request import DEFAULTS, FIELDS
+from groves.request import DEFAULTS, FIELDS, check_fields
 from groves.storage import ArtifactNotFound, Store, get_json, put_json
+from groves.tables import check_source
 
 # The Distributed Map reads its items from the store, so the grove count is not bound by Step
 # Functions' 256 KB payload limit; 100,000 groves of 1 tree each are allowed.
@@ -56,14 +57,7 @@ CLASS_WEIGHTS = ("balanced", "balanced_subsample", None)
 
 def validate_request(request: Any) -> dict[str, Any]:
     """The request with defaults filled in; a ``RequestError`` names the first bad field."""
-    if not isinstance(request, dict):
-        raise RequestError("request", f"must be a JSON object, got {type(request).__name__}")
-    unknown = sorted(str(name) for name in set(request) - set(FIELDS))
-    if unknown:
-        raise RequestError(
-            unknown[0] or "request",
-            f"unknown field {unknown[0]!r}; allowed fields are {', '.join(FIELDS)}",
-        )
+    check_fields(request, FIELDS)
     check_build_id(request)
     if "resume" in request:
         raise RequestError("resume", "a request that resumes a run has only build_id and resume")
@@ -90,7 +84,7 @@ def validate_request(request: Any) -> dict[str, Any]:
         raise RequestError("dataset", "must be a dataset name, a path or an s3:// URI")
     if spec["target"] is not None and not isinstance(spec["target"], str):
         raise RequestError("target", f"{spec['target']!r} must be a column name")
-    data.check_source(spec["dataset"], spec["target"])
+    check_source(spec["dataset"], spec["target"])
     if n_groves(spec) > MAX_GROVES:
         raise RequestError(
             "grove_size",

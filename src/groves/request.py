@@ -1,9 +1,11 @@
-"""The build request's fields and their defaults: what ``plan`` validates and the CLI offers
-(kept apart from ``plan`` so that reading them imports no scikit-learn)."""
+"""The requests' fields and their defaults: what ``plan`` and ``plan_batch`` validate and the CLI
+offers (kept apart from them so that reading them imports no scikit-learn)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from groves.errors import RequestError
 
 DEFAULTS: dict[str, Any] = {
     "n_trees": 100,
@@ -19,3 +21,19 @@ DEFAULTS: dict[str, Any] = {
     "predict": False,
 }
 FIELDS = ("build_id", *DEFAULTS, "resume")
+
+# A batch prediction request (``statemachine/batch_predict.asl.json``).
+BATCH_DEFAULTS: dict[str, Any] = {"run_id": None, "rows_per_chunk": 50_000, "max_concurrency": 10}
+BATCH_FIELDS = ("build_id", "data", "output", *BATCH_DEFAULTS)
+
+
+def check_fields(request: Any, fields: tuple[str, ...]) -> None:
+    """``request`` is a JSON object of no fields but ``fields``; else a ``RequestError``."""
+    if not isinstance(request, dict):
+        raise RequestError("request", f"must be a JSON object, got {type(request).__name__}")
+    unknown = sorted(str(name) for name in set(request) - set(fields))
+    if unknown:
+        raise RequestError(
+            unknown[0] or "request",
+            f"unknown field {unknown[0]!r}; allowed fields are {', '.join(fields)}",
+        )

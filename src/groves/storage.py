@@ -278,6 +278,17 @@ def read_uri(uri: str) -> bytes:
         raise ArtifactNotFound(f"{uri} does not exist") from exc
 
 
+def write_uri(uri: str, path: Path) -> None:
+    """Copy a local file to a local path (atomically) or to ``s3://bucket/key`` (boto3's
+    transfer manager)."""
+    if uri.startswith("s3://"):
+        bucket, key = split_s3_uri(uri)
+        s3_client().upload_file(str(path), bucket, key)
+        return
+    with atomic_file(Path(uri.removeprefix("file://")).expanduser()) as tmp:
+        shutil.copyfile(path, tmp)
+
+
 def put_json(store: Store, key: str, value: Any) -> None:
     store.put_bytes(key, json.dumps(value, indent=2, sort_keys=True).encode())
 

@@ -1,8 +1,9 @@
 """A local interpreter for the part of the Amazon States Language that groves' state machine uses.
 
-Supported: Task, Map (inline, MaxConcurrency/MaxConcurrencyPath, iterations in threads), Choice,
-Pass, Succeed, Fail (Error/Cause and ErrorPath/CausePath), Retry, Catch, InputPath, Parameters,
-ItemsPath, ItemSelector, ResultSelector, ResultPath, OutputPath, and the context object
+Supported: Task, Map (inline or distributed, MaxConcurrency/MaxConcurrencyPath, iterations in
+threads), Choice, Pass, Succeed, Fail (Error/Cause and ErrorPath/CausePath), Retry, Catch,
+InputPath, Parameters, ItemsPath, ItemSelector, ResultSelector, ResultPath, OutputPath, and the
+context object
 (``$$.Execution``, ``$$.State``, ``$$.Map.Item``). Anything else is refused when the definition is
 loaded, so a definition that runs here uses nothing the runner ignores.
 
@@ -11,9 +12,15 @@ as Lambda runs them (a worker that dies fails its invocation with ``Lambda.Unkno
 iterations are interpreted in threads of this process, so the history keeps every iteration's
 states and retries, tagged with the iteration's index.
 
+Distributed Maps: ItemReader (a JSON array in S3, through a bucket -> store mapping), ItemBatcher
+(MaxItemsPerBatch(Path), BatchInput), child executions with their own names and context,
+ToleratedFailurePercentage/Count, and ResultWriter's manifest and result files.
+
 Modules: ``paths`` (reference paths, payload templates, ResultPath), ``choice`` (Choice rules),
 ``validation`` (what a definition may use, checked when it is loaded), ``interpreter``
-(executions, Retry/Catch, Map), ``errors``.
+(executions, Retry/Catch, Tasks), ``maps`` (Map states' iterations and child executions),
+``distributed`` (ItemReader, ItemBatcher, tolerated failures, ResultWriter), ``history``,
+``errors``.
 """
 
 from groves.asl.errors import StatesError, UnsupportedDefinition

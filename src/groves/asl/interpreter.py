@@ -5,38 +5,24 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from groves.asl.choice import rule_matches
-from groves.asl.distributed import (
-    THRESHOLD_CAUSE,
-    THRESHOLD_ERROR,
-    MapRun,
-    Objects,
-    batches,
-    is_distributed,
-    read_items,
-    tolerated_failures,
-)
+from groves.asl.distributed import Objects
 from groves.asl.errors import StatesError
+from groves.asl.history import TOP, Scope, now
+from groves.asl.maps import MapStates
 from groves.asl.paths import evaluate, get_path, select, set_path
 from groves.asl.validation import Handler, validate
 from groves.workers import Outcome, WorkerPool
 
 TERMINAL_ERRORS = frozenset({"States.Runtime", "States.DataLimitExceeded"})
 PAYLOAD_LIMIT = 262_144  # Step Functions' limit on a state's input or output, in bytes
-
-
-class _NotStarted(Exception):
-    """A Map iteration that did not start because another one had failed."""
 
 
 @dataclass
@@ -52,18 +38,8 @@ class Execution:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Scope:
-    """Where a state runs: how many Map iterations run beside it, which iteration it is, and
-    (in a Distributed Map) the name of the child execution it runs in."""
-
-    concurrency: int = 1
-    iteration: int | None = None
-    execution: str | None = None
-
-
 @dataclass
-class Interpreter:
+class Interpreter(MapStates):
     """Runs a (validated) definition. Map iterations run in up to ``workers`` threads; Task
     invocations run in ``pool``'s worker processes when one is given, else in the thread."""
 
@@ -77,7 +53,7 @@ class Interpreter:
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def _record(self, kind: str, state: str, scope: Scope, **fields: Any) -> None:
-        event = {"type": kind, "state": state, "timestamp": _now(), **fields}
+        event = {"type": kind, "state": state, "timestamp": now(), **fields}
         if scope.iteration is not None:
             event["iteration"] = scope.iteration
         if scope.execution is not None:
@@ -85,13 +61,13 @@ class Interpreter:
         self.history.append(event)  # list.append is atomic: iterations may record at once
 
     def run(
-        self, machine: Mapping[str, Any], data: Any, context: dict[str, Any], scope: Scope = Scope()
+        self, machine: Mapping[str, Any], data: Any, context: dict[str, Any], scope: Scope = TOP
     ) -> Any:
         states, name = machine["States"], machine["StartAt"]
         while True:
             state = states[name]
             self._record("StateEntered", name, scope)
-            context = {**context, "State": {"Name": name, "EnteredTime": _now(), "RetryCount": 0}}
+            context = {**context, "State": {"Name": name, "EnteredTime": now(), "RetryCount": 0}}
             kind = state["Type"]
             if kind == "Fail":
                 raise StatesError(*self._failure(state, data))
@@ -207,170 +183,6 @@ class Interpreter:
             raise StatesError(outcome[1], outcome[2])
         return outcome[1]
 
-    def _map(self, name: str, state: Mapping[str, Any], data: Any, context: dict) -> Any:
-        if "ItemReader" in state:
-            items = read_items(name, state["ItemReader"], data, context, self.buckets)
-        else:
-            items = get_path(data, state.get("ItemsPath", "$"))
-        if not isinstance(items, list):
-            raise StatesError("States.Runtime", f"{name}: ItemsPath does not select an array")
-        limit = (
-            get_path(data, state["MaxConcurrencyPath"])
-            if "MaxConcurrencyPath" in state
-            else state.get("MaxConcurrency", 0)
-        )
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-            raise StatesError(
-                "States.Runtime", f"{name}: MaxConcurrency {limit!r} is not a non-negative integer"
-            )
-        inputs = []
-        for index, item in enumerate(items):
-            item_context = {**context, "Map": {"Item": {"Index": index, "Value": item}}}
-            selector = state.get("ItemSelector")
-            inputs.append(evaluate(selector, data, item_context) if selector else item)
-        counts = [1] * len(inputs)
-        if "ItemBatcher" in state:
-            inputs = batches(name, state["ItemBatcher"], inputs, data, context)
-            counts = [len(batch["Items"]) for batch in inputs]
-        n_threads = max(1, min(limit or len(inputs), self.workers, len(inputs)))
-        if is_distributed(state):
-            run = MapRun(context["StateMachine"]["Name"], state.get("Label", name), inputs, counts)
-            return self._map_run(name, state, run, n_threads, data, context)
-        self._record("MapStarted", name, Scope(), items=len(items), workers=n_threads)
-        processor = state["ItemProcessor"]
-
-        def iteration(index: int) -> Any:
-            return self.run(processor, inputs[index], context, Scope(n_threads, index))
-
-        if n_threads == 1:
-            results = []
-            for index in range(len(inputs)):
-                results.append(iteration(index))
-                self._progress(name, index + 1, len(inputs))
-            return results
-        return self._map_in_threads(name, iteration, len(inputs), n_threads)
-
-    def _map_run(
-        self,
-        name: str,
-        state: Mapping[str, Any],
-        run: MapRun,
-        n_threads: int,
-        data: Any,
-        context: dict,
-    ) -> Any:
-        """A Distributed Map: each input runs as a child execution with a name and a context of
-        its own. Once more items failed than tolerated, no child starts (they stay PENDING) and
-        the ones still running end ABORTED, as Step Functions stops them; ResultWriter's files
-        are written either way, then the Map fails with States.ExceedToleratedFailureThreshold."""
-        processor = state["ItemProcessor"]
-        tolerated = tolerated_failures(state, sum(c.n_items for c in run.children))
-        exceeded, lock = threading.Event(), threading.Lock()
-        self._record(
-            "MapRunStarted",
-            name,
-            Scope(),
-            map_run=run.arn,
-            children=len(run.children),
-            items=sum(c.n_items for c in run.children),
-            workers=n_threads,
-        )
-
-        def child_execution(index: int) -> None:
-            child = run.children[index]
-            if exceeded.is_set():
-                return
-            child.status, child.started = "RUNNING", _now()
-            scope = Scope(n_threads, index, child.name)
-            child_context = {
-                "Execution": {
-                    "Id": child.arn,
-                    "Name": child.name,
-                    "Input": child.input,
-                    "StartTime": child.started,
-                },
-                "StateMachine": {"Id": run.machine_arn, "Name": f"{run.machine}/{run.label}"},
-            }
-            self._record("ChildExecutionStarted", name, scope)
-            try:
-                output, failure = self.run(processor, child.input, child_context, scope), None
-            except StatesError as err:
-                output, failure = None, err
-            with lock:
-                child.stopped = _now()
-                if failure is not None:
-                    child.status, child.error, child.cause = "FAILED", failure.error, failure.cause
-                elif exceeded.is_set():
-                    child.status, child.error, child.cause = "ABORTED", "States.Aborted", ""
-                else:
-                    child.status, child.output = "SUCCEEDED", output
-                if run.failed_items() > tolerated:
-                    exceeded.set()
-                done = sum(c.n_items for c in run.children if c.status == "SUCCEEDED")
-            self._record(
-                f"ChildExecution{child.status.title()}",
-                name,
-                scope,
-                **({"error": child.error, "cause": child.cause} if child.error else {}),
-            )
-            if child.status == "SUCCEEDED":
-                self._progress(name, done, n_items)
-
-        n_items = sum(c.n_items for c in run.children)
-        if n_threads == 1:
-            for index in range(len(run.children)):
-                child_execution(index)
-        elif run.children:
-            self._map_in_threads(name, child_execution, len(run.children), n_threads, False)
-        output: Any = [c.output for c in run.children]
-        if "ResultWriter" in state:
-            output = run.write_results(name, state["ResultWriter"], data, context, self.buckets)
-        if exceeded.is_set():
-            self._record("MapRunFailed", name, Scope(), failed_items=run.failed_items())
-            raise StatesError(THRESHOLD_ERROR, THRESHOLD_CAUSE)
-        self._record("MapRunSucceeded", name, Scope())
-        return output
-
-    def _map_in_threads(
-        self,
-        name: str,
-        iteration: Callable[[int], Any],
-        n_items: int,
-        n_threads: int,
-        report: bool = True,
-    ) -> list[Any]:
-        """Iterations in ``n_threads`` threads. The first failure fails the Map, as on Step
-        Functions: no iteration starts after it, and the ones running are let finish."""
-        failed = threading.Event()
-
-        def guarded(index: int) -> Any:
-            if failed.is_set():
-                raise _NotStarted
-            try:
-                return iteration(index)
-            except BaseException:
-                failed.set()
-                raise
-
-        executor = ThreadPoolExecutor(n_threads, thread_name_prefix=f"map-{name}")
-        try:
-            futures = {executor.submit(guarded, i): i for i in range(n_items)}
-            results: list[Any] = [None] * n_items
-            done_count = 0
-            for future in as_completed(futures):
-                error = future.exception()
-                if error is None:
-                    results[futures[future]] = future.result()
-                    done_count += 1
-                    if report:
-                        self._progress(name, done_count, n_items)
-                elif not isinstance(error, _NotStarted):
-                    wait(futures)
-                    raise error
-            return results
-        finally:
-            executor.shutdown(wait=False, cancel_futures=True)
-
     def _progress(self, name: str, done: int, total: int) -> None:
         if self.on_progress is not None:
             self.on_progress(name, done, total)
@@ -409,10 +221,6 @@ def _check_size(name: str, value: Any) -> None:
         )
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
 def execute(
     machine: Mapping[str, Any], data: Any, interpreter: Interpreter, name: str | None = None
 ) -> Execution:
@@ -420,7 +228,7 @@ def execute(
     validate(machine, interpreter.resources)
     name = name or uuid.uuid4().hex
     context = {
-        "Execution": {"Id": f"local:{name}", "Name": name, "Input": data, "StartTime": _now()},
+        "Execution": {"Id": f"local:{name}", "Name": name, "Input": data, "StartTime": now()},
         "StateMachine": {"Id": "local", "Name": "local"},
     }
     started = time.perf_counter()

@@ -1,0 +1,7 @@
+"""Lambda entry point: the plan step of the groves batch prediction state machine."""
+
+from groves import handlers
+
+
+def handler(event, context):
+    return handlers.plan_batch(event, context)

@@ -1,0 +1,317 @@
+"""Batch inference: predict new rows with a committed run's groves, chunk by chunk.
+
+plan_batch checks the request and the input's columns against the training features, writes
+the rows once as float32 and one item per chunk; predict_chunk streams the run's groves one at a
+time over its chunk's rows (memory: one grove and the chunk's vote sums, whatever the forest's
+size); assemble writes one output file in input order with a sidecar naming the build and run.
+Votes are summed tree by tree in the forest's order, exactly as scikit-learn's ``predict`` sums
+them, so predictions equal ``joblib.load(model).predict(X)`` row for row.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groves.artifacts import (
+    batch_key,
+    check_run_id,
+    chunk_key,
+    digest,
+    file_digest,
+    grove_key,
+    load_verified,
+    new_run_id,
+    read_manifest,
+    read_verified,
+)
+from groves.errors import BuildError, RequestError
+from groves.plan import BUILD_ID, check_build_id, read_plan
+from groves.request import BATCH_DEFAULTS, BATCH_FIELDS, check_fields
+from groves.storage import (
+    ArtifactNotFound,
+    Store,
+    dump_npy,
+    get_json,
+    load_npy,
+    put_json,
+    split_s3_uri,
+    write_uri,
+)
+from groves.tables import check_source, load_features
+from groves.train import peak_rss_mb
+
+MAX_ROWS_PER_CHUNK = 1_000_000
+MAX_CHUNKS = 100_000
+OUTPUT_SUFFIXES = (".csv", ".parquet")
+OUTPUTS_PREFIX = "outputs/"  # where the deployed assemble function may write, in the store's bucket
+
+
+def validate_batch_request(request: Any) -> dict[str, Any]:
+    """The request with defaults filled in; a ``RequestError`` names the first bad field."""
+    check_fields(request, BATCH_FIELDS)
+    check_build_id(request)
+    spec = {**BATCH_DEFAULTS, **request}
+    if spec["run_id"] is not None:
+        check_run_id(spec["run_id"])
+    for field, high in (("rows_per_chunk", MAX_ROWS_PER_CHUNK), ("max_concurrency", 10_000)):
+        value = spec[field]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+            raise RequestError(field, f"{value!r} must be an integer from 1 to {high}")
+    if not isinstance(spec["data"], str) or not spec["data"]:
+        raise RequestError("data", "required: the rows to predict, a path or an s3:// URI")
+    check_source(spec["data"], None, "data")
+    check_output(spec["output"])
+    return spec
+
+
+def check_output(output: Any) -> None:
+    if not isinstance(output, str) or not output.lower().endswith(OUTPUT_SUFFIXES):
+        raise RequestError(
+            "output", f"{output!r} must be a path or s3:// URI ending in .csv or .parquet"
+        )
+    if output.startswith("s3://"):
+        try:
+            split_s3_uri(output)
+        except ValueError as exc:
+            raise RequestError("output", str(exc)) from exc
+    if output.lower().endswith(".parquet"):
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError as exc:
+            raise RequestError(
+                "output", "Parquet needs pyarrow: pip install 'groves[parquet]'"
+            ) from exc
+
+
+def planned_chunk(record: dict[str, Any], chunk_id: Any) -> dict[str, int]:
+    """Chunk ``chunk_id`` of a batch: consecutive rows, the last chunk takes the remainder."""
+    size, n_rows = record["spec"]["rows_per_chunk"], record["n_rows"]
+    if (
+        not isinstance(chunk_id, int)
+        or isinstance(chunk_id, bool)
+        or not 0 <= chunk_id * size < n_rows
+    ):
+        raise BuildError(f"chunk {chunk_id!r} is not one of the {record['n_chunks']} planned")
+    return {
+        "chunk_id": chunk_id,
+        "start": chunk_id * size,
+        "stop": min(n_rows, (chunk_id + 1) * size),
+    }
+
+
+def plan_batch(store: Store, request: Any) -> dict[str, Any]:
+    """Validate the request against the build's committed run and the input's columns; write
+    the rows (float32, training column order), the chunk items and ``batch.json``."""
+    spec = validate_batch_request(request)
+    build_id = spec["build_id"]
+    if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:  # deployed: IAM lets assemble write only there
+        allowed = f"s3://{store.location('')['Bucket']}/{OUTPUTS_PREFIX}"
+        if not spec["output"].startswith(allowed):
+            raise RequestError("output", f"{spec['output']!r}: on AWS it must be under {allowed}")
+    try:
+        manifest = read_manifest(store, build_id, spec["run_id"])
+    except BuildError as exc:
+        raise RequestError("run_id" if spec["run_id"] else "build_id", str(exc)) from exc
+    run_id = manifest["run_id"]
+    plan = read_plan(store, build_id, run_id)
+    X = load_features(spec["data"], plan["data"]["feature_names"])
+    n_chunks = math.ceil(len(X) / spec["rows_per_chunk"])
+    if n_chunks > MAX_CHUNKS:
+        raise RequestError(
+            "rows_per_chunk", f"{len(X)} rows make {n_chunks} chunks; at most {MAX_CHUNKS}"
+        )
+    batch_id = new_run_id()
+    blob = dump_npy(X)
+    store.put_bytes(batch_key(build_id, batch_id, "X.npy"), blob)
+    record = {
+        "build_id": build_id,
+        "run_id": run_id,
+        "batch_id": batch_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "spec": {**spec, "run_id": run_id},
+        "n_rows": len(X),
+        "n_features": X.shape[1],
+        "n_chunks": n_chunks,
+        "X": digest(blob),
+        "estimator": plan["spec"]["estimator"],
+        "classes": plan["data"]["classes"],
+        "n_trees": manifest["n_trees"],
+        "model": manifest["model"],
+    }
+    chunks = [planned_chunk(record, i) for i in range(n_chunks)]
+    put_json(store, batch_key(build_id, batch_id, "chunks.json"), chunks)
+    put_json(store, batch_key(build_id, batch_id, "batch.json"), record)
+    return record
+
+
+def state_output(store: Store, record: dict[str, Any]) -> dict[str, Any]:
+    """What plan_batch passes on: ids, counts and where the Map reads its chunk items."""
+    build_id, batch_id = record["build_id"], record["batch_id"]
+    return {
+        "store": store.uri,
+        "build_id": build_id,
+        "run_id": record["run_id"],
+        "batch_id": batch_id,
+        "n_rows": record["n_rows"],
+        "n_chunks": record["n_chunks"],
+        "max_concurrency": record["spec"]["max_concurrency"],
+        "items": store.location(batch_key(build_id, batch_id, "chunks.json")),
+    }
+
+
+def read_batch(store: Store, build_id: str, batch_id: str) -> dict[str, Any]:
+    if not BUILD_ID.fullmatch(build_id):
+        raise RequestError("build_id", f"{build_id!r} is not a build id")
+    check_run_id(batch_id, "batch_id")
+    try:
+        record = get_json(store, batch_key(build_id, batch_id, "batch.json"))
+    except ArtifactNotFound as exc:
+        raise BuildError(f"build {build_id!r} has no batch {batch_id}") from exc
+    if (record["build_id"], record["batch_id"]) != (build_id, batch_id):
+        raise BuildError(f"the record of batch {batch_id} names another batch")
+    return record
+
+
+def read_rows(store: Store, record: dict[str, Any], start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of the batch's input, memory-mapped after its size is checked."""
+    path = store.local_path(batch_key(record["build_id"], record["batch_id"], "X.npy"))
+    if path.stat().st_size != record["X"]["bytes"]:
+        raise BuildError(f"the input of batch {record['batch_id']} does not have its recorded size")
+    return np.load(path, mmap_mode="r", allow_pickle=False)[start:stop]
+
+
+def tree_votes(
+    manifest: dict[str, Any], store: Store, X: np.ndarray, classifier: bool
+) -> np.ndarray:
+    """The sum of every tree's class probabilities (or predictions) on ``X``, tree by tree in the
+    forest's order, as scikit-learn's forest sums them; groves are loaded (verified) one at a
+    time and dropped."""
+    build_id, run_id = manifest["build_id"], manifest["run_id"]
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    total: np.ndarray | None = None
+    for record in manifest["groves"]:
+        key = grove_key(build_id, run_id, record["grove_id"], "joblib")
+        grove = load_verified(store, key, record, f"grove {record['grove_id']}")
+        for tree in grove.estimators_:
+            votes = (tree.predict_proba if classifier else tree.predict)(X, check_input=False)
+            total = votes.astype(np.float64) if total is None else total + votes
+        del grove
+    assert total is not None
+    return total
+
+
+def verified_chunk(
+    store: Store, record: dict[str, Any], chunk: dict[str, int]
+) -> dict[str, Any] | None:
+    """The stored result of a chunk whose votes file matches it, else ``None``."""
+    key = chunk_key(record["build_id"], record["batch_id"], chunk["chunk_id"], "json")
+    try:
+        meta = get_json(store, key)
+        read_verified(store, key.removesuffix("json") + "votes.npy", meta, "")
+    except (ArtifactNotFound, BuildError, ValueError):
+        return None
+    return meta if {k: meta.get(k) for k in chunk} == chunk else None
+
+
+def predict_chunk(store: Store, build_id: str, batch_id: str, chunk: Any) -> dict[str, Any]:
+    """Sum the run's trees' votes on one chunk of rows and store them; idempotent (a chunk
+    whose votes verify is not computed again, for a redrive)."""
+    started = time.perf_counter()
+    record = read_batch(store, build_id, batch_id)
+    planned = planned_chunk(record, chunk.get("chunk_id") if isinstance(chunk, dict) else None)
+    if planned != chunk:
+        raise BuildError(f"chunk {chunk!r} is not part of batch {batch_id}")
+    done = verified_chunk(store, record, planned)
+    if done is not None:
+        return {**done, "reused": True}
+    manifest = read_manifest(store, build_id, record["run_id"])
+    if manifest["model"] != record["model"]:
+        raise BuildError(f"run {record['run_id']} is not the run batch {batch_id} was planned on")
+    X = read_rows(store, record, planned["start"], planned["stop"])
+    votes = tree_votes(manifest, store, X, record["classes"] is not None)
+    blob = dump_npy(votes)
+    key = chunk_key(build_id, batch_id, planned["chunk_id"], "votes.npy")
+    store.put_bytes(key, blob)
+    meta = {
+        **planned,
+        **digest(blob),
+        "seconds": round(time.perf_counter() - started, 3),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    put_json(store, chunk_key(build_id, batch_id, planned["chunk_id"], "json"), meta)
+    return {**meta, "reused": False}
+
+
+def assemble(store: Store, build_id: str, batch_id: str) -> dict[str, Any]:
+    """One output file in input order: ``prediction`` and, for a classifier, ``proba_<class>``
+    columns; beside it ``<output>.json`` naming the build, run and batch."""
+    started = time.perf_counter()
+    record = read_batch(store, build_id, batch_id)
+    parts = []
+    for chunk_id in range(record["n_chunks"]):
+        key = chunk_key(build_id, batch_id, chunk_id, "json")
+        try:
+            meta = get_json(store, key)
+        except ArtifactNotFound as exc:
+            raise BuildError(
+                f"chunk {chunk_id} of batch {batch_id} is missing; no output was written"
+            ) from exc
+        blob = read_verified(
+            store, key.removesuffix("json") + "votes.npy", meta, f"chunk {chunk_id}"
+        )
+        parts.append(load_npy(blob))
+    votes = np.concatenate(parts) / record["n_trees"]
+    classes = None if record["classes"] is None else np.array(record["classes"])
+    prediction = votes if classes is None else classes.take(np.argmax(votes, axis=1))
+    output = record["spec"]["output"]
+    with tempfile.TemporaryDirectory(prefix="groves-output-") as tmp:
+        path = Path(tmp) / Path(output).name
+        columns = ["prediction"] + ([f"proba_{c}" for c in classes] if classes is not None else [])
+        write_table(path, columns, prediction, votes if classes is not None else None)
+        written = file_digest(path)
+        write_uri(output, path)
+        sidecar = {
+            **{k: record[k] for k in ("build_id", "run_id", "batch_id", "n_rows", "n_trees")},
+            "model": record["model"],
+            "output": output,
+            "columns": columns,
+            **written,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        side = Path(tmp) / "sidecar.json"
+        side.write_text(json.dumps(sidecar, indent=2))
+        write_uri(output + ".json", side)
+    return {**sidecar, "seconds": round(time.perf_counter() - started, 3)}
+
+
+def write_table(
+    path: Path, columns: list[str], prediction: np.ndarray, proba: np.ndarray | None
+) -> None:
+    """CSV, or Parquet when ``path`` ends in ``.parquet``."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        arrays = [pa.array(prediction)] + (
+            [pa.array(proba[:, i]) for i in range(proba.shape[1])] if proba is not None else []
+        )
+        pq.write_table(pa.table(arrays, names=columns), path)
+        return
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        if proba is None:
+            writer.writerows([value] for value in prediction.tolist())
+        else:
+            for label, row in zip(prediction.tolist(), proba.tolist(), strict=True):
+                writer.writerow([label, *row])
