@@ -138,3 +138,44 @@ def test_the_cli_process_never_imports_scikit_learn() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert found.strip() == "[]"
+
+
+def test_start_predict_finds_the_batch_machine_in_the_stack_and_sends_the_request(
+    aws_env, capsys
+) -> None:
+    with mock_aws():
+        substitutions = {
+            name: f"arn:aws:lambda:us-east-1:123456789012:function:{name}" for name in FUNCTIONS
+        }
+        definition = load_definition(
+            {**substitutions, STORE_SUBSTITUTION: "s3://bucket"}, "batch_predict"
+        )
+        sfn = boto3.client("stepfunctions")
+        arn = sfn.create_state_machine(
+            name="groves-batch-predict",
+            definition=json.dumps(definition),
+            roleArn="arn:aws:iam::123456789012:role/r",
+        )["stateMachineArn"]
+        template = {
+            "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+            "Outputs": {"BatchPredictStateMachineArn": {"Value": arn}},
+        }
+        boto3.client("cloudformation").create_stack(
+            StackName="groves", TemplateBody=json.dumps(template)
+        )
+        out = "s3://bucket/outputs/p.csv"
+        argv = ["start-predict", "b", "--data", "s3://bucket/in.csv", "--out", out]
+        assert cli.main([*argv, "--rows-per-chunk", "1000"]) == 0
+        [execution] = sfn.list_executions(stateMachineArn=arn)["executions"]
+        assert execution["name"].startswith("b-predict-")
+        sent = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+        assert sent == {
+            "build_id": "b",
+            "data": "s3://bucket/in.csv",
+            "output": out,
+            "rows_per_chunk": 1000,
+            "max_concurrency": 10,
+        }
+        assert cli.main([*argv[:5], "p.txt"]) == 2, "checked before an execution starts"
+        assert "invalid request: output: 'p.txt' must be" in capsys.readouterr().err
+        assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 1
