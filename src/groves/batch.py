@@ -49,7 +49,7 @@ from groves.storage import (
     write_uri,
 )
 from groves.tables import check_source, load_features
-from groves.train import peak_rss_mb
+from groves.train import add_votes, peak_rss_mb
 
 MAX_ROWS_PER_CHUNK = 1_000_000
 MAX_CHUNKS = 100_000
@@ -214,14 +214,11 @@ def tree_votes(
     forest's order, as scikit-learn's forest sums them; groves are loaded (verified) one at a
     time and dropped."""
     build_id, run_id = manifest["build_id"], manifest["run_id"]
-    X = np.ascontiguousarray(X, dtype=np.float32)
     total: np.ndarray | None = None
     for record in manifest["groves"]:
         key = grove_key(build_id, run_id, record["grove_id"], "joblib")
         grove = load_verified(store, key, record, f"grove {record['grove_id']}")
-        for tree in grove.estimators_:
-            votes = (tree.predict_proba if classifier else tree.predict)(X, check_input=False)
-            total = votes.astype(np.float64) if total is None else total + votes
+        total = add_votes(total, grove.estimators_, X, classifier)
         del grove
     assert total is not None
     return total

@@ -44,11 +44,23 @@ def make_forest(
     )
 
 
+def add_votes(
+    total: np.ndarray | None, trees: list[Any], X: np.ndarray, classifier: bool
+) -> np.ndarray:
+    """``total`` plus each tree's class probabilities (or predictions) on ``X``, tree by tree in
+    order: the sums scikit-learn's forest computes in ``predict_proba``/``predict``, in the
+    same order (so a forest's predictions can be rebuilt exactly), without its thread pool."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    for tree in trees:
+        votes = (tree.predict_proba if classifier else tree.predict)(X, check_input=False)
+        total = votes.astype(np.float64) if total is None else total + votes
+    assert total is not None
+    return total
+
+
 def summed_votes(forest: Any, X: np.ndarray) -> np.ndarray:
     """The sum over the grove's trees of their class probabilities (or predictions)."""
-    if hasattr(forest, "classes_"):
-        return forest.predict_proba(X) * len(forest.estimators_)
-    return forest.predict(X) * len(forest.estimators_)
+    return add_votes(None, forest.estimators_, X, hasattr(forest, "classes_"))
 
 
 def verified_grove(
