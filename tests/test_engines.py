@@ -40,7 +40,7 @@ from groves import handlers
 from groves.artifacts import grove_key
 from groves.asl import Interpreter, call_handler, execute
 from groves.local import FUNCTIONS, STORE_SUBSTITUTION, load_definition
-from groves.storage import bucket_stores, open_store
+from groves.storage import bucket_stores, get_json, open_store
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:{}"
 LambdaThrottled = type("Lambda.TooManyRequestsException", (Exception,), {})
@@ -250,6 +250,20 @@ def test_both_engines_predict_new_rows_the_same(moto_engine, tmp_path: Path) -> 
     assert outputs["ours"]["status"] == "SUCCEEDED"
     assert outputs["ours"]["entered"] == Counter(["PlanBatch", "PredictChunks", "Assemble", "Done"])
     assert (tmp_path / "ours.csv").read_text() == (tmp_path / "theirs.csv").read_text()
+
+
+def test_both_engines_run_a_search_the_same(moto_engine) -> None:
+    request = small_request(search={"grid": {"max_depth": [1, 3]}}, validation_size=0.3)
+    del request["grove_size"]
+    request["grove_size"] = 4
+    ours = run_local_engine(f"s3://{BUCKET}/ours", {}, "search", request)
+    theirs = moto_engine(f"s3://{BUCKET}/theirs", {}, "search", request)
+    assert ours == theirs and ours["status"] == "SUCCEEDED"
+    for engine in ("ours", "theirs"):
+        store = open_store(f"s3://{BUCKET}/{engine}")
+        [search_id] = store.list_children("t/searches")
+        board = get_json(store, f"t/searches/{search_id}/leaderboard.json")
+        assert board[0]["params"] == {"max_depth": 3}
 
 
 def test_a_choice_on_a_missing_variable_is_a_runtime_error_not_the_default() -> None:

@@ -19,12 +19,14 @@ from groves import artifacts, handlers
 from groves.batch import OUTPUTS_PREFIX, validate_batch_request
 from groves.local import FUNCTIONS, STORE_SUBSTITUTION, definition_path
 from groves.plan import validate_request
+from groves.search import search_key, validate_search
 
 ASL = ROOT / "statemachine" / "forest.asl.json"
 # Each state machine: its resource, its definition, its Distributed Map, and its Fail state.
 MACHINES = {
     "ForestStateMachine": ("forest", "TrainGroves", "BuildFailed"),
     "BatchPredictStateMachine": ("batch_predict", "PredictChunks", "BatchFailed"),
+    "SearchStateMachine": ("search", "TrainCandidates", "SearchFailed"),
 }
 
 
@@ -98,14 +100,14 @@ def test_runner_reads_the_deployed_definition_file(machine: str) -> None:
     assert definition_path(MACHINES[machine][0]).resolve() == definition_file(machine).resolve()
 
 
-def test_every_function_belongs_to_one_state_machine(template) -> None:
-    used = [
+def test_every_function_is_used_by_a_state_machine(template) -> None:
+    used = {
         name
         for machine in MACHINES
         for name in template["Resources"][machine]["Properties"]["DefinitionSubstitutions"]
         if name != STORE_SUBSTITUTION
-    ]
-    assert sorted(used) == sorted(FUNCTIONS)
+    }
+    assert used == set(FUNCTIONS)
 
 
 @pytest.mark.parametrize("machine_id", sorted(MACHINES))
@@ -184,6 +186,14 @@ WRITES = {
         f"{OUTPUTS_PREFIX}new.csv",
         f"{OUTPUTS_PREFIX}2026/new.parquet.json",
     ],
+    # a search plans one run per candidate, as plan does for a build
+    "PlanSearchFunction": [
+        *(search_key("b", RUN, n) for n in ("search.json", "candidates.json", "data/X_test.npy")),
+        artifacts.plan_key("b", RUN),
+        artifacts.data_key("b", RUN, "X_train"),
+    ],
+    "ScoreCandidatesFunction": [search_key("b", RUN, "leaderboard.json")],
+    "ScoreBestFunction": [search_key("b", RUN, "result.json")],
 }
 
 
@@ -228,19 +238,21 @@ def test_each_function_writes_only_its_own_files(template) -> None:
             if s["Action"] == "s3:PutObject"
             for p in object_patterns(s["Resource"])
         ]
-        for step, keys in WRITES.items():
+        for keys in WRITES.values():
             for key in keys:
-                assert any(allowed(p, key) for p in writes) == (step == name), (name, key)
+                assert any(allowed(p, key) for p in writes) == (key in WRITES[name]), (name, key)
 
 
 # What each state machine's Distributed Map reads: the items its first step wrote.
 MAP_ITEMS = {
     "ForestStateMachine": artifacts.items_key("b", RUN),
     "BatchPredictStateMachine": artifacts.batch_key("b", RUN, "chunks.json"),
+    "SearchStateMachine": search_key("b", RUN, "candidates.json"),
 }
 LOG_GROUPS = {
     "ForestStateMachine": "StateMachineLogGroup",
     "BatchPredictStateMachine": "BatchPredictLogGroup",
+    "SearchStateMachine": "SearchLogGroup",
 }
 
 
@@ -343,6 +355,13 @@ def test_lambda_pins_fall_inside_the_package_ranges() -> None:
 def test_sample_requests_are_valid(name: str) -> None:
     payload = json.loads((ROOT / "events" / f"{name}.json").read_text())
     validate_request(payload.get("request", payload))
+
+
+@pytest.mark.parametrize("name", ["search", "plan_search"])
+def test_sample_search_requests_are_valid(name: str) -> None:
+    payload = json.loads((ROOT / "events" / f"{name}.json").read_text())
+    spec, candidates = validate_search(payload.get("request", payload))
+    assert len(candidates) == 6 and spec["validation_size"] == 0.2
 
 
 @pytest.mark.parametrize("name", ["batch_predict", "plan_batch"])

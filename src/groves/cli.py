@@ -50,7 +50,8 @@ def _param(text: str) -> tuple[str, Any]:
         return name, value  # a bare string such as sqrt or entropy
 
 
-def _request_arguments(parser: argparse.ArgumentParser) -> None:
+def _request_arguments(parser: argparse.ArgumentParser, build: bool = True) -> None:
+    """The training request's options; ``build`` adds --predict and --resume (not a search)."""
     parser.add_argument("build_id", metavar="NAME", help="build id: where the model is stored")
     parser.add_argument(
         "-t",
@@ -66,9 +67,10 @@ def _request_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULTS["grove_size"],
         help="trees per grove (default %(default)s)",
     )
-    parser.add_argument(
-        "-p", "--predict", action="store_true", help="score the model on the held-out split"
-    )
+    if build:
+        parser.add_argument(
+            "-p", "--predict", action="store_true", help="score the model on the held-out split"
+        )
     parser.add_argument(
         "--dataset",
         default=DEFAULTS["dataset"],
@@ -101,16 +103,17 @@ def _request_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULTS["groves_per_invocation"],
         help="groves one Lambda invocation trains, in turn (default %(default)s)",
     )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the newest unfinished run of NAME with its stored request: groves "
-        "with a verified file are not trained again",
-    )
+    if build:
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue the newest unfinished run of NAME with its stored request: groves "
+            "with a verified file are not trained again",
+        )
 
 
 def build_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
-    if args.resume:
+    if getattr(args, "resume", False):
         changed = [
             f"--{dest.replace('_', '-')}"
             for dest in REQUEST_OPTIONS
@@ -122,7 +125,9 @@ def build_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             )
         return {"build_id": args.build_id, "resume": True}
     request = {"build_id": args.build_id}
-    request |= {field: getattr(args, dest) for dest, field in REQUEST_OPTIONS.items()}
+    request |= {
+        field: getattr(args, dest) for dest, field in REQUEST_OPTIONS.items() if hasattr(args, dest)
+    }
     request["params"] = dict(args.param)
     if args.target is None:
         del request["target"]
@@ -302,6 +307,9 @@ def parser() -> argparse.ArgumentParser:
     _batch_arguments(start_predict)
     _deployed_arguments(start_predict, "BatchPredictStateMachineArn")
     start_predict.set_defaults(func=cmd_start_predict, parser=start_predict)
+    from groves import cli_search  # it builds on this module's request options
+
+    cli_search.add_parser(commands)
     return root
 
 

@@ -121,20 +121,46 @@ def _fingerprint(*arrays: np.ndarray) -> str:
 
 def split(dataset: Dataset, test_size: float, seed: int, stratify: bool) -> Split:
     """The held-out split every grove and predict share: it depends on the run seed only."""
-    indices = np.arange(len(dataset.y))
+    return _split_rows(
+        dataset.X, dataset.y, dataset.fingerprint, test_size, seed, stratify, "test_size"
+    )
+
+
+def carve(outer: Split, validation_size: float, seed: int, stratify: bool) -> Split:
+    """A validation split carved from ``outer``'s training rows (its held-out rows are left
+    out): ``X_train`` the rows candidates fit on, ``X_test`` the rows they are compared on."""
+    return _split_rows(
+        outer.X_train,
+        outer.y_train,
+        outer.fingerprint,
+        validation_size,
+        seed,
+        stratify,
+        "validation_size",
+    )
+
+
+def _split_rows(
+    X: np.ndarray,
+    y: np.ndarray,
+    fingerprint: str,
+    size: float,
+    seed: int,
+    stratify: bool,
+    field: str,
+) -> Split:
+    """Rows split into a first part and a held part of ``size``; a failure names ``field``."""
+    indices = np.arange(len(y))
     try:
-        train, test = train_test_split(
-            indices,
-            test_size=test_size,
-            random_state=seed,
-            stratify=dataset.y if stratify else None,
+        first, held = train_test_split(
+            indices, test_size=size, random_state=seed, stratify=y if stratify else None
         )
     except ValueError as exc:
-        raise RequestError("test_size", f"cannot split this dataset with it: {exc}") from exc
+        raise RequestError(field, f"cannot split these rows with it: {exc}") from exc
     return Split(
-        dataset.X[train],
-        dataset.X[test],
-        dataset.y[train],
-        dataset.y[test],
-        _fingerprint(np.frombuffer(dataset.fingerprint.encode(), dtype=np.uint8), train),
+        X[first],
+        X[held],
+        y[first],
+        y[held],
+        _fingerprint(np.frombuffer(fingerprint.encode(), dtype=np.uint8), first),
     )

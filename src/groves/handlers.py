@@ -15,6 +15,13 @@ Batch prediction (``statemachine/batch_predict.asl.json``):
 - predict_chunk:        ``{"store": URI, "build_id": ..., "batch_id": ..., "chunk": {...}}``
 - assemble_predictions: ``{"store": URI, "build_id": ..., "batch_id": ...}``
 
+Hyper-parameter search (``statemachine/search.asl.json``; candidates train with train_grove and
+the best is committed by merge):
+
+- plan_search:      ``{"store": URI, "request": {...training fields, "search": {...}}}``
+- score_candidates: ``{"store": URI, "build_id": ..., "search_id": ...}``
+- score_best:        ``{"store": URI, "build_id": ..., "search_id": ...}``
+
 Every run's files live under ``<build_id>/runs/<run_id>/``, a batch's under
 ``<build_id>/predictions/<batch_id>/`` (see ``groves.artifacts``).
 """
@@ -24,7 +31,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from groves import batch
+from groves import batch, search
 from groves.artifacts import check_run_id
 from groves.errors import RequestError
 from groves.merge import merge_build
@@ -104,6 +111,21 @@ def predict_chunk(event: Any, context: Any = None) -> dict[str, Any]:
 def assemble_predictions(event: Any, context: Any = None) -> dict[str, Any]:
     store, (build_id, batch_id) = _fields(event, "build_id", "batch_id")
     return batch.assemble(store, build_id, batch_id)
+
+
+def plan_search(event: Any, context: Any = None) -> dict[str, Any]:
+    store, (request,) = _fields(event, "request")
+    return search.state_output(store, search.plan_search(store, request))
+
+
+def score_candidates(event: Any, context: Any = None) -> dict[str, Any]:
+    store, (build_id, search_id) = _fields(event, "build_id", "search_id")
+    return search.score_candidates(store, build_id, check_run_id(search_id, "search_id"))
+
+
+def score_best(event: Any, context: Any = None) -> dict[str, Any]:
+    store, (build_id, search_id) = _fields(event, "build_id", "search_id")
+    return search.score_best(store, build_id, check_run_id(search_id, "search_id"))
 
 
 def merge(event: Any, context: Any = None) -> dict[str, Any]:

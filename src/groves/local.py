@@ -39,9 +39,12 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "PlanBatchFunctionArn": Handler("groves.handlers", "plan_batch"),
     "PredictChunkFunctionArn": Handler("groves.handlers", "predict_chunk"),
     "AssemblePredictionsFunctionArn": Handler("groves.handlers", "assemble_predictions"),
+    "PlanSearchFunctionArn": Handler("groves.handlers", "plan_search"),
+    "ScoreCandidatesFunctionArn": Handler("groves.handlers", "score_candidates"),
+    "ScoreBestFunctionArn": Handler("groves.handlers", "score_best"),
 }
 # The state machines, by the name of their definition file in statemachine/.
-MACHINES = ("forest", "batch_predict")
+MACHINES = ("forest", "batch_predict", "search")
 STORE_SUBSTITUTION = "StoreUri"
 LOCAL_ARN = "arn:aws:lambda:local:000000000000:function:{}"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")

@@ -186,6 +186,22 @@ def plan_build(store: Store, request: Any) -> dict[str, Any]:
     run_id = new_run_id()
     prepared = write_prepared(store, spec["build_id"], run_id, split)
     write_items(store, spec, run_id)
+    plan = run_plan(spec, run_id, dataset, split, classes, prepared)
+    put_json(store, plan_key(spec["build_id"], run_id), plan)
+    return plan
+
+
+def run_plan(
+    spec: dict[str, Any],
+    run_id: str,
+    dataset: data.Dataset,
+    split: data.Split,
+    classes: list[Any] | None,
+    prepared: dict[str, Any],
+    prepared_run: str | None = None,
+) -> dict[str, Any]:
+    """A run's ``plan.json``. ``prepared_run`` names another run of the build whose prepared
+    data this run shares (a search's candidates share one copy)."""
     plan = {
         "build_id": spec["build_id"],
         "run_id": run_id,
@@ -203,7 +219,8 @@ def plan_build(store: Store, request: Any) -> dict[str, Any]:
             "prepared": prepared,
         },
     }
-    put_json(store, plan_key(spec["build_id"], run_id), plan)
+    if prepared_run is not None:
+        plan["data"]["prepared_run"] = prepared_run
     return plan
 
 

@@ -35,13 +35,14 @@ def write_prepared(store: Store, build_id: str, run_id: str, split: Split) -> di
 def read_prepared(store: Store, plan: dict[str, Any], names: tuple[str, ...] = ARRAYS) -> Split:
     """The run's split, memory-mapped read-only; arrays not in ``names`` are left out (empty)."""
     build_id, run_id = plan["build_id"], plan["run_id"]
+    data_run = plan["data"].get("prepared_run", run_id)  # a search's candidates share one copy
     records = plan["data"]["prepared"]
     arrays: dict[str, np.ndarray] = {}
     for name in ARRAYS:
         if name not in names:
             arrays[name] = np.empty(0)
             continue
-        path = store.local_path(data_key(build_id, run_id, name))
+        path = store.local_path(data_key(build_id, data_run, name))
         if path.stat().st_size != records[name]["bytes"]:
             raise BuildError(f"the prepared {name} of run {run_id} does not have its recorded size")
         arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)

@@ -26,6 +26,9 @@ FIELDS = ("build_id", *DEFAULTS, "resume")
 BATCH_DEFAULTS: dict[str, Any] = {"run_id": None, "rows_per_chunk": 50_000, "max_concurrency": 10}
 BATCH_FIELDS = ("build_id", "data", "output", *BATCH_DEFAULTS)
 
+# A hyper-parameter search request (``statemachine/search.asl.json``): the training fields, and
+SEARCH_DEFAULTS: dict[str, Any] = {"search": None, "validation_size": 0.2}
+
 
 def check_fields(request: Any, fields: tuple[str, ...]) -> None:
     """``request`` is a JSON object of no fields but ``fields``; else a ``RequestError``."""

@@ -144,7 +144,7 @@ class Interpreter(MapStates):
             try:
                 if state["Type"] == "Task":
                     return self._task(name, state, data, context, scope)
-                return self._map(name, state, data, context)
+                return self._map(name, state, data, context, scope)
             except StatesError as err:
                 index = next(
                     (

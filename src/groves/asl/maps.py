@@ -18,7 +18,7 @@ from groves.asl.distributed import (
     tolerated_failures,
 )
 from groves.asl.errors import StatesError
-from groves.asl.history import Scope, now
+from groves.asl.history import TOP, Scope, now
 from groves.asl.paths import evaluate, get_path
 
 
@@ -36,7 +36,12 @@ class MapStates:
     _record: Callable[..., None]
     _progress: Callable[[str, int, int], None]
 
-    def _map(self, name: str, state: Mapping[str, Any], data: Any, context: dict) -> Any:
+    def _map(
+        self, name: str, state: Mapping[str, Any], data: Any, context: dict, scope: Scope = TOP
+    ) -> Any:
+        """A Map state's result. Only Maps of the execution itself report progress; an inline
+        Map's iterations stay in the child execution ``scope`` runs in, if any."""
+        top = scope == TOP
         if "ItemReader" in state:
             items = read_items(name, state["ItemReader"], data, context, self.buckets)
         else:
@@ -64,20 +69,23 @@ class MapStates:
         n_threads = max(1, min(limit or len(inputs), self.workers, len(inputs)))
         if is_distributed(state):
             run = MapRun(context["StateMachine"]["Name"], state.get("Label", name), inputs, counts)
-            return self._map_run(name, state, run, n_threads, data, context)
+            return self._map_run(name, state, run, n_threads, data, context, top)
         self._record("MapStarted", name, Scope(), items=len(items), workers=n_threads)
         processor = state["ItemProcessor"]
 
         def iteration(index: int) -> Any:
-            return self.run(processor, inputs[index], context, Scope(n_threads, index))
+            return self.run(
+                processor, inputs[index], context, Scope(n_threads, index, scope.execution)
+            )
 
         if n_threads == 1:
             results = []
             for index in range(len(inputs)):
                 results.append(iteration(index))
-                self._progress(name, index + 1, len(inputs))
+                if top:
+                    self._progress(name, index + 1, len(inputs))
             return results
-        return self._map_in_threads(name, iteration, len(inputs), n_threads)
+        return self._map_in_threads(name, iteration, len(inputs), n_threads, top)
 
     def _map_run(
         self,
@@ -87,6 +95,7 @@ class MapStates:
         n_threads: int,
         data: Any,
         context: dict,
+        top: bool = True,
     ) -> Any:
         """A Distributed Map: each input runs as a child execution with a name and a context of
         its own. Once more items failed than tolerated, no child starts (they stay PENDING) and
@@ -142,7 +151,7 @@ class MapStates:
                 scope,
                 **({"error": child.error, "cause": child.cause} if child.error else {}),
             )
-            if child.status == "SUCCEEDED":
+            if child.status == "SUCCEEDED" and top:
                 self._progress(name, done, n_items)
 
         n_items = sum(c.n_items for c in run.children)

@@ -1,0 +1,7 @@
+"""Lambda entry point: the plan_search step of the groves search state machine."""
+
+from groves import handlers
+
+
+def handler(event, context):
+    return handlers.plan_search(event, context)

@@ -1,0 +1,7 @@
+"""Lambda entry point: the score_candidates step of the groves search state machine."""
+
+from groves import handlers
+
+
+def handler(event, context):
+    return handlers.score_candidates(event, context)
