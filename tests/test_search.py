@@ -152,3 +152,17 @@ def test_cli_search_prints_the_leaderboard(tmp_path: Path, capsys) -> None:
     search_id = next((tmp_path / "s" / "searches").iterdir()).name
     result = handlers.score_best({"store": str(tmp_path), "build_id": "s", "search_id": search_id})
     assert result["best"]["params"]["max_depth"] in (1, None)
+
+
+def test_resume_never_picks_a_search_candidate(tmp_path: Path) -> None:
+    """A search commits its best candidate; the others stay uncommitted runs, and resuming one
+    would commit a loser as the build's model."""
+    run = run_local(
+        digits_search(search={"grid": {"max_depth": [1, 3]}}),
+        str(tmp_path),
+        workers=1,
+        machine="search",
+    )
+    assert run.status == "SUCCEEDED", run.cause
+    with pytest.raises(RequestError, match="has no uncommitted run to resume"):
+        handlers.plan({"store": str(tmp_path), "request": {"build_id": "s", "resume": True}})

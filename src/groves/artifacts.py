@@ -190,9 +190,13 @@ def commit(store: Store, build_id: str, run_id: str, manifest: dict[str, Any]) -
 
 
 def latest_uncommitted(store: Store, build_id: str) -> str | None:
-    """The newest run of a build that has a plan but no manifest yet."""
+    """The newest run of a build that has a plan but no manifest yet, leaving out a search's
+    candidates (a search commits its best candidate itself; resuming a loser would commit it)."""
     for run_id in reversed(run_ids(store, build_id)):
-        if store.exists(plan_key(build_id, run_id)) and not is_committed(store, build_id, run_id):
+        key = plan_key(build_id, run_id)
+        if not store.exists(key) or is_committed(store, build_id, run_id):
+            continue
+        if "search_id" not in get_json(store, key):
             return run_id
     return None
 

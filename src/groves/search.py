@@ -162,6 +162,7 @@ def plan_search(store: Store, request: Any) -> dict[str, Any]:
     for index, (run_id, candidate) in enumerate(zip(runs, candidates, strict=True)):
         run_spec = {**base, "params": {**spec["params"], **candidate}, "predict": False}
         plan = run_plan(run_spec, run_id, dataset, inner, classes, prepared, runs[0])
+        plan["search_id"] = search_id
         put_json(store, plan_key(build_id, run_id), plan)
         groves = planned_groves(run_spec)
         per = spec["groves_per_invocation"]
