@@ -156,16 +156,34 @@ def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
     return lines
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    request = build_request(args, args.parser)
-    # The plan step validates the request before any work, in a warm worker: this process
-    # never imports scikit-learn, and on 2 cores does not compete with the workers doing so.
+def run_here(
+    machine: str, request: dict[str, Any], store: str, unit: str, failed: str
+) -> tuple[int, Any]:
+    """Run a state machine on this machine with warm workers and a progress bar of ``unit``;
+    on failure print one line (``failed: error: cause``). The exit code, and the output.
+
+    The first step validates the request before any work, in a warm worker: this process never
+    imports scikit-learn, and on 2 cores does not compete with the workers doing so."""
     with start_workers() as pool:
-        execution = run_local(request, args.store, on_progress=ProgressBar(sys.stderr), pool=pool)
+        execution = run_local(
+            request,
+            store,
+            on_progress=ProgressBar(sys.stderr, unit=unit),
+            pool=pool,
+            machine=machine,
+        )
     if execution.status != "SUCCEEDED":
-        return report_failure(*local_root_cause(execution), "build failed")
-    print("\n".join(summary_lines(execution.output, execution.seconds)))
-    return 0
+        return report_failure(*local_root_cause(execution), failed), None
+    return 0, {**execution.output, "seconds": execution.seconds}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    code, output = run_here(
+        "forest", build_request(args, args.parser), args.store, "groves", "build failed"
+    )
+    if output is not None:
+        print("\n".join(summary_lines(output, output["seconds"])))
+    return code
 
 
 def cmd_start(args: argparse.Namespace, session: Any = None) -> int:
@@ -227,18 +245,12 @@ def batch_summary(output: dict[str, Any], seconds: float) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    with start_workers() as pool:
-        execution = run_local(
-            batch_request(args),
-            args.store,
-            on_progress=ProgressBar(sys.stderr, unit="chunks"),
-            pool=pool,
-            machine="batch_predict",
-        )
-    if execution.status != "SUCCEEDED":
-        return report_failure(*local_root_cause(execution), "prediction failed")
-    print(batch_summary(execution.output, execution.seconds))
-    return 0
+    code, output = run_here(
+        "batch_predict", batch_request(args), args.store, "chunks", "prediction failed"
+    )
+    if output is not None:
+        print(batch_summary(output, output["seconds"]))
+    return code
 
 
 def cmd_start_predict(args: argparse.Namespace, session: Any = None) -> int:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from groves.cli import _param, _request_arguments, build_request
-from groves.console import ProgressBar, UsageError, local_root_cause, report_failure
-from groves.local import run_local, start_workers
+from groves.cli import _param, _request_arguments, build_request, run_here
+from groves.console import UsageError
 from groves.request import SEARCH_DEFAULTS
 from groves.storage import DEFAULT_STORE, get_json, open_store
 
@@ -115,16 +113,9 @@ def leaderboard_lines(store: str, output: dict[str, Any]) -> list[str]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    request = search_request(args)
-    with start_workers() as pool:
-        execution = run_local(
-            request,
-            args.store,
-            on_progress=ProgressBar(sys.stderr, unit="candidates"),
-            pool=pool,
-            machine="search",
-        )
-    if execution.status != "SUCCEEDED":
-        return report_failure(*local_root_cause(execution), "search failed")
-    print("\n".join(leaderboard_lines(args.store, execution.output)))
-    return 0
+    code, output = run_here(
+        "search", search_request(args), args.store, "candidates", "search failed"
+    )
+    if output is not None:
+        print("\n".join(leaderboard_lines(args.store, output)))
+    return code
