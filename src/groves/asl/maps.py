@@ -70,7 +70,7 @@ class MapStates:
         if is_distributed(state):
             run = MapRun(context["StateMachine"]["Name"], state.get("Label", name), inputs, counts)
             return self._map_run(name, state, run, n_threads, data, context, top)
-        self._record("MapStarted", name, Scope(), items=len(items), workers=n_threads)
+        self._record("MapStarted", name, scope, items=len(items), workers=n_threads)
         processor = state["ItemProcessor"]
 
         def iteration(index: int) -> Any:
