@@ -179,3 +179,48 @@ def test_start_predict_finds_the_batch_machine_in_the_stack_and_sends_the_reques
         assert cli.main([*argv[:5], "p.txt"]) == 2, "checked before an execution starts"
         assert "invalid request: output: 'p.txt' must be" in capsys.readouterr().err
         assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("unset", "words"),
+    [
+        (("AWS_DEFAULT_REGION", "AWS_REGION"), "groves: no AWS region: set AWS_DEFAULT_REGION"),
+        (
+            ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"),
+            "groves: no AWS credentials: run aws configure",
+        ),
+    ],
+)
+def test_missing_aws_setup_is_one_line_not_a_traceback(
+    aws_env, monkeypatch, tmp_path: Path, capsys, unset: tuple[str, ...], words: str
+) -> None:
+    for name in unset:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask an instance for a role
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    assert cli.main(["start", "x", "--state-machine-arn", "arn:aws:states:x"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(words) and len(err.strip().splitlines()) == 1
+
+
+def test_a_missing_stack_or_state_machine_is_one_line(aws_env, capsys) -> None:
+    with mock_aws():
+        assert cli.main(["start", "x", "--stack-name", "nope"]) == 1
+        assert capsys.readouterr().err.startswith(
+            "groves: stack 'nope' does not exist in this region: deploy it with sam deploy"
+        )
+        arn = "arn:aws:states:us-east-1:123456789012:stateMachine:gone"
+        assert cli.main(["start", "x", "--state-machine-arn", arn]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("groves: ") and "check --state-machine-arn" in err
+        assert "Traceback" not in err
+
+
+def test_help_shows_defaults_and_that_param_values_are_json(capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "VALUE is JSON (12, 0.5, null, true)" in text
+    assert "seeds the split and every grove (default: 0)" in text
+    assert "(default: classifier)" in text and "(default: 0.25)" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import signal
 import sys
@@ -79,17 +80,28 @@ def _request_arguments(parser: argparse.ArgumentParser, build: bool = True) -> N
     )
     parser.add_argument("--target", help="label column of a CSV/Parquet file (default target)")
     parser.add_argument(
-        "--estimator", choices=("classifier", "regressor"), default=DEFAULTS["estimator"]
+        "--estimator",
+        choices=("classifier", "regressor"),
+        default=DEFAULTS["estimator"],
+        help="what the forest predicts: classes or a quantity",
     )
-    parser.add_argument("--test-size", type=float, default=DEFAULTS["test_size"])
-    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    parser.add_argument(
+        "--test-size",
+        type=float,
+        default=DEFAULTS["test_size"],
+        help="share of the rows held out for scoring",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULTS["seed"], help="seeds the split and every grove"
+    )
     parser.add_argument(
         "--param",
         type=_param,
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="forest parameter, e.g. max_depth=12 or max_features=sqrt",
+        help="a forest parameter; VALUE is JSON (12, 0.5, null, true) or else a bare string "
+        "(sqrt), e.g. max_depth=12 or max_features=sqrt",
     )
     parser.add_argument(
         "--max-concurrency",
@@ -289,12 +301,17 @@ def _deployed_arguments(parser: argparse.ArgumentParser, output: str) -> None:
         help=f"read {output} from this stack's outputs (default %(default)s)",
     )
     parser.add_argument("--wait", action="store_true", help="follow the execution to its end")
-    parser.add_argument("--poll-seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--poll-seconds", type=float, default=3.0, help="how often --wait asks for the status"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="groves", description=__doc__)
     commands = root.add_subparsers(dest="command", required=True)
+    commands.add_parser = functools.partial(  # type: ignore[method-assign]
+        commands.add_parser, formatter_class=DefaultsHelp
+    )
     run = commands.add_parser("run", help="run the state machine on this machine")
     _request_arguments(run)
     run.add_argument(
@@ -325,6 +342,43 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help shows its default, unless it has none or says it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        nothing = action.default is None or action.default is False or action.default == []
+        if nothing or "default" in text:
+            return text
+        return super()._get_help_string(action) or ""
+
+
+def aws_problem(exc: Exception, args: argparse.Namespace) -> str:
+    """One line saying what is wrong with the AWS set-up and what to do (botocore is imported
+    here, not at start-up)."""
+    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+
+    if isinstance(exc, NoRegionError):
+        return "no AWS region: set AWS_DEFAULT_REGION (or AWS_REGION), or run aws configure"
+    if isinstance(exc, NoCredentialsError):
+        return (
+            "no AWS credentials: run aws configure, or set AWS_PROFILE or "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", "?"), error.get("Message", "")
+        if code == "ValidationError" and "does not exist" in message:
+            return (
+                f"stack {getattr(args, 'stack_name', '?')!r} does not exist in this region: "
+                "deploy it with sam deploy, or pass --stack-name or --state-machine-arn"
+            )
+        if code == "StateMachineDoesNotExist":
+            return f"{message}: check --state-machine-arn (and the region)"
+        return f"AWS refused {exc.operation_name}: {code}: {message}"
+    return f"cannot reach AWS: {exc}"
+
+
 class Stopped(BaseException):
     """SIGINT or SIGTERM reached the runner: raised in the main thread to unwind the build."""
 
@@ -348,6 +402,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"groves: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if not type(exc).__module__.startswith("botocore"):
+            raise
+        print(f"groves: {aws_problem(exc, args)}", file=sys.stderr)
+        return 1
     except Stopped as stop:
         # leaving run_local terminated every worker; the run's verified groves stay
         name = signal.Signals(stop.signum).name
