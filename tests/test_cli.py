@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -111,7 +112,7 @@ def test_start_wait_follows_the_execution_to_its_end(deployed, monkeypatch, caps
     code = cli.main(["start", "w", "--state-machine-arn", arn, "--wait", "--poll-seconds", "0"])
     assert code == 1
     err = capsys.readouterr().err
-    assert "TrainGroves [" in err and "execution ABORTED" in err
+    assert "TrainGroves " in err and "0/10 groves" in err and "execution ABORTED" in err
 
 
 def test_start_resume_sends_a_resume_request(deployed, capsys) -> None:
@@ -224,3 +225,24 @@ def test_help_shows_defaults_and_that_param_values_are_json(capsys) -> None:
     assert "VALUE is JSON (12, 0.5, null, true)" in text
     assert "seeds the split and every grove (default: 0)" in text
     assert "(default: classifier)" in text and "(default: 0.25)" in text
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("stream", [io.StringIO(), Terminal()], ids=["lines", "terminal"])
+def test_progress_shows_each_step_with_its_time_and_the_maps_items(stream: io.StringIO) -> None:
+    progress = console.Progress(stream, unit="chunks")
+    progress.event({"type": "StateEntered", "state": "PlanBatch"})
+    progress.event({"type": "StateExited", "state": "PlanBatch"})
+    progress.event({"type": "MapRunStarted", "state": "PredictChunks", "items": 20})
+    for done in range(1, 21):
+        progress("PredictChunks", done, 20)
+    text = stream.getvalue()
+    assert re.search(r"PlanBatch +\d+\.\d\d s  \(\d+\.\d s in all\)", text)
+    if isinstance(stream, Terminal):  # a tqdm bar
+        assert "PredictChunks: 100%" in text and "20/20" in text
+    else:  # a line per tenth
+        assert text.count("PredictChunks") == 11 and "20/20 chunks" in text  # 0% to 100%

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from groves.console import (
-    ProgressBar,
+    Progress,
     UsageError,
     deployed_root_cause,
     follow,
@@ -176,11 +176,13 @@ def run_here(
 
     The first step validates the request before any work, in a warm worker: this process never
     imports scikit-learn, and on 2 cores does not compete with the workers doing so."""
+    progress = Progress(sys.stderr, unit=unit)
     with start_workers() as pool:
         execution = run_local(
             request,
             store,
-            on_progress=ProgressBar(sys.stderr, unit=unit),
+            on_progress=progress,
+            on_event=progress.event,
             pool=pool,
             machine=machine,
         )

@@ -116,6 +116,7 @@ def run_local(
     *,
     workers: int | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
     functions: Mapping[str, Callable[..., Any]] = FUNCTIONS,
     pool: WorkerPool | None = None,
     machine: str = "forest",
@@ -133,6 +134,7 @@ def run_local(
             workers=running.size,
             worker_env=threads_per_worker,
             on_progress=on_progress,
+            on_event=on_event,
             pool=running,
         )
         return execute(definition, dict(request), interpreter, name=request.get("build_id"))

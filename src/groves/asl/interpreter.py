@@ -47,6 +47,7 @@ class Interpreter(MapStates):
     workers: int = 1
     worker_env: Callable[[int], dict[str, str]] = lambda concurrency: {}
     on_progress: Callable[[str, int, int], None] | None = None
+    on_event: Callable[[dict[str, Any]], None] | None = None  # the execution's own events
     sleep: Callable[[float], None] = time.sleep
     pool: WorkerPool | None = None
     buckets: Mapping[str, Objects] = field(default_factory=dict)
@@ -59,6 +60,8 @@ class Interpreter(MapStates):
         if scope.execution is not None:
             event["execution"] = scope.execution
         self.history.append(event)  # list.append is atomic: iterations may record at once
+        if self.on_event is not None and scope == TOP:
+            self.on_event(event)
 
     def run(
         self, machine: Mapping[str, Any], data: Any, context: dict[str, Any], scope: Scope = TOP
