@@ -20,7 +20,7 @@ the best is committed by merge):
 
 - plan_search:      ``{"store": URI, "request": {...training fields, "search": {...}}}``
 - score_candidates: ``{"store": URI, "build_id": ..., "search_id": ...}``
-- score_best:        ``{"store": URI, "build_id": ..., "search_id": ...}``
+- score_best:       ``{"store": URI, "build_id": ..., "search_id": ...}``
 
 Every run's files live under ``<build_id>/runs/<run_id>/``, a batch's under
 ``<build_id>/predictions/<batch_id>/`` (see ``groves.artifacts``).
