@@ -246,3 +246,23 @@ def test_progress_shows_each_step_with_its_time_and_the_maps_items(stream: io.St
         assert "PredictChunks: 100%" in text and "20/20" in text
     else:  # a line per tenth
         assert text.count("PredictChunks") == 11 and "20/20 chunks" in text  # 0% to 100%
+
+
+def test_ls_lists_builds_and_runs_with_status_trees_and_score(tmp_path: Path, capsys) -> None:
+    store = str(tmp_path)
+    assert (
+        cli.main(["run", "b", "-t", "6", "-g", "3", "--dataset", "iris", "-p", "--store", store])
+        == 0
+    )
+    search = ["search", "s", "-t", "4", "-g", "2", "--dataset", "iris", "--store", store]
+    assert cli.main([*search, "--grid", "max_depth=1,null"]) == 0
+    capsys.readouterr()
+    assert cli.main(["ls", "--store", store]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["build", "run", "status", "trees"]
+    rows = [line.split() for line in lines[1:]]
+    assert [r[0] for r in rows] == ["b", "s", "s"]
+    assert rows[0][2] == "latest" and rows[0][3] == "6" and rows[0][4] == "accuracy"
+    assert sorted(r[2] for r in rows[1:]) == ["candidate", "latest"], "the search's best is latest"
+    assert cli.main(["ls", "--store", str(tmp_path / "none")]) == 0
+    assert "no builds in" in capsys.readouterr().err

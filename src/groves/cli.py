@@ -23,7 +23,7 @@ from groves.console import (
 from groves.errors import RequestError
 from groves.local import run_local, start_workers
 from groves.request import BATCH_DEFAULTS, DEFAULTS
-from groves.storage import DEFAULT_STORE
+from groves.storage import DEFAULT_STORE, open_store
 
 # Each request option's argparse dest and the request field it sets.
 REQUEST_OPTIONS = {
@@ -341,7 +341,21 @@ def parser() -> argparse.ArgumentParser:
     from groves import cli_search  # it builds on this module's request options
 
     cli_search.add_parser(commands)
+    ls = commands.add_parser("ls", help="list the builds and runs in a store")
+    ls.add_argument("--store", default=DEFAULT_STORE, help="directory or s3://bucket[/prefix]")
+    ls.set_defaults(func=cmd_ls, parser=ls)
     return root
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from groves.listing import list_runs, table
+
+    rows = list_runs(open_store(args.store))
+    if not rows:
+        print(f"no builds in {args.store}", file=sys.stderr)
+        return 0
+    print("\n".join(table(rows)))
+    return 0
 
 
 class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):

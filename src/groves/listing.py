@@ -1,0 +1,71 @@
+"""What a store holds: its builds and their runs, newest first, for ``groves ls``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from groves.artifacts import (
+    latest_key,
+    manifest_key,
+    metrics_key,
+    plan_key,
+    run_ids,
+)
+from groves.storage import ArtifactNotFound, Store, get_json
+
+
+def _json(store: Store, key: str) -> Any:
+    try:
+        return get_json(store, key)
+    except ArtifactNotFound:
+        return None
+
+
+def list_runs(store: Store) -> list[dict[str, Any]]:
+    """Every run of every build: status (``latest``, ``committed``, ``uncommitted``, or a
+    search's ``candidate``), trees, held-out score, training seconds and when it was planned."""
+    rows = []
+    for build_id in store.list_children(""):
+        if "runs" not in store.list_children(build_id):
+            continue  # not a build (map-runs/, outputs/, ...)
+        latest = (_json(store, latest_key(build_id)) or {}).get("run_id")
+        for run_id in reversed(run_ids(store, build_id)):
+            plan = _json(store, plan_key(build_id, run_id))
+            if plan is None:
+                continue
+            manifest = _json(store, manifest_key(build_id, run_id))
+            metrics = _json(store, metrics_key(build_id, run_id)) or {}
+            if run_id == latest:
+                status = "latest"
+            elif manifest is not None:
+                status = "committed"
+            else:
+                status = "candidate" if "search_id" in plan else "uncommitted"
+            rows.append(
+                {
+                    "build_id": build_id,
+                    "run_id": run_id,
+                    "status": status,
+                    "trees": plan["spec"]["n_trees"],
+                    "score": metrics.get("score"),
+                    "metric": metrics.get("metric"),
+                    "seconds": (manifest or {}).get("timings", {}).get("fit_seconds_total"),
+                    "created_at": plan["created_at"],
+                }
+            )
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> list[str]:
+    """The rows as aligned text lines."""
+    lines = [
+        f"{'build':<20} {'run':<30} {'status':<11} {'trees':>6} {'score':>14} {'fit s':>7}  when"
+    ]
+    for row in rows:
+        score = f"{row['metric']} {row['score']:.4f}" if row["score"] is not None else "-"
+        seconds = f"{row['seconds']:.1f}" if row["seconds"] is not None else "-"
+        lines.append(
+            f"{row['build_id']:<20} {row['run_id']:<30} {row['status']:<11} {row['trees']:>6} "
+            f"{score:>14} {seconds:>7}  {row['created_at']}"
+        )
+    return lines
