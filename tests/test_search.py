@@ -166,3 +166,12 @@ def test_resume_never_picks_a_search_candidate(tmp_path: Path) -> None:
     assert run.status == "SUCCEEDED", run.cause
     with pytest.raises(RequestError, match="has no uncommitted run to resume"):
         handlers.plan({"store": str(tmp_path), "request": {"build_id": "s", "resume": True}})
+
+
+def test_a_candidate_has_at_most_1000_groves_so_its_child_input_stays_small() -> None:
+    with pytest.raises(
+        RequestError, match="at most 1000 groves per candidate; use a grove_size of at least 3"
+    ):
+        validate_search(
+            small_request(n_trees=2500, grove_size=2, search={"grid": {"max_depth": [2]}})
+        )

@@ -35,6 +35,7 @@ from groves.errors import BuildError, RequestError
 from groves.merge import check_groves, read_grove_metas
 from groves.plan import (
     check_params_against_data,
+    n_groves,
     planned_groves,
     read_plan,
     run_plan,
@@ -47,6 +48,9 @@ from groves.request import FIELDS, SEARCH_DEFAULTS, check_fields
 from groves.storage import ArtifactNotFound, Store, dump_npy, get_json, load_npy, put_json
 
 MAX_CANDIDATES = 1_000
+# A child execution carries its candidate's grove batches (~100 bytes a grove): 1,000 groves
+# stay far below Step Functions' 256 KB payload limit.
+MAX_GROVES_PER_CANDIDATE = 1_000
 TRAINING_FIELDS = tuple(f for f in FIELDS if f not in ("resume", "predict"))
 
 
@@ -59,6 +63,12 @@ def validate_search(request: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]
     constraints before any training; an error names the candidate and the field."""
     check_fields(request, (*TRAINING_FIELDS, *SEARCH_DEFAULTS))
     base = validate_request({k: v for k, v in request.items() if k not in SEARCH_DEFAULTS})
+    if n_groves(base) > MAX_GROVES_PER_CANDIDATE:
+        raise RequestError(
+            "grove_size",
+            f"a search trains at most {MAX_GROVES_PER_CANDIDATE} groves per candidate; use a "
+            f"grove_size of at least {-(-base['n_trees'] // MAX_GROVES_PER_CANDIDATE)}",
+        )
     spec = {**SEARCH_DEFAULTS, **{k: v for k, v in request.items() if k in SEARCH_DEFAULTS}}
     size = spec["validation_size"]
     if isinstance(size, bool) or not isinstance(size, int | float) or not 0 < size < 1:
