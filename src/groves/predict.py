@@ -5,6 +5,7 @@ loads the merged forest."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -37,6 +38,23 @@ def score(classes: np.ndarray | None, y_true: np.ndarray, y_pred: np.ndarray) ->
     return 1.0 - residual / spread
 
 
+def stored_votes(
+    store: Store, build_id: str, run_id: str, records: list[dict[str, Any]]
+) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+    """Each grove's record with its summed votes on the run's held-out rows, in the records'
+    order; every votes file is checked against its record (size, sha256) before it is read,
+    and the files are read in threads (S3 reads wait on the network)."""
+
+    def read(record: dict[str, Any]) -> bytes:
+        key = grove_key(build_id, run_id, record["grove_id"], "votes.npy")
+        return read_verified(store, key, record["votes"], f"grove {record['grove_id']}")
+
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        blobs = list(pool.map(read, records))
+    for record, blob in zip(records, blobs, strict=True):
+        yield record, load_npy(blob)
+
+
 def score_build(store: Store, build_id: str, run_id: str | None = None) -> dict[str, Any]:
     """Write the run's ``metrics.json``: the forest's held-out score, each grove's, and the
     score as trees are added grove by grove. ``run_id`` defaults to the latest committed run;
@@ -49,15 +67,7 @@ def score_build(store: Store, build_id: str, run_id: str | None = None) -> dict[
     classes = None if plan["data"]["classes"] is None else np.array(plan["data"]["classes"])
     total: np.ndarray | None = None
     n_trees, grove_scores, by_trees = 0, [], []
-
-    def read(record: dict[str, Any]) -> bytes:
-        key = grove_key(build_id, run_id, record["grove_id"], "votes.npy")
-        return read_verified(store, key, record["votes"], f"grove {record['grove_id']}")
-
-    with ThreadPoolExecutor(READ_THREADS) as pool:  # S3 reads wait on the network
-        blobs = list(pool.map(read, manifest["groves"]))
-    for record, blob in zip(manifest["groves"], blobs, strict=True):
-        votes = load_npy(blob)
+    for record, votes in stored_votes(store, build_id, run_id, manifest["groves"]):
         total = votes if total is None else total + votes
         n_trees += record["n_trees"]
         grove_scores.append(score(classes, y_test, decide(classes, votes, record["n_trees"])))

@@ -24,7 +24,6 @@ import numpy as np
 from groves import data
 from groves.artifacts import (
     digest,
-    grove_key,
     new_run_id,
     plan_key,
     read_manifest,
@@ -42,7 +41,7 @@ from groves.plan import (
     validate_params,
     validate_request,
 )
-from groves.predict import decide, score
+from groves.predict import decide, score, stored_votes
 from groves.prepared import read_prepared, write_prepared
 from groves.request import FIELDS, SEARCH_DEFAULTS, check_fields
 from groves.storage import ArtifactNotFound, Store, dump_npy, get_json, load_npy, put_json
@@ -230,9 +229,7 @@ def validation_score(store: Store, build_id: str, run_id: str) -> tuple[float, i
     y_val = read_prepared(store, plan, ("y_test",)).y_test
     classes = None if plan["data"]["classes"] is None else np.array(plan["data"]["classes"])
     total, n_trees, seconds = None, 0, 0.0
-    for meta in metas:
-        key = grove_key(build_id, run_id, meta["grove_id"], "votes.npy")
-        votes = load_npy(read_verified(store, key, meta["votes"], f"grove {meta['grove_id']}"))
+    for meta, votes in stored_votes(store, build_id, run_id, metas):
         total = votes if total is None else total + votes
         n_trees += meta["n_trees"]
         seconds += meta["seconds"]
