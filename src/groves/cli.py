@@ -172,7 +172,8 @@ def run_here(
     machine: str, request: dict[str, Any], store: str, unit: str, failed: str
 ) -> tuple[int, Any]:
     """Run a state machine on this machine with warm workers and a progress bar of ``unit``;
-    on failure print one line (``failed: error: cause``). The exit code, and the output.
+    on failure print one line (``failed: error: cause``). The exit code, and the execution
+    if it succeeded.
 
     The first step validates the request before any work, in a warm worker: this process never
     imports scikit-learn, and on 2 cores does not compete with the workers doing so."""
@@ -188,22 +189,22 @@ def run_here(
         )
     if execution.status != "SUCCEEDED":
         return report_failure(*local_root_cause(execution), failed), None
-    return 0, {**execution.output, "seconds": execution.seconds}
+    return 0, execution
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    code, output = run_here(
+    code, done = run_here(
         "forest", build_request(args, args.parser), args.store, "groves", "build failed"
     )
-    if output is not None:
-        print("\n".join(summary_lines(output, output["seconds"])))
+    if done is not None:
+        print("\n".join(summary_lines(done.output, done.seconds)))
     return code
 
 
 def cmd_start(args: argparse.Namespace, session: Any = None) -> int:
     import boto3
 
-    from groves.plan import validate_request
+    from groves.plan import n_groves, validate_request
 
     request = build_request(args, args.parser)
     spec = validate_request(request) if not args.resume else None
@@ -216,8 +217,8 @@ def cmd_start(args: argparse.Namespace, session: Any = None) -> int:
     print(f"started {execution_arn}")
     if not args.wait:
         return 0
-    n_groves = -(-spec["n_trees"] // spec["grove_size"]) if spec else None
-    described = follow(sfn, execution_arn, ("TrainGroves", n_groves, "groves"), args.poll_seconds)
+    total = n_groves(spec) if spec else None
+    described = follow(sfn, execution_arn, ("TrainGroves", total, "groves"), args.poll_seconds)
     if described["status"] != "SUCCEEDED":
         return report_failure(
             *deployed_root_cause(sfn, described), f"\nexecution {described['status']}"
@@ -259,11 +260,11 @@ def batch_summary(output: dict[str, Any], seconds: float) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    code, output = run_here(
+    code, done = run_here(
         "batch_predict", batch_request(args), args.store, "chunks", "prediction failed"
     )
-    if output is not None:
-        print(batch_summary(output, output["seconds"]))
+    if done is not None:
+        print(batch_summary(done.output, done.seconds))
     return code
 
 

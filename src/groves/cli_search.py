@@ -113,9 +113,7 @@ def leaderboard_lines(store: str, output: dict[str, Any]) -> list[str]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    code, output = run_here(
-        "search", search_request(args), args.store, "candidates", "search failed"
-    )
-    if output is not None:
-        print("\n".join(leaderboard_lines(args.store, output)))
+    code, done = run_here("search", search_request(args), args.store, "candidates", "search failed")
+    if done is not None:
+        print("\n".join(leaderboard_lines(args.store, done.output)))
     return code
