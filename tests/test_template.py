@@ -341,7 +341,7 @@ def test_lambda_pins_fall_inside_the_package_ranges() -> None:
     ranges = {Requirement(r).name: Requirement(r).specifier for r in project["dependencies"]}
     pins = [
         Requirement(line)
-        for line in (ROOT / "lambda-requirements.txt").read_text().splitlines()
+        for line in (ROOT / "layer" / "requirements.txt").read_text().splitlines()
         if line and not line.startswith("#")
     ]
     assert {"scikit-learn", "joblib", "numpy"} <= {pin.name for pin in pins}
