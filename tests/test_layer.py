@@ -130,5 +130,6 @@ def test_layer_runs_plan_train_merge_predict_under_lambdas_python(
     assert merged["n_trees"] == 4 and scored["n_trees"] == 4
     assert 0.8 < scored["score"] <= 1.0
     blob = s3.get_object(Bucket=s3_server, Key=f"layer/{model_key('layer', plan['run_id'])}")
-    model = joblib.load(io.BytesIO(blob["Body"].read()))  # the model Lambda wrote loads with this side's scikit-learn
+    # the model that Lambda's Python wrote loads with this side's scikit-learn
+    model = joblib.load(io.BytesIO(blob["Body"].read()))
     assert len(model.estimators_) == 4

@@ -17,6 +17,7 @@ from packaging.requirements import Requirement
 
 from groves import artifacts, handlers
 from groves.batch import OUTPUTS_PREFIX, validate_batch_request
+from groves.cost import TEMPLATE_MEMORY_MB
 from groves.local import FUNCTIONS, STORE_SUBSTITUTION, definition_path
 from groves.plan import validate_request
 from groves.search import search_key, validate_search
@@ -376,3 +377,15 @@ def test_events_cover_every_function() -> None:
     names = {p.stem for p in (ROOT / "events").glob("*.json")}
     folders = {p.name for p in (ROOT / "functions").iterdir() if p.is_dir()}
     assert folders <= names and "execution" in names
+
+
+def test_cost_estimates_use_the_templates_memory_sizes(template) -> None:
+    """A local run's cost is estimated at each function's default MemorySize in the template."""
+    parameters = template["Parameters"]
+    sizes = {}
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            step = resource["Properties"]["CodeUri"].strip("/").split("/")[-1]
+            size = resource["Properties"]["MemorySize"]
+            sizes[step] = parameters[size["Ref"]]["Default"] if isinstance(size, dict) else size
+    assert sizes == TEMPLATE_MEMORY_MB

@@ -20,6 +20,7 @@ from groves.console import (
     report_failure,
     state_machine_arn,
 )
+from groves.cost import describe
 from groves.errors import RequestError
 from groves.local import run_local, start_workers
 from groves.request import BATCH_DEFAULTS, DEFAULTS
@@ -162,6 +163,9 @@ def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
             f"held-out rows (groves alone: {metrics['grove_score_min']:.4f}-"
             f"{metrics['grove_score_max']:.4f})"
         )
+    cost = (metrics or model).get("cost")
+    if cost:
+        lines.append(f"cost      {describe(cost)}")
     lines += [f"model     {model.get('model')}", f"manifest  {model.get('manifest')}"]
     if metrics:
         lines.append(f"metrics   {metrics['metrics']}")

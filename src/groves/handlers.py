@@ -33,6 +33,7 @@ from typing import Any
 
 from groves import batch, search
 from groves.artifacts import check_run_id
+from groves.cost import Invocation
 from groves.errors import RequestError
 from groves.merge import merge_build
 from groves.plan import check_build_id, plan_build, state_output
@@ -60,8 +61,9 @@ def _fields(event: Any, *names: str, what: str = "event") -> tuple[Store, list[A
 
 
 def plan(event: Any, context: Any = None) -> dict[str, Any]:
+    invocation = Invocation.begin("plan", context)
     store, (request,) = _fields(event, "request")
-    result = plan_build(store, request)
+    result = plan_build(store, request, invocation)
     output = state_output(store, result)
     log.info("planned %s: %d groves", result["build_id"], output["n_groves"])
     return output
@@ -69,6 +71,7 @@ def plan(event: Any, context: Any = None) -> dict[str, Any]:
 
 def train_grove(event: Any, context: Any = None) -> dict[str, Any]:
     """Train each grove of one ItemBatcher batch, in turn."""
+    invocation = Invocation.begin("train_grove", context)
     if not isinstance(event, dict) or not isinstance(event.get("Items"), list):
         raise RequestError("Items", "the event needs Items: a list of grove items (a batch)")
     if not event["Items"]:
@@ -77,7 +80,7 @@ def train_grove(event: Any, context: Any = None) -> dict[str, Any]:
         event.get("BatchInput"), "build_id", "run_id", what="BatchInput"
     )
     trained = []
-    for meta in train_groves(store, build_id, run_id, event["Items"]):
+    for meta in train_groves(store, build_id, run_id, event["Items"], invocation):
         trained.append({key: meta[key] for key in GROVE_OUTPUT})  # the rest stays in the store
         log.info(
             "grove %s of %s: %s trees in %.2fs%s",
@@ -129,10 +132,12 @@ def score_best(event: Any, context: Any = None) -> dict[str, Any]:
 
 
 def merge(event: Any, context: Any = None) -> dict[str, Any]:
+    invocation = Invocation.begin("merge", context)
     store, (build_id, run_id) = _fields(event, "build_id", "run_id")
-    return merge_build(store, build_id, run_id)
+    return merge_build(store, build_id, run_id, invocation)
 
 
 def predict(event: Any, context: Any = None) -> dict[str, Any]:
+    invocation = Invocation.begin("predict", context)
     store, (build_id,) = _fields(event, "build_id")
-    return score_build(store, build_id, event.get("run_id"))
+    return score_build(store, build_id, event.get("run_id"), invocation)

@@ -11,6 +11,7 @@ from groves.artifacts import (
     plan_key,
     run_ids,
 )
+from groves.cost import run_cost
 from groves.storage import ArtifactNotFound, Store, get_json
 
 
@@ -23,7 +24,8 @@ def _json(store: Store, key: str) -> Any:
 
 def list_runs(store: Store) -> list[dict[str, Any]]:
     """Every run of every build: status (``latest``, ``committed``, ``uncommitted``, or a
-    search's ``candidate``), trees, held-out score, training seconds and when it was planned."""
+    search's ``candidate``), trees, held-out score, training seconds, its cost on AWS in dollars
+    (``groves.cost``: as billed, or estimated for a local run) and when it was planned."""
     rows = []
     for build_id in store.list_children(""):
         if "runs" not in store.list_children(build_id):
@@ -35,6 +37,7 @@ def list_runs(store: Store) -> list[dict[str, Any]]:
                 continue
             manifest = _json(store, manifest_key(build_id, run_id))
             metrics = _json(store, metrics_key(build_id, run_id)) or {}
+            cost = run_cost(manifest, metrics) if manifest else None
             if run_id == latest:
                 status = "latest"
             elif manifest is not None:
@@ -50,6 +53,7 @@ def list_runs(store: Store) -> list[dict[str, Any]]:
                     "score": metrics.get("score"),
                     "metric": metrics.get("metric"),
                     "seconds": (manifest or {}).get("timings", {}).get("fit_seconds_total"),
+                    "usd": cost["usd"]["total"] if cost else None,
                     "created_at": plan["created_at"],
                 }
             )
@@ -59,13 +63,15 @@ def list_runs(store: Store) -> list[dict[str, Any]]:
 def table(rows: list[dict[str, Any]]) -> list[str]:
     """The rows as aligned text lines."""
     lines = [
-        f"{'build':<20} {'run':<30} {'status':<11} {'trees':>6} {'score':>14} {'fit s':>7}  when"
+        f"{'build':<20} {'run':<30} {'status':<11} {'trees':>6} {'score':>14} {'fit s':>7} "
+        f"{'cost $':>10}  when"
     ]
     for row in rows:
         score = f"{row['metric']} {row['score']:.4f}" if row["score"] is not None else "-"
         seconds = f"{row['seconds']:.1f}" if row["seconds"] is not None else "-"
+        usd = f"{row['usd']:.6f}" if row["usd"] is not None else "-"
         lines.append(
             f"{row['build_id']:<20} {row['run_id']:<30} {row['status']:<11} {row['trees']:>6} "
-            f"{score:>14} {seconds:>7}  {row['created_at']}"
+            f"{score:>14} {seconds:>7} {usd:>10}  {row['created_at']}"
         )
     return lines

@@ -24,6 +24,7 @@ from groves.artifacts import (
     model_key,
     run_prefix,
 )
+from groves.cost import Invocation, training_cost
 from groves.errors import BuildError
 from groves.plan import n_groves, planned_groves, read_plan
 from groves.storage import ArtifactNotFound, Store, dump_streamed, get_json
@@ -40,6 +41,7 @@ GROVE_RECORD = (
     "seconds",
     "peak_rss_mb",
     "votes",
+    "usage",
 )
 META_FIELDS = {*GROVE_RECORD, *CONSISTENT_FIELDS, "build_id", "run_id"}
 
@@ -136,8 +138,12 @@ def write_merged(
     dump_streamed(merged, "estimators_", trees(), path)
 
 
-def merge_build(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
-    """Write the run's ``model.joblib``, then commit it: ``manifest.json``, then ``latest.json``."""
+def merge_build(
+    store: Store, build_id: str, run_id: str, invocation: Invocation | None = None
+) -> dict[str, Any]:
+    """Write the run's ``model.joblib``, then commit it: ``manifest.json`` (with the run's
+    ``cost`` so far), then ``latest.json``."""
+    invocation = invocation or Invocation.begin("merge")
     started = time.perf_counter()
     plan = read_plan(store, build_id, run_id)
     metas = read_grove_metas(store, plan)
@@ -171,6 +177,7 @@ def merge_build(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
             "merge_seconds": round(time.perf_counter() - started, 3),
         },
     }
+    manifest["cost"] = training_cost(plan, [m["usage"] for m in metas], invocation.usage())
     commit(store, build_id, run_id, manifest)
     return {
         "run": f"{store.uri}/{run_prefix(build_id, run_id)}",
@@ -179,4 +186,5 @@ def merge_build(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
         "n_trees": n_trees,
         "n_groves": len(metas),
         "model_bytes": model_record["bytes"],
+        "cost": manifest["cost"],
     }

@@ -21,6 +21,7 @@ from groves.artifacts import (
     new_run_id,
     plan_key,
 )
+from groves.cost import Invocation
 from groves.errors import BuildError, RequestError
 from groves.prepared import write_prepared
 from groves.request import DEFAULTS, FIELDS, check_fields
@@ -171,9 +172,10 @@ def write_items(store: Store, spec: dict[str, Any], run_id: str) -> None:
     store.put_bytes(items_key(spec["build_id"], run_id), items)
 
 
-def plan_build(store: Store, request: Any) -> dict[str, Any]:
-    """Validate the request and its data, write a new run's ``plan.json``, and return the plan;
-    a request with ``resume`` returns the stored plan of the run it continues instead."""
+def plan_build(store: Store, request: Any, invocation: Invocation | None = None) -> dict[str, Any]:
+    """Validate the request and its data, write a new run's ``plan.json`` (with the plan step's
+    ``usage``, given its ``invocation``), and return the plan; a request with ``resume`` returns
+    the stored plan of the run it continues instead."""
     if isinstance(request, dict) and "resume" in request:
         return resume_plan(store, request)
     spec = validate_request(request)
@@ -187,6 +189,7 @@ def plan_build(store: Store, request: Any) -> dict[str, Any]:
     prepared = write_prepared(store, spec["build_id"], run_id, split)
     write_items(store, spec, run_id)
     plan = run_plan(spec, run_id, dataset, split, classes, prepared)
+    plan["usage"] = (invocation or Invocation.begin("plan")).usage()
     put_json(store, plan_key(spec["build_id"], run_id), plan)
     return plan
 

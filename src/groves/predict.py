@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from groves.artifacts import grove_key, metrics_key, read_manifest, read_verified
+from groves.cost import Invocation, run_cost
 from groves.merge import READ_THREADS
 from groves.plan import read_plan
 from groves.prepared import read_prepared
@@ -55,10 +56,17 @@ def stored_votes(
         yield record, load_npy(blob)
 
 
-def score_build(store: Store, build_id: str, run_id: str | None = None) -> dict[str, Any]:
+def score_build(
+    store: Store,
+    build_id: str,
+    run_id: str | None = None,
+    invocation: Invocation | None = None,
+) -> dict[str, Any]:
     """Write the run's ``metrics.json``: the forest's held-out score, each grove's, and the
     score as trees are added grove by grove. ``run_id`` defaults to the latest committed run;
-    every votes file is checked against the manifest before it is read."""
+    every votes file is checked against the manifest before it is read. Returns the summary
+    with the run's whole ``cost``, scoring included."""
+    invocation = invocation or Invocation.begin("predict")
     started = time.perf_counter()
     manifest = read_manifest(store, build_id, run_id)
     run_id = manifest["run_id"]
@@ -89,6 +97,12 @@ def score_build(store: Store, build_id: str, run_id: str | None = None) -> dict[
         "score_by_trees": by_trees,
         "seconds": round(time.perf_counter() - started, 3),
     }
+    metrics["usage"] = invocation.usage()
     put_json(store, metrics_key(build_id, run_id), metrics)
-    summary = {k: v for k, v in metrics.items() if k not in ("grove_scores", "score_by_trees")}
-    return {**summary, "metrics": f"{store.uri}/{metrics_key(build_id, run_id)}"}
+    left_out = ("grove_scores", "score_by_trees", "usage")
+    summary = {k: v for k, v in metrics.items() if k not in left_out}
+    return {
+        **summary,
+        "metrics": f"{store.uri}/{metrics_key(build_id, run_id)}",
+        "cost": run_cost(manifest, metrics),
+    }

@@ -16,6 +16,7 @@ import sklearn
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from groves.artifacts import digest, grove_key, read_verified
+from groves.cost import Invocation
 from groves.errors import BuildError
 from groves.plan import ESTIMATORS, planned_grove, read_plan
 from groves.prepared import read_prepared
@@ -94,7 +95,11 @@ def is_planned(spec: dict[str, Any], grove: Any) -> bool:
 
 
 def train_groves(
-    store: Store, build_id: str, run_id: str, groves: list[Any]
+    store: Store,
+    build_id: str,
+    run_id: str,
+    groves: list[Any],
+    invocation: Invocation | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Fit each grove of a batch on the run's prepared training rows, save it and its votes on
     the test rows, and yield its small metadata. The plan and the prepared split are read
@@ -102,25 +107,52 @@ def train_groves(
     the plan before any is trained.
 
     Idempotent: a grove of this run that already has verified files is not trained again
-    (what makes ``--resume`` and Step Functions redrive cheap)."""
+    (what makes ``--resume`` and Step Functions redrive cheap).
+
+    Each grove records its share of the ``invocation`` (the time since the batch's previous
+    grove ended: the first grove's share includes reading the plan and the data), where it ran
+    and when, as its ``usage``."""
+    invocation = invocation or Invocation.begin("train_grove")
     plan = read_plan(store, build_id, run_id)
     for grove in groves:
         if not is_planned(plan["spec"], grove):
             raise BuildError(f"grove {grove!r} is not part of the plan of build {build_id!r}")
     split = None
+    share_started = invocation.started
     for grove in groves:
         started = time.perf_counter()
         done = verified_grove(store, build_id, run_id, grove)
         if done is not None:
             yield {**done, "reused": True}
+            share_started = time.perf_counter()
             continue
         if split is None:
             split = read_prepared(store, plan, ("X_train", "y_train", "X_test"))
-        yield {**fit_grove(store, plan, split, grove, started), "reused": False}
+        share = Share(invocation, share_started)
+        yield {**fit_grove(store, plan, split, grove, started, share), "reused": False}
+        share_started = time.perf_counter()
+
+
+class Share:
+    """A grove's share of its invocation, from ``since`` (a ``perf_counter`` time) on."""
+
+    def __init__(self, invocation: Invocation, since: float) -> None:
+        self.invocation, self.since = invocation, since
+        self.started_at = invocation.started_at + (since - invocation.started)
+
+    def usage(self) -> dict[str, Any]:
+        """The share's usage so far, with when it started and ended (epoch seconds)."""
+        usage = self.invocation.usage(self.since)
+        return {**usage, "started_at": round(self.started_at, 3), "ended_at": round(time.time(), 3)}
 
 
 def fit_grove(
-    store: Store, plan: dict[str, Any], split: Any, grove: dict[str, Any], started: float
+    store: Store,
+    plan: dict[str, Any],
+    split: Any,
+    grove: dict[str, Any],
+    started: float,
+    share: Share,
 ) -> dict[str, Any]:
     """Fit one grove, write its votes and model, then its metadata (the grove's commit)."""
     build_id, run_id, gid = plan["build_id"], plan["run_id"], grove["grove_id"]
@@ -146,6 +178,7 @@ def fit_grove(
         "classes": forest.classes_.tolist() if hasattr(forest, "classes_") else None,
         "split_fingerprint": split.fingerprint,
         "sklearn_version": sklearn.__version__,
+        "usage": share.usage(),
     }
     put_json(store, grove_key(build_id, run_id, gid, "json"), meta)
     return meta
