@@ -35,12 +35,12 @@ ASSUMPTIONS = {
 
 def phase_seconds(history: list[dict[str, Any]], state: str) -> float:
     """How long a top-level state ran, from its entered and exited events."""
+    from groves.asl.history import state_name
+
     times = [
         datetime.fromisoformat(e["timestamp"])
         for e in history
-        if e["state"] == state
-        and "execution" not in e
-        and e["type"] in ("StateEntered", "StateExited")
+        if state_name(e) == state and e["type"].endswith(("StateEntered", "StateExited"))
     ]
     return (times[-1] - times[0]).total_seconds()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from groves.asl import (
     get_path,
     set_path,
 )
+from groves.asl.history import entered, iteration
 from groves.asl.paths import check_template
 
 ServiceException = type("Lambda.ServiceException", (Exception,), {})
@@ -128,10 +131,18 @@ def test_retry_backs_off_then_catch_routes_to_fail_with_error_and_cause() -> Non
     )
     assert exhausted.status == "FAILED" and exhausted.error == "Lambda.ServiceException"
     assert len(sleeps) == 3
-    assert [e["state"] for e in exhausted.history if e["type"] == "StateEntered"] == [
-        "Work",
-        "Failed",
+    assert entered(exhausted.history) == ["Work", "Failed"]
+    kinds = [e["type"] for e in exhausted.history]
+    # each attempt is scheduled anew; the caught failure exits the Task into the Fail state
+    assert kinds.count("LambdaFunctionScheduled") == kinds.count("LambdaFunctionFailed") == 4
+    assert kinds[-4:] == [
+        "LambdaFunctionFailed",
+        "TaskStateExited",
+        "FailStateEntered",
+        "ExecutionFailed",
     ]
+    failed = exhausted.history[-1]["executionFailedEventDetails"]
+    assert failed["error"] == "Lambda.ServiceException"
 
     failed = execute(definition, {"n": -1}, Interpreter({"double": double}, sleep=sleeps.append))
     assert failed.status == "FAILED" and failed.error == "ValueError"
@@ -168,15 +179,24 @@ def map_machine(limit: int) -> dict[str, Any]:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_map_keeps_item_order_reports_progress_and_fails_as_a_whole(workers: int) -> None:
     progress: list[tuple[str, int, int]] = []
+    threads: set[str] = set()
+
+    def doubled_in(event: dict[str, Any]) -> dict[str, Any]:
+        threads.add(threading.current_thread().name)
+        time.sleep(0.02)  # long enough for the other threads to take items too
+        return double(event)
+
     run = Interpreter(
-        {"double": double}, workers=workers, on_progress=lambda *p: progress.append(p)
+        {"double": doubled_in}, workers=workers, on_progress=lambda *p: progress.append(p)
     )
     done = execute(map_machine(limit=3), {"items": [1, 2, 3, 4, 5], "offset": 0}, run)
     assert done.status == "SUCCEEDED"
     assert [r["n"] for r in done.output["out"]] == [2, 4, 6, 8, 10]
-    assert progress[-1] == ("Each", 5, 5) and len(progress) == 5
-    started = next(e for e in done.history if e["type"] == "MapStarted")
-    assert started["workers"] == min(workers, 3)
+    assert progress[0] == ("Each", 0, 5) and progress[-1] == ("Each", 5, 5)
+    assert len(progress) == 6
+    assert len(threads) == min(workers, 3)
+    started = next(e for e in done.history if e["type"] == "MapStateStarted")
+    assert started["mapStateStartedEventDetails"] == {"length": 5}
 
     failed = execute(
         map_machine(limit=0),
@@ -301,8 +321,21 @@ def test_map_iterations_keep_their_states_and_retries_in_the_history() -> None:
         Interpreter({"double": flaky}, workers=2, sleep=lambda s: None),
     )
     assert run.status == "SUCCEEDED", run.cause
+    attempt = ["LambdaFunctionScheduled", "LambdaFunctionStarted"]
+    succeeded = [*attempt, "LambdaFunctionSucceeded"]
+    retried = [*attempt, "LambdaFunctionFailed", *succeeded]
+    tasks = []
     for index in range(3):
-        kinds = [e["type"] for e in run.history if e.get("iteration") == index]
-        assert kinds[0] == "StateEntered" and kinds[-1] == "StateExited", kinds
-    retried = [e for e in run.history if e["type"] == "Retry"]
-    assert len(retried) == 1 and retried[0]["state"] == "D" and "iteration" in retried[0]
+        kinds = [e["type"] for e in iteration(run.history, index, "Each")]
+        assert kinds[0] == "TaskStateEntered", kinds
+        assert kinds[-2:] == ["TaskStateExited", "MapIterationSucceeded"], kinds
+        tasks.append(kinds[1:-2])
+    # the one failure was retried in its own iteration, the others succeeded at once
+    assert sorted(tasks, key=len) == [succeeded, succeeded, retried]
+    ids = [e["id"] for e in run.history]
+    assert ids == list(range(1, len(ids) + 1))
+    assert [e["type"] for e in run.history][-3:] == [
+        "MapStateSucceeded",
+        "MapStateExited",
+        "ExecutionSucceeded",
+    ]

@@ -235,13 +235,19 @@ class Terminal(io.StringIO):
 @pytest.mark.parametrize("stream", [io.StringIO(), Terminal()], ids=["lines", "terminal"])
 def test_progress_shows_each_step_with_its_time_and_the_maps_items(stream: io.StringIO) -> None:
     progress = console.Progress(stream, unit="chunks")
-    progress.event({"type": "StateEntered", "state": "PlanBatch"})
-    progress.event({"type": "StateExited", "state": "PlanBatch"})
-    progress.event({"type": "MapRunStarted", "state": "PredictChunks", "items": 20})
-    for done in range(1, 21):
+    entered = {"type": "TaskStateEntered", "stateEnteredEventDetails": {"name": "PlanBatch"}}
+    exited = {"type": "TaskStateExited", "stateExitedEventDetails": {"name": "PlanBatch"}}
+    failed = {"type": "LambdaFunctionFailed", "lambdaFunctionFailedEventDetails": {}}
+    progress.event(entered)
+    progress.event(exited)
+    progress.event({**entered, "stateEnteredEventDetails": {"name": "Failing"}})
+    progress.event(failed)
+    progress.event({**exited, "stateExitedEventDetails": {"name": "Failing"}})  # caught
+    for done in range(21):  # the Map reports 0 items done as it starts
         progress("PredictChunks", done, 20)
     text = stream.getvalue()
     assert re.search(r"PlanBatch +\d+\.\d\d s  \(\d+\.\d s in all\)", text)
+    assert "Failing" not in text, "a step that failed is not shown as done"
     if isinstance(stream, Terminal):  # a tqdm bar
         assert "PredictChunks: 100%" in text and "20/20" in text
     else:  # a line per tenth

@@ -11,6 +11,8 @@ from conftest import small_request, train_batch
 
 from groves import handlers
 from groves.artifacts import manifest_key, metrics_key, plan_key
+from groves.asl import Execution
+from groves.asl.history import entered
 from groves.cli import main
 from groves.cost import PRICES, TEMPLATE_MEMORY_MB
 from groves.local import run_local
@@ -26,10 +28,11 @@ def lambda_context(request_id: str, memory: str = "2048") -> types.SimpleNamespa
     )
 
 
-def states_entered(history: list[dict]) -> int:
+def states_entered(execution: Execution) -> int:
     """State transitions as Step Functions bills them: every state entered, in the execution
     and in each of its child executions."""
-    return sum(1 for e in history if e["type"] == "StateEntered")
+    logs = [execution.history, *(child.events for child in execution.children)]
+    return sum(len(entered(events)) for events in logs)
 
 
 @pytest.mark.parametrize(("predict", "per_invocation"), [(True, 1), (False, 2)])
@@ -44,7 +47,7 @@ def test_a_local_run_records_each_steps_usage_and_the_executions_transitions(
     store, run_id = open_store(str(tmp_path)), run.output["run_id"]
     cost = get_json(store, manifest_key("t", run_id))["cost"]
 
-    assert cost["state_transitions"] == states_entered(run.history)
+    assert cost["state_transitions"] == states_entered(run)
     steps = cost["steps"]
     assert set(steps) == {"plan", "train_grove", "merge"}
     assert steps["train_grove"]["invocations"] == 5 // per_invocation + (5 % per_invocation > 0)

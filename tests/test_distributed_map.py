@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from groves.asl import Interpreter, UnsupportedDefinition, execute
+from groves.asl.history import entered, failure, status
 from groves.storage import LocalStore, get_json
 
 BUCKET = "items-bucket"
@@ -83,15 +84,19 @@ def test_items_are_read_selected_batched_and_run_as_named_child_executions(
         {"sum": 7, "tag": "t"},
         {"sum": 5, "tag": "t"},
     ]
-    started = [e for e in done.history if e["type"] == "ChildExecutionStarted"]
-    assert sorted(e["iteration"] for e in started) == [0, 1, 2]
-    names = {e["execution"] for e in started}
-    assert len(names) == 3, "every child execution has a name of its own"
-    tasks = [e for e in done.history if e["type"] == "StateEntered" and e["state"] == "Sum"]
-    assert {e["execution"] for e in tasks} == names, "a child's states carry its name"
-    map_run = next(e for e in done.history if e["type"] == "MapRunStarted")
-    assert (map_run["children"], map_run["items"], map_run["workers"]) == (3, 5, 2)
-    assert map_run["map_run"].startswith("arn:aws:states:local:000000000000:mapRun:local/Each:")
+    assert [child.index for child in done.children] == [0, 1, 2]
+    assert len({child.name for child in done.children}) == 3, "each child has a name of its own"
+    for child in done.children:  # each child execution has a history of its own
+        assert entered(child.events) == ["Sum"] and status(child.events) == "SUCCEEDED"
+        assert child.events[0]["type"] == "ExecutionStarted"
+    assert "Sum" not in entered(done.history), "the children's states are not the parent's"
+    (map_run,) = done.map_runs
+    assert map_run["maxConcurrency"] == 2 and map_run["status"] == "SUCCEEDED"
+    assert map_run["executionCounts"]["succeeded"] == map_run["executionCounts"]["total"] == 3
+    assert map_run["itemCounts"]["succeeded"] == map_run["itemCounts"]["total"] == 5
+    assert map_run["mapRunArn"].startswith("arn:aws:states:local:000000000000:mapRun:local/Each:")
+    started = next(e for e in done.history if e["type"] == "MapRunStarted")
+    assert started["mapRunStartedEventDetails"] == {"mapRunArn": map_run["mapRunArn"]}
 
 
 def test_result_writer_writes_the_children_to_the_bucket_not_the_state(bucket: LocalStore) -> None:
@@ -117,11 +122,17 @@ def test_one_failed_child_over_the_threshold_fails_the_map_and_starts_no_other(
 ) -> None:
     done = run(bucket, [1, -2, 3, 4, 5, 6], distributed_map(ResultWriter=WRITER), workers=1)
     assert (done.status, done.error) == ("FAILED", "States.ExceedToleratedFailureThreshold")
-    failed = [e for e in done.history if e["type"] == "ChildExecutionFailed"]
-    assert [(e["iteration"], e["error"]) for e in failed] == [(0, "ValueError")]
-    assert not [
-        e for e in done.history if e["type"] == "ChildExecutionStarted" and e["iteration"] > 0
+    (child,) = done.children  # no other child started after it failed
+    assert (child.index, status(child.events), failure(child.events)[0]) == (
+        0,
+        "FAILED",
+        "ValueError",
+    )
+    assert [e["type"] for e in done.history if e["type"].startswith("MapRun")] == [
+        "MapRunStarted",
+        "MapRunFailed",
     ]
+    assert done.map_runs[0]["executionCounts"]["pending"] == 2
     key = next(f"results/{p.name}/manifest.json" for p in (bucket.root / "results").iterdir())
     files = get_json(bucket, key)["ResultFiles"]
     (failed_entry,) = get_json(bucket, files["FAILED"][0]["Key"])

@@ -39,6 +39,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda
 from groves import handlers
 from groves.artifacts import grove_key
 from groves.asl import Interpreter, call_handler, execute
+from groves.asl.history import entered
 from groves.local import FUNCTIONS, STORE_SUBSTITUTION, load_definition
 from groves.storage import bucket_stores, get_json, open_store
 
@@ -150,10 +151,12 @@ def run_local_engine(
     )
     run = execute(definition(store, machine), request or small_request(predict=True), interpreter)
     # the parent execution's history: a Distributed Map's children have histories of their own
-    entered = [
-        e["state"] for e in run.history if e["type"] == "StateEntered" and "execution" not in e
-    ]
-    return {"status": run.status, "error": run.error, "entered": Counter(entered)}
+    return {
+        "status": run.status,
+        "error": run.error,
+        "entered": Counter(entered(run.history)),
+        "events": [e["type"] for e in run.history],
+    }
 
 
 @pytest.fixture
@@ -188,17 +191,13 @@ def moto_engine(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Call
         while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
             assert time.monotonic() < deadline, "moto's execution did not finish"
             time.sleep(0.05)
-        events = sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
-        entered = [
-            e["stateEnteredEventDetails"]["name"]
-            for page in events
-            for e in page["events"]
-            if e["type"].endswith("StateEntered")
-        ]
+        pages = sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+        events = [e for page in pages for e in page["events"]]
         return {
             "status": described["status"],
             "error": described.get("error"),
-            "entered": Counter(entered),
+            "entered": Counter(entered(events)),
+            "events": [e["type"] for e in events],
         }
 
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
@@ -217,13 +216,17 @@ def test_both_engines_end_the_same(scenario: str, moto_engine) -> None:
         assert (theirs["status"], theirs["error"]) == ("FAILED", "Exception")
         assert theirs["entered"] == Counter(["Plan", "BuildFailed"])
         happy = run_local_engine(f"s3://{BUCKET}/happy", {})
-        assert ours == happy and written(local) == written(f"s3://{BUCKET}/happy")
+        assert written(local) == written(f"s3://{BUCKET}/happy")
+        assert {**ours, "events": None} == {**happy, "events": None}
+        # the throttled attempt, then the same events as the happy path's
+        attempt = ["LambdaFunctionScheduled", "LambdaFunctionStarted", "LambdaFunctionFailed"]
+        assert ours["events"] == happy["events"][:2] + attempt + happy["events"][2:]
         return
     assert written(local) == written(moto)
     # both wrote a Map Run's files to the top of the bucket (moto only an empty manifest)
     assert len(open_store(f"s3://{BUCKET}/map-runs").list_keys("")) >= 2
     if scenario == "happy path":
-        assert ours == theirs
+        assert ours == theirs, "the same history events, event for event"
         assert ours["status"] == "SUCCEEDED" and "t/runs/RUN/metrics.json" in written(local)
     else:
         # moto does not apply ToleratedFailurePercentage (see the module docstring): its Map
@@ -235,6 +238,13 @@ def test_both_engines_end_the_same(scenario: str, moto_engine) -> None:
         assert (theirs["status"], theirs["error"]) == ("FAILED", "BuildError")
         assert ours["entered"] == Counter(["Plan", "TrainGroves", "BuildFailed"])
         assert theirs["entered"] == ours["entered"] + Counter(["Merge"])
+        assert ours["events"][-5:] == [
+            "MapRunFailed",
+            "MapStateFailed",
+            "MapStateExited",
+            "FailStateEntered",
+            "ExecutionFailed",
+        ]
         assert not [k for k in written(local) if k.endswith("model.joblib")]
 
 

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from conftest import grove_items, small_request
 
-from groves import handlers
+from groves import executions, handlers
 from groves.artifacts import metrics_key, model_key, plan_key
 from groves.asl import Interpreter, execute
+from groves.asl.history import entered as states_entered
+from groves.asl.history import failure, status
 from groves.local import FUNCTIONS, local_machine, run_local
 from groves.prepared import read_prepared
 from groves.storage import get_json, load_joblib, open_store
@@ -20,13 +22,13 @@ from groves.storage import get_json, load_joblib, open_store
 LambdaThrottled = type("Lambda.TooManyRequestsException", (Exception,), {})
 
 
-def entered(execution, iteration: int | None = None) -> list[str]:
-    """States entered at the top level, or in one Map iteration."""
-    return [
-        e["state"]
-        for e in execution.history
-        if e["type"] == "StateEntered" and e.get("iteration") == iteration
-    ]
+def entered(execution, child: int | None = None) -> list[str]:
+    """States entered by the execution, or by the child execution of its Map Run with index
+    ``child``."""
+    if child is None:
+        return states_entered(execution.history)
+    (log,) = [log for log in execution.children if log.index == child]
+    return states_entered(log.events)
 
 
 def test_run_with_predict_in_worker_processes(tmp_path: Path) -> None:
@@ -41,12 +43,13 @@ def test_run_with_predict_in_worker_processes(tmp_path: Path) -> None:
     assert entered(run) == ["Plan", "TrainGroves", "Merge", "PredictRequested", "Predict", "Done"]
     # 4 groves in batches of 3: two child executions, each with a name of its own
     assert all(entered(run, i) == ["TrainGrove"] for i in range(2)), "each child's states"
-    children = [e for e in run.history if e["type"] == "ChildExecutionSucceeded"]
-    assert sorted(e["iteration"] for e in children) == [0, 1]
-    assert len({e["execution"] for e in children}) == 2
+    children = run.children
+    assert [c.index for c in children] == [0, 1] and len({c.name for c in children}) == 2
+    assert all(status(c.events) == "SUCCEEDED" for c in children)
     assert progress[-1] == ("TrainGroves", 4, 4), "progress counts groves, not batches"
-    started = next(e for e in run.history if e["type"] == "MapRunStarted")
-    assert (started["workers"], started["children"], started["items"]) == (2, 2, 4)
+    (map_run,) = run.map_runs
+    assert map_run["maxConcurrency"] == 2
+    assert (map_run["executionCounts"]["total"], map_run["itemCounts"]["total"]) == (2, 4)
     output = run.output
     store = open_store(str(tmp_path))
     items = grove_items(output)
@@ -66,10 +69,19 @@ def test_run_with_predict_in_worker_processes(tmp_path: Path) -> None:
     assert written["ResultFiles"]["FAILED"] == written["ResultFiles"]["PENDING"] == []
     (succeeded,) = written["ResultFiles"]["SUCCEEDED"]
     results = get_json(store, succeeded["Key"])
-    assert {r["Name"] for r in results} == {e["execution"] for e in children}
+    assert {r["Name"] for r in results} == {c.name for c in children}
     trained = [g for r in results for g in json.loads(r["Output"])["groves"]]
     assert sorted(g["grove_id"] for g in trained) == [0, 1, 2, 3]
     assert manifest["data"]["classes"] == [0, 1, 2]
+    # the execution's history is stored in the run's folder, in Step Functions' shapes
+    (stored,) = executions.stored(store, "t", run_id)
+    assert stored["events"] == run.history and stored["mapRuns"] == run.map_runs
+    assert stored["execution"]["status"] == "SUCCEEDED"
+    assert stored["execution"]["stateMachine"] == "forest"
+    assert [c["name"] for c in stored["childExecutions"]] == [c.name for c in children]
+    assert {c["status"] for c in stored["childExecutions"]} == {"SUCCEEDED"}
+    assert run.history[0]["type"] == "ExecutionStarted"
+    assert run.history[-1]["type"] == "ExecutionSucceeded"
     model = load_joblib(store.get_bytes(model_key("t", run_id)))
     split = read_prepared(store, get_json(store, plan_key("t", run_id)))
     accuracy = float(np.mean(model.predict(split.X_test) == split.y_test))
@@ -136,8 +148,9 @@ def test_a_failing_grove_fails_the_map_run_and_no_model_is_written(tmp_path: Pat
     assert (run.status, run.error) == ("FAILED", "States.ExceedToleratedFailureThreshold")
     assert entered(run) == ["Plan", "TrainGroves", "BuildFailed"]
     assert entered(run, 1) == ["TrainGrove", "GroveFailed"]
-    failed = next(e for e in run.history if e["type"] == "ChildExecutionFailed")
-    assert failed["error"] == "MemoryError" and "grove 1 ran out of memory" in failed["cause"]
+    failed = next(c for c in run.children if status(c.events) == "FAILED")
+    error, cause = failure(failed.events)
+    assert error == "MemoryError" and "grove 1 ran out of memory" in (cause or "")
     store = open_store(str(tmp_path))
     keys = store.list_keys("")
     assert not [k for k in keys if k.endswith("model.joblib")]
@@ -146,7 +159,7 @@ def test_a_failing_grove_fails_the_map_run_and_no_model_is_written(tmp_path: Pat
     (failed_file,) = files["FAILED"]
     (entry,) = get_json(store, failed_file["Key"])
     assert entry["Status"] == "FAILED" and entry["Error"] == "MemoryError"
-    assert entry["Name"] == failed["execution"]
+    assert entry["Name"] == failed.name
 
 
 def test_lambda_throttling_is_retried_by_the_deployed_definition(tmp_path: Path) -> None:
@@ -190,6 +203,7 @@ def test_run_on_s3_with_worker_processes(s3_server: str) -> None:
                 for suffix in ("joblib", "json", "votes.npy")
             ),
             f"{folder}/groves.json",
+            f"{folder}/history/{executions.history_name(run.started_at)}",
             f"{folder}/manifest.json",
             f"{folder}/metrics.json",
             f"{folder}/model.joblib",

@@ -17,8 +17,9 @@ import pytest
 from conftest import grove_items, small_request, train_batch
 from sklearn.datasets import make_classification
 
-from groves import cli, handlers, local
+from groves import cli, executions, handlers, local
 from groves.artifacts import grove_key
+from groves.asl.history import entered, failure, status
 from groves.errors import RequestError
 from groves.local import FUNCTIONS, run_local
 from groves.storage import LocalStore, get_json
@@ -42,14 +43,12 @@ def test_a_killed_worker_fails_its_iteration_like_a_crashed_lambda(tmp_path: Pat
     failing = {**FUNCTIONS, "TrainGroveFunctionArn": killed_on_grove_1}
     run = run_local(small_request(), str(tmp_path), workers=2, functions=failing)
     assert (run.status, run.error) == ("FAILED", "States.ExceedToleratedFailureThreshold")
-    child = next(e for e in run.history if e["type"] == "ChildExecutionFailed")
-    assert child["error"] == "Lambda.Unknown" and child["iteration"] == 1
-    assert "Runtime exited with error: signal: killed" in child["cause"]
-    iteration_1 = [
-        e["state"] for e in run.history if e.get("iteration") == 1 and e["type"] == "StateEntered"
-    ]
-    assert iteration_1[-2:] == ["TrainGrove", "GroveFailed"]
-    assert [e["state"] for e in run.history if "iteration" not in e][-1] == "BuildFailed"
+    child = next(c for c in run.children if status(c.events) == "FAILED")
+    error, cause = failure(child.events)
+    assert error == "Lambda.Unknown" and child.index == 1
+    assert "Runtime exited with error: signal: killed" in (cause or "")
+    assert entered(child.events)[-2:] == ["TrainGrove", "GroveFailed"]
+    assert entered(run.history)[-1] == "BuildFailed"
     assert not list(tmp_path.glob("t/runs/*/model.joblib"))
 
 
@@ -172,6 +171,10 @@ def test_a_signal_stops_the_build_within_2_seconds_and_it_resumes(
     assert "Traceback" not in err and f"stopped by {signal.Signals(signum).name}" in err
     assert live_processes(runner.pid) == [], "a process of the build survived"
     assert stopped < 2 and all_gone < 2, (stopped, all_gone)
+    # the stopped execution's history is kept, ending as Step Functions ends an aborted one
+    (aborted,) = executions.stored(LocalStore(store), "slow")
+    assert aborted["execution"]["status"] == "ABORTED"
+    assert aborted["events"][-1]["type"] == "ExecutionAborted"
     print(
         f"{signal.Signals(signum).name}: runner exited in {stopped:.2f}s, all gone {all_gone:.2f}s"
     )
@@ -184,6 +187,8 @@ def test_a_signal_stops_the_build_within_2_seconds_and_it_resumes(
     after = grove_files(store)
     assert {k: after[k] for k in done} == done, "verified groves were not trained again"
     assert len(after) == 3 * 24
+    histories = executions.stored(LocalStore(store), "slow")  # the run's two executions
+    assert [h["execution"]["status"] for h in histories] == ["ABORTED", "SUCCEEDED"]
     print(f"resume retrained {24 - len(done)} of 24 groves")
 
 

@@ -21,10 +21,10 @@ from groves.console import (
     state_machine_arn,
 )
 from groves.cost import describe
-from groves.errors import RequestError
+from groves.errors import BuildError, RequestError
 from groves.local import run_local, start_workers
 from groves.request import BATCH_DEFAULTS, DEFAULTS
-from groves.storage import DEFAULT_STORE, open_store
+from groves.storage import DEFAULT_STORE
 
 # Each request option's argparse dest and the request field it sets.
 REQUEST_OPTIONS = {
@@ -343,24 +343,11 @@ def parser() -> argparse.ArgumentParser:
     _batch_arguments(start_predict)
     _deployed_arguments(start_predict, "BatchPredictStateMachineArn")
     start_predict.set_defaults(func=cmd_start_predict, parser=start_predict)
-    from groves import cli_search  # it builds on this module's request options
+    from groves import cli_inspect, cli_search  # they build on this module's options
 
     cli_search.add_parser(commands)
-    ls = commands.add_parser("ls", help="list the builds and runs in a store")
-    ls.add_argument("--store", default=DEFAULT_STORE, help="directory or s3://bucket[/prefix]")
-    ls.set_defaults(func=cmd_ls, parser=ls)
+    cli_inspect.add_parsers(commands)
     return root
-
-
-def cmd_ls(args: argparse.Namespace) -> int:
-    from groves.listing import list_runs, table
-
-    rows = list_runs(open_store(args.store))
-    if not rows:
-        print(f"no builds in {args.store}", file=sys.stderr)
-        return 0
-    print("\n".join(table(rows)))
-    return 0
 
 
 class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
@@ -423,6 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"groves: {exc}", file=sys.stderr)
         return 2
+    except BuildError as exc:
+        print(f"groves: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         if not type(exc).__module__.startswith("botocore"):
             raise

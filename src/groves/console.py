@@ -4,7 +4,6 @@ execution (its Map Run's progress, the failed child behind a threshold error).""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -12,6 +11,7 @@ from typing import Any, TextIO
 
 from groves.asl import Execution
 from groves.asl.distributed import THRESHOLD_ERROR
+from groves.asl.history import failure, failure_message, state_name, status
 
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
@@ -36,29 +36,29 @@ class Progress:
         self.lock = threading.Lock()  # Map iterations report from several threads
 
     def event(self, event: dict[str, Any]) -> None:
-        """A top-level history event: a step entered or exited (printed with its time), or a
-        Map starting (its bar starts then, so its rate counts from the Map's start)."""
+        """A history event of the execution: a step that succeeded is printed with its time
+        when it exits (one that failed into a Catch is not: the failure is printed instead)."""
         now = time.monotonic()
+        name, kind = state_name(event), event["type"]
         with self.lock:
-            if event["type"] == "StateEntered":
-                self.entered[event["state"]] = now
-            elif event["type"] == "StateExited" and event["state"] in self.entered:
-                took = now - self.entered.pop(event["state"])
+            if kind.endswith("StateEntered"):
+                self.entered[name or ""] = now
+            elif kind in ("LambdaFunctionFailed", "MapStateFailed") and self.entered:
+                self.entered.pop(list(self.entered)[-1])  # the step running now
+            elif kind.endswith("StateExited") and name in self.entered:
+                took = now - self.entered.pop(name)
                 total = now - self.started
-                self._line(f"{event['state']:<16} {took:7.2f} s  ({total:.1f} s in all)")
-            elif event["type"] in ("MapStarted", "MapRunStarted") and self.terminal:
-                from tqdm import tqdm
-
-                self.bar = tqdm(
-                    total=event["items"],
-                    desc=event["state"],
-                    unit=f" {self.unit}",
-                    file=self.stream,
-                )
+                self._line(f"{name:<16} {took:7.2f} s  ({total:.1f} s in all)")
 
     def __call__(self, state: str, done: int, total: int) -> None:
-        """A Map's items: ``done`` of ``total``."""
+        """A Map's items: ``done`` of ``total``; 0 when the Map starts (a bar starts then, so
+        its rate counts from the Map's start)."""
         with self.lock:
+            if done == 0 and self.terminal:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, desc=state, unit=f" {self.unit}", file=self.stream)
+                return
             if self.bar is not None:
                 self.bar.update(done - self.bar.n)
                 if done == total:
@@ -77,14 +77,6 @@ class Progress:
         else:
             self.stream.write(text + "\n")
             self.stream.flush()
-
-
-def failure_message(error: str | None, cause: str | None) -> str:
-    try:
-        detail = json.loads(cause or "")["errorMessage"]
-    except (ValueError, KeyError, TypeError):
-        detail = cause
-    return f"{error}: {detail}"
 
 
 def report_failure(error: str | None, cause: str | None, heading: str) -> int:
@@ -149,9 +141,9 @@ def deployed_root_cause(sfn: Any, described: dict[str, Any]) -> tuple[str | None
 
 
 def local_root_cause(execution: Execution) -> tuple[str | None, str | None]:
-    """As ``deployed_root_cause``, from a local execution's history."""
+    """As ``deployed_root_cause``, from a local execution's child executions' histories."""
     if execution.error == THRESHOLD_ERROR:
-        for event in execution.history:
-            if event["type"] == "ChildExecutionFailed":
-                return event["error"], event["cause"]
+        for child in execution.children:
+            if status(child.events) == "FAILED":
+                return failure(child.events)
     return execution.error, execution.cause

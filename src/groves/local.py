@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from groves.asl import Execution, Interpreter, call_handler, execute
+from groves.executions import save as save_history
 from groves.storage import DEFAULT_STORE, bucket_stores, open_store
 from groves.workers import N_JOBS_ENV, WorkerPool
 
@@ -125,8 +126,10 @@ def run_local(
     ``workers`` warm worker processes (``pool``, or ones started here), as a Lambda would;
     leaving early (an interrupt, an error) terminates them all. ``functions`` replaces
     handlers, as a fault would on AWS. ``machine`` names the state machine: ``forest``
-    (training) or ``batch_predict``."""
+    (training), ``batch_predict`` or ``search``. The execution's history is stored in the
+    folder of the run (or batch, or search) it planned, also when it is stopped."""
     with nullcontext(pool) if pool else start_workers(workers, functions) as running:
+        name = request.get("build_id")
         definition, interpreter = local_machine(
             store,
             functions,
@@ -137,4 +140,19 @@ def run_local(
             on_event=on_event,
             pool=running,
         )
-        return execute(definition, dict(request), interpreter, name=request.get("build_id"))
+        try:
+            execution = execute(definition, dict(request), interpreter, name=name)
+        except BaseException:  # stopped: keep what it did
+            log = interpreter.log
+            aborted = Execution(
+                str(name),
+                "ABORTED",
+                started_at=log.events[0]["timestamp"] if log.events else "",
+                stopped_at=log.events[-1]["timestamp"] if log.events else "",
+                history=log.events,
+                children=interpreter.children,
+            )
+            save_history(open_store(store), aborted, machine)
+            raise
+        save_history(open_store(store), execution, machine)
+        return execution

@@ -9,8 +9,11 @@ loaded, so a definition that runs here uses nothing the runner ignores.
 
 Task invocations run in the calling thread, or, given a ``WorkerPool``, in worker processes
 as Lambda runs them (a worker that dies fails its invocation with ``Lambda.Unknown``). Map
-iterations are interpreted in threads of this process, so the history keeps every iteration's
-states and retries, tagged with the iteration's index.
+iterations are interpreted in threads of this process. The history is Step Functions' own:
+the event types and details ``get_execution_history`` returns (``TaskStateEntered``,
+``LambdaFunctionScheduled``, ``MapRunStarted``, ...), an inline Map's iterations in the
+execution's history (each event names the one before it in its iteration), a Distributed
+Map's child executions in histories of their own.
 
 Distributed Maps: ItemReader (a JSON array in S3, through a bucket -> store mapping), ItemBatcher
 (MaxItemsPerBatch(Path), BatchInput), child executions with their own names and context,

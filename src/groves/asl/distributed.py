@@ -157,6 +157,25 @@ class MapRun:
     def machine_arn(self) -> str:
         return f"{ARN_PREFIX}:stateMachine:{self.machine}/{self.label}"
 
+    def describe(self, max_concurrency: int, tolerated: int) -> dict[str, Any]:
+        """The Map Run as ``describe-map-run`` reports it (``maxConcurrency``: the child
+        executions that ran at once here)."""
+        statuses = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "ABORTED")
+        executions = {s.lower(): sum(c.status == s for c in self.children) for s in statuses}
+        items = {
+            s.lower(): sum(c.n_items for c in self.children if c.status == s) for s in statuses
+        }
+        running = executions["pending"] + executions["running"]
+        failed = executions["failed"] + executions["aborted"]
+        return {
+            "mapRunArn": self.arn,
+            "status": "FAILED" if failed else "RUNNING" if running else "SUCCEEDED",
+            "maxConcurrency": max_concurrency,
+            "toleratedFailureCount": tolerated,
+            "executionCounts": {**executions, "total": len(self.children)},
+            "itemCounts": {**items, "total": sum(self.n_items)},
+        }
+
     def failed_items(self) -> int:
         return sum(c.n_items for c in self.children if c.status in ("FAILED", "ABORTED"))
 

@@ -15,7 +15,7 @@ from typing import Any
 from groves.asl.choice import rule_matches
 from groves.asl.distributed import Objects
 from groves.asl.errors import StatesError
-from groves.asl.history import TOP, Scope, now
+from groves.asl.history import EventLog, Scope, as_json, now
 from groves.asl.maps import MapStates
 from groves.asl.paths import evaluate, get_path, select, set_path
 from groves.asl.validation import Handler, validate
@@ -27,7 +27,9 @@ PAYLOAD_LIMIT = 262_144  # Step Functions' limit on a state's input or output, i
 
 @dataclass
 class Execution:
-    """What an execution ended with, as ``describe-execution`` would report it."""
+    """What an execution ended with, as ``describe-execution`` would report it, with its
+    history (``get_execution_history``'s events), its Distributed Maps' child executions' (each
+    an ``EventLog``) and its Map Runs (as ``describe-map-run`` reports them)."""
 
     name: str
     status: str
@@ -35,7 +37,11 @@ class Execution:
     error: str | None = None
     cause: str | None = None
     seconds: float = 0.0
+    started_at: str = ""
+    stopped_at: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)
+    children: list[EventLog] = field(default_factory=list)
+    map_runs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -51,38 +57,41 @@ class Interpreter(MapStates):
     sleep: Callable[[float], None] = time.sleep
     pool: WorkerPool | None = None
     buckets: Mapping[str, Objects] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)
+    log: EventLog = field(default_factory=EventLog)  # the last execution's own history
+    children: list[EventLog] = field(default_factory=list)  # child executions' histories
+    map_runs: list[dict[str, Any]] = field(default_factory=list)
 
-    def _record(self, kind: str, state: str, scope: Scope, **fields: Any) -> None:
-        event = {"type": kind, "state": state, "timestamp": now(), **fields}
-        if scope.iteration is not None:
-            event["iteration"] = scope.iteration
-        if scope.execution is not None:
-            event["execution"] = scope.execution
-        self.history.append(event)  # list.append is atomic: iterations may record at once
-        if self.on_event is not None and scope == TOP:
+    def _record(
+        self, scope: Scope, kind: str, details: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Record an event in ``scope``'s history; the execution's own events also go to
+        ``on_event``."""
+        event = scope.record(kind, details)
+        if self.on_event is not None and scope.top:
             self.on_event(event)
+        return event
 
     def run(
-        self, machine: Mapping[str, Any], data: Any, context: dict[str, Any], scope: Scope = TOP
+        self, machine: Mapping[str, Any], data: Any, context: dict[str, Any], scope: Scope
     ) -> Any:
         states, name = machine["States"], machine["StartAt"]
         while True:
             state = states[name]
-            self._record("StateEntered", name, scope)
-            context = {**context, "State": {"Name": name, "EnteredTime": now(), "RetryCount": 0}}
             kind = state["Type"]
+            self._record(scope, f"{kind}StateEntered", {"name": name, "input": as_json(data)})
+            context = {**context, "State": {"Name": name, "EnteredTime": now(), "RetryCount": 0}}
             if kind == "Fail":
                 raise StatesError(*self._failure(state, data))
-            if kind == "Succeed":
-                return select(
-                    select(data, state.get("InputPath", "$")), state.get("OutputPath", "$")
-                )
-            if kind == "Choice":
-                name = self._choose(name, state, select(data, state.get("InputPath", "$")))
+            if kind in ("Succeed", "Choice"):
+                if kind == "Choice":
+                    next_name = self._choose(name, state, select(data, state.get("InputPath", "$")))
                 data = select(
                     select(data, state.get("InputPath", "$")), state.get("OutputPath", "$")
                 )
+                self._exited(scope, kind, name, data)
+                if kind == "Succeed":
+                    return data
+                name = next_name
                 continue
             try:
                 data = self._run_state(name, state, data, context, scope)
@@ -97,16 +106,19 @@ class Interpreter(MapStates):
                 )
                 if catcher is None:
                     raise
-                self._record("Caught", name, scope, error=err.error)
                 data = set_path(
                     data, catcher.get("ResultPath", "$"), {"Error": err.error, "Cause": err.cause}
                 )
+                self._exited(scope, kind, name, data)
                 name = catcher["Next"]
                 continue
-            self._record("StateExited", name, scope)
+            self._exited(scope, kind, name, data)
             if state.get("End"):
                 return data
             name = state["Next"]
+
+    def _exited(self, scope: Scope, kind: str, name: str, output: Any) -> None:
+        self._record(scope, f"{kind}StateExited", {"name": name, "output": as_json(output)})
 
     def _failure(self, state: Mapping[str, Any], data: Any) -> tuple[str, str]:
         error = get_path(data, state["ErrorPath"]) if "ErrorPath" in state else state.get("Error")
@@ -168,7 +180,6 @@ class Interpreter(MapStates):
                 delay = min(delay, retrier.get("MaxDelaySeconds", delay))
                 if retrier.get("JitterStrategy") == "FULL":
                     delay = random.uniform(0, delay)
-                self._record("Retry", name, scope, error=err.error)
                 context["State"]["RetryCount"] = done + 1
                 self.sleep(delay)
 
@@ -178,12 +189,18 @@ class Interpreter(MapStates):
         payload = evaluate(state["Parameters"], data, context) if "Parameters" in state else data
         _check_size(name, payload)
         resource = state["Resource"]
+        scheduled = {"resource": resource, "input": as_json(payload)}
+        self._record(scope, "LambdaFunctionScheduled", scheduled)
+        self._record(scope, "LambdaFunctionStarted")
         if self.pool is None:
             outcome = call_handler(self.resources[resource], payload)
         else:
             outcome = self.pool.invoke(resource, payload, self.worker_env(scope.concurrency))
         if outcome[0] == "error":
+            failed = {"error": outcome[1], "cause": outcome[2]}
+            self._record(scope, "LambdaFunctionFailed", failed)
             raise StatesError(outcome[1], outcome[2])
+        self._record(scope, "LambdaFunctionSucceeded", {"output": as_json(outcome[1])})
         return outcome[1]
 
     def _progress(self, name: str, done: int, total: int) -> None:
@@ -227,19 +244,43 @@ def _check_size(name: str, value: Any) -> None:
 def execute(
     machine: Mapping[str, Any], data: Any, interpreter: Interpreter, name: str | None = None
 ) -> Execution:
-    """Run a whole execution; a failure ends as status FAILED with its error and cause."""
+    """Run a whole execution; a failure ends as status FAILED with its error and cause. An
+    interrupt (any other exception) records ``ExecutionAborted`` in ``interpreter.log``, and
+    goes on."""
     validate(machine, interpreter.resources)
     name = name or uuid.uuid4().hex
+    scope = Scope()
+    interpreter.log, interpreter.children[:], interpreter.map_runs[:] = scope.log, [], []
+    execution = Execution(
+        name=name,
+        status="RUNNING",
+        started_at=now(),
+        history=scope.log.events,
+        children=interpreter.children,
+        map_runs=interpreter.map_runs,
+    )
     context = {
-        "Execution": {"Id": f"local:{name}", "Name": name, "Input": data, "StartTime": now()},
+        "Execution": {
+            "Id": f"local:{name}",
+            "Name": name,
+            "Input": data,
+            "StartTime": execution.started_at,
+        },
         "StateMachine": {"Id": "local", "Name": "local"},
     }
     started = time.perf_counter()
-    execution = Execution(name=name, status="RUNNING", history=interpreter.history)
+    interpreter._record(scope, "ExecutionStarted", {"input": as_json(data)})
     try:
-        execution.output = interpreter.run(machine, data, context)
+        execution.output = interpreter.run(machine, data, context, scope)
         execution.status = "SUCCEEDED"
+        interpreter._record(scope, "ExecutionSucceeded", {"output": as_json(execution.output)})
     except StatesError as err:
         execution.status, execution.error, execution.cause = "FAILED", err.error, err.cause
-    execution.seconds = time.perf_counter() - started
+        interpreter._record(scope, "ExecutionFailed", {"error": err.error, "cause": err.cause})
+    except BaseException:
+        interpreter._record(scope, "ExecutionAborted", {})
+        raise
+    finally:
+        execution.seconds = time.perf_counter() - started
+        execution.stopped_at = now()
     return execution

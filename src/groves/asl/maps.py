@@ -18,7 +18,7 @@ from groves.asl.distributed import (
     tolerated_failures,
 )
 from groves.asl.errors import StatesError
-from groves.asl.history import TOP, Scope, now
+from groves.asl.history import EventLog, Scope, as_json, now
 from groves.asl.paths import evaluate, get_path
 
 
@@ -32,16 +32,18 @@ class MapStates:
 
     workers: int
     buckets: Mapping[str, Objects]
+    children: list[EventLog]
+    map_runs: list[dict[str, Any]]
     run: Callable[..., Any]
-    _record: Callable[..., None]
+    _record: Callable[..., Any]
     _progress: Callable[[str, int, int], None]
 
     def _map(
-        self, name: str, state: Mapping[str, Any], data: Any, context: dict, scope: Scope = TOP
+        self, name: str, state: Mapping[str, Any], data: Any, context: dict, scope: Scope
     ) -> Any:
         """A Map state's result. Only Maps of the execution itself report progress; an inline
-        Map's iterations stay in the child execution ``scope`` runs in, if any."""
-        top = scope == TOP
+        Map's iterations stay in the history of the execution ``scope`` runs in."""
+        top = scope.top
         if "ItemReader" in state:
             items = read_items(name, state["ItemReader"], data, context, self.buckets)
         else:
@@ -67,25 +69,47 @@ class MapStates:
             inputs = batches(name, state["ItemBatcher"], inputs, data, context)
             counts = [len(batch["Items"]) for batch in inputs]
         n_threads = max(1, min(limit or len(inputs), self.workers, len(inputs)))
+        self._record(scope, "MapStateStarted", {"length": len(items)})
+        if top:
+            self._progress(name, 0, len(items))
         if is_distributed(state):
             run = MapRun(context["StateMachine"]["Name"], state.get("Label", name), inputs, counts)
-            return self._map_run(name, state, run, n_threads, data, context, top)
-        self._record("MapStarted", name, scope, items=len(items), workers=n_threads)
+            return self._map_run(name, state, run, n_threads, data, context, scope)
         processor = state["ItemProcessor"]
+        started_at = scope.last
 
         def iteration(index: int) -> Any:
-            return self.run(
-                processor, inputs[index], context, Scope(n_threads, index, scope.execution)
-            )
+            inner = Scope(scope.log, started_at, n_threads, index)
+            which = {"name": name, "index": index}
+            inner.record("MapIterationStarted", which)
+            try:
+                result = self.run(processor, inputs[index], context, inner)
+            except StatesError:
+                inner.record("MapIterationFailed", which)
+                raise
+            inner.record("MapIterationSucceeded", which)
+            return result
 
+        try:
+            results = self._iterations(name, iteration, len(inputs), n_threads, top)
+        except StatesError:
+            self._record(scope, "MapStateFailed")
+            raise
+        self._record(scope, "MapStateSucceeded")
+        return results
+
+    def _iterations(
+        self, name: str, iteration: Callable[[int], Any], n: int, n_threads: int, top: bool
+    ) -> list[Any]:
+        """An inline Map's iterations, in turn or in threads."""
         if n_threads == 1:
             results = []
-            for index in range(len(inputs)):
+            for index in range(n):
                 results.append(iteration(index))
                 if top:
-                    self._progress(name, index + 1, len(inputs))
+                    self._progress(name, index + 1, n)
             return results
-        return self._map_in_threads(name, iteration, len(inputs), n_threads, top)
+        return self._map_in_threads(name, iteration, n, n_threads, top)
 
     def _map_run(
         self,
@@ -95,31 +119,29 @@ class MapStates:
         n_threads: int,
         data: Any,
         context: dict,
-        top: bool = True,
+        scope: Scope,
     ) -> Any:
         """A Distributed Map: each input runs as a child execution with a name and a context of
         its own. Once more items failed than tolerated, no child starts (they stay PENDING) and
         the ones still running end ABORTED, as Step Functions stops them; ResultWriter's files
         are written either way, then the Map fails with States.ExceedToleratedFailureThreshold."""
         processor = state["ItemProcessor"]
-        tolerated = tolerated_failures(state, sum(c.n_items for c in run.children))
+        n_items = sum(c.n_items for c in run.children)
+        tolerated = tolerated_failures(state, n_items)
         exceeded, lock = threading.Event(), threading.Lock()
-        self._record(
-            "MapRunStarted",
-            name,
-            Scope(),
-            map_run=run.arn,
-            children=len(run.children),
-            items=sum(c.n_items for c in run.children),
-            workers=n_threads,
-        )
+        self._record(scope, "MapRunStarted", {"mapRunArn": run.arn})
+        described = run.describe(n_threads, tolerated)
+        self.map_runs.append(described)
 
         def child_execution(index: int) -> None:
             child = run.children[index]
             if exceeded.is_set():
                 return
             child.status, child.started = "RUNNING", now()
-            scope = Scope(n_threads, index, child.name)
+            log = EventLog(child.name, index)
+            with lock:
+                self.children.append(log)
+            inner = Scope(log, 0, n_threads)
             child_context = {
                 "Execution": {
                     "Id": child.arn,
@@ -129,9 +151,9 @@ class MapStates:
                 },
                 "StateMachine": {"Id": run.machine_arn, "Name": f"{run.machine}/{run.label}"},
             }
-            self._record("ChildExecutionStarted", name, scope)
+            inner.record("ExecutionStarted", {"input": as_json(child.input)})
             try:
-                output, failure = self.run(processor, child.input, child_context, scope), None
+                output, failure = self.run(processor, child.input, child_context, inner), None
             except StatesError as err:
                 output, failure = None, err
             with lock:
@@ -145,16 +167,15 @@ class MapStates:
                 if run.failed_items() > tolerated:
                     exceeded.set()
                 done = sum(c.n_items for c in run.children if c.status == "SUCCEEDED")
-            self._record(
-                f"ChildExecution{child.status.title()}",
-                name,
-                scope,
-                **({"error": child.error, "cause": child.cause} if child.error else {}),
-            )
-            if child.status == "SUCCEEDED" and top:
+            if child.status == "SUCCEEDED":
+                inner.record("ExecutionSucceeded", {"output": as_json(output)})
+            elif child.status == "FAILED":
+                inner.record("ExecutionFailed", {"error": child.error, "cause": child.cause})
+            else:
+                inner.record("ExecutionAborted", {})
+            if child.status == "SUCCEEDED" and scope.top:
                 self._progress(name, done, n_items)
 
-        n_items = sum(c.n_items for c in run.children)
         if n_threads == 1:
             for index in range(len(run.children)):
                 child_execution(index)
@@ -163,10 +184,15 @@ class MapStates:
         output: Any = [c.output for c in run.children]
         if "ResultWriter" in state:
             output = run.write_results(name, state["ResultWriter"], data, context, self.buckets)
+        self.children.sort(key=lambda log: log.index or 0)
+        described.update(run.describe(n_threads, tolerated), stopDate=now())
         if exceeded.is_set():
-            self._record("MapRunFailed", name, Scope(), failed_items=run.failed_items())
+            failed = {"error": THRESHOLD_ERROR, "cause": THRESHOLD_CAUSE}
+            self._record(scope, "MapRunFailed", failed)
+            self._record(scope, "MapStateFailed")
             raise StatesError(THRESHOLD_ERROR, THRESHOLD_CAUSE)
-        self._record("MapRunSucceeded", name, Scope())
+        self._record(scope, "MapRunSucceeded")
+        self._record(scope, "MapStateSucceeded")
         return output
 
     def _map_in_threads(

@@ -1,0 +1,58 @@
+"""Commands that read what runs left in a store or on Step Functions: ``groves ls`` (builds and
+runs), ``groves history`` (an execution's events)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from groves.console import UsageError
+from groves.storage import DEFAULT_STORE, open_store
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from groves.listing import list_runs, table
+
+    rows = list_runs(open_store(args.store))
+    if not rows:
+        print(f"no builds in {args.store}", file=sys.stderr)
+        return 0
+    print("\n".join(table(rows)))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, session: Any = None) -> int:
+    from groves import executions
+
+    if args.execution_arn:
+        if args.build_id or args.run:
+            raise UsageError("--execution-arn names the execution: drop NAME and --run")
+        import boto3
+
+        session = session or boto3.session.Session()
+        histories = [executions.deployed(session.client("stepfunctions"), args.execution_arn)]
+    elif args.build_id:
+        histories = executions.stored(open_store(args.store), args.build_id, args.run)
+    else:
+        raise UsageError("name a build (groves history NAME [--run ID]) or --execution-arn ARN")
+    print("\n\n".join("\n".join(executions.table(history)) for history in histories))
+    return 0
+
+
+def add_parsers(commands: Any) -> None:
+    ls = commands.add_parser("ls", help="list the builds and runs in a store")
+    ls.add_argument("--store", default=DEFAULT_STORE, help="directory or s3://bucket[/prefix]")
+    ls.set_defaults(func=cmd_ls, parser=ls)
+
+    history = commands.add_parser(
+        "history",
+        help="print an execution's history: a local run's, or a deployed execution's",
+    )
+    history.add_argument("build_id", metavar="NAME", nargs="?", help="a build in the store")
+    history.add_argument("--run", help="a run id of the build (default: its newest run)")
+    history.add_argument("--store", default=DEFAULT_STORE, help="directory or s3://bucket[/prefix]")
+    history.add_argument(
+        "--execution-arn", help="a deployed execution: read through get_execution_history"
+    )
+    history.set_defaults(func=cmd_history, parser=history)
