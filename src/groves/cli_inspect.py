@@ -1,5 +1,5 @@
 """Commands that read what runs left in a store or on Step Functions: ``groves ls`` (builds and
-runs), ``groves history`` (an execution's events)."""
+runs), ``groves history`` (an execution's events), ``groves report`` (a run's HTML report)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,17 @@ def cmd_history(args: argparse.Namespace, session: Any = None) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from groves import report
+
+    out = Path(args.out) if args.out else None
+    where = report.write(open_store(args.store), args.build_id, args.run, out)
+    print(f"report    {where}")
+    return 0
+
+
 def add_parsers(commands: Any) -> None:
     ls = commands.add_parser("ls", help="list the builds and runs in a store")
     ls.add_argument("--store", default=DEFAULT_STORE, help="directory or s3://bucket[/prefix]")
@@ -56,3 +67,15 @@ def add_parsers(commands: Any) -> None:
         "--execution-arn", help="a deployed execution: read through get_execution_history"
     )
     history.set_defaults(func=cmd_history, parser=history)
+
+    report = commands.add_parser(
+        "report",
+        help="write an HTML report of a committed run: scores, grove timeline, cost, files",
+    )
+    report.add_argument("build_id", metavar="NAME", help="a build in the store")
+    report.add_argument("--run", help="a committed run id (default: the build's latest)")
+    report.add_argument("--store", default=DEFAULT_STORE, help="directory or s3://bucket[/prefix]")
+    report.add_argument(
+        "--out", help="a local folder for report.html and its PNGs (default: the run's report/)"
+    )
+    report.set_defaults(func=cmd_report, parser=report)

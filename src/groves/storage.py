@@ -47,6 +47,8 @@ class Store(Protocol):
 
     def list_keys(self, prefix: str) -> list[str]: ...
 
+    def list_sizes(self, prefix: str) -> dict[str, int]: ...
+
     def list_children(self, prefix: str) -> list[str]: ...
 
     def local_path(self, key: str) -> Path: ...
@@ -101,14 +103,15 @@ class LocalStore:
         return self._path(key).is_file()
 
     def list_keys(self, prefix: str) -> list[str]:
+        return list(self.list_sizes(prefix))
+
+    def list_sizes(self, prefix: str) -> dict[str, int]:
+        """Every key under ``prefix`` with its size in bytes, in key order."""
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
-            return []
-        return sorted(
-            p.relative_to(self.root).as_posix()
-            for p in base.rglob("*")
-            if p.is_file() and not p.name.startswith(".")
-        )
+            return {}
+        files = (p for p in base.rglob("*") if p.is_file() and not p.name.startswith("."))
+        return dict(sorted((p.relative_to(self.root).as_posix(), p.stat().st_size) for p in files))
 
     def put_file(self, key: str, path: Path) -> None:
         """Copy a local file in, atomically."""
@@ -196,14 +199,18 @@ class S3Store:
         return True
 
     def list_keys(self, prefix: str) -> list[str]:
+        return list(self.list_sizes(prefix))
+
+    def list_sizes(self, prefix: str) -> dict[str, int]:
+        """Every key under ``prefix`` with its size in bytes, in key order."""
         full = self._key(prefix)
         strip = len(self.prefix) + 1 if self.prefix else 0
-        keys: list[str] = []
+        sizes: dict[str, int] = {}
         for page in self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=full
         ):
-            keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
-        return sorted(keys)
+            sizes.update((obj["Key"][strip:], obj["Size"]) for obj in page.get("Contents", []))
+        return dict(sorted(sizes.items()))
 
     def put_file(self, key: str, path: Path) -> None:
         """Upload a local file with boto3's transfer manager (multipart, parts in parallel)."""

@@ -1,0 +1,90 @@
+"""``groves report``: a self-contained HTML page with its plots, checked as a browser renders it."""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from groves import cli
+
+PNG = b"\x89PNG\r\n\x1a\n"
+# Appended to a copy of the page: once loaded, the body says how many images the browser drew.
+COUNT_DRAWN = (
+    "<script>window.addEventListener('load', () => document.body.setAttribute('data-drawn', "
+    "[...document.images].filter(i => i.complete && i.naturalWidth > 0).length))</script>"
+)
+
+
+def chromium() -> str | None:
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
+
+
+def images_drawn_by_chromium(page: Path) -> int:
+    browser = chromium()
+    if browser is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium) to render the report")
+    probe = page.with_name("probe.html")
+    probe.write_text(page.read_text().replace("</body>", COUNT_DRAWN + "</body>"))
+    dom = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    found = re.search(r'data-drawn="(\d+)"', dom)
+    assert found, dom[:500]
+    return int(found.group(1))
+
+
+def test_report_of_a_scored_run_renders_its_plots_in_a_browser(tmp_path: Path, capsys) -> None:
+    store = str(tmp_path / "store")
+    args = ["-t", "12", "-g", "3", "--dataset", "digits", "-p", "--store", store]
+    assert cli.main(["run", "r", *args]) == 0
+    capsys.readouterr()
+    out = tmp_path / "out"
+    assert cli.main(["report", "r", "--store", store, "--out", str(out)]) == 0
+    page = out / "report.html"
+    assert capsys.readouterr().out.strip() == f"report    {page}"
+    text = page.read_text()
+    embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
+    files = sorted(out.glob("*.png"))
+    assert [f.name for f in files] == ["grove_scores.png", "score_by_trees.png", "timeline.png"]
+    assert sorted(base64.b64decode(e) for e in embedded) == sorted(f.read_bytes() for f in files)
+    assert all(f.read_bytes().startswith(PNG) for f in files)
+    assert "accuracy 0." in text and "Lambda" in text and "in 4 groves" in text
+    assert "grove_00003.joblib" in text and '"n_trees": 12' in html.unescape(text)
+    assert "Plan" in text and "TrainGroves" in text  # the steps of the execution
+    assert images_drawn_by_chromium(page) == 3
+
+
+def test_report_goes_to_the_runs_folder_and_says_when_a_run_is_not_scored(
+    tmp_path: Path, capsys
+) -> None:
+    store = tmp_path / "store"
+    assert (
+        cli.main(["run", "u", "-t", "4", "-g", "2", "--dataset", "iris", "--store", str(store)])
+        == 0
+    )
+    capsys.readouterr()
+    assert cli.main(["report", "u", "--store", str(store)]) == 0
+    (page,) = store.glob("u/runs/*/report/report.html")
+    assert str(page) in capsys.readouterr().out
+    text = page.read_text()
+    assert "not scored: run with --predict" in text
+    assert text.count("data:image/png;base64,") == 1  # the timeline alone
+    assert cli.main(["report", "none", "--store", str(store)]) == 1
+    assert "build 'none' has no committed run" in capsys.readouterr().err
