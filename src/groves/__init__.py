@@ -1,15 +1,25 @@
-"""groves: random forests trained as independently seeded groves, merged into one model."""
+"""groves: random forests trained as independently seeded groves, merged into one model.
 
+The Python API (``train``, ``predict``, ``load_model``) and the scikit-learn estimators
+(``GrovesClassifier``, ``GrovesRegressor``) are imported on first use: ``import groves.asl``
+(the local runner) stays free of scikit-learn and joblib.
+"""
+
+from importlib import import_module
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "load_model"]
+LAZY = {
+    "train": "groves.api",
+    "predict": "groves.api",
+    "load_model": "groves.api",
+    "GrovesClassifier": "groves.estimators",
+    "GrovesRegressor": "groves.estimators",
+}
+__all__ = ["__version__", *LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    # imported on first use: ``import groves.asl`` (the local runner) stays free of joblib
-    if name == "load_model":
-        from groves.api import load_model
-
-        return load_model
+    if name in LAZY:
+        return getattr(import_module(LAZY[name]), name)
     raise AttributeError(f"module 'groves' has no attribute {name!r}")

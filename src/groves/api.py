@@ -1,11 +1,41 @@
-"""The Python API: what the CLI does, as functions."""
+"""The Python API: what the CLI does, as functions. Each runs the same state machine the CLI
+runs, here (``store`` a directory or ``s3://``) or, given ``stack_name`` or
+``state_machine_arn``, on the deployed one, waiting for it to end:
+
+- ``train(build_id, **request)``: ``groves run`` / ``groves start --wait``; the execution's output
+- ``predict(build_id, data, output)``: ``groves predict`` / ``groves start-predict --wait``
+- ``load_model(store, build_id)``: a committed run's plain scikit-learn forest, verified
+
+A failed execution raises ``RequestError`` (naming the field, before any work) or ``BuildError``.
+The estimators ``GrovesClassifier``/``GrovesRegressor`` are in ``groves.estimators``.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+import time
 from typing import Any
 
 from groves import artifacts
-from groves.storage import Store, open_store
+from groves.asl.history import failure_message
+from groves.console import (
+    Progress,
+    deployed_root_cause,
+    follow,
+    local_root_cause,
+    stack_output,
+    state_machine_arn,
+)
+from groves.errors import BuildError, GrovesError, RequestError
+from groves.request import BATCH_DEFAULTS
+from groves.storage import DEFAULT_STORE, Store, open_store
+
+# Each state machine: the stack output naming it, its Map, and what an item of the Map is.
+MACHINES = {
+    "forest": ("StateMachineArn", "TrainGroves", "groves"),
+    "batch_predict": ("BatchPredictStateMachineArn", "PredictChunks", "chunks"),
+}
 
 
 def load_model(store: Store | str, build_id: str, run_id: str | None = None) -> Any:
@@ -14,3 +44,141 @@ def load_model(store: Store | str, build_id: str, run_id: str | None = None) -> 
     return artifacts.load_model(
         open_store(store) if isinstance(store, str) else store, build_id, run_id
     )
+
+
+def train(
+    build_id: str,
+    *,
+    store: str = DEFAULT_STORE,
+    stack_name: str | None = None,
+    state_machine_arn: str | None = None,
+    session: Any = None,
+    progress: bool = False,
+    **request: Any,
+) -> dict[str, Any]:
+    """Train a build: the request's fields as keywords (``n_trees``, ``grove_size``,
+    ``dataset``, ``target``, ``estimator``, ``test_size``, ``seed``, ``params``,
+    ``max_concurrency``, ``groves_per_invocation``, ``predict``, or ``resume``). The execution's
+    output: ``run_id``, ``model`` (where the model and manifest are, and the cost), ``metrics``
+    if scored."""
+    return run(
+        "forest",
+        {"build_id": build_id, **request},
+        store,
+        stack_name,
+        state_machine_arn,
+        session,
+        progress,
+    )
+
+
+def predict(
+    build_id: str,
+    data: str,
+    output: str,
+    *,
+    run_id: str | None = None,
+    rows_per_chunk: int = BATCH_DEFAULTS["rows_per_chunk"],
+    max_concurrency: int = BATCH_DEFAULTS["max_concurrency"],
+    store: str = DEFAULT_STORE,
+    stack_name: str | None = None,
+    state_machine_arn: str | None = None,
+    session: Any = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Predict the rows of ``data`` with a build's latest committed run (or ``run_id``) into
+    ``output`` (``.csv`` or ``.parquet``); what was written: rows, run, model sha256."""
+    request: dict[str, Any] = {
+        "build_id": build_id,
+        "data": data,
+        "output": output,
+        "rows_per_chunk": rows_per_chunk,
+        "max_concurrency": max_concurrency,
+    }
+    if run_id is not None:
+        request["run_id"] = run_id
+    done = run("batch_predict", request, store, stack_name, state_machine_arn, session, progress)
+    return done["output"]
+
+
+def run(
+    machine: str,
+    request: dict[str, Any],
+    store: str,
+    stack_name: str | None,
+    arn: str | None,
+    session: Any,
+    progress: bool,
+) -> dict[str, Any]:
+    """Run a state machine here, or on AWS when it is named; its output, or the error."""
+    if stack_name is None and arn is None:
+        from groves.local import run_local
+
+        shown = Progress(sys.stderr, unit=MACHINES[machine][2]) if progress else None
+        execution = run_local(
+            request,
+            store,
+            on_progress=shown,
+            on_event=shown.event if shown else None,
+            machine=machine,
+        )
+        if execution.status != "SUCCEEDED":
+            raise failed(*local_root_cause(execution))
+        return execution.output
+    return run_deployed(machine, request, stack_name or "groves", arn, session, progress)
+
+
+def run_deployed(
+    machine: str,
+    request: dict[str, Any],
+    stack_name: str,
+    arn: str | None,
+    session: Any = None,
+    progress: bool = False,
+    poll_seconds: float = 3.0,
+) -> dict[str, Any]:
+    """Start an execution of the deployed state machine and wait for its output."""
+    import boto3
+
+    check(machine, request)  # before an execution is started
+    session = session or boto3.session.Session()
+    sfn = session.client("stepfunctions")
+    output_name, map_state, unit = MACHINES[machine]
+    arn = state_machine_arn(session, stack_name, arn, output_name)
+    name = f"{request['build_id']}-{time.strftime('%Y%m%dT%H%M%S')}"[:80]
+    started = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(request))
+    described = follow(
+        sfn, started["executionArn"], (map_state, None, unit), poll_seconds, show=progress
+    )
+    if described["status"] != "SUCCEEDED":
+        raise failed(*deployed_root_cause(sfn, described))
+    return json.loads(described["output"])
+
+
+def deployed_store(stack_name: str = "groves", session: Any = None) -> str:
+    """The store of a deployed stack (its ``StoreUri`` output)."""
+    import boto3
+
+    return stack_output(session or boto3.session.Session(), stack_name, "StoreUri")
+
+
+def check(machine: str, request: dict[str, Any]) -> None:
+    """Validate a request as the state machine's first step will, naming the field."""
+    if machine == "forest":
+        from groves.plan import validate_request
+
+        if "resume" not in request:
+            validate_request(request)
+    else:
+        from groves.batch import validate_batch_request
+
+        validate_batch_request(request)
+
+
+def failed(error: str | None, cause: str | None) -> GrovesError:
+    """The exception for an execution that ended with ``error`` and ``cause``."""
+    message = failure_message(error, cause)
+    if error == "RequestError":
+        field, _, detail = message.split(": ", 1)[1].partition(": ")
+        return RequestError(field, detail)
+    return BuildError(message)

@@ -49,7 +49,7 @@ from groves.storage import (
     write_uri,
 )
 from groves.tables import check_source, load_features
-from groves.train import add_votes, peak_rss_mb
+from groves.training import add_votes, peak_rss_mb
 
 MAX_ROWS_PER_CHUNK = 1_000_000
 MAX_CHUNKS = 100_000

@@ -214,7 +214,7 @@ def cmd_start(args: argparse.Namespace, session: Any = None) -> int:
     spec = validate_request(request) if not args.resume else None
     session = session or boto3.session.Session()
     sfn = session.client("stepfunctions")
-    arn = state_machine_arn(args, session)
+    arn = state_machine_arn(session, args.stack_name, args.state_machine_arn)
     name = f"{args.build_id}-{time.strftime('%Y%m%dT%H%M%S')}"[:80]
     started = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(request))
     execution_arn = started["executionArn"]
@@ -281,7 +281,9 @@ def cmd_start_predict(args: argparse.Namespace, session: Any = None) -> int:
     validate_batch_request(request)  # before an execution is started
     session = session or boto3.session.Session()
     sfn = session.client("stepfunctions")
-    arn = state_machine_arn(args, session, "BatchPredictStateMachineArn")
+    arn = state_machine_arn(
+        session, args.stack_name, args.state_machine_arn, "BatchPredictStateMachineArn"
+    )
     name = f"{args.build_id}-predict-{time.strftime('%Y%m%dT%H%M%S')}"[:80]
     started = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(request))
     print(f"started {started['executionArn']}")

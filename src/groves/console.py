@@ -3,7 +3,6 @@ execution (its Map Run's progress, the failed child behind a threshold error).""
 
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 import time
@@ -89,17 +88,20 @@ def report_failure(error: str | None, cause: str | None, heading: str) -> int:
     return 1
 
 
-def state_machine_arn(
-    args: argparse.Namespace, session: Any, output: str = "StateMachineArn"
-) -> str:
-    """``--state-machine-arn``, or the ``output`` of stack ``--stack-name``."""
-    if args.state_machine_arn:
-        return args.state_machine_arn
-    stacks = session.client("cloudformation").describe_stacks(StackName=args.stack_name)
+def stack_output(session: Any, stack_name: str, output: str) -> str:
+    """An output of a deployed stack (``StateMachineArn``, ``StoreUri``, ...)."""
+    stacks = session.client("cloudformation").describe_stacks(StackName=stack_name)
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks["Stacks"][0].get("Outputs", [])}
     if output not in outputs:
-        raise UsageError(f"stack {args.stack_name!r} has no {output} output")
+        raise UsageError(f"stack {stack_name!r} has no {output} output")
     return outputs[output]
+
+
+def state_machine_arn(
+    session: Any, stack_name: str, arn: str | None, output: str = "StateMachineArn"
+) -> str:
+    """``arn``, or the ``output`` of stack ``stack_name``."""
+    return arn or stack_output(session, stack_name, output)
 
 
 def items_done(sfn: Any, execution_arn: str) -> int:
@@ -111,12 +113,18 @@ def items_done(sfn: Any, execution_arn: str) -> int:
 
 
 def follow(
-    sfn: Any, execution_arn: str, progress: tuple[str, int | None, str], poll_seconds: float
+    sfn: Any,
+    execution_arn: str,
+    progress: tuple[str, int | None, str],
+    poll_seconds: float,
+    show: bool = True,
 ) -> dict[str, Any]:
     """Poll a deployed execution to its end, with a progress bar of its Map Run's items
-    (``progress``: the Map state, the item count if known, what an item is)."""
+    (``progress``: the Map state, the item count if known, what an item is) unless not
+    ``show``."""
     state, total, unit = progress
     bar = Progress(sys.stderr, unit=unit)
+    total = total if show else None
     while True:
         described = sfn.describe_execution(executionArn=execution_arn)
         if described["status"] in TERMINAL:

@@ -37,9 +37,9 @@ from groves.cost import Invocation
 from groves.errors import RequestError
 from groves.merge import merge_build
 from groves.plan import check_build_id, plan_build, state_output
-from groves.predict import score_build
+from groves.scoring import score_build
 from groves.storage import Store, open_store
-from groves.train import train_groves
+from groves.training import train_groves
 
 log = logging.getLogger("groves")
 GROVE_OUTPUT = ("grove_id", "seed", "n_trees", "sha256", "bytes", "fit_seconds", "reused")

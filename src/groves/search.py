@@ -41,9 +41,9 @@ from groves.plan import (
     validate_params,
     validate_request,
 )
-from groves.predict import decide, score, stored_votes
 from groves.prepared import read_prepared, write_prepared
 from groves.request import FIELDS, SEARCH_DEFAULTS, check_fields
+from groves.scoring import decide, score, stored_votes
 from groves.storage import ArtifactNotFound, Store, dump_npy, get_json, load_npy, put_json
 
 MAX_CANDIDATES = 1_000
