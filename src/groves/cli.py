@@ -52,8 +52,13 @@ def _param(text: str) -> tuple[str, Any]:
         return name, value  # a bare string such as sqrt or entropy
 
 
-def _request_arguments(parser: argparse.ArgumentParser, build: bool = True) -> None:
-    """The training request's options; ``build`` adds --predict and --resume (not a search)."""
+def _request_arguments(
+    parser: argparse.ArgumentParser,
+    build: bool = True,
+    grove_flags: tuple[str, ...] = ("-g", "--grove"),
+) -> None:
+    """The training request's options; ``build`` adds --predict and --resume (not a search);
+    ``grove_flags`` name the grove size's option."""
     parser.add_argument("build_id", metavar="NAME", help="build id: where the model is stored")
     parser.add_argument(
         "-t",
@@ -63,8 +68,8 @@ def _request_arguments(parser: argparse.ArgumentParser, build: bool = True) -> N
         help="trees in the forest (default %(default)s)",
     )
     parser.add_argument(
-        "-g",
-        "--grove",
+        *grove_flags,
+        dest="grove",
         type=int,
         default=DEFAULTS["grove_size"],
         help="trees per grove (default %(default)s)",

@@ -1,5 +1,6 @@
 """Commands that read what runs left in a store or on Step Functions: ``groves ls`` (builds and
-runs), ``groves history`` (an execution's events), ``groves report`` (a run's HTML report)."""
+runs), ``groves history`` (an execution's events), ``groves report`` (a run's HTML report),
+``groves event`` (a ready event for one step, from the store)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_event(args: argparse.Namespace) -> int:
+    import json
+
+    from groves.cli import build_request
+    from groves.step_events import step_event
+
+    request = build_request(args, args.parser) if args.step == "plan" else None
+    event = step_event(
+        open_store(args.store),
+        args.step,
+        args.build_id,
+        run_id=args.run,
+        grove=args.grove_id,
+        request=request,
+    )
+    print(json.dumps(event, indent=2))
+    return 0
+
+
 def add_parsers(commands: Any) -> None:
     ls = commands.add_parser("ls", help="list the builds and runs in a store")
     ls.add_argument("--store", default=DEFAULT_STORE, help="directory or s3://bucket[/prefix]")
@@ -79,3 +99,23 @@ def add_parsers(commands: Any) -> None:
         "--out", help="a local folder for report.html and its PNGs (default: the run's report/)"
     )
     report.set_defaults(func=cmd_report, parser=report)
+
+    from groves.cli import _request_arguments
+    from groves.step_events import STEPS
+
+    event = commands.add_parser(
+        "event",
+        help="print a ready event for one step (sam local invoke -e), from the build's newest run",
+    )
+    event.add_argument("step", choices=STEPS, help="the step whose function gets the event")
+    # plan: the request's options (its grove size is --grove-size here); NAME for every step
+    _request_arguments(event, grove_flags=("--grove-size",))
+    event.add_argument("--run", help="a run id of the build (default: its newest planned run)")
+    event.add_argument(
+        "--grove",
+        dest="grove_id",
+        type=int,
+        help="train_grove: only this grove (default: every planned grove, one batch)",
+    )
+    event.add_argument("--store", default=DEFAULT_STORE, help="directory or s3://bucket[/prefix]")
+    event.set_defaults(func=cmd_event, parser=event)
