@@ -71,6 +71,11 @@ def cmd_event(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_and_run(parser: argparse.ArgumentParser, run_help: str) -> None:
+    parser.add_argument("--run", help=run_help)
+    parser.add_argument("--store", default=DEFAULT_STORE, help="directory or s3://bucket[/prefix]")
+
+
 def add_parsers(commands: Any) -> None:
     ls = commands.add_parser("ls", help="list the builds and runs in a store")
     ls.add_argument("--store", default=DEFAULT_STORE, help="directory or s3://bucket[/prefix]")
@@ -81,8 +86,7 @@ def add_parsers(commands: Any) -> None:
         help="print an execution's history: a local run's, or a deployed execution's",
     )
     history.add_argument("build_id", metavar="NAME", nargs="?", help="a build in the store")
-    history.add_argument("--run", help="a run id of the build (default: its newest run)")
-    history.add_argument("--store", default=DEFAULT_STORE, help="directory or s3://bucket[/prefix]")
+    _store_and_run(history, "a run id of the build (default: its newest run)")
     history.add_argument(
         "--execution-arn", help="a deployed execution: read through get_execution_history"
     )
@@ -93,8 +97,7 @@ def add_parsers(commands: Any) -> None:
         help="write an HTML report of a committed run: scores, grove timeline, cost, files",
     )
     report.add_argument("build_id", metavar="NAME", help="a build in the store")
-    report.add_argument("--run", help="a committed run id (default: the build's latest)")
-    report.add_argument("--store", default=DEFAULT_STORE, help="directory or s3://bucket[/prefix]")
+    _store_and_run(report, "a committed run id (default: the build's latest)")
     report.add_argument(
         "--out", help="a local folder for report.html and its PNGs (default: the run's report/)"
     )
@@ -110,12 +113,11 @@ def add_parsers(commands: Any) -> None:
     event.add_argument("step", choices=STEPS, help="the step whose function gets the event")
     # plan: the request's options (its grove size is --grove-size here); NAME for every step
     _request_arguments(event, grove_flags=("--grove-size",))
-    event.add_argument("--run", help="a run id of the build (default: its newest planned run)")
+    _store_and_run(event, "a run id of the build (default: its newest planned run)")
     event.add_argument(
         "--grove",
         dest="grove_id",
         type=int,
         help="train_grove: only this grove (default: every planned grove, one batch)",
     )
-    event.add_argument("--store", default=DEFAULT_STORE, help="directory or s3://bucket[/prefix]")
     event.set_defaults(func=cmd_event, parser=event)
