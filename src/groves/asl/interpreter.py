@@ -82,16 +82,15 @@ class Interpreter(MapStates):
             context = {**context, "State": {"Name": name, "EnteredTime": now(), "RetryCount": 0}}
             if kind == "Fail":
                 raise StatesError(*self._failure(state, data))
-            if kind in ("Succeed", "Choice"):
-                if kind == "Choice":
-                    next_name = self._choose(name, state, select(data, state.get("InputPath", "$")))
+            if kind in ("Succeed", "Choice"):  # their output is their input, through the paths
+                chosen = self._choose(name, state, select(data, state.get("InputPath", "$")))
                 data = select(
                     select(data, state.get("InputPath", "$")), state.get("OutputPath", "$")
                 )
                 self._exited(scope, kind, name, data)
-                if kind == "Succeed":
+                if chosen is None:
                     return data
-                name = next_name
+                name = chosen
                 continue
             try:
                 data = self._run_state(name, state, data, context, scope)
@@ -125,7 +124,10 @@ class Interpreter(MapStates):
         cause = get_path(data, state["CausePath"]) if "CausePath" in state else state.get("Cause")
         return str(error or "States.Failed"), str(cause or "")
 
-    def _choose(self, name: str, state: Mapping[str, Any], data: Any) -> str:
+    def _choose(self, name: str, state: Mapping[str, Any], data: Any) -> str | None:
+        """The next state a Choice picks; ``None`` for a Succeed state, which ends."""
+        if state["Type"] == "Succeed":
+            return None
         for rule in state["Choices"]:
             if rule_matches(rule, data):
                 return rule["Next"]
