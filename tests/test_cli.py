@@ -243,11 +243,16 @@ def test_progress_shows_each_step_with_its_time_and_the_maps_items(stream: io.St
     progress.event({**entered, "stateEnteredEventDetails": {"name": "Failing"}})
     progress.event(failed)
     progress.event({**exited, "stateExitedEventDetails": {"name": "Failing"}})  # caught
+    progress.event({**entered, "stateEnteredEventDetails": {"name": "Retried"}})
+    progress.event(failed)
+    progress.event({"type": "LambdaFunctionSucceeded"})  # its retry succeeded
+    progress.event({**exited, "stateExitedEventDetails": {"name": "Retried"}})
     for done in range(21):  # the Map reports 0 items done as it starts
         progress("PredictChunks", done, 20)
     text = stream.getvalue()
     assert re.search(r"PlanBatch +\d+\.\d\d s  \(\d+\.\d s in all\)", text)
     assert "Failing" not in text, "a step that failed is not shown as done"
+    assert re.search(r"Retried +\d+\.\d\d s", text), "a step that succeeded on retry is"
     if isinstance(stream, Terminal):  # a tqdm bar
         assert "PredictChunks: 100%" in text and "20/20" in text
     else:  # a line per tenth

@@ -30,6 +30,7 @@ class Progress:
         self.terminal = stream.isatty()
         self.started = time.monotonic()
         self.entered: dict[str, float] = {}
+        self.failing: str | None = None  # the step whose last attempt failed
         self.bar: Any = None
         self.shown: int | None = None
         self.lock = threading.Lock()  # Map iterations report from several threads
@@ -43,11 +44,15 @@ class Progress:
             if kind.endswith("StateEntered"):
                 self.entered[name or ""] = now
             elif kind in ("LambdaFunctionFailed", "MapStateFailed") and self.entered:
-                self.entered.pop(list(self.entered)[-1])  # the step running now
+                self.failing = list(self.entered)[-1]  # the step running now
+            elif kind == "LambdaFunctionSucceeded":
+                self.failing = None  # a retry succeeded
             elif kind.endswith("StateExited") and name in self.entered:
                 took = now - self.entered.pop(name)
                 total = now - self.started
-                self._line(f"{name:<16} {took:7.2f} s  ({total:.1f} s in all)")
+                if name != self.failing:
+                    self._line(f"{name:<16} {took:7.2f} s  ({total:.1f} s in all)")
+                self.failing = None
 
     def __call__(self, state: str, done: int, total: int) -> None:
         """A Map's items: ``done`` of ``total``; 0 when the Map starts (a bar starts then, so

@@ -141,18 +141,7 @@ def run_local(
             pool=running,
         )
         try:
-            execution = execute(definition, dict(request), interpreter, name=name)
-        except BaseException:  # stopped: keep what it did
-            log = interpreter.log
-            aborted = Execution(
-                str(name),
-                "ABORTED",
-                started_at=log.events[0]["timestamp"] if log.events else "",
-                stopped_at=log.events[-1]["timestamp"] if log.events else "",
-                history=log.events,
-                children=interpreter.children,
-            )
-            save_history(open_store(store), aborted, machine)
-            raise
-        save_history(open_store(store), execution, machine)
-        return execution
+            return execute(definition, dict(request), interpreter, name=name)
+        finally:  # also when stopped: the execution then ends ABORTED
+            if interpreter.execution is not None:
+                save_history(open_store(store), interpreter.execution, machine)

@@ -57,7 +57,7 @@ class Interpreter(MapStates):
     sleep: Callable[[float], None] = time.sleep
     pool: WorkerPool | None = None
     buckets: Mapping[str, Objects] = field(default_factory=dict)
-    log: EventLog = field(default_factory=EventLog)  # the last execution's own history
+    execution: Execution | None = None  # the last one started, as far as it got
     children: list[EventLog] = field(default_factory=list)  # child executions' histories
     map_runs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -247,13 +247,13 @@ def execute(
     machine: Mapping[str, Any], data: Any, interpreter: Interpreter, name: str | None = None
 ) -> Execution:
     """Run a whole execution; a failure ends as status FAILED with its error and cause. An
-    interrupt (any other exception) records ``ExecutionAborted`` in ``interpreter.log``, and
-    goes on."""
+    interrupt (any other exception) ends it ABORTED (``ExecutionAborted``, and
+    ``interpreter.execution`` keeps it), and goes on."""
     validate(machine, interpreter.resources)
     name = name or uuid.uuid4().hex
     scope = Scope()
-    interpreter.log, interpreter.children[:], interpreter.map_runs[:] = scope.log, [], []
-    execution = Execution(
+    interpreter.children[:], interpreter.map_runs[:] = [], []
+    execution = interpreter.execution = Execution(
         name=name,
         status="RUNNING",
         started_at=now(),
@@ -280,6 +280,7 @@ def execute(
         execution.status, execution.error, execution.cause = "FAILED", err.error, err.cause
         interpreter._record(scope, "ExecutionFailed", {"error": err.error, "cause": err.cause})
     except BaseException:
+        execution.status = "ABORTED"
         interpreter._record(scope, "ExecutionAborted", {})
         raise
     finally:
