@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from test_engines import RoutedLambda, definition, for_moto, functions_for
 
 import groves
-from groves import api, console
+from groves import api, console, executions
 from groves.errors import BuildError, RequestError
 
 
@@ -142,3 +143,29 @@ def test_an_estimator_fits_on_the_deployed_state_machine(
         names = [k["Key"] for k in keys]
         assert any(n.startswith("deployed/inputs/") and n.endswith(".npz") for n in names)
         assert f"deployed/sklearn-classifier/runs/{estimator.run_id_}/model.joblib" in names
+        # and the deployed execution's history reads back through get_execution_history
+        sfn = boto3.client("stepfunctions")
+        (execution,) = sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]
+        history = executions.deployed(MapRunChildrenUnlisted(sfn), execution["executionArn"])
+    table = executions.table(history)
+    assert "SUCCEEDED" in table[0]
+    events = [line.split()[2] for line in table[2 : 2 + len(history["events"])]]
+    assert events[0] == "ExecutionStarted" and events[-1] == "ExecutionSucceeded"
+    assert "MapRunStarted" in events and "LambdaFunctionSucceeded" in events
+    assert any(line.startswith("map run arn:aws:states:") for line in table)
+
+
+class MapRunChildrenUnlisted:
+    """moto cannot list a Map Run's child executions (``list_executions(mapRunArn=...)``
+    fails inside moto): this client lists none, and passes every other call to moto's."""
+
+    def __init__(self, sfn: Any) -> None:
+        self.sfn = sfn
+
+    def get_paginator(self, name: str) -> Any:
+        if name == "list_executions":
+            return types.SimpleNamespace(paginate=lambda **kwargs: [{"executions": []}])
+        return self.sfn.get_paginator(name)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sfn, name)

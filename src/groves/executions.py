@@ -114,12 +114,13 @@ def deployed(sfn: Any, execution_arn: str) -> dict[str, Any]:
     """A deployed execution's history in the same shape, from Step Functions: its events, its
     Map Runs and their child executions (status only; each has a history of its own)."""
     described = sfn.describe_execution(executionArn=execution_arn)
-    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
-    events = [_iso(e) for page in pages for e in page["events"]]
+    history = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+    events = [_iso(e) for page in history for e in page["events"]]
     map_runs, children = [], []
     for listed in sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", []):
         map_runs.append(_iso(sfn.describe_map_run(mapRunArn=listed["mapRunArn"])))
-        found = sfn.list_executions(mapRunArn=listed["mapRunArn"]).get("executions", [])
+        pages = sfn.get_paginator("list_executions").paginate(mapRunArn=listed["mapRunArn"])
+        found = [c for page in pages for c in page.get("executions", [])]
         children += [{**_iso(c), "index": None, "events": []} for c in found]
     keep = ("name", "stateMachineArn", "status", "startDate", "stopDate", "error", "cause")
     execution = {k: v for k, v in _iso(described).items() if k in keep}
