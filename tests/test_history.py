@@ -118,3 +118,23 @@ def test_the_stored_history_is_step_functions_shape(tmp_path: Path) -> None:
     scheduled = next(e for e in history["events"] if e["type"] == "LambdaFunctionScheduled")
     assert set(scheduled["lambdaFunctionScheduledEventDetails"]) == {"resource", "input"}
     assert json.loads(history["execution"]["output"]) == run.output
+
+
+def test_history_of_a_batch_prediction_and_a_search(tmp_path: Path, capsys) -> None:
+    store = ["--store", str(tmp_path)]
+    assert cli.main(["run", "b", "-t", "4", "-g", "2", "--dataset", "iris", *store]) == 0
+    out = str(tmp_path / "p.csv")
+    assert cli.main(["predict", "b", "--data", "iris", "--out", out, *store]) == 0
+    search = ["search", "b", "-t", "4", "-g", "2", "--dataset", "iris", *store]
+    assert cli.main([*search, "--grid", "max_depth=1,null"]) == 0
+    capsys.readouterr()
+    assert cli.main(["history", "b", "--batch", *store]) == 0
+    assert "(batch_predict): SUCCEEDED" in capsys.readouterr().out
+    assert cli.main(["history", "b", *store]) == 0  # the run's history has only its own
+    assert capsys.readouterr().out.count("execution b (forest): SUCCEEDED") == 1
+    assert cli.main(["history", "b", "--search", *store]) == 0
+    table = capsys.readouterr().out
+    assert "(search): SUCCEEDED" in table and "TrainCandidates" in table
+    with pytest.raises(SystemExit) as usage:  # argparse: --run and --batch exclude each other
+        cli.main(["history", "b", "--run", "x", "--batch", *store])
+    assert usage.value.code == 2

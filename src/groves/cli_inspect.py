@@ -11,6 +11,9 @@ from typing import Any
 from groves.console import UsageError
 from groves.storage import DEFAULT_STORE, open_store
 
+# groves history's other kinds of execution: its option, and the build's folder of them.
+KINDS = (("batch", "predictions"), ("search", "searches"))
+
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from groves.listing import list_runs, table
@@ -34,7 +37,9 @@ def cmd_history(args: argparse.Namespace, session: Any = None) -> int:
         session = session or boto3.session.Session()
         histories = [executions.deployed(session.client("stepfunctions"), args.execution_arn)]
     elif args.build_id:
-        histories = executions.stored(open_store(args.store), args.build_id, args.run)
+        chosen = [(kind, getattr(args, d)) for d, kind in KINDS if getattr(args, d) is not None]
+        kind, which = chosen[0] if chosen else ("runs", args.run)
+        histories = executions.stored(open_store(args.store), args.build_id, which or None, kind)
     else:
         raise UsageError("name a build (groves history NAME [--run ID]) or --execution-arn ARN")
     print("\n\n".join("\n".join(executions.table(history)) for history in histories))
@@ -86,7 +91,17 @@ def add_parsers(commands: Any) -> None:
         help="print an execution's history: a local run's, or a deployed execution's",
     )
     history.add_argument("build_id", metavar="NAME", nargs="?", help="a build in the store")
-    _store_and_run(history, "a run id of the build (default: its newest run)")
+    history.add_argument("--store", default=DEFAULT_STORE, help="directory or s3://bucket[/prefix]")
+    which = history.add_mutually_exclusive_group()
+    which.add_argument("--run", help="a run id of the build (default: its newest run)")
+    for dest, kind in KINDS:
+        which.add_argument(
+            f"--{dest}",
+            nargs="?",
+            const="",
+            metavar="ID",
+            help=f"a {dest} of the build instead of a run (default ID: its newest, in {kind}/)",
+        )
     history.add_argument(
         "--execution-arn", help="a deployed execution: read through get_execution_history"
     )

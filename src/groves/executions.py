@@ -20,28 +20,26 @@ import json
 from datetime import datetime
 from typing import Any
 
-from groves.artifacts import batch_key, run_ids, run_prefix
+from groves.artifacts import RUN_ID
 from groves.asl import Execution
 from groves.asl.history import failure_message, state_name, status
 from groves.errors import BuildError
 from groves.storage import Store, get_json, put_json
 
 HISTORY = "history"
+# The id a first Task's output names, and the build's folder of such ids; a batch's output
+# also names the run whose model it uses, so batches and searches come first.
+FOLDERS = {"batch_id": "predictions", "search_id": "searches", "run_id": "runs"}
 DETAIL_WIDTH = 90
 
 
-def history_folder(folder: dict[str, Any]) -> str | None:
-    """Where the histories of the executions of a run (or batch, or search) go; ``folder``
-    is the first Task's output, which names its build and run."""
-    build_id = folder.get("build_id")
-    if not isinstance(build_id, str):
-        return None
-    if isinstance(folder.get("run_id"), str):
-        return f"{run_prefix(build_id, folder['run_id'])}/{HISTORY}"
-    if isinstance(folder.get("batch_id"), str):
-        return batch_key(build_id, folder["batch_id"], HISTORY)
-    if isinstance(folder.get("search_id"), str):
-        return f"{build_id}/searches/{folder['search_id']}/{HISTORY}"
+def history_folder(ids: dict[str, Any]) -> str | None:
+    """Where the histories of the executions of a run (or batch, or search) go; ``ids`` is
+    the first Task's output, which names its build and run."""
+    build_id = ids.get("build_id")
+    for field, folder in FOLDERS.items():
+        if isinstance(build_id, str) and isinstance(ids.get(field), str):
+            return f"{build_id}/{folder}/{ids[field]}/{HISTORY}"
     return None
 
 
@@ -97,17 +95,20 @@ def save(store: Store, execution: Execution, machine: str) -> str | None:
     return key
 
 
-def stored(store: Store, build_id: str, run_id: str | None = None) -> list[dict[str, Any]]:
+def stored(
+    store: Store, build_id: str, run_id: str | None = None, kind: str = "runs"
+) -> list[dict[str, Any]]:
     """The stored histories of a run's executions, oldest first: ``run_id``'s, or those of the
-    newest run of the build that has any."""
-    candidates = [run_id] if run_id else list(reversed(run_ids(store, build_id)))
-    for candidate in candidates:
-        folder = f"{run_prefix(build_id, candidate)}/{HISTORY}"
+    newest run of the build that has any; ``kind`` ``predictions`` or ``searches`` reads a batch
+    prediction's or a search's instead."""
+    ids = sorted(n for n in store.list_children(f"{build_id}/{kind}") if RUN_ID.fullmatch(n))
+    for candidate in [run_id] if run_id else reversed(ids):
+        folder = f"{build_id}/{kind}/{candidate}/{HISTORY}"
         names = sorted(n for n in store.list_children(folder) if n.endswith(".json"))
         if names:
             return [get_json(store, f"{folder}/{name}") for name in names]
-    which = f"run {run_id} of build {build_id!r}" if run_id else f"build {build_id!r}"
-    raise BuildError(f"{which} has no stored history in {store.uri}")
+    which = f"{kind} {run_id} of build {build_id!r}" if run_id else f"build {build_id!r}"
+    raise BuildError(f"{which} has no stored history of {kind} in {store.uri}")
 
 
 def deployed(sfn: Any, execution_arn: str) -> dict[str, Any]:
