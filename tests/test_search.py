@@ -63,6 +63,11 @@ def test_a_grid_search_picks_what_gridsearchcv_picks_on_the_same_validation_spli
     result = run.output["result"]
     accuracy = float(np.mean(model.predict(outer.X_test) == outer.y_test))
     assert result["test_score"] == pytest.approx(accuracy) and result["n_test"] == 450
+    # the committed candidate's cost: its groves and its merge, not the forest's transitions
+    manifest = get_json(store, "s/latest.json")
+    cost = get_json(store, manifest["manifest"])["cost"]
+    assert set(cost["steps"]) == {"train_grove", "merge"} and cost["state_transitions"] == 0
+    assert cost["search_id"] == run.output["search_id"]
 
 
 def test_the_held_out_rows_are_not_read_before_the_best_candidate_is_chosen(

@@ -146,11 +146,15 @@ def training_cost(
     plan: dict[str, Any], grove_usages: list[dict[str, Any]], merge_usage: dict[str, Any]
 ) -> dict[str, Any]:
     """The manifest's ``cost``: plan, train_grove and merge, and every state transition of the
-    execution (scoring's Lambda time is added from ``metrics.json``)."""
+    execution (scoring's Lambda time is added from ``metrics.json``). A search's candidate
+    counts its groves and its merge only: the search's own steps and transitions are not
+    recorded."""
     spec = plan["spec"]
     steps = {"train_grove": step_cost(grove_usages), "merge": step_cost([merge_usage])}
     if "usage" in plan:  # a resumed run's plan was not invoked again
         steps = {"plan": step_cost([plan["usage"]]), **steps}
+    if "search_id" in plan:  # a search's candidate: its transitions are the search's
+        return {**summarize(steps, 0), "search_id": plan["search_id"]}
     children = math.ceil(plan["n_groves"] / spec.get("groves_per_invocation", 1))
     return summarize(steps, training_transitions(children, spec.get("predict", False)))
 
