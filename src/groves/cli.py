@@ -321,7 +321,12 @@ def _deployed_arguments(parser: argparse.ArgumentParser, output: str) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="groves", description=__doc__)
+    root = argparse.ArgumentParser(
+        prog="groves",
+        description="Random forests trained as groves: on this machine (run, predict, search) "
+        "or on the deployed Step Functions state machines (start, start-predict); then look at "
+        "what they left (ls, history, report) or make a step's event for sam local invoke (event).",
+    )
     commands = root.add_subparsers(dest="command", required=True)
     commands.add_parser = functools.partial(  # type: ignore[method-assign]
         commands.add_parser, formatter_class=DefaultsHelp
