@@ -112,11 +112,15 @@ def _plots(manifest: dict[str, Any], metrics: dict[str, Any] | None) -> dict[str
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+    """Bytes as ``812 B``, ``105.0 KiB``, ``1.2 MiB`` or ``3.4 GiB``."""
+    if n < 1024:
+        return f"{n:,} B"
+    size = n / 1024
+    for unit in ("KiB", "MiB"):
+        if size < 1024:
+            return f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size:,.1f} GiB"
 
 
 def _steps(histories: list[dict[str, Any]] | None) -> list[tuple[str, float]]:

@@ -132,6 +132,7 @@ class MapStates:
         self._record(scope, "MapRunStarted", {"mapRunArn": run.arn})
         described = run.describe(n_threads, tolerated)
         self.map_runs.append(described)
+        first_child = len(self.children)  # this Map Run's child histories are appended after
 
         def child_execution(index: int) -> None:
             child = run.children[index]
@@ -184,7 +185,8 @@ class MapStates:
         output: Any = [c.output for c in run.children]
         if "ResultWriter" in state:
             output = run.write_results(name, state["ResultWriter"], data, context, self.buckets)
-        self.children.sort(key=lambda log: log.index or 0)
+        ours = self.children[first_child:]  # in the order they started: put them in item order
+        self.children[first_child:] = sorted(ours, key=lambda log: log.index or 0)
         described.update(run.describe(n_threads, tolerated), stopDate=now())
         if exceeded.is_set():
             failed = {"error": THRESHOLD_ERROR, "cause": THRESHOLD_CAUSE}
