@@ -23,7 +23,7 @@ from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 
 from groves.artifacts import load_model, read_manifest
-from groves.data import load_dataset, split
+from groves.data.datasets import load_dataset, split
 from groves.local import run_local, usable_cores
 from groves.storage import open_store
 

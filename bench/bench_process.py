@@ -31,7 +31,7 @@ from sklearn.datasets import make_classification
 SKLEARN_USER = """
 import json, sys, joblib, numpy as np
 from sklearn.ensemble import RandomForestClassifier
-from groves.data import load_dataset, split
+from groves.data.datasets import load_dataset, split
 source, trees, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 data = split(load_dataset(source), 0.25, 0, stratify=True)
 forest = RandomForestClassifier(n_estimators=trees, n_jobs=-1, random_state=0)

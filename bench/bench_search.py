@@ -21,7 +21,7 @@ SKLEARN_USER = """
 import sys, numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
-from groves.data import carve, load_dataset, split
+from groves.data.datasets import carve, load_dataset, split
 outer = split(load_dataset("digits"), 0.25, 0, stratify=True)
 inner = carve(outer, 0.2, 0, stratify=True)
 X = np.concatenate([inner.X_train, inner.X_test]); y = np.concatenate([inner.y_train, inner.y_test])

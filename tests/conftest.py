@@ -14,7 +14,7 @@ from moto.server import ThreadedMotoServer
 
 from groves import handlers
 from groves.artifacts import items_key
-from groves.data import load_dataset
+from groves.data.datasets import load_dataset
 from groves.storage import LocalStore, get_json, open_store
 
 ROOT = Path(__file__).resolve().parents[1]

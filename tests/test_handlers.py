@@ -14,9 +14,9 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 import groves
 from groves import handlers
 from groves.artifacts import digest, grove_key, model_key
+from groves.data.prepared import read_prepared
 from groves.errors import BuildError, RequestError
 from groves.plan import read_plan
-from groves.prepared import read_prepared
 from groves.storage import get_json, load_joblib, open_store, put_json
 
 STORE = f"s3://{BUCKET}/builds"

@@ -15,8 +15,8 @@ from groves.artifacts import metrics_key, model_key, plan_key
 from groves.asl import Interpreter, execute
 from groves.asl.history import entered as states_entered
 from groves.asl.history import failure, status
+from groves.data.prepared import read_prepared
 from groves.local import FUNCTIONS, local_machine, run_local
-from groves.prepared import read_prepared
 from groves.storage import get_json, load_joblib, open_store
 
 LambdaThrottled = type("Lambda.TooManyRequestsException", (Exception,), {})

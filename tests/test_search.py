@@ -16,7 +16,7 @@ from sklearn.model_selection import GridSearchCV, PredefinedSplit
 import groves
 from groves import cli, handlers
 from groves.asl import execute
-from groves.data import carve, load_dataset, split
+from groves.data.datasets import carve, load_dataset, split
 from groves.errors import RequestError
 from groves.local import local_machine, run_local
 from groves.search import search_key, validate_search

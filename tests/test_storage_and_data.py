@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import BUCKET
 
-from groves.data import load_dataset, split
+from groves.data.datasets import load_dataset, split
 from groves.errors import RequestError
 from groves.storage import ArtifactNotFound, LocalStore, S3Store, open_store, read_uri
 

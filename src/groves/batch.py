@@ -35,6 +35,7 @@ from groves.artifacts import (
     read_manifest,
     read_verified,
 )
+from groves.data.tables import check_source, load_features
 from groves.errors import BuildError, RequestError
 from groves.plan import BUILD_ID, check_build_id, read_plan
 from groves.request import BATCH_DEFAULTS, BATCH_FIELDS, check_fields
@@ -48,7 +49,6 @@ from groves.storage import (
     split_s3_uri,
     write_uri,
 )
-from groves.tables import check_source, load_features
 from groves.training import add_votes, peak_rss_mb
 
 MAX_ROWS_PER_CHUNK = 1_000_000

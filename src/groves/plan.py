@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
-from groves import data
 from groves.artifacts import (
     RUN_ID_FORM,
     check_run_id,
@@ -22,11 +21,12 @@ from groves.artifacts import (
     plan_key,
 )
 from groves.cost import Invocation
+from groves.data import datasets
+from groves.data.prepared import write_prepared
+from groves.data.tables import check_source
 from groves.errors import BuildError, RequestError
-from groves.prepared import write_prepared
 from groves.request import DEFAULTS, FIELDS, check_fields
 from groves.storage import ArtifactNotFound, Store, get_json, put_json
-from groves.tables import check_source
 
 # The Distributed Map reads its items from the store, so the grove count is not bound by Step
 # Functions' 256 KB payload limit; 100,000 groves of 1 tree each are allowed.
@@ -179,9 +179,9 @@ def plan_build(store: Store, request: Any, invocation: Invocation | None = None)
     if isinstance(request, dict) and "resume" in request:
         return resume_plan(store, request)
     spec = validate_request(request)
-    dataset = data.load_dataset(spec["dataset"], spec["target"])
-    classes = data.check_target(dataset, spec["estimator"], spec["dataset"])
-    split = data.split(dataset, spec["test_size"], spec["seed"], classes is not None)
+    dataset = datasets.load_dataset(spec["dataset"], spec["target"])
+    classes = datasets.check_target(dataset, spec["estimator"], spec["dataset"])
+    split = datasets.split(dataset, spec["test_size"], spec["seed"], classes is not None)
     if classes is not None and len(np.unique(split.y_train)) != len(classes):
         raise RequestError("test_size", "leaves some class without training rows; lower it")
     check_params_against_data(spec["params"], split.y_train)
@@ -197,8 +197,8 @@ def plan_build(store: Store, request: Any, invocation: Invocation | None = None)
 def run_plan(
     spec: dict[str, Any],
     run_id: str,
-    dataset: data.Dataset,
-    split: data.Split,
+    dataset: datasets.Dataset,
+    split: datasets.Split,
     classes: list[Any] | None,
     prepared: dict[str, Any],
     prepared_run: str | None = None,

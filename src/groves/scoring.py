@@ -13,9 +13,9 @@ import numpy as np
 
 from groves.artifacts import grove_key, metrics_key, read_manifest, read_verified
 from groves.cost import Invocation, run_cost
+from groves.data.prepared import read_prepared
 from groves.merge import READ_THREADS
 from groves.plan import read_plan
-from groves.prepared import read_prepared
 from groves.storage import Store, load_npy, put_json
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from groves import data
 from groves.artifacts import (
     digest,
     new_run_id,
@@ -30,6 +29,8 @@ from groves.artifacts import (
     read_verified,
 )
 from groves.batch import tree_votes
+from groves.data import datasets
+from groves.data.prepared import read_prepared, write_prepared
 from groves.errors import BuildError, RequestError
 from groves.merge import check_groves, read_grove_metas
 from groves.plan import (
@@ -41,7 +42,6 @@ from groves.plan import (
     validate_params,
     validate_request,
 )
-from groves.prepared import read_prepared, write_prepared
 from groves.request import FIELDS, SEARCH_DEFAULTS, check_fields
 from groves.scoring import decide, score, stored_votes
 from groves.storage import ArtifactNotFound, Store, dump_npy, get_json, load_npy, put_json
@@ -147,10 +147,10 @@ def plan_search(store: Store, request: Any) -> dict[str, Any]:
     folder, where only ``score_best`` reads them."""
     spec, candidates = validate_search(request)
     build_id = spec["build_id"]
-    dataset = data.load_dataset(spec["dataset"], spec["target"])
-    classes = data.check_target(dataset, spec["estimator"], spec["dataset"])
-    outer = data.split(dataset, spec["test_size"], spec["seed"], classes is not None)
-    inner = data.carve(outer, spec["validation_size"], spec["seed"], classes is not None)
+    dataset = datasets.load_dataset(spec["dataset"], spec["target"])
+    classes = datasets.check_target(dataset, spec["estimator"], spec["dataset"])
+    outer = datasets.split(dataset, spec["test_size"], spec["seed"], classes is not None)
+    inner = datasets.carve(outer, spec["validation_size"], spec["seed"], classes is not None)
     if classes is not None and len(np.unique(inner.y_train)) != len(classes):
         raise RequestError("validation_size", "leaves some class without rows to fit; lower it")
     for index, candidate in enumerate(candidates):

@@ -17,9 +17,9 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from groves.artifacts import digest, grove_key, read_verified
 from groves.cost import Invocation
+from groves.data.prepared import read_prepared
 from groves.errors import BuildError
 from groves.plan import ESTIMATORS, planned_grove, read_plan
-from groves.prepared import read_prepared
 from groves.storage import Store, dump_joblib, dump_npy, get_json, put_json
 from groves.workers import N_JOBS_ENV
 

@@ -12,8 +12,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import type_of_target
 
-from groves.errors import RequestError
-from groves.tables import (
+from groves.data.tables import (
     BUILTIN,
     DEFAULT_TARGET,
     check_source,
@@ -24,6 +23,7 @@ from groves.tables import (
     from_parquet,
     read_source,
 )
+from groves.errors import RequestError
 
 
 @dataclass(frozen=True)

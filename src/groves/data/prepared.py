@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from groves.artifacts import data_key, digest
-from groves.data import Split
+from groves.data.datasets import Split
 from groves.errors import BuildError
 from groves.storage import Store, dump_npy
 

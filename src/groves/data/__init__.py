@@ -1,0 +1,10 @@
+"""Tables in, prepared splits out: what plan and plan_batch do with a user's data.
+
+- ``tables``: reading a dataset (CSV and Parquet through pyarrow, ``.npz``, scikit-learn's
+  bundled datasets) from a path or ``s3://``, with every problem a ``RequestError`` naming the
+  field and the column.
+- ``datasets``: a dataset loaded once per process, its target checked against the estimator,
+  and the held-out split (and a search's validation split) every grove shares.
+- ``prepared``: the run's split written once as ``.npy`` arrays and memory-mapped by groves and
+  scoring.
+"""
