@@ -143,7 +143,7 @@ CASES: dict[str, tuple[Callable[[Path], dict[str, Any]], str, str]] = {
     "an infinite feature": (
         lambda d: {"dataset": csv_file(d / "x.csv", [*ROWS, "inf,1,0"])},
         "dataset",
-        "1 feature values that are infinite or beyond float32",
+        "row 7 is infinite or beyond float32",
     ),
     "a feature beyond float32": (
         lambda d: {"dataset": npz_file(d / "x.npz", X=np.where(X8 == 3, 1e39, X8), y=Y8)},

@@ -65,10 +65,13 @@ def test_csv_with_string_labels_and_missing_values(tmp_path: Path) -> None:
     assert data.y.tolist() == ["cat", "dog", "cat", "dog"]
 
 
-def test_csv_errors_name_the_column_by_position_not_by_its_contents(tmp_path: Path) -> None:
-    header = "secret_a,secret_b,target"
-    source = write_csv(tmp_path / "d.csv", [header, "1,x,0", "3,4,1", "5,6,0", "7,8,1"])
-    with pytest.raises(RequestError, match=r"^dataset: column 2 of .* is not numeric") as caught:
+def test_a_typo_in_a_numeric_column_names_the_column_and_row_not_the_value(
+    tmp_path: Path,
+) -> None:
+    rows = [f"{i},{i % 7},{i % 2}" for i in range(300)]
+    rows[41] = "41,secret-typo,1"  # 1 of 300 values is not a number: a typo, not a category
+    source = write_csv(tmp_path / "d.csv", ["a,b,target", *rows])
+    with pytest.raises(RequestError, match=r"^dataset: column 'b' of .*: row 42 is not a number") as caught:
         load_dataset(source, None)
     assert "secret" not in str(caught.value)
     with pytest.raises(RequestError, match=r"^target: column 'y' is not in .* \(3 columns\)$"):

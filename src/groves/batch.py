@@ -10,7 +10,6 @@ them, so predictions equal ``joblib.load(model).predict(X)`` row for row.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -22,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from groves.artifacts import (
     batch_key,
@@ -35,7 +37,8 @@ from groves.artifacts import (
     read_manifest,
     read_verified,
 )
-from groves.data.tables import check_source, load_features
+from groves.data.rows import write_rows
+from groves.data.tables import check_source
 from groves.errors import BuildError, RequestError
 from groves.plan import BUILD_ID, check_build_id, read_plan
 from groves.request import BATCH_DEFAULTS, BATCH_FIELDS, check_fields
@@ -72,7 +75,26 @@ def validate_batch_request(request: Any) -> dict[str, Any]:
         raise RequestError("data", "required: the rows to predict, a path or an s3:// URI")
     check_source(spec["data"], None, "data")
     check_output(spec["output"])
+    check_keep(spec["keep"], spec["data"])
     return spec
+
+
+RESERVED = "prediction"  # the output's own column, and the prefix of its probabilities
+
+
+def check_keep(keep: Any, data: str) -> None:
+    """Columns of the input to carry into the output beside the predictions."""
+    if not isinstance(keep, list) or not all(isinstance(n, str) and n for n in keep):
+        raise RequestError("keep", f"{keep!r} must be a list of column names")
+    if len(set(keep)) != len(keep):
+        raise RequestError("keep", "names a column twice")
+    if keep and not data.lower().endswith((".csv", ".parquet")):
+        raise RequestError("keep", "applies only to CSV and Parquet input, whose columns are named")
+    clash = [n for n in keep if n == RESERVED or n.startswith("proba_")]
+    if clash:
+        raise RequestError(
+            "keep", f"{clash[0]!r} is a name the output gives its own columns (prediction, proba_*)"
+        )
 
 
 def check_output(output: Any) -> None:
@@ -85,13 +107,6 @@ def check_output(output: Any) -> None:
             split_s3_uri(output)
         except ValueError as exc:
             raise RequestError("output", str(exc)) from exc
-    if output.lower().endswith(".parquet"):
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError as exc:
-            raise RequestError(
-                "output", "Parquet needs pyarrow: pip install 'groves[parquet]'"
-            ) from exc
 
 
 def planned_chunk(record: dict[str, Any], chunk_id: Any) -> dict[str, int]:
@@ -125,30 +140,38 @@ def plan_batch(store: Store, request: Any) -> dict[str, Any]:
         raise RequestError("run_id" if spec["run_id"] else "build_id", str(exc)) from exc
     run_id = manifest["run_id"]
     plan = read_plan(store, build_id, run_id)
-    X = load_features(spec["data"], plan["data"]["feature_names"])
-    n_chunks = math.ceil(len(X) / spec["rows_per_chunk"])
-    if n_chunks > MAX_CHUNKS:
-        raise RequestError(
-            "rows_per_chunk", f"{len(X)} rows make {n_chunks} chunks; at most {MAX_CHUNKS}"
-        )
     batch_id = new_run_id()
-    blob = dump_npy(X)
-    store.put_bytes(batch_key(build_id, batch_id, "X.npy"), blob)
+    with tempfile.TemporaryDirectory(prefix="groves-batch-") as folder:
+        rows = Path(folder) / "X.npy"
+        kept = Path(folder) / "keep.arrow"
+        n_rows, n_features = write_rows(spec["data"], plan["data"], spec["keep"], rows, kept)
+        n_chunks = math.ceil(n_rows / spec["rows_per_chunk"])
+        if n_chunks > MAX_CHUNKS:
+            raise RequestError(
+                "rows_per_chunk", f"{n_rows} rows make {n_chunks} chunks; at most {MAX_CHUNKS}"
+            )
+        written = file_digest(rows)
+        store.put_file(batch_key(build_id, batch_id, "X.npy"), rows)
+        if spec["keep"]:
+            store.put_file(batch_key(build_id, batch_id, "keep.arrow"), kept)
+            written_keep = file_digest(kept)
     record = {
         "build_id": build_id,
         "run_id": run_id,
         "batch_id": batch_id,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "spec": {**spec, "run_id": run_id},
-        "n_rows": len(X),
-        "n_features": X.shape[1],
+        "n_rows": n_rows,
+        "n_features": n_features,
         "n_chunks": n_chunks,
-        "X": digest(blob),
+        "X": written,
         "estimator": plan["spec"]["estimator"],
         "classes": plan["data"]["classes"],
         "n_trees": manifest["n_trees"],
         "model": manifest["model"],
     }
+    if spec["keep"]:
+        record["keep"] = written_keep
     chunks = [planned_chunk(record, i) for i in range(n_chunks)]
     put_json(store, batch_key(build_id, batch_id, "chunks.json"), chunks)
     put_json(store, batch_key(build_id, batch_id, "batch.json"), record)
@@ -266,32 +289,58 @@ def predict_chunk(store: Store, build_id: str, batch_id: str, chunk: Any) -> dic
     return {**meta, "reused": False}
 
 
+def chunk_votes(store: Store, record: dict[str, Any], chunk_id: int) -> np.ndarray:
+    """A chunk's summed votes, checked against what its function recorded."""
+    build_id, batch_id = record["build_id"], record["batch_id"]
+    key = chunk_key(build_id, batch_id, chunk_id, "json")
+    try:
+        meta = get_json(store, key)
+    except ArtifactNotFound as exc:
+        raise BuildError(
+            f"chunk {chunk_id} of batch {batch_id} is missing; no output was written"
+        ) from exc
+    blob = read_verified(store, key.removesuffix("json") + "votes.npy", meta, f"chunk {chunk_id}")
+    return load_npy(blob)
+
+
+def kept_columns(store: Store, record: dict[str, Any]) -> pa.Table | None:
+    """The input's columns carried into the output (memory-mapped), checked by sha256."""
+    if "keep" not in record:
+        return None
+    key = batch_key(record["build_id"], record["batch_id"], "keep.arrow")
+    path = store.local_path(key)
+    if file_digest(path) != record["keep"]:
+        raise BuildError(f"{key} does not match its recorded sha256; no output was written")
+    return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+
+
 def assemble(store: Store, build_id: str, batch_id: str) -> dict[str, Any]:
-    """One output file in input order: ``prediction`` and, for a classifier, ``proba_<class>``
-    columns; beside it ``<output>.json`` naming the build, run and batch."""
+    """One output file in input order, written chunk by chunk (memory: one chunk): the kept
+    input columns, ``prediction`` and, for a classifier, ``proba_<class>`` columns; beside it
+    ``<output>.json`` naming the build, run and batch."""
     started = time.perf_counter()
     record = read_batch(store, build_id, batch_id)
-    parts = []
-    for chunk_id in range(record["n_chunks"]):
-        key = chunk_key(build_id, batch_id, chunk_id, "json")
-        try:
-            meta = get_json(store, key)
-        except ArtifactNotFound as exc:
-            raise BuildError(
-                f"chunk {chunk_id} of batch {batch_id} is missing; no output was written"
-            ) from exc
-        blob = read_verified(
-            store, key.removesuffix("json") + "votes.npy", meta, f"chunk {chunk_id}"
-        )
-        parts.append(load_npy(blob))
-    votes = np.concatenate(parts) / record["n_trees"]
     classes = None if record["classes"] is None else np.array(record["classes"])
-    prediction = votes if classes is None else classes.take(np.argmax(votes, axis=1))
+    kept = kept_columns(store, record)
     output = record["spec"]["output"]
     with tempfile.TemporaryDirectory(prefix="groves-output-") as tmp:
         path = Path(tmp) / Path(output).name
-        columns = ["prediction"] + ([f"proba_{c}" for c in classes] if classes is not None else [])
-        write_table(path, columns, prediction, votes if classes is not None else None)
+        writer = None
+        try:
+            for chunk_id in range(record["n_chunks"]):
+                chunk = planned_chunk(record, chunk_id)
+                votes = chunk_votes(store, record, chunk_id) / record["n_trees"]
+                table = output_table(votes, classes)
+                if kept is not None:
+                    part = kept.slice(chunk["start"], chunk["stop"] - chunk["start"])
+                    for name in reversed(part.column_names):
+                        table = table.add_column(0, name, part.column(name))
+                writer = writer or table_writer(path, table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+        columns = table.column_names
         written = file_digest(path)
         write_uri(output, path)
         sidecar = {
@@ -308,24 +357,17 @@ def assemble(store: Store, build_id: str, batch_id: str) -> dict[str, Any]:
     return {**sidecar, "seconds": round(time.perf_counter() - started, 3)}
 
 
-def write_table(
-    path: Path, columns: list[str], prediction: np.ndarray, proba: np.ndarray | None
-) -> None:
-    """CSV, or Parquet when ``path`` ends in ``.parquet``."""
-    if path.suffix.lower() == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+def output_table(votes: np.ndarray, classes: np.ndarray | None) -> pa.Table:
+    """``prediction`` (the most voted class, or the mean) and each class's probability."""
+    if classes is None:
+        return pa.table({"prediction": votes})
+    columns = {"prediction": pa.array(classes.take(np.argmax(votes, axis=1)))}
+    columns.update({f"proba_{c}": votes[:, i] for i, c in enumerate(classes)})
+    return pa.table(columns)
 
-        arrays = [pa.array(prediction)] + (
-            [pa.array(proba[:, i]) for i in range(proba.shape[1])] if proba is not None else []
-        )
-        pq.write_table(pa.table(arrays, names=columns), path)
-        return
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        if proba is None:
-            writer.writerows([value] for value in prediction.tolist())
-        else:
-            for label, row in zip(prediction.tolist(), proba.tolist(), strict=True):
-                writer.writerow([label, *row])
+
+def table_writer(path: Path, schema: pa.Schema) -> Any:
+    """pyarrow's Parquet writer when ``path`` ends in ``.parquet``, else its CSV writer."""
+    if path.suffix.lower() == ".parquet":
+        return pq.ParquetWriter(path, schema)
+    return pa_csv.CSVWriter(path, schema)

@@ -83,8 +83,9 @@ def validate_request(request: Any) -> dict[str, Any]:
         raise RequestError("predict", f"{spec['predict']!r} must be true or false")
     if not isinstance(spec["dataset"], str) or not spec["dataset"]:
         raise RequestError("dataset", "must be a dataset name, a path or an s3:// URI")
-    if spec["target"] is not None and not isinstance(spec["target"], str):
-        raise RequestError("target", f"{spec['target']!r} must be a column name")
+    for field in ("target", "weight"):
+        if spec[field] is not None and (not isinstance(spec[field], str) or not spec[field]):
+            raise RequestError(field, f"{spec[field]!r} must be a column name")
     check_source(spec["dataset"], spec["target"])
     if n_groves(spec) > MAX_GROVES:
         raise RequestError(
@@ -179,7 +180,7 @@ def plan_build(store: Store, request: Any, invocation: Invocation | None = None)
     if isinstance(request, dict) and "resume" in request:
         return resume_plan(store, request)
     spec = validate_request(request)
-    dataset = datasets.load_dataset(spec["dataset"], spec["target"])
+    dataset = datasets.load_dataset(spec["dataset"], spec["target"], spec["weight"])
     classes = datasets.check_target(dataset, spec["estimator"], spec["dataset"])
     split = datasets.split(dataset, spec["test_size"], spec["seed"], classes is not None)
     if classes is not None and len(np.unique(split.y_train)) != len(classes):
@@ -219,6 +220,9 @@ def run_plan(
             "classes": classes,
             "split_fingerprint": split.fingerprint,
             "feature_names": list(dataset.feature_names),
+            "named": dataset.named,
+            "columns": list(split.columns),
+            "weighted": split.w_train is not None,
             "prepared": prepared,
         },
     }

@@ -12,6 +12,7 @@ DEFAULTS: dict[str, Any] = {
     "grove_size": 10,
     "dataset": "digits",
     "target": None,
+    "weight": None,
     "estimator": "classifier",
     "test_size": 0.25,
     "seed": 0,
@@ -23,7 +24,12 @@ DEFAULTS: dict[str, Any] = {
 FIELDS = ("build_id", *DEFAULTS, "resume")
 
 # A batch prediction request (``statemachine/batch_predict.asl.json``).
-BATCH_DEFAULTS: dict[str, Any] = {"run_id": None, "rows_per_chunk": 50_000, "max_concurrency": 10}
+BATCH_DEFAULTS: dict[str, Any] = {
+    "run_id": None,
+    "rows_per_chunk": 50_000,
+    "max_concurrency": 10,
+    "keep": [],
+}
 BATCH_FIELDS = ("build_id", "data", "output", *BATCH_DEFAULTS)
 
 # A hyper-parameter search request (``statemachine/search.asl.json``): the training fields, and

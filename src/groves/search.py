@@ -147,7 +147,7 @@ def plan_search(store: Store, request: Any) -> dict[str, Any]:
     folder, where only ``score_best`` reads them."""
     spec, candidates = validate_search(request)
     build_id = spec["build_id"]
-    dataset = datasets.load_dataset(spec["dataset"], spec["target"])
+    dataset = datasets.load_dataset(spec["dataset"], spec["target"], spec["weight"])
     classes = datasets.check_target(dataset, spec["estimator"], spec["dataset"])
     outer = datasets.split(dataset, spec["test_size"], spec["seed"], classes is not None)
     inner = datasets.carve(outer, spec["validation_size"], spec["seed"], classes is not None)

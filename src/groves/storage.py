@@ -305,6 +305,19 @@ def read_uri(uri: str) -> bytes:
         raise ArtifactNotFound(f"{uri} does not exist") from exc
 
 
+def download_uri(uri: str, path: Path) -> None:
+    """Download ``s3://bucket/key`` to ``path`` with boto3's transfer manager (parallel ranged
+    GETs); a missing object is ``ArtifactNotFound``."""
+    bucket, key = split_s3_uri(uri)
+    client = s3_client()
+    try:
+        client.download_file(bucket, key, str(path))
+    except client.exceptions.ClientError as exc:
+        if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            raise ArtifactNotFound(f"{uri} does not exist") from exc
+        raise
+
+
 def write_uri(uri: str, path: Path) -> None:
     """Copy a local file to a local path (atomically) or to ``s3://bucket/key`` (boto3's
     transfer manager)."""

@@ -127,7 +127,7 @@ def train_groves(
             share_started = time.perf_counter()
             continue
         if split is None:
-            split = read_prepared(store, plan, ("X_train", "y_train", "X_test"))
+            split = read_prepared(store, plan, ("X_train", "y_train", "w_train", "X_test"))
         share = Share(invocation, share_started)
         yield {**fit_grove(store, plan, split, grove, started, share), "reused": False}
         share_started = time.perf_counter()
@@ -158,7 +158,7 @@ def fit_grove(
     build_id, run_id, gid = plan["build_id"], plan["run_id"], grove["grove_id"]
     forest = make_forest(plan["spec"], grove["n_trees"], grove["seed"])
     fit_started = time.perf_counter()
-    forest.fit(split.X_train, split.y_train)
+    forest.fit(split.X_train, split.y_train, sample_weight=split.w_train)
     fit_seconds = time.perf_counter() - fit_started
     votes = dump_npy(summed_votes(forest, split.X_test))
     blob = dump_joblib(forest)

@@ -5,73 +5,150 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import type_of_target
 
+from groves.data import encoding
 from groves.data.tables import (
-    BUILTIN,
+    BUILTIN_NAMES,
     DEFAULT_TARGET,
+    arrow_labels,
+    builtin,
     check_source,
     checked_features,
     checked_labels,
-    from_csv,
-    from_npz,
-    from_parquet,
+    npz_arrays,
     read_source,
+    read_table,
+    row_weights,
+    suffix,
 )
 from groves.errors import RequestError
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Features as float32 (what scikit-learn's trees use), labels as loaded."""
+    """Features as float32 (what scikit-learn's trees use), labels as loaded, optional row
+    weights. ``columns`` records each feature's kind (``groves.data.encoding``); a text
+    column's values are codes into ``words[j]``, its sorted distinct values over every row,
+    until ``split`` recodes them by the training rows' categories. ``named``: whether the
+    feature names came from the data (a CSV/Parquet header, a built-in dataset)."""
 
     X: np.ndarray
     y: np.ndarray
     feature_names: tuple[str, ...]
     fingerprint: str
+    columns: tuple[dict[str, Any], ...] = ()
+    words: dict[int, np.ndarray] = field(default_factory=dict)
+    weights: np.ndarray | None = None
+    named: bool = True
 
 
 @dataclass(frozen=True)
 class Split:
+    """The training and held-out rows; ``columns`` the encoding the training rows define."""
+
     X_train: np.ndarray
     X_test: np.ndarray
     y_train: np.ndarray
     y_test: np.ndarray
     fingerprint: str
+    w_train: np.ndarray | None = None
+    columns: tuple[dict[str, Any], ...] = ()
 
 
 @functools.lru_cache(maxsize=2)
-def load_dataset(source: str, target: str | None = None) -> Dataset:
+def load_dataset(source: str, target: str | None = None, weight: str | None = None) -> Dataset:
     """Load a dataset once per process (warm Lambdas and local workers reuse it). Whatever is
-    wrong with the file is a ``RequestError`` naming ``dataset`` or ``target``, and no message
-    quotes the file's contents (the caller may not be allowed to read them)."""
+    wrong with the file is a ``RequestError`` naming ``dataset``, ``target`` or ``weight``,
+    and no message quotes the file's contents (the caller may not be allowed to read them)."""
     check_source(source, target)
-    if source in BUILTIN:
-        bunch = BUILTIN[source]()
+    words: dict[int, np.ndarray] = {}
+    w = None
+    if source in BUILTIN_NAMES:
+        bunch = builtin(source)
         names = tuple(str(n) for n in getattr(bunch, "feature_names", ()))
         X, y = bunch.data, bunch.target
+        if weight is not None:
+            raise RequestError("weight", f"applies only to files, not {source!r}")
+    elif suffix(source) == "npz":
+        arrays = npz_arrays(read_source(source), source, "dataset", ("X", "y"))
+        X, y, names = arrays["X"], arrays["y"], ()
+        if weight is not None:
+            if weight not in arrays:
+                raise RequestError("weight", f"{source!r} holds no array named {weight!r}")
+            w = arrays[weight]
     else:
-        raw = read_source(source)
-        suffix = source.lower().rsplit(".", 1)[-1]
-        if suffix == "npz":
-            X, y, names = from_npz(raw, source)
-        else:
-            reader = from_csv if suffix == "csv" else from_parquet
-            X, y, names = reader(raw, source, target or DEFAULT_TARGET)
+        X, y, w, names, words, kinds = table_features(source, target or DEFAULT_TARGET, weight)
     X, y = checked_features(np.asarray(X), source), checked_labels(np.asarray(y), source)
     if len(X) != len(y):
         raise RequestError("dataset", f"{source!r} has {len(X)} feature rows but {len(y)} labels")
     if len(X) < 4:
         raise RequestError("dataset", f"{source!r} has {len(X)} rows; at least 4 are needed")
+    if w is not None:
+        w = row_weights(w, source)
+        if len(w) != len(y):
+            raise RequestError("weight", f"{source!r} has {len(w)} weights for {len(y)} rows")
+        w.setflags(write=False)
     X.setflags(write=False)
     y.setflags(write=False)
+    named = bool(names)
     names = names or tuple(f"x{i}" for i in range(X.shape[1]))
-    return Dataset(X, y, names, _fingerprint(X, y))
+    if words:
+        columns = tuple({"name": n, "kind": k} for n, k in zip(names, kinds, strict=True))
+    else:
+        columns = tuple({"name": n, "kind": "number"} for n in names)
+    arrays = (X, y) if w is None else (X, y, w)
+    return Dataset(X, y, names, _fingerprint(*arrays), columns, words, w, named)
+
+
+def table_features(
+    source: str, target: str, weight: str | None
+) -> tuple[np.ndarray, np.ndarray, Any, tuple[str, ...], dict[int, np.ndarray], list[str]]:
+    """A CSV's or Parquet's features (text as table-wide codes), labels, weights, names, the
+    text columns' sorted values and every column's kind."""
+    table = read_table(source)
+    header = table.column_names
+    if header.count(target) > 1:
+        raise RequestError("target", f"column {target!r} appears {header.count(target)} times")
+    if len(set(header)) != len(header):
+        raise RequestError("dataset", f"{source!r} has columns with the same name")
+    if target not in header:
+        raise RequestError(
+            "target", f"column {target!r} is not in {source!r} ({len(header)} columns)"
+        )
+    if weight is not None and (weight not in header or weight == target):
+        raise RequestError(
+            "weight", f"column {weight!r} is not a column of {source!r} besides the target"
+        )
+    names = [n for n in header if n not in (target, weight)]
+    if not names:
+        raise RequestError("dataset", f"{source!r} has no feature columns besides {target!r}")
+    where = repr(source)
+    X = np.empty((table.num_rows, len(names)), dtype=np.float32)
+    words: dict[int, np.ndarray] = {}
+    kinds = []
+    for j, name in enumerate(names):
+        values = table.column(name)
+        kind = encoding.column_kind(name, values.type, values, where)
+        kinds.append(kind)
+        if kind == "category":
+            X[:, j], words[j] = encoding.text_codes(values)
+        else:
+            X[:, j] = encoding.to_numbers(name, values, where, "dataset")
+    y = arrow_labels(table.column(target), source)
+    w = None
+    if weight is not None:
+        values = table.column(weight)
+        if values.null_count:
+            first = encoding.first_false(values.is_valid())
+            raise RequestError("weight", f"{where}: row {first + 1} has a missing weight")
+        w = encoding.to_numbers(weight, values, where, "weight")
+    return X, y, w, tuple(names), words, kinds
 
 
 def check_target(dataset: Dataset, estimator: str, source: str) -> list[Any] | None:
@@ -120,29 +197,52 @@ def _fingerprint(*arrays: np.ndarray) -> str:
 
 
 def split(dataset: Dataset, test_size: float, seed: int, stratify: bool) -> Split:
-    """The held-out split every grove and predict share: it depends on the run seed only."""
-    return _split_rows(
-        dataset.X, dataset.y, dataset.fingerprint, test_size, seed, stratify, "test_size"
+    """The held-out split every grove and predict share: it depends on the run seed only. A
+    text column's codes become the training rows' categories (``groves.data.encoding``): a
+    held-out row whose category no training row has is missing, as at prediction."""
+    parts = _split_rows(
+        dataset.X,
+        dataset.y,
+        dataset.weights,
+        dataset.fingerprint,
+        test_size,
+        seed,
+        stratify,
+        "test_size",
     )
+    columns = list(dataset.columns)
+    for j, words in dataset.words.items():
+        name = columns[j]["name"]
+        lookup, categories = encoding.training_categories(
+            name, parts.X_train[:, j], words, repr(name)
+        )
+        parts.X_train[:, j] = encoding.recode(parts.X_train[:, j], lookup)
+        parts.X_test[:, j] = encoding.recode(parts.X_test[:, j], lookup)
+        columns[j] = {**columns[j], "categories": categories}
+    return replace(parts, columns=tuple(columns))
 
 
 def carve(outer: Split, validation_size: float, seed: int, stratify: bool) -> Split:
     """A validation split carved from ``outer``'s training rows (its held-out rows are left
-    out): ``X_train`` the rows candidates fit on, ``X_test`` the rows they are compared on."""
-    return _split_rows(
+    out): ``X_train`` the rows candidates fit on, ``X_test`` the rows they are compared on.
+    The encoding stays the outer training rows' (what the committed model is used with)."""
+    inner = _split_rows(
         outer.X_train,
         outer.y_train,
+        outer.w_train,
         outer.fingerprint,
         validation_size,
         seed,
         stratify,
         "validation_size",
     )
+    return replace(inner, columns=outer.columns)
 
 
 def _split_rows(
     X: np.ndarray,
     y: np.ndarray,
+    w: np.ndarray | None,
     fingerprint: str,
     size: float,
     seed: int,
@@ -163,4 +263,5 @@ def _split_rows(
         y[first],
         y[held],
         _fingerprint(np.frombuffer(fingerprint.encode(), dtype=np.uint8), first),
+        None if w is None else w[first],
     )

@@ -1,38 +1,54 @@
-"""Tables from files and scikit-learn's bundled datasets: CSV, NPZ and Parquet from a local path
-or ``s3://``, checked into float32 features and labels. Whatever is wrong with a file is a
-``RequestError`` naming the request field, and no message quotes the file's contents."""
+"""Tables from files and scikit-learn's bundled datasets: CSV and Parquet read by pyarrow (the
+one reader: typed columns, multi-threaded, in blocks), NPZ by numpy, from a local path or
+``s3://`` (downloaded once to a temporary file by boto3's transfer manager). Whatever is wrong
+with a file is a ``RequestError`` naming the request field, and no message quotes the file's
+contents (the caller may not be allowed to read them).
+
+- ``read_table``: a whole CSV or Parquet file as an Arrow table (training).
+- ``iter_batches``: a CSV or Parquet file in blocks of rows with the training columns' types
+  (prediction: memory follows the block, not the file).
+"""
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
+import re
+import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 from botocore.exceptions import BotoCoreError, ClientError
-from sklearn import datasets as skdatasets
 
 from groves.errors import RequestError
-from groves.storage import ArtifactNotFound, read_uri, split_s3_uri
+from groves.storage import ArtifactNotFound, download_uri, read_uri, split_s3_uri
 
-BUILTIN: dict[str, Callable[..., Any]] = {
-    "digits": skdatasets.load_digits,
-    "breast_cancer": skdatasets.load_breast_cancer,
-    "iris": skdatasets.load_iris,
-    "wine": skdatasets.load_wine,
-    "diabetes": skdatasets.load_diabetes,
-}
 FILE_SUFFIXES = (".csv", ".npz", ".parquet")
 DEFAULT_TARGET = "target"
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+BATCH_ROWS = 65_536  # rows per block when a file is read in blocks
+CSV_BLOCK_BYTES = 16 << 20
+
+
+def builtin(name: str) -> Any:
+    """A scikit-learn bundled dataset's Bunch (imported on use: table steps need no sklearn)."""
+    from sklearn import datasets as skdatasets
+
+    return getattr(skdatasets, f"load_{name}")()
+
+
+BUILTIN_NAMES = ("digits", "breast_cancer", "iris", "wine", "diabetes")
 
 
 def check_source(source: str, target: str | None, field: str = "dataset") -> None:
     """Reject a dataset name or path by its form alone, naming the allowed values."""
-    if source in BUILTIN:
+    if source in BUILTIN_NAMES:
         if target is not None:
             raise RequestError("target", f"applies only to CSV/Parquet files, not {source!r}")
         return
@@ -41,7 +57,7 @@ def check_source(source: str, target: str | None, field: str = "dataset") -> Non
     if not source.lower().endswith(FILE_SUFFIXES):
         raise RequestError(
             field,
-            f"{source!r} is neither a built-in dataset ({', '.join(BUILTIN)}) nor a file "
+            f"{source!r} is neither a built-in dataset ({', '.join(BUILTIN_NAMES)}) nor a file "
             f"ending in {', '.join(FILE_SUFFIXES)} (local path or s3://bucket/key)",
         )
     if source.startswith("s3://"):
@@ -55,100 +71,203 @@ def check_source(source: str, target: str | None, field: str = "dataset") -> Non
         raise RequestError("target", "does not apply to .npz files, which hold arrays X and y")
 
 
-def load_features(source: str, feature_names: list[str], field: str = "data") -> np.ndarray:
-    """Rows to predict, as the float32 table the model was trained on: a CSV's or Parquet's
-    columns matched to the training features by name (any order; a missing or an extra column
-    is an error naming it), or the ``X`` of an ``.npz`` or a built-in dataset, as wide as the
-    training features."""
-    check_source(source, None, field)
-    if source in BUILTIN:
-        X = BUILTIN[source]().data
-    else:
-        raw = read_source(source, field)
-        suffix = source.lower().rsplit(".", 1)[-1]
-        if suffix == "npz":
-            X = _npz_features(raw, source, field)
-        else:
-            reader = _csv_columns if suffix == "csv" else _parquet_columns
-            header, columns = reader(raw, source, field)
-            X = _named_features(header, columns, feature_names, source, field)
-    X = checked_features(np.asarray(X), source, field)
-    if X.shape[1] != len(feature_names):
-        raise RequestError(
-            field,
-            f"{source!r} has {X.shape[1]} feature columns; the model uses {len(feature_names)}",
-        )
-    return X
+def suffix(source: str) -> str:
+    return source.lower().rsplit(".", 1)[-1]
 
 
-def _npz_features(raw: bytes, source: str, field: str) -> np.ndarray:
-    if not zipfile.is_zipfile(io.BytesIO(raw)):
-        raise RequestError(field, f"{source!r} is not an .npz archive")
+S3_REASONS = {
+    "NoSuchBucket": "the bucket does not exist",
+    "NoSuchKey": "the key does not exist",
+    "404": "the key does not exist",
+    "AccessDenied": "access is denied",
+    "403": "access is denied",
+    "InvalidBucketName": "the bucket name is invalid",
+}
+
+
+@contextlib.contextmanager
+def readable(source: str, field: str) -> Iterator[None]:
+    """Any way a file cannot be read becomes a ``RequestError`` of ``field``."""
     try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
-            if "X" not in archive.files:
-                raise RequestError(field, f"{source!r} must hold an array named X")
-            return archive["X"]
-    except RequestError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise RequestError(field, f"{source!r}: X must be a plain numeric array") from exc
-
-
-def _and_more(names: list[str]) -> str:
-    return f" (and {len(names) - 1} more)" if len(names) > 1 else ""
-
-
-def _named_features(
-    header: list[str], columns: list[np.ndarray], names: list[str], source: str, field: str
-) -> np.ndarray:
-    """The training features by name, in training order."""
-    if len(set(header)) != len(header):
-        raise RequestError(field, f"{source!r} has columns with the same name")
-    missing = [name for name in names if name not in header]
-    if missing:
-        raise RequestError(
-            field,
-            f"column {missing[0]!r}{_and_more(missing)} is missing from {source!r}; it needs "
-            "every training feature column",
-        )
-    extra = [name for name in header if name not in names]
-    if extra:
-        raise RequestError(
-            field,
-            f"column {extra[0]!r}{_and_more(extra)} of {source!r} is not a training feature; "
-            f"the model uses exactly {len(names)} columns, such as {names[0]!r}",
-        )
-    return np.column_stack(
-        [_numeric_column(columns[header.index(n)], header.index(n), source, field) for n in names]
-    )
-
-
-def read_source(source: str, field: str = "dataset") -> bytes:
-    """The file's bytes; any way it cannot be read is an error of ``field``."""
-    try:
-        return read_uri(source)
+        yield
     except ArtifactNotFound as exc:
         raise RequestError(field, f"{source!r} does not exist") from exc
     except IsADirectoryError as exc:
         raise RequestError(field, f"{source!r} is a directory, not a file") from exc
-    except OSError as exc:
-        raise RequestError(field, f"{source!r} cannot be read: {exc.strerror}") from exc
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         reason = S3_REASONS.get(code, f"S3 answered {code or 'an error'}")
         raise RequestError(field, f"{source!r} cannot be read: {reason}") from exc
     except BotoCoreError as exc:
         raise RequestError(field, f"{source!r} cannot be read: {type(exc).__name__}") from exc
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise RequestError(field, f"{source!r} does not exist") from exc
+        raise RequestError(field, f"{source!r} cannot be read: {exc.strerror or exc}") from exc
 
 
-S3_REASONS = {
-    "NoSuchBucket": "the bucket does not exist",
-    "NoSuchKey": "the key does not exist",
-    "AccessDenied": "access is denied",
-    "403": "access is denied",
-    "InvalidBucketName": "the bucket name is invalid",
-}
+def read_source(source: str, field: str = "dataset") -> bytes:
+    """The file's bytes; any way it cannot be read is an error of ``field``."""
+    with readable(source, field):
+        return read_uri(source)
+
+
+@contextlib.contextmanager
+def local_file(source: str, field: str) -> Iterator[Path]:
+    """A local path to read ``source`` from: the file itself, or an S3 object downloaded once
+    to a temporary file (parallel ranged GETs), removed afterwards."""
+    if not source.startswith("s3://"):
+        path = Path(source.removeprefix("file://")).expanduser()
+        with readable(source, field):
+            if path.is_dir():
+                raise IsADirectoryError(str(path))
+            if not path.is_file():
+                raise (
+                    ArtifactNotFound(source)
+                    if not path.exists()
+                    else OSError(f"{source} is not a regular file")
+                )
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="groves-input-") as folder:
+        path = Path(folder) / Path(source).name
+        with readable(source, field):
+            download_uri(source, path)
+        yield path
+
+
+def csv_options(
+    column_types: dict[str, pa.DataType] | None = None,
+) -> tuple[pa_csv.ReadOptions, pa_csv.ConvertOptions]:
+    """How groves reads CSV: an empty cell, ``NA``, ``NaN``, ``null`` and the like are missing
+    values in every column, text columns included."""
+    return (
+        pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+        pa_csv.ConvertOptions(strings_can_be_null=True, column_types=column_types),
+    )
+
+
+def csv_problem(exc: Exception, source: str) -> str:
+    """What is wrong with a CSV file, from pyarrow's error, without quoting its contents."""
+    text = str(exc)
+    if "UTF8" in text or "UTF-8" in text:
+        return f"{source!r} is not UTF-8 text"
+    if "Empty CSV file" in text or "No columns" in text:
+        return f"{source!r} needs a header row and data rows"
+    found = re.search(r"Expected (\d+) columns, got (\d+)", text)
+    if found:
+        return f"{source!r}: a row has {found[2]} fields, the header has {found[1]}"
+    return f"{source!r} is not a readable CSV file"
+
+
+def read_table(source: str, field: str = "dataset") -> pa.Table:
+    """A whole CSV or Parquet file as an Arrow table, read with every core."""
+    with local_file(source, field) as path:
+        if suffix(source) == "csv":
+            read, convert = csv_options()
+            try:
+                table = pa_csv.read_csv(path, read_options=read, convert_options=convert)
+                table.column_names  # noqa: B018 (decodes the header: it must be UTF-8)
+            except UnicodeDecodeError as exc:  # a header that is not UTF-8
+                raise RequestError(field, f"{source!r} is not UTF-8 text") from exc
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise RequestError(field, csv_problem(exc, source)) from exc
+        else:
+            try:
+                table = pq.read_table(path)
+            except (pa.ArrowException, OSError) as exc:
+                raise RequestError(field, f"{source!r} is not a readable Parquet file") from exc
+    if table.num_rows == 0:
+        raise RequestError(field, f"{source!r} needs a header row and data rows")
+    return table
+
+
+ARROW_TYPES = {"number": pa.float64(), "bool": pa.bool_(), "category": pa.string()}
+
+
+def iter_batches(
+    source: str, columns: Sequence[dict[str, Any]], field: str = "data"
+) -> Iterator[pa.RecordBatch]:
+    """A CSV or Parquet file in blocks of rows; a CSV's training columns are read with their
+    training types (text as text, whatever it looks like). A value that does not fit is an
+    error naming the column and row."""
+    with local_file(source, field) as path:
+        if suffix(source) == "csv":
+            yield from _csv_batches(path, source, columns, field)
+        else:
+            try:
+                parquet = pq.ParquetFile(path)
+                batches = parquet.iter_batches(batch_size=BATCH_ROWS)
+            except (pa.ArrowException, OSError) as exc:
+                raise RequestError(field, f"{source!r} is not a readable Parquet file") from exc
+            yield from batches
+
+
+def _csv_batches(
+    path: Path, source: str, columns: Sequence[dict[str, Any]], field: str
+) -> Iterator[pa.RecordBatch]:
+    types = {c["name"]: ARROW_TYPES[c["kind"]] for c in columns}
+    read, convert = csv_options(types)
+    try:
+        reader = pa_csv.open_csv(path, read_options=read, convert_options=convert)
+        yield from reader
+    except UnicodeDecodeError as exc:
+        raise RequestError(field, f"{source!r} is not UTF-8 text") from exc
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        found = re.search(r"In CSV column #(\d+)", str(exc))
+        if found is None:
+            raise RequestError(field, csv_problem(exc, source)) from exc
+        header = pa_csv.open_csv(path, read_options=read).schema.names
+        name = header[int(found[1])]
+        row = _first_misfit(path, name, types[name])
+        raise RequestError(
+            field,
+            f"column {name!r} of {source!r}: row {row} is not a {_kind_word(types[name])}; the "
+            "model was trained with that type in this column",
+        ) from exc
+
+
+def _kind_word(kind: pa.DataType) -> str:
+    return "number" if kind == pa.float64() else "boolean" if kind == pa.bool_() else str(kind)
+
+
+def _first_misfit(path: Path, name: str, kind: pa.DataType) -> int:
+    """The 1-based data row of the first value of column ``name`` that does not convert."""
+    read, convert = csv_options({name: pa.string()})
+    convert.include_columns = [name]
+    offset = 0
+    for batch in pa_csv.open_csv(path, read_options=read, convert_options=convert):
+        values = batch.column(0)
+        for i, value in enumerate(values.to_pylist()):
+            if value is None:
+                continue
+            try:
+                pa.array([value]).cast(kind)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return offset + i + 1
+        offset += len(values)
+    return offset
+
+
+def npz_arrays(raw: bytes, source: str, field: str, names: Sequence[str]) -> dict[str, Any]:
+    """Named arrays of an ``.npz`` archive (numeric, no pickles); ``names`` must be present."""
+    if not zipfile.is_zipfile(io.BytesIO(raw)):
+        raise RequestError(field, f"{source!r} is not an .npz archive")
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
+            missing = [name for name in names if name not in archive.files]
+            if missing:
+                raise RequestError(
+                    field, f"{source!r} must hold arrays named {' and '.join(names)}"
+                )
+            return {name: archive[name] for name in archive.files}
+    except RequestError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise RequestError(
+            field,
+            f"{source!r}: its arrays must be plain numeric arrays (no pickled or object data)",
+        ) from exc
 
 
 def checked_features(X: np.ndarray, source: str, field: str = "dataset") -> np.ndarray:
@@ -176,122 +295,58 @@ def checked_labels(y: np.ndarray, source: str) -> np.ndarray:
     if y.ndim != 1:
         raise RequestError("target", f"{source!r}: labels must be one column")
     if y.dtype.kind == "f":
-        missing = int(np.count_nonzero(~np.isfinite(y)))
+        missing = ~np.isfinite(y)
     elif y.dtype.kind in "US":
-        missing = int(np.count_nonzero(np.char.strip(y.astype(str)) == ""))
+        missing = np.char.strip(y.astype(str)) == ""
     elif y.dtype.kind in "biu":
-        missing = 0
+        missing = np.zeros(len(y), dtype=bool)
     else:
         raise RequestError("target", f"{source!r}: labels must be numbers or text")
-    if missing:
+    if missing.any():
         raise RequestError(
-            "target", f"{source!r} has {missing} rows with a missing or non-finite label"
+            "target",
+            f"{source!r} has {int(missing.sum())} rows with a missing or non-finite label "
+            f"(the first: row {int(np.argmax(missing)) + 1})",
         )
     return y
 
 
-def from_npz(raw: bytes, source: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    if not zipfile.is_zipfile(io.BytesIO(raw)):
-        raise RequestError("dataset", f"{source!r} is not an .npz archive")
-    try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
-            if not {"X", "y"} <= set(archive.files):
-                raise RequestError("dataset", f"{source!r} must hold arrays named X and y")
-            return archive["X"], archive["y"], ()
-    except RequestError:
-        raise
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+def arrow_labels(values: pa.ChunkedArray, source: str) -> np.ndarray:
+    """A target column as numpy labels: text as ``str``, numbers as they are (null: NaN)."""
+    kind = values.type
+    if pa.types.is_dictionary(kind):
+        values, kind = values.cast(kind.value_type), kind.value_type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        if values.null_count:
+            first = int(np.argmax(values.is_null().to_numpy(zero_copy_only=False)))
+            raise RequestError(
+                "target",
+                f"{source!r} has {values.null_count} rows with a missing label (the first: row "
+                f"{first + 1})",
+            )
+        return np.asarray(values.to_numpy(zero_copy_only=False).astype(str))
+    if (pa.types.is_boolean(kind) or pa.types.is_integer(kind)) and values.null_count == 0:
+        return np.asarray(values.cast(pa.int64()).to_numpy(zero_copy_only=False))
+    if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_decimal(kind):
+        return np.asarray(values.cast(pa.float64()).to_numpy(zero_copy_only=False), np.float64)
+    raise RequestError("target", f"{source!r}: labels must be numbers or text, not {kind}")
+
+
+def row_weights(values: np.ndarray, source: str) -> np.ndarray:
+    """Row weights: finite, non-negative numbers, one per row, not all zero."""
+    values = np.asarray(values)
+    if values.ndim != 1 or values.dtype.kind not in "biuf":
+        raise RequestError("weight", f"{source!r}: weights must be one column of numbers")
+    wide = values.astype(np.float64)
+    bad = ~np.isfinite(wide) | (wide < 0)
+    if bad.any():
+        first = int(np.argmax(bad))
+        what = "missing or infinite" if not np.isfinite(wide[first]) else "negative"
         raise RequestError(
-            "dataset",
-            f"{source!r}: X and y must be plain numeric arrays (no pickled or object data)",
-        ) from exc
-
-
-def from_csv(
-    raw: bytes, source: str, target: str
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    return _split_columns(*_csv_columns(raw, source), source, target)
-
-
-def from_parquet(
-    raw: bytes, source: str, target: str
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    return _split_columns(*_parquet_columns(raw, source), source, target)
-
-
-def _csv_columns(
-    raw: bytes, source: str, field: str = "dataset"
-) -> tuple[list[str], list[np.ndarray]]:
-    """A CSV file's header and its columns, as text."""
-    try:
-        rows = [row for row in csv.reader(io.StringIO(raw.decode("utf-8-sig"))) if row]
-    except UnicodeDecodeError as exc:
-        raise RequestError(field, f"{source!r} is not UTF-8 text") from exc
-    except csv.Error as exc:
-        raise RequestError(field, f"{source!r} is not a readable CSV file") from exc
-    if len(rows) < 2:
-        raise RequestError(field, f"{source!r} needs a header row and data rows")
-    header, body = rows[0], rows[1:]
-    widths = {len(row) for row in body}
-    if widths != {len(header)}:
-        raise RequestError(
-            field, f"{source!r}: rows have {sorted(widths)} fields, the header has {len(header)}"
+            "weight",
+            f"{source!r}: row {first + 1} has a {what} weight; weights must be numbers >= 0 "
+            f"({int(bad.sum())} rows are not)",
         )
-    return header, list(np.array(body, dtype=str).T)
-
-
-def _parquet_columns(
-    raw: bytes, source: str, field: str = "dataset"
-) -> tuple[list[str], list[np.ndarray]]:
-    """A Parquet file's column names and columns."""
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise RequestError(field, "Parquet needs pyarrow: pip install 'groves[parquet]'") from exc
-    try:
-        table = pq.read_table(io.BytesIO(raw))
-        columns = [table.column(i).to_numpy() for i in range(table.num_columns)]
-    except Exception as exc:  # pyarrow raises its own ArrowException family
-        raise RequestError(field, f"{source!r} is not a readable Parquet file") from exc
-    return list(table.column_names), columns
-
-
-def _split_columns(
-    header: list[str], columns: list[np.ndarray], source: str, target: str
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Features and labels from named columns; names are checked, never quoted back."""
-    if header.count(target) > 1:
-        raise RequestError("target", f"column {target!r} appears {header.count(target)} times")
-    if len(set(header)) != len(header):
-        raise RequestError("dataset", f"{source!r} has columns with the same name")
-    if target not in header:
-        raise RequestError(
-            "target", f"column {target!r} is not in {source!r} ({len(header)} columns)"
-        )
-    features = [i for i, name in enumerate(header) if name != target]
-    if not features:
-        raise RequestError("dataset", f"{source!r} has no feature columns besides {target!r}")
-    X = np.column_stack([_numeric_column(columns[i], i, source) for i in features])
-    y = columns[header.index(target)]
-    if y.dtype.kind in "US":
-        with contextlib.suppress(ValueError):  # string class labels stay strings
-            y = y.astype(np.float64)
-    elif y.dtype.kind == "O":
-        raise RequestError("target", f"{source!r}: labels must be numbers or text")
-    return X, y, tuple(header[i] for i in features)
-
-
-def _numeric_column(
-    values: np.ndarray, index: int, source: str, field: str = "dataset"
-) -> np.ndarray:
-    """One feature column as float64 (range checks come later); an empty cell is missing."""
-    if values.dtype.kind in "biufc":
-        return values if values.dtype.kind == "c" else values.astype(np.float64)
-    try:
-        return np.where(values == "", "nan", values).astype(np.float64)
-    except (ValueError, TypeError) as exc:
-        raise RequestError(
-            field,
-            f"column {index + 1} of {source!r} is not numeric; features must be numbers "
-            "(missing values may be empty)",
-        ) from exc
+    if not wide.any():
+        raise RequestError("weight", f"{source!r}: every weight is 0")
+    return wide

@@ -1,0 +1,278 @@
+"""Columns of a table as the float32 features a forest trains on, and back again at prediction.
+
+Each feature column has a *kind*, decided from its Arrow type when plan reads the training
+table and recorded in ``plan.json`` (and so in the manifest) as ``{"name", "kind"}``, with
+``"categories"`` for text:
+
+- ``number``: integers, floats, decimals; a missing value (null) is NaN.
+- ``bool``: false/true as 0/1.
+- ``category``: text (string or dictionary columns). Ordinal codes 0..k-1 of the categories
+  found in the *training rows*, sorted as ``OrdinalEncoder`` sorts them; a missing value and a
+  category never seen in training are both NaN, the forest's missing value.
+
+Timestamps, dates, times, durations, binary and nested columns are refused, naming the column.
+Prediction applies the recorded encoding by column name (``encode_table``); ``pipeline`` builds
+the same encoding as scikit-learn's ``ColumnTransformer`` + ``OrdinalEncoder`` in front of the
+forest, so both predict the same row for row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from groves.errors import RequestError
+
+KINDS = ("number", "bool", "category")
+MAX_CATEGORIES = 100_000  # per text column: the categories are recorded in plan.json
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+# A text column whose values are numbers but for fewer than this share is taken for a numeric
+# column with a typo (refused, naming the row) rather than for categories.
+TYPO_SHARE = 0.01
+
+
+def column_kind(name: str, kind: pa.DataType, values: pa.ChunkedArray, where: str) -> str:
+    """The kind of a training column from its Arrow type; anything else is refused by name."""
+    if pa.types.is_boolean(kind):
+        return "bool"
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return "number"
+    if pa.types.is_null(kind):
+        return "number"  # every value missing
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
+        if pa.types.is_dictionary(kind) and not _is_text(kind.value_type):
+            raise RequestError(
+                "dataset", f"column {name!r} of {where} is a dictionary of {kind.value_type}"
+            )
+        _refuse_typo(name, values, where)
+        return "category"
+    if pa.types.is_temporal(kind):
+        raise RequestError(
+            "dataset",
+            f"column {name!r} of {where} holds {kind} values; groves trains on numbers, "
+            "booleans and text: convert it first (for example to hour and day of week, or to "
+            "seconds since 1970)",
+        )
+    raise RequestError(
+        "dataset",
+        f"column {name!r} of {where} has type {kind}; groves trains on numbers, booleans and text",
+    )
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _refuse_typo(name: str, values: pa.ChunkedArray, where: str) -> None:
+    """A text column that is numbers but for a rare value is a numeric column with a bad value."""
+    text = pc.cast(values, pa.string())
+    numeric = pc.match_substring_regex(text, NUMBER)
+    present = len(text) - text.null_count
+    n_numbers = pc.sum(numeric).as_py() or 0
+    if present and 0 < present - n_numbers <= TYPO_SHARE * present:
+        row = first_false(numeric)
+        raise RequestError(
+            "dataset",
+            f"column {name!r} of {where}: row {row + 1} is not a number, though "
+            f"{n_numbers:,} of its {present:,} values are; correct it or leave it empty (a "
+            "missing value)",
+        )
+
+
+def first_false(mask: pa.ChunkedArray | pa.Array) -> int:
+    """The index of the first false (not null) value of a boolean array."""
+    flags = np.asarray(pc.fill_null(mask, True).to_numpy(zero_copy_only=False), dtype=bool)
+    return int(np.argmin(flags))
+
+
+def to_numbers(name: str, values: pa.ChunkedArray, where: str, field: str) -> np.ndarray:
+    """A number or bool column as float64 (null as NaN); text must parse as numbers."""
+    kind = values.type
+    if pa.types.is_dictionary(kind):
+        values, kind = pc.cast(values, kind.value_type), kind.value_type
+    if _is_text(kind):
+        numeric = pc.match_substring_regex(values, NUMBER)
+        if not pc.all(pc.fill_null(numeric, True)).as_py():
+            raise RequestError(
+                field,
+                f"column {name!r} of {where}: row {first_false(numeric) + 1} is not a number; "
+                "the model was trained with numbers in this column",
+            )
+        values = pc.cast(values, pa.float64())
+    elif not (
+        pa.types.is_boolean(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_null(kind)
+    ):
+        raise RequestError(
+            field,
+            f"column {name!r} of {where} has type {kind}; the model was trained with numbers "
+            "in this column",
+        )
+    column = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+    wide = np.asarray(column, dtype=np.float64)
+    bad = ~np.isnan(wide) & (np.abs(wide) > FLOAT32_MAX)
+    if bad.any():
+        raise RequestError(
+            field,
+            f"column {name!r} of {where}: row {int(np.argmax(bad)) + 1} is infinite or beyond "
+            f"float32's range (+-{FLOAT32_MAX:.3g}); leave a missing value empty",
+        )
+    return wide
+
+
+def text_codes(values: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """A text column as codes into its sorted distinct values (float, NaN for missing), and
+    those values."""
+    text = pc.cast(values, pa.string()).combine_chunks()
+    encoded = pc.dictionary_encode(text)
+    words = np.asarray(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+    order = np.argsort(words.astype(str), kind="stable")
+    rank = np.empty(len(words), dtype=np.float64)
+    rank[order] = np.arange(len(words))
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    codes = np.full(len(text), np.nan)
+    present = ~np.isnan(indices) if indices.dtype.kind == "f" else np.ones(len(text), bool)
+    codes[present] = rank[indices[present].astype(np.int64)]
+    return codes, words[order]
+
+
+def training_categories(
+    name: str, codes_train: np.ndarray, words: np.ndarray, where: str
+) -> tuple[np.ndarray, list[str]]:
+    """The categories seen in the training rows, and a lookup from a table-wide code to the
+    training code (NaN where the category is not in the training rows)."""
+    seen = np.zeros(len(words), dtype=bool)
+    found = codes_train[~np.isnan(codes_train)].astype(np.int64)
+    seen[found] = True
+    count = int(seen.sum())
+    if count > MAX_CATEGORIES:
+        raise RequestError(
+            "dataset",
+            f"column {name!r} of {where} has {count:,} distinct values in the training rows; "
+            f"at most {MAX_CATEGORIES:,} for a text column (drop an id-like column, or bin it)",
+        )
+    lookup = np.full(len(words), np.nan)
+    lookup[seen] = np.arange(count)
+    return lookup, [str(w) for w in words[seen]]
+
+
+def recode(codes: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+    """Table-wide codes through ``lookup`` (NaN stays NaN)."""
+    out = np.full(codes.shape, np.nan, dtype=np.float32)
+    present = ~np.isnan(codes)
+    out[present] = lookup[codes[present].astype(np.int64)]
+    return out
+
+
+def category_codes(values: pa.ChunkedArray, categories: Sequence[str]) -> np.ndarray:
+    """Any column, as text, coded by the training categories (unseen or missing: NaN)."""
+    if pa.types.is_dictionary(values.type):
+        values = pc.cast(values, values.type.value_type)
+    known = pa.array(categories, pa.string())
+    position = pc.index_in(pc.cast(values, pa.string()), value_set=known)
+    return np.asarray(position.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def encode_table(
+    table: pa.Table,
+    columns: Sequence[dict[str, Any]],
+    where: str,
+    field: str = "data",
+    keep: Sequence[str] = (),
+) -> np.ndarray:
+    """The float32 features of ``table`` by the recorded ``columns`` (matched by name, in any
+    order): a missing column, or an extra one not in ``keep``, is an error naming it."""
+    check_columns(table.column_names, [c["name"] for c in columns], where, field, keep)
+    X = np.empty((table.num_rows, len(columns)), dtype=np.float32)
+    for j, column in enumerate(columns):
+        values = table.column(column["name"])
+        if column["kind"] == "category":
+            X[:, j] = category_codes(values, column["categories"])
+        else:
+            X[:, j] = to_numbers(column["name"], values, where, field)
+    return X
+
+
+def check_columns(
+    header: Sequence[str], names: Sequence[str], where: str, field: str, keep: Sequence[str] = ()
+) -> None:
+    """The input has every training column, no duplicate, and nothing else but ``keep``."""
+    if len(set(header)) != len(header):
+        raise RequestError(field, f"{where} has columns with the same name")
+    missing = [name for name in names if name not in header]
+    if missing:
+        raise RequestError(
+            field,
+            f"column {missing[0]!r}{_and_more(missing)} is missing from {where}; it needs "
+            "every training feature column",
+        )
+    absent = [name for name in keep if name not in header]
+    if absent:
+        raise RequestError("keep", f"column {absent[0]!r} is not in {where}")
+    extra = [name for name in header if name not in names and name not in keep]
+    if extra:
+        raise RequestError(
+            field,
+            f"column {extra[0]!r}{_and_more(extra)} of {where} is not a training feature; "
+            f"the model uses exactly {len(names)} columns, such as {names[0]!r} (carry other "
+            "columns into the output with keep)",
+        )
+
+
+def _and_more(names: list[str]) -> str:
+    return f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+
+
+def has_categories(columns: Sequence[dict[str, Any]]) -> bool:
+    return any(c["kind"] == "category" for c in columns)
+
+
+def pipeline(columns: Sequence[dict[str, Any]], forest: Any) -> Any:
+    """A scikit-learn ``Pipeline``: the recorded encoding (``OrdinalEncoder`` for each text
+    column, the rest passed through, in training order), then ``forest``. It takes a DataFrame
+    by column name, in any column order, as ``groves predict`` does."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    steps, run, run_kind = [], [], None
+    for column in [*columns, None]:
+        kind = None if column is None else column["kind"] == "category"
+        if run and kind != run_kind:
+            if run_kind:
+                encoder = OrdinalEncoder(
+                    categories=[c["categories"] for c in run],
+                    handle_unknown="use_encoded_value",
+                    unknown_value=np.nan,
+                    encoded_missing_value=np.nan,
+                )
+                steps.append((f"text_{len(steps)}", encoder, [c["name"] for c in run]))
+            else:
+                steps.append((f"numbers_{len(steps)}", "passthrough", [c["name"] for c in run]))
+            run = []
+        if column is not None:
+            run.append(column)
+            run_kind = kind
+    rows = max([1] + [len(c["categories"]) for c in columns if c["kind"] == "category"])
+    frame = pd.DataFrame(
+        {
+            c["name"]: (
+                np.resize(np.array(c["categories"] or [""], dtype=object), rows)
+                if c["kind"] == "category"
+                else np.zeros(rows)
+            )
+            for c in columns
+        }
+    )
+    encoding = ColumnTransformer(steps, remainder="drop", verbose_feature_names_out=False)
+    encoding.fit(frame)  # learns the column names only: the categories are given
+    return Pipeline([("encoding", encoding), ("forest", forest)])
