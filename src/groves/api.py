@@ -4,7 +4,8 @@ runs, here (``store`` a directory or ``s3://``) or, given ``stack_name`` or
 
 - ``train(build_id, **request)``: ``groves run`` / ``groves start --wait``; the execution's output
 - ``predict(build_id, data, output)``: ``groves predict`` / ``groves start-predict --wait``
-- ``load_model(store, build_id)``: a committed run's plain scikit-learn forest, verified
+- ``load_model(store, build_id)``: a committed run's scikit-learn forest (or the ``Pipeline`` of
+  its text encoding and forest), verified
 
 A failed execution raises ``RequestError`` (naming the field, before any work) or ``BuildError``.
 The estimators ``GrovesClassifier``/``GrovesRegressor`` are in ``groves.estimators``.
@@ -17,7 +18,6 @@ import sys
 import time
 from typing import Any
 
-from groves import artifacts
 from groves.asl.history import failure_message
 from groves.console import (
     Progress,
@@ -28,6 +28,7 @@ from groves.console import (
     state_machine_arn,
 )
 from groves.errors import BuildError, GrovesError, RequestError
+from groves.forest import loading
 from groves.request import BATCH_DEFAULTS
 from groves.storage import DEFAULT_STORE, Store, open_store
 
@@ -40,8 +41,10 @@ MACHINES = {
 
 def load_model(store: Store | str, build_id: str, run_id: str | None = None) -> Any:
     """The plain scikit-learn forest of a build's committed run (by default the latest),
-    checked against the run's manifest (size and sha256) before it is unpickled."""
-    return artifacts.load_model(
+    checked against the run's manifest (size and sha256) before it is unpickled; it has
+    ``feature_names_in_`` when trained on named columns. With text columns, a ``Pipeline``
+    (their encoding, then the forest) that takes a DataFrame by column name."""
+    return loading.load_model(
         open_store(store) if isinstance(store, str) else store, build_id, run_id
     )
 

@@ -25,6 +25,7 @@ from groves.artifacts import (
     run_prefix,
 )
 from groves.cost import Invocation, training_cost
+from groves.data.encoding import has_categories
 from groves.errors import BuildError
 from groves.plan import n_groves, planned_groves, read_plan
 from groves.storage import ArtifactNotFound, Store, dump_streamed, get_json
@@ -135,6 +136,11 @@ def write_merged(
         random_state=plan["spec"]["seed"],
         n_jobs=None,
     )
+    data = plan["data"]
+    if data.get("named") and not has_categories(data.get("columns", ())):
+        # the columns it was trained on, checked by scikit-learn on a DataFrame's names (a
+        # model with text columns checks them in its encoding step instead)
+        merged.feature_names_in_ = np.asarray(data["feature_names"], dtype=object)
     dump_streamed(merged, "estimators_", trees(), path)
 
 
