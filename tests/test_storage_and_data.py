@@ -71,7 +71,8 @@ def test_a_typo_in_a_numeric_column_names_the_column_and_row_not_the_value(
     rows = [f"{i},{i % 7},{i % 2}" for i in range(300)]
     rows[41] = "41,secret-typo,1"  # 1 of 300 values is not a number: a typo, not a category
     source = write_csv(tmp_path / "d.csv", ["a,b,target", *rows])
-    with pytest.raises(RequestError, match=r"^dataset: column 'b' of .*: row 42 is not a number") as caught:
+    typo = r"^dataset: column 'b' of .*: row 42 is not a number"
+    with pytest.raises(RequestError, match=typo) as caught:
         load_dataset(source, None)
     assert "secret" not in str(caught.value)
     with pytest.raises(RequestError, match=r"^target: column 'y' is not in .* \(3 columns\)$"):
