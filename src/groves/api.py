@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from groves.asl.history import failure_message
@@ -83,6 +84,7 @@ def predict(
     run_id: str | None = None,
     rows_per_chunk: int = BATCH_DEFAULTS["rows_per_chunk"],
     max_concurrency: int = BATCH_DEFAULTS["max_concurrency"],
+    keep: Sequence[str] = (),
     store: str = DEFAULT_STORE,
     stack_name: str | None = None,
     state_machine_arn: str | None = None,
@@ -90,7 +92,8 @@ def predict(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Predict the rows of ``data`` with a build's latest committed run (or ``run_id``) into
-    ``output`` (``.csv`` or ``.parquet``); what was written: rows, run, model sha256."""
+    ``output`` (``.csv`` or ``.parquet``), carrying the input's ``keep`` columns (an id, say)
+    beside the predictions; what was written: rows, run, model sha256."""
     request: dict[str, Any] = {
         "build_id": build_id,
         "data": data,
@@ -100,6 +103,8 @@ def predict(
     }
     if run_id is not None:
         request["run_id"] = run_id
+    if keep:
+        request["keep"] = list(keep)
     done = run("batch_predict", request, store, stack_name, state_machine_arn, session, progress)
     return done["output"]
 

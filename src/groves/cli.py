@@ -32,6 +32,7 @@ REQUEST_OPTIONS = {
     "grove": "grove_size",
     "dataset": "dataset",
     "target": "target",
+    "weight": "weight",
     "estimator": "estimator",
     "test_size": "test_size",
     "seed": "seed",
@@ -85,6 +86,10 @@ def _request_arguments(
         ".parquet path or s3:// URI (default %(default)s)",
     )
     parser.add_argument("--target", help="label column of a CSV/Parquet file (default target)")
+    parser.add_argument(
+        "--weight",
+        help="column (CSV/Parquet) or array (.npz) of row weights, numbers >= 0 (default: none)",
+    )
     parser.add_argument(
         "--estimator",
         choices=("classifier", "regressor"),
@@ -147,8 +152,9 @@ def build_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         field: getattr(args, dest) for dest, field in REQUEST_OPTIONS.items() if hasattr(args, dest)
     }
     request["params"] = dict(args.param)
-    if args.target is None:
-        del request["target"]
+    for field in ("target", "weight"):
+        if request.get(field) is None:
+            request.pop(field, None)
     return request
 
 
@@ -246,6 +252,14 @@ def _batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", help="a committed run id (default: the build's latest)")
     parser.add_argument("--rows-per-chunk", type=int, default=BATCH_DEFAULTS["rows_per_chunk"])
     parser.add_argument("--max-concurrency", type=int, default=BATCH_DEFAULTS["max_concurrency"])
+    parser.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        metavar="COL",
+        help="an input column to carry into the output beside the predictions, such as an id "
+        "(repeat for more)",
+    )
 
 
 def batch_request(args: argparse.Namespace) -> dict[str, Any]:
@@ -256,6 +270,8 @@ def batch_request(args: argparse.Namespace) -> dict[str, Any]:
         "rows_per_chunk": args.rows_per_chunk,
         "max_concurrency": args.max_concurrency,
     }
+    if args.keep:
+        request["keep"] = args.keep
     return {**request, "run_id": args.run} if args.run else request
 
 

@@ -20,9 +20,16 @@ import io
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
 from groves import api
 from groves.plan import TREE_PARAMS
@@ -59,19 +66,17 @@ class _GrovesForest(BaseEstimator):
             "predict": True,
         }
 
-    def _fit(self, X: Any, y: np.ndarray) -> Any:
-        """Train a build on ``X`` and ``y`` (labels as given) and load its forest."""
+    def _fit(self, X: Any, y: np.ndarray, sample_weight: Any) -> Any:
+        """Train a build on ``X`` and ``y`` (labels as given) and load its model."""
         deployed = self.stack_name is not None or self.state_machine_arn is not None
         store_uri = self.store
         if deployed and self.state_machine_arn is None:
             store_uri = api.deployed_store(self.stack_name)
         store = open_store(store_uri)
-        buffer = io.BytesIO()
-        np.savez(buffer, X=np.asarray(X, dtype=np.float32), y=y)
-        blob = buffer.getvalue()
-        key = f"inputs/{hashlib.sha256(blob).hexdigest()}.npz"
+        rows, columns = _rows_file(X, y, sample_weight)
+        key = f"inputs/{hashlib.sha256(rows).hexdigest()}.{'parquet' if columns else 'npz'}"
         if not store.exists(key):
-            store.put_bytes(key, blob)
+            store.put_bytes(key, rows)
         build_id = self.build_id or f"sklearn-{self._estimator}"
         output = api.train(
             build_id,
@@ -79,16 +84,71 @@ class _GrovesForest(BaseEstimator):
             stack_name=self.stack_name,
             state_machine_arn=self.state_machine_arn,
             **self._request(f"{store.uri}/{key}"),
+            **columns,
         )
         self.build_id_, self.run_id_ = build_id, output["run_id"]
         self.holdout_score_ = output["metrics"]["score"]
         self.model_ = api.load_model(store, build_id, self.run_id_)
-        self.n_features_in_ = self.model_.n_features_in_
         return self
 
-    def _check(self, X: Any) -> np.ndarray:
+    def _check(self, X: Any) -> Any:
+        """Rows to predict: a DataFrame as it is (the model matches its columns by name), an
+        array checked as scikit-learn checks it."""
         check_is_fitted(self, "model_")
+        if _is_frame(X):
+            validate_data(self, X, reset=False, skip_check_array=True)
+            return X
         return validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float32)
+
+    def _validate_fit(self, X: Any, y: Any, sample_weight: Any, **checks: Any) -> tuple[Any, Any]:
+        """``X`` as given if a DataFrame (text columns are encoded by the build), else a
+        float32 array; ``y`` checked; ``sample_weight`` one number per row."""
+        if _is_frame(X):
+            validate_data(self, X, skip_check_array=True)
+            y = column_or_1d(y, warn=True)
+            if len(y) != len(X):
+                raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+            if checks.get("y_numeric"):
+                y = y.astype(np.float64)
+        else:
+            X, y = validate_data(
+                self, X, y, ensure_all_finite="allow-nan", dtype=np.float32, **checks
+            )
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        return X, y
+
+
+TARGET, WEIGHT = "__groves_target__", "__groves_weight__"
+
+
+def _is_frame(X: Any) -> bool:
+    return hasattr(X, "columns") and not isinstance(X, np.ndarray)
+
+
+def _rows_file(X: Any, y: np.ndarray, w: np.ndarray | None) -> tuple[bytes, dict[str, str]]:
+    """The rows as the file a build reads: a DataFrame as Parquet (its columns by name, the
+    target and weights in columns of their own), an array as ``.npz`` (``X``, ``y``, ``w``);
+    and the request fields that name the target and weights."""
+    if _is_frame(X):
+        table = pa.table(X)
+        taken = {TARGET, WEIGHT} & set(table.column_names)
+        if taken:
+            raise ValueError(f"X has a column named {taken.pop()!r}, which groves uses itself")
+        table = table.append_column(TARGET, pa.array(y))
+        fields = {"target": TARGET}
+        if w is not None:
+            table = table.append_column(WEIGHT, pa.array(w))
+            fields["weight"] = WEIGHT
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        return sink.getvalue().to_pybytes(), fields
+    buffer = io.BytesIO()
+    arrays = {"X": np.asarray(X, dtype=np.float32), "y": y}
+    if w is not None:
+        arrays["w"] = w
+    np.savez(buffer, **arrays)
+    return buffer.getvalue(), ({"weight": "w"} if w is not None else {})
 
 
 class GrovesClassifier(ClassifierMixin, _GrovesForest):
@@ -125,11 +185,12 @@ class GrovesClassifier(ClassifierMixin, _GrovesForest):
     ) -> None:
         _keep(self, locals())
 
-    def fit(self, X: Any, y: Any) -> GrovesClassifier:
-        """Train a build on the rows; labels of any type (kept as ``classes_``)."""
-        X, y = check_X_y(X, y, ensure_all_finite="allow-nan", dtype=np.float32)
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> GrovesClassifier:
+        """Train a build on the rows (an array, or a DataFrame with text columns too); labels
+        of any type (kept as ``classes_``); ``sample_weight`` reaches every grove."""
+        X, y = self._validate_fit(X, y, sample_weight)
         self.classes_, codes = np.unique(y, return_inverse=True)
-        return self._fit(X, codes)
+        return self._fit(X, codes, sample_weight)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         return self.model_.predict_proba(self._check(X))
@@ -171,9 +232,11 @@ class GrovesRegressor(RegressorMixin, _GrovesForest):
     ) -> None:
         _keep(self, locals())
 
-    def fit(self, X: Any, y: Any) -> GrovesRegressor:
-        X, y = check_X_y(X, y, ensure_all_finite="allow-nan", dtype=np.float32, y_numeric=True)
-        return self._fit(X, y)
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> GrovesRegressor:
+        """Train a build on the rows (an array, or a DataFrame with text columns too);
+        ``sample_weight`` reaches every grove."""
+        X, y = self._validate_fit(X, y, sample_weight, y_numeric=True)
+        return self._fit(X, y, sample_weight)
 
     def predict(self, X: Any) -> np.ndarray:
         return self.model_.predict(self._check(X))
