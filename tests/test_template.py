@@ -178,7 +178,8 @@ WRITES = {
     ],
     "PredictFunction": [artifacts.metrics_key("b", RUN)],
     "PlanBatchFunction": [
-        artifacts.batch_key("b", RUN, name) for name in ("batch.json", "X.npy", "chunks.json")
+        artifacts.batch_key("b", RUN, name)
+        for name in ("batch.json", "X.npy", "keep.arrow", "chunks.json")
     ],
     "PredictChunkFunction": [
         artifacts.chunk_key("b", RUN, 3, suffix) for suffix in ("votes.npy", "json")
@@ -317,6 +318,26 @@ def test_state_machine_invokes_only_its_functions_and_logs_and_traces(
     group = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
     assert group == LOG_GROUPS[machine_id]
     assert template["Globals"]["Function"]["Tracing"] == "Active"
+
+
+def test_functions_that_stage_tables_get_the_table_storage_parameter(template) -> None:
+    """plan, plan_batch, plan_search and assemble stage the input, the rows and the output in
+    /tmp (groves.data.tables.local_file, groves.data.rows.write_rows): Lambda's 512 MB default
+    would cap the tables they can read."""
+    resources = template["Resources"]
+    staged = {
+        name
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::Serverless::Function"
+        and resource["Properties"].get("EphemeralStorage") == {"Size": {"Ref": "TableStorageSize"}}
+    }
+    assert staged == {
+        "PlanFunction",
+        "PlanBatchFunction",
+        "PlanSearchFunction",
+        "AssemblePredictionsFunction",
+    }
+    assert template["Parameters"]["TableStorageSize"]["MaxValue"] == 10240
 
 
 def test_every_log_group_has_the_retention_parameter(template) -> None:

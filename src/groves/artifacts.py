@@ -9,6 +9,7 @@ Every execution is a *run* with a folder of its own; nothing of one run is writt
                                                         what the Map.s ItemReader reads (plan)
     <build_id>/runs/<run_id>/data/X_train.npy           the prepared split, written once by plan:
                         .../y_train.npy, X_test.npy, y_test.npy   what groves and scoring read
+                        .../w_train.npy                 the training rows' weights, if weighted
     <build_id>/runs/<run_id>/groves/grove_NNNNN.joblib  a fitted grove (train_grove, first)
     <build_id>/runs/<run_id>/groves/grove_NNNNN.votes.npy  its summed votes on the test rows
     <build_id>/runs/<run_id>/groves/grove_NNNNN.json    its metadata with the files' sha256 and
@@ -24,6 +25,8 @@ Batch predictions of new rows (``groves predict``) have folders of their own bes
                                                         the input's shape and sha256 (plan_batch)
     <build_id>/predictions/<batch_id>/X.npy             the input rows as float32, in the training
                                                         columns' order (plan_batch)
+    <build_id>/predictions/<batch_id>/keep.arrow        the input's columns to carry into the output
+                                                        (Arrow IPC; plan_batch, with ``keep``)
     <build_id>/predictions/<batch_id>/chunks.json       one item per chunk of rows (plan_batch)
     <build_id>/predictions/<batch_id>/chunks/chunk_NNNNN.votes.npy, .json
                                                         the chunk's summed votes and their sha256
