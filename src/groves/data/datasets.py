@@ -46,6 +46,9 @@ class Dataset:
     words: dict[int, np.ndarray] = field(default_factory=dict)
     weights: np.ndarray | None = None
     named: bool = True
+    # text labels: their sorted distinct values and each row's index into them (hashed by
+    # pyarrow, so that checks and stratification need no sort of the strings)
+    labels: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ def load_dataset(source: str, target: str | None = None, weight: str | None = No
     and no message quotes the file's contents (the caller may not be allowed to read them)."""
     check_source(source, target)
     words: dict[int, np.ndarray] = {}
-    w = None
+    w, labels = None, None
     if source in BUILTIN_NAMES:
         bunch = builtin(source)
         names = tuple(str(n) for n in getattr(bunch, "feature_names", ()))
@@ -83,7 +86,9 @@ def load_dataset(source: str, target: str | None = None, weight: str | None = No
                 raise RequestError("weight", f"{source!r} holds no array named {weight!r}")
             w = arrays[weight]
     else:
-        X, y, w, names, words, kinds = table_features(source, target or DEFAULT_TARGET, weight)
+        X, y, w, names, words, kinds, labels = table_features(
+            source, target or DEFAULT_TARGET, weight
+        )
     X, y = checked_features(np.asarray(X), source), checked_labels(np.asarray(y), source)
     if len(X) != len(y):
         raise RequestError("dataset", f"{source!r} has {len(X)} feature rows but {len(y)} labels")
@@ -103,14 +108,12 @@ def load_dataset(source: str, target: str | None = None, weight: str | None = No
     else:
         columns = tuple({"name": n, "kind": "number"} for n in names)
     arrays = (X, y) if w is None else (X, y, w)
-    return Dataset(X, y, names, _fingerprint(*arrays), columns, words, w, named)
+    return Dataset(X, y, names, _fingerprint(*arrays), columns, words, w, named, labels)
 
 
-def table_features(
-    source: str, target: str, weight: str | None
-) -> tuple[np.ndarray, np.ndarray, Any, tuple[str, ...], dict[int, np.ndarray], list[str]]:
+def table_features(source: str, target: str, weight: str | None) -> tuple[Any, ...]:
     """A CSV's or Parquet's features (text as table-wide codes), labels, weights, names, the
-    text columns' sorted values and every column's kind."""
+    text columns' sorted values, every column's kind, and text labels' codes."""
     table = read_table(source)
     header = table.column_names
     if header.count(target) > 1:
@@ -134,13 +137,18 @@ def table_features(
     kinds = []
     for j, name in enumerate(names):
         values = table.column(name)
-        kind = encoding.column_kind(name, values.type, values, where)
+        kind = encoding.column_kind(name, values.type, where)
         kinds.append(kind)
         if kind == "category":
             X[:, j], words[j] = encoding.text_codes(values)
+            encoding.refuse_typo(name, X[:, j], words[j], where)
         else:
             X[:, j] = encoding.to_numbers(name, values, where, "dataset")
     y = arrow_labels(table.column(target), source)
+    labels = None
+    if y.dtype.kind == "U":
+        codes, classes = encoding.text_codes(table.column(target))
+        labels = (classes.astype(str), codes.astype(np.int64))
     w = None
     if weight is not None:
         values = table.column(weight)
@@ -148,15 +156,20 @@ def table_features(
             first = encoding.first_false(values.is_valid())
             raise RequestError("weight", f"{where}: row {first + 1} has a missing weight")
         w = encoding.to_numbers(weight, values, where, "weight")
-    return X, y, w, tuple(names), words, kinds
+    return X, y, w, tuple(names), words, kinds, labels
 
 
 def check_target(dataset: Dataset, estimator: str, source: str) -> list[Any] | None:
     """The sorted classes for a classifier; ``None`` for a regressor. Rejects a mismatch,
     without quoting label values."""
-    kind = type_of_target(dataset.y)
     if estimator == "classifier":
-        classes, counts = np.unique(dataset.y, return_counts=True)
+        if dataset.labels is not None:
+            classes, codes = dataset.labels
+            counts = np.bincount(codes, minlength=len(classes))
+            kind = "binary" if len(classes) <= 2 else "multiclass"
+        else:
+            classes, counts = np.unique(dataset.y, return_counts=True)
+            kind = type_of_target(dataset.y)
         if len(classes) < 2:
             raise RequestError(
                 "target", f"a classifier needs at least 2 classes; {source!r} has {len(classes)}"
@@ -200,9 +213,11 @@ def split(dataset: Dataset, test_size: float, seed: int, stratify: bool) -> Spli
     """The held-out split every grove and predict share: it depends on the run seed only. A
     text column's codes become the training rows' categories (``groves.data.encoding``): a
     held-out row whose category no training row has is missing, as at prediction."""
+    strata = dataset.labels[1] if dataset.labels is not None else dataset.y
     parts = _split_rows(
         dataset.X,
         dataset.y,
+        strata,
         dataset.weights,
         dataset.fingerprint,
         test_size,
@@ -229,6 +244,7 @@ def carve(outer: Split, validation_size: float, seed: int, stratify: bool) -> Sp
     inner = _split_rows(
         outer.X_train,
         outer.y_train,
+        outer.y_train,
         outer.w_train,
         outer.fingerprint,
         validation_size,
@@ -242,6 +258,7 @@ def carve(outer: Split, validation_size: float, seed: int, stratify: bool) -> Sp
 def _split_rows(
     X: np.ndarray,
     y: np.ndarray,
+    strata: np.ndarray,
     w: np.ndarray | None,
     fingerprint: str,
     size: float,
@@ -249,11 +266,12 @@ def _split_rows(
     stratify: bool,
     field: str,
 ) -> Split:
-    """Rows split into a first part and a held part of ``size``; a failure names ``field``."""
+    """Rows split into a first part and a held part of ``size`` (stratified by ``strata``: the
+    labels, or their codes in sorted order, which split alike); a failure names ``field``."""
     indices = np.arange(len(y))
     try:
         first, held = train_test_split(
-            indices, test_size=size, random_state=seed, stratify=y if stratify else None
+            indices, test_size=size, random_state=seed, stratify=strata if stratify else None
         )
     except ValueError as exc:
         raise RequestError(field, f"cannot split these rows with it: {exc}") from exc

@@ -36,7 +36,7 @@ NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 TYPO_SHARE = 0.01
 
 
-def column_kind(name: str, kind: pa.DataType, values: pa.ChunkedArray, where: str) -> str:
+def column_kind(name: str, kind: pa.DataType, where: str) -> str:
     """The kind of a training column from its Arrow type; anything else is refused by name."""
     if pa.types.is_boolean(kind):
         return "bool"
@@ -49,7 +49,6 @@ def column_kind(name: str, kind: pa.DataType, values: pa.ChunkedArray, where: st
             raise RequestError(
                 "dataset", f"column {name!r} of {where} is a dictionary of {kind.value_type}"
             )
-        _refuse_typo(name, values, where)
         return "category"
     if pa.types.is_temporal(kind):
         raise RequestError(
@@ -68,19 +67,24 @@ def _is_text(kind: pa.DataType) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
-def _refuse_typo(name: str, values: pa.ChunkedArray, where: str) -> None:
-    """A text column that is numbers but for a rare value is a numeric column with a bad value."""
-    text = pc.cast(values, pa.string())
-    numeric = pc.match_substring_regex(text, NUMBER)
-    present = len(text) - text.null_count
-    n_numbers = pc.sum(numeric).as_py() or 0
-    if present and 0 < present - n_numbers <= TYPO_SHARE * present:
-        row = first_false(numeric)
+def refuse_typo(name: str, codes: np.ndarray, words: np.ndarray, where: str) -> None:
+    """A text column that is numbers but for a rare value is a numeric column with a bad value
+    (checked on its distinct values, weighted by how often each occurs)."""
+    if not len(words):
+        return
+    numeric = pc.match_substring_regex(pa.array(words.astype(str)), NUMBER).to_numpy(
+        zero_copy_only=False
+    )
+    present = codes[~np.isnan(codes)].astype(np.int64)
+    counts = np.bincount(present, minlength=len(words))
+    n_numbers, n_present = int(counts[numeric].sum()), len(present)
+    if n_present and 0 < n_present - n_numbers <= TYPO_SHARE * n_present:
+        text_rows = np.isin(codes, np.flatnonzero(~numeric))
         raise RequestError(
             "dataset",
-            f"column {name!r} of {where}: row {row + 1} is not a number, though "
-            f"{n_numbers:,} of its {present:,} values are; correct it or leave it empty (a "
-            "missing value)",
+            f"column {name!r} of {where}: row {int(np.argmax(text_rows)) + 1} is not a number, "
+            f"though {n_numbers:,} of its {n_present:,} values are; correct it or leave it "
+            "empty (a missing value)",
         )
 
 

@@ -279,8 +279,11 @@ def checked_features(X: np.ndarray, source: str, field: str = "dataset") -> np.n
     if X.dtype.kind not in "biuf":
         kind = "complex" if X.dtype.kind == "c" else "non-numeric"
         raise RequestError(field, f"{source!r} has {kind} features; they must be real numbers")
-    wide = X.astype(np.float64, copy=False)
-    bad = int(np.count_nonzero(np.abs(wide[~np.isnan(wide)]) > FLOAT32_MAX))
+    bad = 0
+    for start in range(0, len(X), BATCH_ROWS):  # in blocks: no copy of the whole table
+        block = X[start : start + BATCH_ROWS]
+        if block.dtype.kind == "f":
+            bad += int(np.count_nonzero(np.abs(block) > FLOAT32_MAX))  # NaN compares false
     if bad:
         raise RequestError(
             field,
