@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import BUCKET
 from moto import mock_aws
@@ -102,8 +103,18 @@ def test_a_regressor_in_a_pipeline(tmp_path: Path) -> None:
     assert pipeline[-1].model_.__class__.__name__ == "RandomForestRegressor"
 
 
+def iris_frame() -> tuple[pd.DataFrame, np.ndarray]:
+    """iris as a DataFrame with a text column and gaps."""
+    X, y = load_iris(return_X_y=True)
+    frame = pd.DataFrame(X, columns=["sl", "sw", "pl", "pw"])
+    frame["kind"] = np.where(X[:, 2] > 3, "long", None)
+    frame.loc[::9, "sw"] = np.nan
+    return frame, y
+
+
+@pytest.mark.parametrize("rows", ["array", "dataframe"])
 def test_an_estimator_fits_on_the_deployed_state_machine(
-    aws_env: None, monkeypatch: pytest.MonkeyPatch
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, rows: str
 ) -> None:
     """``stack_name``: the data goes to the stack's store, the build runs on its state machine
     (moto's engine, every Lambda invocation routed to the handlers), the model comes back."""
@@ -136,12 +147,18 @@ def test_an_estimator_fits_on_the_deployed_state_machine(
         boto3.client("cloudformation").create_stack(
             StackName="groves", TemplateBody=json.dumps(template)
         )
-        X, y = load_iris(return_X_y=True)
-        estimator = groves.GrovesClassifier(6, 3, random_state=0, stack_name="groves").fit(X, y)
+        # an array goes to the stack's store as .npz; a DataFrame with a text column and gaps
+        # as Parquet, which the deployed plan reads and encodes
+        X, y = load_iris(return_X_y=True) if rows == "array" else iris_frame()
+        estimator = groves.GrovesClassifier(6, 3, random_state=0, stack_name="groves")
+        estimator.fit(X, y, sample_weight=np.ones(len(y)))
         assert estimator.score(X, y) > 0.9
+        if rows == "dataframe":
+            assert list(estimator.feature_names_in_) == ["sl", "sw", "pl", "pw", "kind"]
         keys = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="deployed/")["Contents"]
         names = [k["Key"] for k in keys]
-        assert any(n.startswith("deployed/inputs/") and n.endswith(".npz") for n in names)
+        suffix = ".npz" if rows == "array" else ".parquet"
+        assert any(n.startswith("deployed/inputs/") and n.endswith(suffix) for n in names)
         assert f"deployed/sklearn-classifier/runs/{estimator.run_id_}/model.joblib" in names
         # and the deployed execution's history reads back through get_execution_history
         sfn = boto3.client("stepfunctions")

@@ -319,3 +319,21 @@ def test_prediction_input_problems_name_the_column_and_row(tmp_path: Path) -> No
             keep=["nope"],
         )
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_the_cli_trains_with_weights_and_predicts_keeping_an_id(tmp_path: Path, capsys) -> None:
+    from groves import cli
+
+    frame = flights(300).assign(w=1.0)
+    store = str(tmp_path / "store")
+    train = ["run", "t", "-t", "4", "-g", "2", "--dataset", write(frame, tmp_path / "f.csv")]
+    assert cli.main([*train, "--target", "status", "--weight", "w", "--store", store]) == 0
+    new = flights(50, seed=3).drop(columns="status").assign(id=[f"r{i}" for i in range(50)])
+    data, out = write(new, tmp_path / "new.csv"), tmp_path / "p.csv"
+    argv = ["predict", "t", "--data", data, "--out", str(out), "--keep", "id", "--store", store]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    predicted = pa_csv.read_csv(out)
+    assert predicted.column_names[:2] == ["id", "prediction"]
+    assert predicted.column("id").to_pylist() == new["id"].tolist()
+    model = groves.load_model(store, "t")
+    assert predicted.column("prediction").to_pylist() == model.predict(new).tolist()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from groves.asl.history import failure_message
 from groves.console import (
     Progress,
     deployed_root_cause,
+    execution_name,
     follow,
     local_root_cause,
     stack_output,
@@ -153,7 +153,7 @@ def run_deployed(
     sfn = session.client("stepfunctions")
     output_name, map_state, unit = MACHINES[machine]
     arn = state_machine_arn(session, stack_name, arn, output_name)
-    name = f"{request['build_id']}-{time.strftime('%Y%m%dT%H%M%S')}"[:80]
+    name = execution_name(request["build_id"], "predict" if machine == "batch_predict" else "")
     started = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(request))
     described = follow(
         sfn, started["executionArn"], (map_state, None, unit), poll_seconds, show=progress

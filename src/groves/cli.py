@@ -7,7 +7,6 @@ import functools
 import json
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +14,7 @@ from groves.console import (
     Progress,
     UsageError,
     deployed_root_cause,
+    execution_name,
     follow,
     local_root_cause,
     report_failure,
@@ -226,7 +226,7 @@ def cmd_start(args: argparse.Namespace, session: Any = None) -> int:
     session = session or boto3.session.Session()
     sfn = session.client("stepfunctions")
     arn = state_machine_arn(session, args.stack_name, args.state_machine_arn)
-    name = f"{args.build_id}-{time.strftime('%Y%m%dT%H%M%S')}"[:80]
+    name = execution_name(args.build_id)
     started = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(request))
     execution_arn = started["executionArn"]
     print(f"started {execution_arn}")
@@ -305,7 +305,7 @@ def cmd_start_predict(args: argparse.Namespace, session: Any = None) -> int:
     arn = state_machine_arn(
         session, args.stack_name, args.state_machine_arn, "BatchPredictStateMachineArn"
     )
-    name = f"{args.build_id}-predict-{time.strftime('%Y%m%dT%H%M%S')}"[:80]
+    name = execution_name(args.build_id, "predict")
     started = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(request))
     print(f"started {started['executionArn']}")
     if not args.wait:

@@ -3,6 +3,7 @@ execution (its Map Run's progress, the failed child behind a threshold error).""
 
 from __future__ import annotations
 
+import secrets
 import sys
 import threading
 import time
@@ -100,6 +101,14 @@ def stack_output(session: Any, stack_name: str, output: str) -> str:
     if output not in outputs:
         raise UsageError(f"stack {stack_name!r} has no {output} output")
     return outputs[output]
+
+
+def execution_name(build_id: str, kind: str = "") -> str:
+    """A unique name for a deployed execution that says what it is: ``NAME[-kind]-<UTC
+    time>-<random>`` within Step Functions' 80 characters (two starts in one second, as
+    back-to-back estimator fits make, must not collide: a repeated name is refused)."""
+    suffix = f"{'-' + kind if kind else ''}-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+    return build_id[: 80 - len(suffix)] + suffix
 
 
 def state_machine_arn(

@@ -1,11 +1,14 @@
 """scikit-learn estimators whose ``fit`` runs a groves build: ``GrovesClassifier`` and
 ``GrovesRegressor``.
 
-``fit(X, y)`` writes the rows to the store as an ``.npz`` (``inputs/<sha256>.npz``), trains a
-build on them with the given forest parameters, here or on the deployed state machine
-(``stack_name``: the stack's state machine and store), and loads the committed run's plain
-forest as ``model_`` (verified against its manifest); ``predict``, ``predict_proba`` and
-``score`` use it. As every build does, a build holds out ``test_size`` of the rows to score the
+``fit(X, y, sample_weight=None)`` writes the rows to the store (an array as
+``inputs/<sha256>.npz``; a DataFrame, text columns included, as ``inputs/<sha256>.parquet``,
+which the build reads and encodes as any table), trains a build on them with the given forest
+parameters and the weights, here or on the deployed state machine (``stack_name``: the stack's
+state machine and store), and keeps what ``groves.load_model`` returns as ``model_`` (the plain
+forest, or the ``Pipeline`` of the text encoding and the forest; verified against the
+manifest); ``predict``, ``predict_proba`` and ``score`` use it. ``feature_names_in_`` and
+``n_features_in_`` are set as scikit-learn sets them. As every build does, a build holds out ``test_size`` of the rows to score the
 forest (``holdout_score_``) and trains on the rest. Each ``fit`` is a run of its own of build
 ``build_id``: cross-validation folds never mix.
 
@@ -73,8 +76,8 @@ class _GrovesForest(BaseEstimator):
         if deployed and self.state_machine_arn is None:
             store_uri = api.deployed_store(self.stack_name)
         store = open_store(store_uri)
-        rows, columns = _rows_file(X, y, sample_weight)
-        key = f"inputs/{hashlib.sha256(rows).hexdigest()}.{'parquet' if columns else 'npz'}"
+        rows, suffix, columns = _rows_file(X, y, sample_weight)
+        key = f"inputs/{hashlib.sha256(rows).hexdigest()}.{suffix}"
         if not store.exists(key):
             store.put_bytes(key, rows)
         build_id = self.build_id or f"sklearn-{self._estimator}"
@@ -126,10 +129,10 @@ def _is_frame(X: Any) -> bool:
     return hasattr(X, "columns") and not isinstance(X, np.ndarray)
 
 
-def _rows_file(X: Any, y: np.ndarray, w: np.ndarray | None) -> tuple[bytes, dict[str, str]]:
+def _rows_file(X: Any, y: np.ndarray, w: np.ndarray | None) -> tuple[bytes, str, dict[str, str]]:
     """The rows as the file a build reads: a DataFrame as Parquet (its columns by name, the
     target and weights in columns of their own), an array as ``.npz`` (``X``, ``y``, ``w``);
-    and the request fields that name the target and weights."""
+    its suffix, and the request fields that name the target and weights."""
     if _is_frame(X):
         table = pa.table(X)
         taken = {TARGET, WEIGHT} & set(table.column_names)
@@ -142,13 +145,13 @@ def _rows_file(X: Any, y: np.ndarray, w: np.ndarray | None) -> tuple[bytes, dict
             fields["weight"] = WEIGHT
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
-        return sink.getvalue().to_pybytes(), fields
+        return sink.getvalue().to_pybytes(), "parquet", fields
     buffer = io.BytesIO()
     arrays = {"X": np.asarray(X, dtype=np.float32), "y": y}
     if w is not None:
         arrays["w"] = w
     np.savez(buffer, **arrays)
-    return buffer.getvalue(), ({"weight": "w"} if w is not None else {})
+    return buffer.getvalue(), "npz", ({"weight": "w"} if w is not None else {})
 
 
 class GrovesClassifier(ClassifierMixin, _GrovesForest):
