@@ -337,3 +337,26 @@ def test_the_cli_trains_with_weights_and_predicts_keeping_an_id(tmp_path: Path, 
     assert predicted.column("id").to_pylist() == new["id"].tolist()
     model = groves.load_model(store, "t")
     assert predicted.column("prediction").to_pylist() == model.predict(new).tolist()
+
+
+def test_a_bad_value_deep_in_an_input_names_its_row_in_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows are counted across pyarrow's blocks: the error names the row of the file."""
+    from groves.data import rows, tables
+
+    monkeypatch.setattr(tables, "CSV_BLOCK_BYTES", 4096)  # many blocks of a small file
+    monkeypatch.setattr(tables, "BATCH_ROWS", 500)
+    n = 5_000
+    new = pd.DataFrame({"dep_delay": np.arange(n, dtype=float), "distance": "7"})
+    new.loc[n - 3, "distance"] = "far"
+    data = {
+        "columns": [{"name": "dep_delay", "kind": "number"}, {"name": "distance", "kind": "number"}]
+    }
+    for source in (write(new, tmp_path / "bad.csv"), write(new, tmp_path / "bad.parquet")):
+        blocks = rows.prediction_blocks(source, data)
+        with pytest.raises(RequestError, match=rf"'distance' of .*: row {n - 2} is not a"):
+            list(blocks)
+    good = new.drop(index=n - 3)
+    blocks = list(rows.prediction_blocks(write(good, tmp_path / "good.csv"), data))
+    assert len(blocks) > 5 and sum(len(X) for X, _ in blocks) == n - 1

@@ -8,9 +8,9 @@ parameters and the weights, here or on the deployed state machine (``stack_name`
 state machine and store), and keeps what ``groves.load_model`` returns as ``model_`` (the plain
 forest, or the ``Pipeline`` of the text encoding and the forest; verified against the
 manifest); ``predict``, ``predict_proba`` and ``score`` use it. ``feature_names_in_`` and
-``n_features_in_`` are set as scikit-learn sets them. As every build does, a build holds out ``test_size`` of the rows to score the
-forest (``holdout_score_``) and trains on the rest. Each ``fit`` is a run of its own of build
-``build_id``: cross-validation folds never mix.
+``n_features_in_`` are set as scikit-learn sets them. As every build does, a build holds out
+``test_size`` of the rows to score the forest (``holdout_score_``) and trains on the rest.
+Each ``fit`` is a run of its own of build ``build_id``: cross-validation folds never mix.
 
 They are plain estimators: ``clone``, ``get_params``/``set_params``, ``Pipeline``,
 ``GridSearchCV`` and ``cross_val_score`` work with them.

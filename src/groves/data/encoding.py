@@ -94,8 +94,11 @@ def first_false(mask: pa.ChunkedArray | pa.Array) -> int:
     return int(np.argmin(flags))
 
 
-def to_numbers(name: str, values: pa.ChunkedArray, where: str, field: str) -> np.ndarray:
-    """A number or bool column as float64 (null as NaN); text must parse as numbers."""
+def to_numbers(
+    name: str, values: pa.ChunkedArray, where: str, field: str, first_row: int = 0
+) -> np.ndarray:
+    """A number or bool column as float64 (null as NaN); text must parse as numbers. Rows
+    are named counting from ``first_row`` (the block's place in its file)."""
     kind = values.type
     if pa.types.is_dictionary(kind):
         values, kind = pc.cast(values, kind.value_type), kind.value_type
@@ -104,7 +107,8 @@ def to_numbers(name: str, values: pa.ChunkedArray, where: str, field: str) -> np
         if not pc.all(pc.fill_null(numeric, True)).as_py():
             raise RequestError(
                 field,
-                f"column {name!r} of {where}: row {first_false(numeric) + 1} is not a number; "
+                f"column {name!r} of {where}: row {first_row + first_false(numeric) + 1} is not a "
+                "number; "
                 "the model was trained with numbers in this column",
             )
         values = pc.cast(values, pa.float64())
@@ -126,7 +130,8 @@ def to_numbers(name: str, values: pa.ChunkedArray, where: str, field: str) -> np
     if bad.any():
         raise RequestError(
             field,
-            f"column {name!r} of {where}: row {int(np.argmax(bad)) + 1} is infinite or beyond "
+            f"column {name!r} of {where}: row {first_row + int(np.argmax(bad)) + 1} is infinite "
+            "or beyond "
             f"float32's range (+-{FLOAT32_MAX:.3g}); leave a missing value empty",
         )
     return wide
@@ -191,9 +196,11 @@ def encode_table(
     where: str,
     field: str = "data",
     keep: Sequence[str] = (),
+    first_row: int = 0,
 ) -> np.ndarray:
     """The float32 features of ``table`` by the recorded ``columns`` (matched by name, in any
-    order): a missing column, or an extra one not in ``keep``, is an error naming it."""
+    order): a missing column, or an extra one not in ``keep``, is an error naming it; a bad
+    value names its row, counting from ``first_row``."""
     check_columns(table.column_names, [c["name"] for c in columns], where, field, keep)
     X = np.empty((table.num_rows, len(columns)), dtype=np.float32)
     for j, column in enumerate(columns):
@@ -201,7 +208,7 @@ def encode_table(
         if column["kind"] == "category":
             X[:, j] = category_codes(values, column["categories"])
         else:
-            X[:, j] = to_numbers(column["name"], values, where, field)
+            X[:, j] = to_numbers(column["name"], values, where, field, first_row)
     return X
 
 

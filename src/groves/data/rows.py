@@ -53,9 +53,11 @@ def prediction_blocks(
             )
         yield X, None
         return
+    first_row = 0
     for batch in iter_batches(source, columns, field):
         table = pa.Table.from_batches([batch])
-        X = encode_table(table, columns, repr(source), field, keep)
+        X = encode_table(table, columns, repr(source), field, keep, first_row)
+        first_row += table.num_rows
         yield X, table.select(list(keep)) if keep else None
 
 

@@ -232,21 +232,30 @@ def _kind_word(kind: pa.DataType) -> str:
 
 
 def _first_misfit(path: Path, name: str, kind: pa.DataType) -> int:
-    """The 1-based data row of the first value of column ``name`` that does not convert."""
+    """The 1-based data row of the first value of column ``name`` that does not convert: the
+    column read as text, block by block, and the failing block bisected by casting."""
     read, convert = csv_options({name: pa.string()})
     convert.include_columns = [name]
     offset = 0
     for batch in pa_csv.open_csv(path, read_options=read, convert_options=convert):
         values = batch.column(0)
-        for i, value in enumerate(values.to_pylist()):
-            if value is None:
-                continue
-            try:
-                pa.array([value]).cast(kind)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                return offset + i + 1
-        offset += len(values)
+        if _casts(values, kind):
+            offset += len(values)
+            continue
+        good, bad = 0, len(values)  # values[:good] cast; values[:bad] does not
+        while bad - good > 1:
+            middle = (good + bad) // 2
+            good, bad = (middle, bad) if _casts(values.slice(0, middle), kind) else (good, middle)
+        return offset + bad
     return offset
+
+
+def _casts(values: pa.Array, kind: pa.DataType) -> bool:
+    try:
+        values.cast(kind)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return True
 
 
 def npz_arrays(raw: bytes, source: str, field: str, names: Sequence[str]) -> dict[str, Any]:
