@@ -293,31 +293,18 @@ def test_table_problems_name_the_column_and_row_before_any_work(tmp_path: Path) 
 def test_prediction_input_problems_name_the_column_and_row(tmp_path: Path) -> None:
     frame = flights(300)
     build(tmp_path / "store", write(frame, tmp_path / "f.csv"))
-    new = frame.drop(columns="status").astype({"distance": object})
-    new.loc[120, "distance"] = "far"  # numbers in training, text here: the type changed
-    with pytest.raises(RequestError, match=r"column 'distance' of .*: row 121 is not a number"):
-        groves.predict(
-            "t",
-            write(new, tmp_path / "bad.csv"),
-            str(tmp_path / "p.csv"),
-            store=str(tmp_path / "store"),
-        )
-    extra = frame.drop(columns="status").assign(note="x")
-    with pytest.raises(RequestError, match=r"column 'note' .* is not a training feature.*keep"):
-        groves.predict(
-            "t",
-            write(extra, tmp_path / "extra.csv"),
-            str(tmp_path / "p.csv"),
-            store=str(tmp_path / "store"),
-        )
-    with pytest.raises(RequestError, match=r"keep: column 'nope' is not in"):
-        groves.predict(
-            "t",
-            write(frame.drop(columns="status"), tmp_path / "ok.csv"),
-            str(tmp_path / "p.csv"),
-            store=str(tmp_path / "store"),
-            keep=["nope"],
-        )
+    features = frame.drop(columns="status")
+
+    def refused(pattern: str, rows: pd.DataFrame, **options: Any) -> None:
+        data, out = write(rows, tmp_path / "new.csv"), str(tmp_path / "p.csv")
+        with pytest.raises(RequestError, match=pattern):
+            groves.predict("t", data, out, store=str(tmp_path / "store"), **options)
+
+    changed = features.astype({"distance": object})
+    changed.loc[120, "distance"] = "far"  # numbers in training, text here: the type changed
+    refused(r"column 'distance' of .*: row 121 is not a number", changed)
+    refused(r"column 'note' .* is not a training feature.*keep", features.assign(note="x"))
+    refused(r"keep: column 'nope' is not in", features, keep=["nope"])
     assert not (tmp_path / "p.csv").exists()
 
 
