@@ -347,3 +347,22 @@ def test_a_bad_value_deep_in_an_input_names_its_row_in_the_file(
     good = new.drop(index=n - 3)
     blocks = list(rows.prediction_blocks(write(good, tmp_path / "good.csv"), data))
     assert len(blocks) > 5 and sum(len(X) for X, _ in blocks) == n - 1
+
+
+def test_decimals_are_numbers_and_dictionary_text_is_text(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    from groves.data.datasets import load_dataset
+
+    frame = flights(120)
+    table = pa.table(
+        {
+            "price": pa.array([Decimal(f"{i}.25") for i in range(120)], pa.decimal128(9, 2)),
+            "carrier": pa.array(frame["carrier"]).dictionary_encode(),
+            "status": pa.array(frame["status"]),
+        }
+    )
+    pq.write_table(table, tmp_path / "d.parquet")
+    dataset = load_dataset(str(tmp_path / "d.parquet"), "status")
+    assert [c["kind"] for c in dataset.columns] == ["number", "category"]
+    np.testing.assert_array_equal(dataset.X[:3, 0], [0.25, 1.25, 2.25])
