@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 import time
 import types
 from pathlib import Path
@@ -186,3 +188,33 @@ class MapRunChildrenUnlisted:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sfn, name)
+
+
+NO_GUARD = """
+import sys
+import groves
+store = sys.argv[1]
+out = groves.train("plain", n_trees=4, grove_size=2, dataset="iris", store=store, predict=True)
+print("score", out["metrics"]["score"])
+"""
+
+
+@pytest.mark.parametrize("how", ["script", "stdin"])
+def test_a_script_without_a_main_guard_trains(tmp_path: Path, how: str) -> None:
+    """Workers never re-import the caller's ``__main__``: a plain script, a notebook or
+    ``python -`` trains as scikit-learn's ``n_jobs`` does, without ``if __name__ == ...``."""
+    script = tmp_path / "plain.py"
+    script.write_text(NO_GUARD)
+    store = str(tmp_path / "store")
+    command = (
+        [sys.executable, str(script), store] if how == "script" else [sys.executable, "-", store]
+    )
+    done = subprocess.run(
+        command,
+        input=NO_GUARD if how == "stdin" else None,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("score ") == 1  # the script ran once, not again in each worker

@@ -23,7 +23,7 @@ import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from multiprocessing import get_all_start_methods, get_context, parent_process
+from multiprocessing import get_all_start_methods, get_context, parent_process, spawn
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -34,6 +34,38 @@ N_JOBS_ENV = "GROVES_N_JOBS"  # the threads an invocation may use (scikit-learn'
 GRACE_SECONDS = 1.0
 START_METHOD = "forkserver" if "forkserver" in get_all_start_methods() else "spawn"
 SIGNAL_WORDS = {"SIGKILL": "killed", "SIGTERM": "terminated", "SIGSEGV": "segmentation fault"}
+
+
+# Workers run groves' handlers, never the caller's own code, so they need not re-import the
+# caller's ``__main__`` as multiprocessing's spawn and forkserver children do: a script or a
+# ``python -m`` module without an ``if __name__ == "__main__":`` guard would run again in
+# every worker (and in the fork server), start workers of its own and fail. Processes started
+# by this module's pools are prepared without the main module; other uses of multiprocessing
+# in the caller's process are left as they are.
+_preparing = threading.local()
+_MAIN_KEYS = ("init_main_from_path", "init_main_from_name", "main_path")
+_get_preparation_data = spawn.get_preparation_data
+
+
+def _preparation_data(name: str) -> dict[str, Any]:
+    data = _get_preparation_data(name)
+    if getattr(_preparing, "without_main", False):
+        for key in _MAIN_KEYS:
+            data.pop(key, None)
+    return data
+
+
+spawn.get_preparation_data = _preparation_data
+
+
+@contextlib.contextmanager
+def _without_main() -> Any:
+    """Processes started in this block (in this thread) do not re-import ``__main__``."""
+    _preparing.without_main = True
+    try:
+        yield
+    finally:
+        _preparing.without_main = False
 
 
 class PoolClosed(RuntimeError):
@@ -106,7 +138,8 @@ class WorkerPool:
             args=(child_end, self._handlers, self._call, dict(os.environ)),
             daemon=True,
         )
-        process.start()
+        with _without_main():
+            process.start()
         child_end.close()
         worker = _Worker(process, parent_end)
         with self._lock:
