@@ -42,7 +42,8 @@ from groves.storage import get_json
         ({"params": {"max_depth": -1}}, "params.max_depth", "range [1, inf) or None"),
         ({"params": {"criterion": "mse"}}, "params.criterion", "'gini'"),
         ({"params": {"max_features": "half"}}, "params.max_features", "'sqrt'"),
-        ({"params": {"class_weight": {"0": 2}}}, "params.class_weight", "'balanced'"),
+        ({"params": {"class_weight": {"0": -2}}}, "params.class_weight", "a number >= 0"),
+        ({"params": {"class_weight": [1, 2]}}, "params.class_weight", "'balanced'"),
         ({"params": {"bootstrap": False, "max_samples": 0.5}}, "params.max_samples", "bootstrap"),
         ({"n_trees": 500_000, "grove_size": 2}, "grove_size", "at least 5"),
         ({"max_concurrency": 10_001}, "max_concurrency", "integer from 1 to 10000"),
@@ -163,3 +164,16 @@ def test_a_test_size_that_starves_the_training_split_is_refused(local_store) -> 
         plan_build(local_store, small_request(test_size=0.99))
     assert caught.value.field == "test_size"
     assert local_store.list_keys("") == []
+
+
+def test_a_class_weight_object_names_classes_of_the_data(tmp_path) -> None:
+    from groves.plan import plan_build
+    from groves.storage import LocalStore
+    from groves.training import make_forest
+
+    store = LocalStore(tmp_path)
+    with pytest.raises(RequestError, match=r"params\.class_weight: '7' is not a class"):
+        plan_build(store, small_request(params={"class_weight": {"7": 1.0}}))
+    plan = plan_build(store, small_request(params={"class_weight": {"0": 5.0, "2": 0.5}}))
+    forest = make_forest(plan["spec"], 3, 1, plan["data"]["classes"])
+    assert forest.class_weight == {0: 5.0, 2: 0.5}  # JSON's text keys back to the labels

@@ -25,8 +25,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_sample_weight,
     check_is_fitted,
@@ -35,6 +37,7 @@ from sklearn.utils.validation import (
 )
 
 from groves import api
+from groves.data.datasets import MIN_ROWS
 from groves.plan import TREE_PARAMS
 from groves.request import DEFAULTS
 from groves.storage import DEFAULT_STORE, open_store
@@ -54,6 +57,12 @@ class _GrovesForest(BaseEstimator):
     _estimator = "classifier"
     _forest_params: tuple[str, ...] = TREE_PARAMS
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # as scikit-learn's forests: NaN is a missing value
+        tags.input_tags.sparse = True  # densified when written for the build
+        return tags
+
     def _request(self, dataset: str) -> dict[str, Any]:
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         return {
@@ -63,11 +72,23 @@ class _GrovesForest(BaseEstimator):
             "estimator": self._estimator,
             "test_size": self.test_size,
             "seed": int(seed),
-            "params": {name: getattr(self, name) for name in self._forest_params},
+            "params": {name: self._param(name) for name in self._forest_params},
             "max_concurrency": self.max_concurrency,
             "groves_per_invocation": self.groves_per_invocation,
             "predict": True,
         }
+
+    def _param(self, name: str) -> Any:
+        """A forest parameter as the request carries it: a ``class_weight`` dict maps the
+        labels the build sees (the codes of ``classes_``) to their weights."""
+        value = getattr(self, name)
+        if name == "class_weight" and isinstance(value, dict):
+            labels = list(self.classes_)
+            unknown = [label for label in value if label not in labels]
+            if unknown:
+                raise ValueError(f"class_weight: class label {unknown[0]!r} not present in y")
+            return {str(labels.index(label)): weight for label, weight in value.items()}
+        return value
 
     def _fit(self, X: Any, y: np.ndarray, sample_weight: Any) -> Any:
         """Train a build on ``X`` and ``y`` (labels as given) and load its model."""
@@ -103,9 +124,12 @@ class _GrovesForest(BaseEstimator):
             return X
         return validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float32)
 
-    def _validate_fit(self, X: Any, y: Any, sample_weight: Any, **checks: Any) -> tuple[Any, Any]:
+    def _validate_fit(
+        self, X: Any, y: Any, sample_weight: Any, **checks: Any
+    ) -> tuple[Any, Any, Any]:
         """``X`` as given if a DataFrame (text columns are encoded by the build), else a
-        float32 array; ``y`` checked; ``sample_weight`` one number per row."""
+        float32 array (a sparse one densified); ``y`` checked; ``sample_weight`` one
+        non-negative number per row, or ``None``."""
         if _is_frame(X):
             validate_data(self, X, skip_check_array=True)
             y = column_or_1d(y, warn=True)
@@ -115,11 +139,26 @@ class _GrovesForest(BaseEstimator):
                 y = y.astype(np.float64)
         else:
             X, y = validate_data(
-                self, X, y, ensure_all_finite="allow-nan", dtype=np.float32, **checks
+                self,
+                X,
+                y,
+                accept_sparse=("csr", "csc"),
+                ensure_all_finite="allow-nan",
+                dtype=np.float32,
+                **checks,
+            )
+            if issparse(X):
+                X = X.toarray()
+        if len(y) < MIN_ROWS:
+            raise ValueError(
+                f"n_samples={len(y)}: a groves build needs at least {MIN_ROWS} rows (it holds "
+                "some out to score the forest)"
             )
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        return X, y
+            sample_weight = _check_sample_weight(
+                sample_weight, X, dtype=np.float64, ensure_non_negative=True
+            )
+        return X, y, sample_weight
 
 
 TARGET, WEIGHT = "__groves_target__", "__groves_weight__"
@@ -191,16 +230,19 @@ class GrovesClassifier(ClassifierMixin, _GrovesForest):
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> GrovesClassifier:
         """Train a build on the rows (an array, or a DataFrame with text columns too); labels
         of any type (kept as ``classes_``); ``sample_weight`` reaches every grove."""
-        X, y = self._validate_fit(X, y, sample_weight)
+        X, y, sample_weight = self._validate_fit(X, y, sample_weight)
+        check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         return self._fit(X, codes, sample_weight)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        return self.model_.predict_proba(self._check(X))
+        X = self._check(X)
+        return self.model_.predict_proba(X)
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class, as the forest's own ``predict`` picks it."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 class GrovesRegressor(RegressorMixin, _GrovesForest):
@@ -238,8 +280,9 @@ class GrovesRegressor(RegressorMixin, _GrovesForest):
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> GrovesRegressor:
         """Train a build on the rows (an array, or a DataFrame with text columns too);
         ``sample_weight`` reaches every grove."""
-        X, y = self._validate_fit(X, y, sample_weight, y_numeric=True)
+        X, y, sample_weight = self._validate_fit(X, y, sample_weight, y_numeric=True)
         return self._fit(X, y, sample_weight)
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.model_.predict(self._check(X))
+        X = self._check(X)
+        return self.model_.predict(X)

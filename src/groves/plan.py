@@ -128,14 +128,25 @@ def validate_params(params: Any, estimator: str) -> dict[str, Any]:
                 f"params.{name}",
                 f"not a parameter groves lets a {estimator} set; allowed: {', '.join(allowed)}",
             )
-    if "class_weight" in params and params["class_weight"] not in CLASS_WEIGHTS:
+    weights = params.get("class_weight")
+    if isinstance(weights, dict):
+        if not weights or any(
+            isinstance(w, bool) or not isinstance(w, int | float) or not 0 <= w < math.inf
+            for w in weights.values()
+        ):
+            raise RequestError(
+                "params.class_weight",
+                "an object of class labels to weights must map each to a number >= 0",
+            )
+    elif "class_weight" in params and weights not in CLASS_WEIGHTS:
         raise RequestError(
             "params.class_weight",
-            f"{params['class_weight']!r} is not one of 'balanced', 'balanced_subsample' or null",
+            f"{weights!r} is not one of 'balanced', 'balanced_subsample', null or an object "
+            "of class labels to weights",
         )
     if params.get("bootstrap") is False and params.get("max_samples") is not None:
         raise RequestError("params.max_samples", "needs bootstrap true")
-    forest = ESTIMATORS[estimator](**params)
+    forest = ESTIMATORS[estimator](**{k: v for k, v in params.items() if k != "class_weight"})
     try:
         forest._validate_params()  # scikit-learn's declared constraints, with readable messages
     except (ValueError, TypeError) as exc:
@@ -185,7 +196,7 @@ def plan_build(store: Store, request: Any, invocation: Invocation | None = None)
     split = datasets.split(dataset, spec["test_size"], spec["seed"], classes is not None)
     if classes is not None and len(np.unique(split.y_train)) != len(classes):
         raise RequestError("test_size", "leaves some class without training rows; lower it")
-    check_params_against_data(spec["params"], split.y_train)
+    check_params_against_data(spec["params"], split.y_train, classes)
     run_id = new_run_id()
     prepared = write_prepared(store, spec["build_id"], run_id, split)
     write_items(store, spec, run_id)
@@ -231,7 +242,9 @@ def run_plan(
     return plan
 
 
-def check_params_against_data(params: dict[str, Any], y_train: np.ndarray) -> None:
+def check_params_against_data(
+    params: dict[str, Any], y_train: np.ndarray, classes: list[Any] | None = None
+) -> None:
     """Bound the parameters that scale a tree's memory by the data: a tree cannot use more
     samples, leaves or levels than there are training rows, and scikit-learn allocates for
     what is allowed (``max_leaf_nodes: 10**9`` asks for ~128 GB before the first split)."""
@@ -243,6 +256,15 @@ def check_params_against_data(params: dict[str, Any], y_train: np.ndarray) -> No
                 f"params.{name}",
                 f"{value} is more than the {n_train} training rows; at most {n_train}"
                 + (" (or a fraction in (0, 1])" if name == "max_samples" else ""),
+            )
+    weights = params.get("class_weight")
+    if isinstance(weights, dict):
+        names = {str(c) for c in classes or ()}
+        unknown = sorted(set(map(str, weights)) - names)
+        if unknown:
+            raise RequestError(
+                "params.class_weight",
+                f"{unknown[0]!r} is not a class of the training rows ({len(names)} classes)",
             )
     if params.get("criterion") == "poisson" and (np.any(y_train < 0) or np.sum(y_train) <= 0):
         raise RequestError(

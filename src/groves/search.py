@@ -155,7 +155,7 @@ def plan_search(store: Store, request: Any) -> dict[str, Any]:
         raise RequestError("validation_size", "leaves some class without rows to fit; lower it")
     for index, candidate in enumerate(candidates):
         try:
-            check_params_against_data({**spec["params"], **candidate}, inner.y_train)
+            check_params_against_data({**spec["params"], **candidate}, inner.y_train, classes)
         except RequestError as exc:
             raise RequestError(f"search.candidates[{index}].{exc.field}", str(exc)) from exc
     search_id = new_run_id()

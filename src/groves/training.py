@@ -31,7 +31,7 @@ def peak_rss_mb() -> float:
 
 
 def make_forest(
-    spec: dict[str, Any], n_trees: int, seed: int
+    spec: dict[str, Any], n_trees: int, seed: int, classes: list[Any] | None = None
 ) -> RandomForestClassifier | RandomForestRegressor:
     """The grove's forest; ``GROVES_N_JOBS`` (default: every core) sets its threads, never
     more than its trees: one thread fits a 1-tree grove without joblib's thread pool, whose
@@ -40,8 +40,12 @@ def make_forest(
     if n_jobs < 1:
         n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     n_jobs = max(1, min(n_jobs, n_trees))
+    params = dict(spec["params"])
+    if isinstance(params.get("class_weight"), dict):  # JSON's keys are text: the classes again
+        given = params["class_weight"]
+        params["class_weight"] = {c: given[str(c)] for c in classes or () if str(c) in given}
     return ESTIMATORS[spec["estimator"]](
-        n_estimators=n_trees, random_state=seed, n_jobs=n_jobs, **spec["params"]
+        n_estimators=n_trees, random_state=seed, n_jobs=n_jobs, **params
     )
 
 
@@ -156,7 +160,7 @@ def fit_grove(
 ) -> dict[str, Any]:
     """Fit one grove, write its votes and model, then its metadata (the grove's commit)."""
     build_id, run_id, gid = plan["build_id"], plan["run_id"], grove["grove_id"]
-    forest = make_forest(plan["spec"], grove["n_trees"], grove["seed"])
+    forest = make_forest(plan["spec"], grove["n_trees"], grove["seed"], plan["data"]["classes"])
     fit_started = time.perf_counter()
     forest.fit(split.X_train, split.y_train, sample_weight=split.w_train)
     fit_seconds = time.perf_counter() - fit_started

@@ -29,6 +29,8 @@ from groves.data.tables import (
 )
 from groves.errors import RequestError
 
+MIN_ROWS = 4  # enough for a held-out split
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -92,8 +94,10 @@ def load_dataset(source: str, target: str | None = None, weight: str | None = No
     X, y = checked_features(np.asarray(X), source), checked_labels(np.asarray(y), source)
     if len(X) != len(y):
         raise RequestError("dataset", f"{source!r} has {len(X)} feature rows but {len(y)} labels")
-    if len(X) < 4:
-        raise RequestError("dataset", f"{source!r} has {len(X)} rows; at least 4 are needed")
+    if len(X) < MIN_ROWS:
+        raise RequestError(
+            "dataset", f"{source!r} has {len(X)} rows; at least {MIN_ROWS} are needed"
+        )
     if w is not None:
         w = row_weights(w, source)
         if len(w) != len(y):

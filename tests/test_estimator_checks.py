@@ -1,0 +1,35 @@
+"""scikit-learn's own estimator checks on ``GrovesClassifier`` and ``GrovesRegressor``: every
+check is a real groves build on the check's rows, in a store of its own."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import groves
+
+# scikit-learn's forests fail these too: a bootstrap draws rows, not weights, so weight 2 is
+# not a repeated row (RandomForestClassifier and RandomForestRegressor fail both checks)
+LIKE_SCIKIT_LEARNS_FORESTS = {
+    "check_sample_weight_equivalence_on_dense_data": "bootstrap sampling, as in RandomForest*",
+    "check_sample_weight_equivalence_on_sparse_data": "bootstrap sampling, as in RandomForest*",
+}
+STORE = str(Path(tempfile.gettempdir()) / "groves-estimator-checks")  # one name: stable test ids
+
+
+def expected_failures(estimator: Any) -> dict[str, str]:
+    return LIKE_SCIKIT_LEARNS_FORESTS
+
+
+@parametrize_with_checks(
+    [
+        groves.GrovesClassifier(4, 2, random_state=0, store=STORE),
+        groves.GrovesRegressor(4, 2, random_state=0, store=STORE),
+    ],
+    expected_failed_checks=expected_failures,
+)
+def test_scikit_learn_estimator_checks(estimator: Any, check: Any) -> None:
+    check(estimator)
