@@ -128,7 +128,8 @@ def test_merge_refuses_groves_of_another_run_or_data(s3) -> None:
 
 def test_two_runs_of_one_build_never_mix(s3) -> None:
     """Two executions of one build_id plan, train and merge interleaved: each run keeps to
-    its own folder, and latest.json names the run committed last."""
+    its own folder, and latest.json names the newer run, though the older one committed last
+    (latest never moves back)."""
     store = open_store(STORE)
     first = handlers.plan({"store": STORE, "request": small_request()})
     second = handlers.plan({"store": STORE, "request": small_request(n_trees=4, seed=9)})
@@ -140,13 +141,13 @@ def test_two_runs_of_one_build_never_mix(s3) -> None:
     second_merged = handlers.merge({"store": STORE, "build_id": "t", "run_id": second["run_id"]})
     first_merged = handlers.merge({"store": STORE, "build_id": "t", "run_id": first["run_id"]})
     assert (first_merged["n_trees"], second_merged["n_trees"]) == (7, 4)
-    assert get_json(store, "t/latest.json")["run_id"] == first["run_id"]
+    assert get_json(store, "t/latest.json")["run_id"] == second["run_id"]
     for plan in (first, second):
         manifest = get_json(store, f"t/runs/{plan['run_id']}/manifest.json")
         assert [g["seed"] for g in manifest["groves"]] == [g["seed"] for g in grove_items(plan)]
         model = groves.load_model(STORE, "t", plan["run_id"])
         assert len(model.estimators_) == manifest["n_trees"]
-    assert len(groves.load_model(STORE, "t").estimators_) == 7
+    assert len(groves.load_model(STORE, "t").estimators_) == 4
 
 
 def test_a_grove_that_is_not_in_the_plan_is_refused(s3) -> None:

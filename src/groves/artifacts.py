@@ -45,6 +45,7 @@ swapped, truncated or planted file is refused and its code never runs.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 from collections.abc import Mapping
@@ -53,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from groves.errors import BuildError, RequestError
-from groves.storage import ArtifactNotFound, Store, get_json, load_joblib, put_json
+from groves.storage import ArtifactNotFound, Store, get_json, load_joblib
 
 RUN_ID = re.compile(r"\d{8}T\d{9}Z-[0-9a-f]{8}")
 RUN_ID_FORM = "a run id such as 20261125T120301123Z-1a2b3c4d"
@@ -178,26 +179,54 @@ def is_committed(store: Store, build_id: str, run_id: str) -> bool:
 
 
 def commit(store: Store, build_id: str, run_id: str, manifest: dict[str, Any]) -> None:
-    """Write the run's manifest (its commit mark), then point ``latest.json`` at the run."""
-    put_json(store, manifest_key(build_id, run_id), manifest)
-    put_json(
-        store,
-        latest_key(build_id),
-        {
+    """Write the run's manifest (its commit mark) unless it exists (a committed run is never
+    rewritten), then point ``latest.json`` at the run unless it names a newer one."""
+    store.create_bytes(
+        manifest_key(build_id, run_id), json.dumps(manifest, indent=2, sort_keys=True).encode()
+    )
+    advance_latest(store, build_id, run_id, manifest["created_at"])
+
+
+def advance_latest(store: Store, build_id: str, run_id: str, committed_at: str) -> bool:
+    """Point ``latest.json`` at ``run_id`` if it names no run or an older one (run ids sort
+    by start time): ``latest`` only moves forward, also when two builds commit at once (a
+    compare-and-swap). Whether it now names ``run_id``."""
+
+    def forward(current: Any) -> dict[str, Any] | None:
+        if isinstance(current, dict) and str(current.get("run_id", "")) >= run_id:
+            return None
+        return {
             "build_id": build_id,
             "run_id": run_id,
-            "committed_at": manifest["created_at"],
+            "committed_at": committed_at,
             "manifest": manifest_key(build_id, run_id),
-        },
-    )
+        }
+
+    return store.update_json(latest_key(build_id), forward)["run_id"] == run_id
+
+
+def latest_run(store: Store, build_id: str) -> str | None:
+    """The run ``latest.json`` names, if any."""
+    try:
+        return str(get_json(store, latest_key(build_id))["run_id"])
+    except ArtifactNotFound:
+        return None
+
+
+def is_finished(store: Store, build_id: str, run_id: str) -> bool:
+    """Committed, and ``latest`` names it or a newer run: nothing of the commit is left."""
+    latest = latest_run(store, build_id)
+    return is_committed(store, build_id, run_id) and latest is not None and latest >= run_id
 
 
 def latest_uncommitted(store: Store, build_id: str) -> str | None:
-    """The newest run of a build that has a plan but no manifest yet, leaving out a search's
-    candidates (a search commits its best candidate itself; resuming a loser would commit it)."""
+    """The newest run of a build that has a plan but is not finished (no manifest yet, or a
+    manifest but ``latest`` still names an older run: its commit broke off), leaving out a
+    search's candidates (a search commits its best candidate itself; resuming a loser would
+    commit it)."""
     for run_id in reversed(run_ids(store, build_id)):
         key = plan_key(build_id, run_id)
-        if not store.exists(key) or is_committed(store, build_id, run_id):
+        if not store.exists(key) or is_finished(store, build_id, run_id):
             continue
         if "search_id" not in get_json(store, key):
             return run_id

@@ -16,12 +16,15 @@ import sklearn
 
 from groves import __version__
 from groves.artifacts import (
+    advance_latest,
     commit,
     file_digest,
     grove_key,
+    is_committed,
     load_verified,
     manifest_key,
     model_key,
+    read_verified,
     run_prefix,
 )
 from groves.cost import Invocation, training_cost
@@ -152,8 +155,13 @@ def merge_build(
     invocation = invocation or Invocation.begin("merge")
     started = time.perf_counter()
     plan = read_plan(store, build_id, run_id)
+    if is_committed(store, build_id, run_id):  # merged before: never rewritten, only finished
+        manifest = get_json(store, manifest_key(build_id, run_id))
+        advance_latest(store, build_id, run_id, manifest["created_at"])
+        return merge_output(store, manifest)
     metas = read_grove_metas(store, plan)
     check_groves(plan, metas)
+    check_grove_files(store, plan, metas)
     with tempfile.TemporaryDirectory(prefix="groves-merge-") as folder:
         path = Path(folder) / "model.joblib"
         write_merged(store, plan, metas, path)
@@ -185,12 +193,32 @@ def merge_build(
     }
     manifest["cost"] = training_cost(plan, [m["usage"] for m in metas], invocation.usage())
     commit(store, build_id, run_id, manifest)
+    return merge_output(store, get_json(store, manifest_key(build_id, run_id)))
+
+
+def merge_output(store: Store, manifest: dict[str, Any]) -> dict[str, Any]:
+    """What merge passes on: where the committed run's files are, its size and cost."""
+    build_id, run_id = manifest["build_id"], manifest["run_id"]
     return {
         "run": f"{store.uri}/{run_prefix(build_id, run_id)}",
         "model": f"{store.uri}/{model_key(build_id, run_id)}",
         "manifest": f"{store.uri}/{manifest_key(build_id, run_id)}",
-        "n_trees": n_trees,
-        "n_groves": len(metas),
-        "model_bytes": model_record["bytes"],
+        "n_trees": manifest["n_trees"],
+        "n_groves": manifest["n_groves"],
+        "model_bytes": manifest["model"]["bytes"],
         "cost": manifest["cost"],
     }
+
+
+def check_grove_files(store: Store, plan: dict[str, Any], metas: list[dict[str, Any]]) -> None:
+    """Every grove's votes file is there as recorded (size and sha256) before anything is
+    written: scoring reads them after the commit. (Each grove's model is checked the same way
+    as it is read into the merged model, which is also before the commit.)"""
+    build_id, run_id = plan["build_id"], plan["run_id"]
+
+    def check(meta: dict[str, Any]) -> None:
+        key = grove_key(build_id, run_id, meta["grove_id"], "votes.npy")
+        read_verified(store, key, meta["votes"], f"grove {meta['grove_id']}")
+
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        list(pool.map(check, metas))

@@ -14,7 +14,7 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from groves.artifacts import (
     RUN_ID_FORM,
     check_run_id,
-    is_committed,
+    is_finished,
     items_key,
     latest_uncommitted,
     new_run_id,
@@ -314,7 +314,7 @@ def resume_plan(store: Store, request: dict[str, Any]) -> dict[str, Any]:
         run_id = check_run_id(resume, "resume")
     else:
         raise RequestError("resume", f"{resume!r} must be true or {RUN_ID_FORM}")
-    if is_committed(store, build_id, run_id):
+    if is_finished(store, build_id, run_id):
         raise RequestError("resume", f"run {run_id} of build {build_id!r} is already committed")
     try:
         plan = read_plan(store, build_id, run_id)

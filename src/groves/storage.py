@@ -7,6 +7,7 @@ S3 goes through boto3, so any S3-compatible store works by setting ``AWS_ENDPOIN
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import os
@@ -14,7 +15,7 @@ import pickle
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,6 +29,9 @@ DEFAULT_STORE = "groves-runs"  # where local runs go unless --store says otherwi
 # The bucket name a local directory store goes by in state data (``Store.location``): the local
 # runner maps it back to the directory for the Map's ItemReader and ResultWriter.
 LOCAL_BUCKET = "local-store"
+# S3's answers to a conditional write whose condition does not hold (or that raced another)
+CONDITION_FAILED = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+UPDATE_ATTEMPTS = 50
 
 
 class ArtifactNotFound(FileNotFoundError):
@@ -58,6 +62,10 @@ class Store(Protocol):
     def location(self, key: str) -> dict[str, str]: ...
 
     def get_range(self, key: str, start: int, stop: int) -> bytes: ...
+
+    def create_bytes(self, key: str, data: bytes) -> bool: ...
+
+    def update_json(self, key: str, change: Callable[[Any], Any]) -> Any: ...
 
 
 @contextlib.contextmanager
@@ -92,6 +100,37 @@ class LocalStore:
     def put_bytes(self, key: str, data: bytes) -> None:
         with atomic_file(self._path(key)) as tmp:
             tmp.write_bytes(data)
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Write ``key`` only if it does not exist (atomically: a hard link of the whole file
+        either appears or fails); whether it was written."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, staged = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.link(staged, path)
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(staged)
+        return True
+
+    def update_json(self, key: str, change: Callable[[Any], Any]) -> Any:
+        """Replace the JSON at ``key`` by ``change(current)`` (``current`` is ``None`` when
+        absent; a ``None`` result leaves it as it is), under an exclusive lock: concurrent
+        updates apply one after the other. The value left at ``key``."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = json.loads(path.read_bytes()) if path.is_file() else None
+            new = change(current)
+            if new is None:
+                return current
+            self.put_bytes(key, _json_bytes(new))
+            return new
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -182,6 +221,43 @@ class S3Store:
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Write ``key`` only if it does not exist (S3's conditional write, ``If-None-Match:
+        *``); whether it was written."""
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
+            )
+        except self.client.exceptions.ClientError as exc:
+            if exc.response["Error"]["Code"] in CONDITION_FAILED:
+                return False
+            raise
+        return True
+
+    def update_json(self, key: str, change: Callable[[Any], Any]) -> Any:
+        """Replace the JSON at ``key`` by ``change(current)`` (``None``: absent / leave it),
+        as a compare-and-swap on the object's ETag (``If-Match``, or ``If-None-Match: *``
+        when absent), retried when another writer got there first. The value left."""
+        for _ in range(UPDATE_ATTEMPTS):
+            try:
+                got = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+                current, condition = json.loads(got["Body"].read()), {"IfMatch": got["ETag"]}
+            except self.client.exceptions.NoSuchKey:
+                current, condition = None, {"IfNoneMatch": "*"}
+            new = change(current)
+            if new is None:
+                return current
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=self._key(key), Body=_json_bytes(new), **condition
+                )
+            except self.client.exceptions.ClientError as exc:
+                if exc.response["Error"]["Code"] in CONDITION_FAILED:
+                    continue
+                raise
+            return new
+        raise RuntimeError(f"{self.uri}/{key} kept changing under {UPDATE_ATTEMPTS} updates")
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -329,8 +405,12 @@ def write_uri(uri: str, path: Path) -> None:
         shutil.copyfile(path, tmp)
 
 
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, indent=2, sort_keys=True).encode()
+
+
 def put_json(store: Store, key: str, value: Any) -> None:
-    store.put_bytes(key, json.dumps(value, indent=2, sort_keys=True).encode())
+    store.put_bytes(key, _json_bytes(value))
 
 
 def get_json(store: Store, key: str) -> Any:

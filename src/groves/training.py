@@ -75,8 +75,11 @@ def verified_grove(
     meta_key = grove_key(build_id, run_id, grove["grove_id"], "json")
     if not store.exists(meta_key):
         return None
-    meta = get_json(store, meta_key)
-    if meta.get("run_id") != run_id or any(meta.get(k) != v for k, v in grove.items()):
+    try:
+        meta = get_json(store, meta_key)
+    except ValueError:  # truncated or not JSON: the grove is trained again
+        return None
+    if not isinstance(meta, dict) or meta.get("run_id") != run_id or any(meta.get(k) != v for k, v in grove.items()):
         return None
     try:
         gid = grove["grove_id"]
