@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import pytest
 from conftest import small_request, train_batch
 
@@ -16,7 +17,7 @@ from groves import handlers
 from groves.artifacts import digest, grove_key, model_key
 from groves.errors import BuildError
 from groves.local import run_local
-from groves.storage import LocalStore, get_json, put_json
+from groves.storage import LocalStore, get_json, open_store, put_json
 
 
 class Planted:
@@ -166,3 +167,38 @@ def test_predict_defaults_to_the_latest_committed_run(local_store, trained) -> N
     merge(local_store, trained)
     scored = handlers.predict({"store": local_store.uri, "build_id": "t"})
     assert scored["run_id"] == trained["run_id"] and scored["metric"] == "accuracy"
+
+
+def zeros_in_place(path: Path) -> None:
+    """Overwrite the array's data with zeros, keeping its header and size."""
+    blob = path.read_bytes()
+    path.write_bytes(blob[:128] + bytes(len(blob) - 128))
+
+
+def test_swapped_prepared_rows_are_refused_before_training(local_store) -> None:
+    plan = handlers.plan({"store": local_store.uri, "request": small_request()})
+    zeros_in_place(Path(local_store.uri) / f"t/runs/{plan['run_id']}/data/X_train.npy")
+    with pytest.raises(BuildError, match=r"X_train\.npy does not match its recorded sha256"):
+        train_batch(plan)
+    assert not list((Path(local_store.uri) / f"t/runs/{plan['run_id']}").glob("groves/*"))
+
+
+def test_a_tampered_download_cache_is_fetched_again_and_a_tampered_object_refused(s3) -> None:
+    from groves.data.prepared import read_prepared
+    from groves.plan import read_plan
+
+    store_uri = "s3://groves-test/cache"
+    plan = handlers.plan({"store": store_uri, "request": small_request()})
+    store = open_store(store_uri)
+    stored = read_plan(store, "t", plan["run_id"])
+    good = np.array(read_prepared(store, stored).X_train)
+    key = f"t/runs/{plan['run_id']}/data/X_train.npy"
+    zeros_in_place(store.local_path(key))  # someone else's process rewrote /tmp
+    np.testing.assert_array_equal(read_prepared(store, stored).X_train, good)
+    blob = s3.get_object(Bucket="groves-test", Key=f"cache/{key}")["Body"].read()
+    s3.put_object(
+        Bucket="groves-test", Key=f"cache/{key}", Body=blob[:128] + bytes(len(blob) - 128)
+    )
+    store.evict(key)
+    with pytest.raises(BuildError, match="does not match its recorded sha256"):
+        read_prepared(store, stored)

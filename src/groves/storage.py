@@ -65,6 +65,8 @@ class Store(Protocol):
 
     def create_bytes(self, key: str, data: bytes) -> bool: ...
 
+    def evict(self, key: str) -> bool: ...
+
     def update_json(self, key: str, change: Callable[[Any], Any]) -> Any: ...
 
 
@@ -156,6 +158,10 @@ class LocalStore:
         """Copy a local file in, atomically."""
         with atomic_file(self._path(key)) as tmp:
             shutil.copyfile(path, tmp)
+
+    def evict(self, key: str) -> bool:
+        """Nothing to drop: the file itself is what ``local_path`` gives."""
+        return False
 
     def local_path(self, key: str) -> Path:
         """The file itself (for memory-mapping)."""
@@ -292,10 +298,20 @@ class S3Store:
         """Upload a local file with boto3's transfer manager (multipart, parts in parallel)."""
         self.client.upload_file(str(path), self.bucket, self._key(key))
 
+    def _cached(self, key: str) -> Path:
+        return Path(tempfile.gettempdir()) / "groves-cache" / self.bucket / self._key(key)
+
+    def evict(self, key: str) -> bool:
+        """Drop the local copy of ``key`` (one that failed its check), so that the next
+        ``local_path`` downloads it again."""
+        self._cached(key).unlink(missing_ok=True)
+        return True
+
     def local_path(self, key: str) -> Path:
         """A local copy of an object, downloaded once per process by boto3's transfer manager
-        (parallel ranged GETs). Keys of a run are never rewritten, so the copy stays valid."""
-        path = Path(tempfile.gettempdir()) / "groves-cache" / self.bucket / self._key(key)
+        (parallel ranged GETs). Keys of a run are never rewritten, so the copy stays valid;
+        readers check it against its recorded sha256 (and ``evict`` a bad one)."""
+        path = self._cached(key)
         if path.is_file():
             return path
         try:

@@ -79,7 +79,11 @@ def verified_grove(
         meta = get_json(store, meta_key)
     except ValueError:  # truncated or not JSON: the grove is trained again
         return None
-    if not isinstance(meta, dict) or meta.get("run_id") != run_id or any(meta.get(k) != v for k, v in grove.items()):
+    if (
+        not isinstance(meta, dict)
+        or meta.get("run_id") != run_id
+        or any(meta.get(k) != v for k, v in grove.items())
+    ):
         return None
     try:
         gid = grove["grove_id"]
