@@ -164,6 +164,7 @@ def test_start_predict_finds_the_batch_machine_in_the_stack_and_sends_the_reques
         boto3.client("cloudformation").create_stack(
             StackName="groves", TemplateBody=json.dumps(template)
         )
+        boto3.client("s3").create_bucket(Bucket="bucket")  # the output's bucket is checked
         out = "s3://bucket/outputs/p.csv"
         argv = ["start-predict", "b", "--data", "s3://bucket/in.csv", "--out", out]
         assert cli.main([*argv, "--rows-per-chunk", "1000"]) == 0

@@ -48,7 +48,9 @@ from groves.storage import (
     dump_npy,
     get_json,
     load_npy,
+    locked_output,
     put_json,
+    s3_client,
     split_s3_uri,
     write_uri,
 )
@@ -76,6 +78,7 @@ def validate_batch_request(request: Any) -> dict[str, Any]:
     check_source(spec["data"], None, "data")
     check_output(spec["output"])
     check_keep(spec["keep"], spec["data"])
+    check_output_place(spec["output"], spec["data"])
     return spec
 
 
@@ -107,6 +110,50 @@ def check_output(output: Any) -> None:
             split_s3_uri(output)
         except ValueError as exc:
             raise RequestError("output", str(exc)) from exc
+
+
+def check_output_place(output: str, data: str) -> None:
+    """Before any work: the output is not the input, and can be written where it goes (a
+    local path that is not a directory, under a directory that exists or can be made and is
+    writable; an S3 bucket that exists)."""
+    if _same_place(output, data) or _same_place(output + ".json", data):
+        raise RequestError("output", f"{output!r} is the input: it would replace the rows")
+    if output.startswith("s3://"):
+        _check_bucket(output)
+        return
+    path = Path(output.removeprefix("file://")).expanduser().absolute()
+    if path.is_dir():
+        raise RequestError("output", f"{output!r} is a directory; name a file in it")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise RequestError("output", f"{output!r}: {str(parent)!r} is not a directory")
+    try:  # a real write: permissions, read-only file systems and /proc alike
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise RequestError(
+            "output", f"{output!r}: {str(parent)!r} is not writable ({exc.strerror})"
+        ) from exc
+
+
+def _same_place(a: str, b: str) -> bool:
+    if a.startswith("s3://") or b.startswith("s3://"):
+        return a == b
+    first, second = (Path(p.removeprefix("file://")).expanduser() for p in (a, b))
+    return first.absolute().resolve() == second.absolute().resolve()
+
+
+def _check_bucket(output: str) -> None:
+    """The output's bucket exists (where the caller may ask: a 403 is left to the write)."""
+    bucket = split_s3_uri(output)[0]
+    client = s3_client()
+    try:
+        client.head_bucket(Bucket=bucket)
+    except client.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+            raise RequestError("output", f"{output!r}: bucket {bucket!r} does not exist") from exc
 
 
 def planned_chunk(record: dict[str, Any], chunk_id: Any) -> dict[str, int]:
@@ -342,7 +389,6 @@ def assemble(store: Store, build_id: str, batch_id: str) -> dict[str, Any]:
                 writer.close()
         columns = table.column_names
         written = file_digest(path)
-        write_uri(output, path)
         sidecar = {
             **{k: record[k] for k in ("build_id", "run_id", "batch_id", "n_rows", "n_trees")},
             "model": record["model"],
@@ -353,7 +399,9 @@ def assemble(store: Store, build_id: str, batch_id: str) -> dict[str, Any]:
         }
         side = Path(tmp) / "sidecar.json"
         side.write_text(json.dumps(sidecar, indent=2))
-        write_uri(output + ".json", side)
+        with locked_output(output):  # two batches writing one output cannot mix the pair
+            write_uri(output, path)
+            write_uri(output + ".json", side)
     return {**sidecar, "seconds": round(time.perf_counter() - started, 3)}
 
 

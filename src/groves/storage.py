@@ -29,6 +29,11 @@ DEFAULT_STORE = "groves-runs"  # where local runs go unless --store says otherwi
 # The bucket name a local directory store goes by in state data (``Store.location``): the local
 # runner maps it back to the directory for the Map's ItemReader and ResultWriter.
 LOCAL_BUCKET = "local-store"
+# Files are created as open() creates them: 0666 less the process's umask (read once, at
+# import, while no other thread can see the umask change that reading it takes).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
 # S3's answers to a conditional write whose condition does not hold (or that raced another)
 CONDITION_FAILED = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 UPDATE_ATTEMPTS = 50
@@ -76,6 +81,7 @@ def atomic_file(path: Path) -> Iterator[Path]:
     so readers never see half a file; on error the temporary file is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, FILE_MODE)  # mkstemp's 0600 would hide a team's shared store from the team
     os.close(fd)
     tmp = Path(name)
     try:
@@ -109,6 +115,7 @@ class LocalStore:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, staged = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.fchmod(fd, FILE_MODE)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -408,6 +415,21 @@ def download_uri(uri: str, path: Path) -> None:
         if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
             raise ArtifactNotFound(f"{uri} does not exist") from exc
         raise
+
+
+@contextlib.contextmanager
+def locked_output(uri: str) -> Iterator[None]:
+    """An exclusive lock on a local output path (a ``.<name>.lock`` file beside it), so that
+    files written together under it (an output and its sidecar) change together; no lock
+    for ``s3://`` outputs, which S3 cannot write together."""
+    if uri.startswith("s3://"):
+        yield
+        return
+    path = Path(uri.removeprefix("file://")).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def write_uri(uri: str, path: Path) -> None:

@@ -1,0 +1,133 @@
+"""Outputs that are whole or absent, checked before any work; inputs that cannot hang or
+vanish; store files that a team's shared directory can read."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import small_request
+
+import groves
+from groves import handlers
+from groves.batch import assemble, plan_batch, predict_chunk
+from groves.errors import RequestError
+from groves.local import run_local
+from groves.storage import LocalStore, get_json
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> str:
+    """A committed iris build ``t`` in a store; the store's path."""
+    store = str(tmp_path / "store")
+    run = run_local(small_request(), store, workers=1)
+    assert run.status == "SUCCEEDED", run.cause
+    return store
+
+
+def rows(tmp_path: Path, n: int = 30) -> str:
+    from sklearn.datasets import load_iris
+
+    path = tmp_path / "new.npz"
+    np.savez(path, X=load_iris().data[:n])
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("place", "pattern"),
+    [
+        (lambda d: d / "dir.csv", "is a directory; name a file in it"),
+        (lambda d: d / "file.txt" / "p.csv", "is not a directory"),
+        (lambda d: Path("/proc/groves/p.csv"), "is not writable"),
+    ],
+    ids=["a directory", "under a file", "unwritable"],
+)
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(
+    built: str, tmp_path: Path, place: Any, pattern: str
+) -> None:
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "dir.csv").mkdir()
+    request = {"build_id": "t", "data": rows(tmp_path), "output": str(place(tmp_path))}
+    store = LocalStore(built)
+    before = store.list_keys("t/")
+    with pytest.raises(RequestError, match=pattern):
+        plan_batch(store, request)
+    assert store.list_keys("t/") == before  # nothing planned, nothing computed
+
+
+def test_an_output_in_a_missing_bucket_is_refused(s3, built: str, tmp_path: Path) -> None:
+    request = {"build_id": "t", "data": rows(tmp_path), "output": "s3://no-such-bucket/p.csv"}
+    with pytest.raises(RequestError, match="bucket 'no-such-bucket' does not exist"):
+        plan_batch(LocalStore(built), request)
+
+
+def test_the_input_is_never_the_output(built: str, tmp_path: Path) -> None:
+    data = tmp_path / "rows.csv"
+    data.write_text("a\n1\n")
+    for output in (str(data), str(tmp_path / "." / "rows.csv")):
+        with pytest.raises(RequestError, match="is the input"):
+            plan_batch(LocalStore(built), {"build_id": "t", "data": str(data), "output": output})
+
+
+def test_empty_and_special_inputs_are_one_line_errors(built: str, tmp_path: Path) -> None:
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text(",".join(f"f{i}" for i in range(4)) + "\n")
+    fifo = tmp_path / "x.csv"
+    os.mkfifo(fifo)
+    for data, pattern in ((header_only, "has no rows to predict"), (fifo, "not a regular file")):
+        request = {"build_id": "t", "data": str(data), "output": str(tmp_path / "p.csv")}
+        with pytest.raises(RequestError, match=pattern):
+            plan_batch(LocalStore(built), request)
+    with pytest.raises(RequestError, match="not a regular file"):
+        handlers.plan({"store": built, "request": small_request(dataset=str(fifo), build_id="u")})
+
+
+def test_racing_predictions_to_one_output_leave_a_matching_pair(built: str, tmp_path: Path) -> None:
+    """Two batches assembled into one output at once: the output and its sidecar are always
+    those of one batch."""
+    store = LocalStore(built)
+    output = str(tmp_path / "out" / "p.csv")
+    batches = []
+    for n in (20, 40):
+        record = plan_batch(store, {"build_id": "t", "data": rows(tmp_path, n), "output": output})
+        for chunk in get_json(store, f"t/predictions/{record['batch_id']}/chunks.json"):
+            predict_chunk(store, "t", record["batch_id"], chunk)
+        batches.append(record["batch_id"])
+    for _ in range(25):
+        threads = [threading.Thread(target=assemble, args=(store, "t", b)) for b in batches]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        sidecar = json.loads(Path(output + ".json").read_text())
+        lines = Path(output).read_text().count("\n") - 1
+        assert lines == sidecar["n_rows"], "the output and the sidecar of one batch"
+
+
+def test_store_files_honour_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o002)  # a team's shared directory
+    try:
+        import importlib
+
+        import groves.storage
+
+        importlib.reload(groves.storage)  # the mode is read at import
+        groves.storage.LocalStore(tmp_path).put_bytes("b/x.json", b"{}")
+        assert groves.storage.LocalStore(tmp_path).create_bytes("b/y.json", b"{}")
+    finally:
+        os.umask(previous)
+        importlib.reload(groves.storage)
+    for name in ("x.json", "y.json"):
+        assert stat.S_IMODE((tmp_path / "b" / name).stat().st_mode) == 0o664
+
+
+def test_a_model_loads_from_a_store_written_by_another_umask(built: str) -> None:
+    assert groves.load_model(built, "t") is not None
+    manifest = next(Path(built).rglob("manifest.json"))
+    assert stat.S_IMODE(manifest.stat().st_mode) & 0o044, "readable by group and others"
