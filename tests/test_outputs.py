@@ -110,21 +110,26 @@ def test_racing_predictions_to_one_output_leave_a_matching_pair(built: str, tmp_
         assert lines == sidecar["n_rows"], "the output and the sidecar of one batch"
 
 
+UMASK_002 = """
+import os, stat, sys
+os.umask(0o002)  # a team's shared directory, before groves reads the umask
+from groves.storage import LocalStore
+store = LocalStore(sys.argv[1])
+store.put_bytes("b/x.json", b"{}")
+assert store.create_bytes("b/y.json", b"{}")
+print(" ".join(oct(stat.S_IMODE(os.stat(f"{sys.argv[1]}/b/{n}.json").st_mode)) for n in "xy"))
+"""
+
+
 def test_store_files_honour_the_umask(tmp_path: Path) -> None:
-    previous = os.umask(0o002)  # a team's shared directory
-    try:
-        import importlib
+    import subprocess
+    import sys
 
-        import groves.storage
-
-        importlib.reload(groves.storage)  # the mode is read at import
-        groves.storage.LocalStore(tmp_path).put_bytes("b/x.json", b"{}")
-        assert groves.storage.LocalStore(tmp_path).create_bytes("b/y.json", b"{}")
-    finally:
-        os.umask(previous)
-        importlib.reload(groves.storage)
-    for name in ("x.json", "y.json"):
-        assert stat.S_IMODE((tmp_path / "b" / name).stat().st_mode) == 0o664
+    done = subprocess.run(
+        [sys.executable, "-c", UMASK_002, str(tmp_path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0o664", "0o664"]
 
 
 def test_a_model_loads_from_a_store_written_by_another_umask(built: str) -> None:

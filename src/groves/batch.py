@@ -78,7 +78,6 @@ def validate_batch_request(request: Any) -> dict[str, Any]:
     check_source(spec["data"], None, "data")
     check_output(spec["output"])
     check_keep(spec["keep"], spec["data"])
-    check_output_place(spec["output"], spec["data"])
     return spec
 
 
@@ -176,6 +175,7 @@ def plan_batch(store: Store, request: Any) -> dict[str, Any]:
     """Validate the request against the build's committed run and the input's columns; write
     the rows (float32, training column order), the chunk items and ``batch.json``."""
     spec = validate_batch_request(request)
+    check_output_place(spec["output"], spec["data"])  # looks at the place: a step's work
     build_id = spec["build_id"]
     if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:  # deployed: IAM lets assemble write only there
         allowed = f"s3://{store.location('')['Bucket']}/{OUTPUTS_PREFIX}"
