@@ -180,3 +180,28 @@ def test_a_candidate_has_at_most_1000_groves_so_its_child_input_stays_small() ->
         validate_search(
             small_request(n_trees=2500, grove_size=2, search={"grid": {"max_depth": [2]}})
         )
+
+
+def test_searches_are_bounded_before_they_start() -> None:
+    import time
+
+    from groves.search import validate_search
+
+    def refused(field: str, pattern: str, search: dict[str, Any]) -> None:
+        request = {"build_id": "s", "dataset": "iris", "search": search}
+        started = time.perf_counter()
+        with pytest.raises(RequestError, match=pattern) as caught:
+            validate_search(request)
+        assert caught.value.field == field
+        assert time.perf_counter() - started < 1.0, "refused by counting, not by building"
+
+    huge = {f"p{i}": list(range(10)) for i in range(8)}  # 10^8 candidates
+    huge = {"max_depth": list(range(1, 11)), "min_samples_leaf": list(range(1, 11)), **huge}
+    refused("search", "10,000,000,000 candidates", {"grid": huge})
+    for bad in ([float("nan"), 1.0], [0.1, float("inf")]):
+        refused(
+            "search.random.ranges.max_features",
+            "finite numbers",
+            {"random": {"n_candidates": 3, "ranges": {"max_features": bad}}},
+        )
+    refused("search.candidates[0].max_depth", "is a boolean", {"grid": {"max_depth": [True]}})

@@ -144,6 +144,9 @@ def validate_params(params: Any, estimator: str) -> dict[str, Any]:
             f"{weights!r} is not one of 'balanced', 'balanced_subsample', null or an object "
             "of class labels to weights",
         )
+    for name, value in params.items():
+        if isinstance(value, bool) and name != "bootstrap":  # JSON true is no integer here
+            raise RequestError(f"params.{name}", f"{value!r} is a boolean; it takes a number")
     if params.get("bootstrap") is False and params.get("max_samples") is not None:
         raise RequestError("params.max_samples", "needs bootstrap true")
     forest = ESTIMATORS[estimator](**{k: v for k, v in params.items() if k != "class_weight"})

@@ -15,6 +15,7 @@ Files (beside the build's runs; each candidate's groves live in its own run fold
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -101,6 +102,9 @@ def grid_candidates(grid: Any) -> list[dict[str, Any]]:
     for name, values in grid.items():
         if not isinstance(values, list) or not values:
             raise RequestError(f"search.grid.{name}", "must be a non-empty list of values")
+    count = math.prod(len(values) for values in grid.values())
+    if count > MAX_CANDIDATES:  # counted, before any candidate is built
+        raise RequestError("search", f"{count:,} candidates; 1 to {MAX_CANDIDATES}")
     names = list(grid)
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
@@ -121,8 +125,12 @@ def random_candidates(spec: Any, seed: int) -> list[dict[str, Any]]:
     for name, bounds in ranges.items():
         ok = isinstance(bounds, list) and len(bounds) == 2
         ok = ok and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
+        ok = ok and all(math.isfinite(b) for b in bounds)
         if not ok or bounds[0] > bounds[1]:
-            raise RequestError(f"search.random.ranges.{name}", "must be [low, high] numbers")
+            raise RequestError(
+                f"search.random.ranges.{name}",
+                "must be [low, high]: finite numbers (not NaN or infinite), low <= high",
+            )
     for name, values in choices.items():
         if not isinstance(values, list) or not values:
             raise RequestError(f"search.random.choices.{name}", "must be a non-empty list")
