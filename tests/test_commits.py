@@ -107,3 +107,14 @@ def test_resume_retrains_a_grove_whose_metadata_is_truncated(tmp_path: Path) -> 
     assert (
         get_json(LocalStore(tmp_path), grove_key("t", plan["run_id"], 2, "json"))["grove_id"] == 2
     )
+
+
+def test_a_truncated_manifest_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    import groves
+
+    plan = planned_and_trained(str(tmp_path))
+    merge(plan)
+    manifest = tmp_path / manifest_key("t", plan["run_id"])
+    manifest.write_bytes(manifest.read_bytes()[:50])
+    with pytest.raises(BuildError, match=r"manifest\.json is not valid JSON \(truncated"):
+        groves.load_model(str(tmp_path), "t")

@@ -15,3 +15,8 @@ class RequestError(GrovesError, ValueError):
 
 class BuildError(GrovesError):
     """A build's artifacts are missing or do not fit together; nothing is written."""
+
+
+class CorruptFile(BuildError, ValueError):
+    """A stored file is not what its kind must be (a truncated or damaged JSON record): one
+    line naming it, and still a ``ValueError`` for readers that skip such a file."""

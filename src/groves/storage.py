@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from groves.errors import RequestError
+from groves.errors import CorruptFile, RequestError
 
 # lz4 level 1: measured against zlib 1/3/6, lz4 3 and none on 300k-row forests, it writes a
 # third of the bytes of no compression for +0.1 s per 56 MB, and loads 2x faster than zlib.
@@ -452,7 +452,12 @@ def put_json(store: Store, key: str, value: Any) -> None:
 
 
 def get_json(store: Store, key: str) -> Any:
-    return json.loads(store.get_bytes(key))
+    """The JSON at ``key``; a file that is not JSON (truncated, damaged) is a ``CorruptFile``
+    naming it, not a parser's traceback."""
+    try:
+        return json.loads(store.get_bytes(key))
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise CorruptFile(f"{store.uri}/{key} is not valid JSON (truncated or damaged)") from exc
 
 
 def dump_joblib(obj: Any) -> bytes:
