@@ -136,3 +136,29 @@ def test_a_model_loads_from_a_store_written_by_another_umask(built: str) -> None
     assert groves.load_model(built, "t") is not None
     manifest = next(Path(built).rglob("manifest.json"))
     assert stat.S_IMODE(manifest.stat().st_mode) & 0o044, "readable by group and others"
+
+
+def test_a_store_that_cannot_exist_is_one_line_naming_store(s3, capsys) -> None:
+    from groves import cli
+
+    for store, pattern in (
+        ("/proc/groves", "store: '/proc/groves' cannot be written"),
+        ("s3://no-such-bucket/x", "store: bucket 'no-such-bucket' does not exist"),
+    ):
+        assert cli.main(["run", "x", "-t", "2", "-g", "1", "--store", store]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"invalid request: {pattern}") and err.count("\n") == 1
+
+
+def test_a_history_that_cannot_be_stored_does_not_hide_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import groves.local
+
+    def store_lost(*args: Any) -> None:
+        raise ConnectionError("S3 went away")
+
+    monkeypatch.setattr(groves.local, "save_history", store_lost)
+    run = run_local(small_request(), str(tmp_path), workers=1)
+    assert run.status == "SUCCEEDED", run.cause
+    assert "history could not be stored" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 
 from groves.asl import Execution, Interpreter, call_handler, execute
 from groves.executions import save as save_history
-from groves.storage import DEFAULT_STORE, bucket_stores, open_store
+from groves.storage import DEFAULT_STORE, bucket_stores, check_store, open_store
 from groves.workers import N_JOBS_ENV, WorkerPool
 
 
@@ -127,7 +128,9 @@ def run_local(
     leaving early (an interrupt, an error) terminates them all. ``functions`` replaces
     handlers, as a fault would on AWS. ``machine`` names the state machine: ``forest``
     (training), ``batch_predict`` or ``search``. The execution's history is stored in the
-    folder of the run (or batch, or search) it planned, also when it is stopped."""
+    folder of the run (or batch, or search) it planned, also when it is stopped. A store that
+    cannot be written is a ``RequestError`` naming ``store`` before any work."""
+    check_store(open_store(store))
     with nullcontext(pool) if pool else start_workers(workers, functions) as running:
         name = request.get("build_id")
         definition, interpreter = local_machine(
@@ -144,4 +147,17 @@ def run_local(
             return execute(definition, dict(request), interpreter, name=name)
         finally:  # also when stopped: the execution then ends ABORTED
             if interpreter.execution is not None:
-                save_history(open_store(store), interpreter.execution, machine)
+                keep_history(store, interpreter.execution, machine)
+
+
+def keep_history(store: str, execution: Any, machine: str) -> None:
+    """Store the execution's history; if the store fails now (S3 lost mid-build), say so on
+    stderr and let the execution's own outcome, or its own error, stand."""
+    try:
+        save_history(open_store(store), execution, machine)
+    except Exception as exc:  # the history must never hide what happened to the build
+        print(
+            f"groves: the execution's history could not be stored in {store}: "
+            f"{type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )

@@ -344,6 +344,37 @@ class S3Store:
         return sorted(n for n in names if n)
 
 
+def check_store(store: Store) -> None:
+    """A store a build can write to, before any work: a directory that exists or can be made
+    and takes a file (a real write), or an S3 bucket that exists and answers; else a
+    ``RequestError`` naming ``store``."""
+    if isinstance(store, LocalStore):
+        try:
+            store.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=store.root):
+                pass
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise RequestError("store", f"{store.uri!r} cannot be written: {reason}") from exc
+        return
+    if isinstance(store, S3Store):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            store.client.head_bucket(Bucket=store.bucket)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            reason = {"404": "does not exist", "NoSuchBucket": "does not exist"}.get(
+                code,
+                "is not accessible (access denied)"
+                if code in ("403", "AccessDenied")
+                else f"answers {code or 'an error'}",
+            )
+            raise RequestError("store", f"bucket {store.bucket!r} {reason}") from exc
+        except BotoCoreError as exc:
+            raise RequestError("store", f"S3 cannot be reached: {exc}") from exc
+
+
 def bucket_stores(store: Store) -> dict[str, Store]:
     """The bucket ``store.location`` names, as a store rooted at the bucket itself: what the
     local runner's ItemReader and ResultWriter read and write through."""
