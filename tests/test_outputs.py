@@ -162,3 +162,34 @@ def test_a_history_that_cannot_be_stored_does_not_hide_the_build(
     run = run_local(small_request(), str(tmp_path), workers=1)
     assert run.status == "SUCCEEDED", run.cause
     assert "history could not be stored" in capsys.readouterr().err
+
+
+def test_one_damaged_file_spoils_no_reader(built: str, capsys, monkeypatch) -> None:
+    """A truncated record: ``groves ls`` lists every other run and marks the damaged one;
+    ``report``, ``history`` and ``load_model`` say in one line which file it is."""
+    from groves import cli
+
+    second = run_local(small_request("u"), built, workers=1)
+    assert second.status == "SUCCEEDED", second.cause
+    manifest = next((Path(built) / "t").rglob("manifest.json"))
+    manifest.write_bytes(manifest.read_bytes()[:30])
+    assert cli.main(["ls", "--store", built]) == 0
+    out = capsys.readouterr().out
+    assert "u " in out and "latest" in out  # build u is listed as ever
+    damaged = [line for line in out.splitlines() if " damaged " in line]
+    assert len(damaged) == 1 and "manifest.json is not valid JSON" in damaged[0]
+    history = next((Path(built) / "t").rglob("history/*.json"))
+    history.write_bytes(history.read_bytes()[:30])
+    for argv in (["report", "t"], ["history", "t"]):
+        code = cli.main([*argv, "--store", built])
+        err = capsys.readouterr().err
+        assert code == 1 and err.count("\n") == 1 and "is not valid JSON" in err, (argv, err)
+    with pytest.raises(groves.errors.BuildError, match=r"manifest\.json is not valid JSON"):
+        groves.load_model(built, "t")
+
+    def read_only(*args: Any) -> None:
+        raise PermissionError(13, "Permission denied", "report.html")
+
+    monkeypatch.setattr(LocalStore, "put_bytes", read_only)
+    assert cli.main(["report", "u", "--store", built]) == 1
+    assert capsys.readouterr().err.strip() == "groves: cannot write report.html: Permission denied"

@@ -441,6 +441,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BuildError as exc:
         print(f"groves: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the store or an output refused a write (read-only, full)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"groves: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         if not type(exc).__module__.startswith("botocore"):
             raise
