@@ -164,12 +164,14 @@ def test_a_signal_stops_the_build_within_2_seconds_and_it_resumes(
     runner.send_signal(signum)
     _, err = runner.communicate(timeout=10)
     stopped = time.monotonic() - sent
+    left_at_exit = live_processes(runner.pid)  # when the command has exited: none of its own
     while live_processes(runner.pid) and time.monotonic() - sent < 5:
         time.sleep(0.02)
     all_gone = time.monotonic() - sent
     assert runner.returncode == 128 + signum, err
     assert "Traceback" not in err and f"stopped by {signal.Signals(signum).name}" in err
     assert live_processes(runner.pid) == [], "a process of the build survived"
+    assert left_at_exit == [], "a process outlived the command"
     assert stopped < 2 and all_gone < 2, (stopped, all_gone)
     # the stopped execution's history is kept, ending as Step Functions ends an aborted one
     (aborted,) = executions.stored(LocalStore(store), "slow")
