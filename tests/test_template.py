@@ -410,3 +410,25 @@ def test_cost_estimates_use_the_templates_memory_sizes(template) -> None:
             size = resource["Properties"]["MemorySize"]
             sizes[step] = parameters[size["Ref"]]["Default"] if isinstance(size, dict) else size
     assert sizes == TEMPLATE_MEMORY_MB
+
+
+def test_only_the_table_readers_may_read_the_data_bucket(template) -> None:
+    """Least privilege: the datasets bucket is read by plan, plan_batch and plan_search alone;
+    every other step reads only the store."""
+    readers = set()
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        if "ReadData" in json.dumps(resource["Properties"].get("Policies", [])):
+            readers.add(name)
+    assert readers == {"PlanFunction", "PlanBatchFunction", "PlanSearchFunction"}
+
+
+def test_the_bucket_keeps_versions_and_training_concurrency_can_be_reserved(template) -> None:
+    bucket = template["Resources"]["ArtifactBucket"]["Properties"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    train = template["Resources"]["TrainGroveFunction"]["Properties"]
+    assert train["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["ReservesTraining", {"Ref": "TrainReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert template["Parameters"]["TrainReservedConcurrency"]["Default"] == -1
