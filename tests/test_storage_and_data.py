@@ -113,3 +113,24 @@ def test_split_is_shared_deterministic_and_stratified() -> None:
     assert split(data, 0.25, 8, True).fingerprint != first.fingerprint
     counts = np.bincount(first.y_test) / len(first.y_test)
     np.testing.assert_allclose(counts, np.bincount(data.y) / len(data.y), atol=0.01)
+
+
+def test_the_s3_download_cache_is_bounded_least_recently_used_first(
+    s3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from groves.storage import CACHE_BYTES_ENV
+
+    store = open_store(f"s3://{BUCKET}/cache-bound")
+    for name in "abc":
+        store.put_bytes(f"k/{name}.npy", bytes(1000))
+    monkeypatch.setenv(CACHE_BYTES_ENV, "2500")  # room for two copies
+    a = store.local_path("k/a.npy")
+    b = store.local_path("k/b.npy")
+    os.utime(a, (1, 1))  # a is the least recently used
+    os.utime(b, (2, 2))
+    c = store.local_path("k/c.npy")
+    assert not a.exists() and b.exists() and c.exists()
+    assert store.local_path("k/a.npy").read_bytes() == bytes(1000)  # fetched again when asked
+    assert not b.exists()

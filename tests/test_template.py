@@ -320,24 +320,29 @@ def test_state_machine_invokes_only_its_functions_and_logs_and_traces(
     assert template["Globals"]["Function"]["Tracing"] == "Active"
 
 
-def test_functions_that_stage_tables_get_the_table_storage_parameter(template) -> None:
+def test_functions_that_stage_tables_or_cache_rows_get_the_tmp_storage_parameter(template) -> None:
     """plan, plan_batch, plan_search and assemble stage the input, the rows and the output in
-    /tmp (groves.data.tables.local_file, groves.data.rows.write_rows): Lambda's 512 MB default
-    would cap the tables they can read."""
+    /tmp (groves.data.tables.local_file, groves.data.rows.write_rows); train_grove and the
+    scoring functions cache the prepared rows there (groves.storage.S3Store.local_path):
+    Lambda's 512 MB default would cap the tables they can take."""
     resources = template["Resources"]
     staged = {
         name
         for name, resource in resources.items()
         if resource["Type"] == "AWS::Serverless::Function"
-        and resource["Properties"].get("EphemeralStorage") == {"Size": {"Ref": "TableStorageSize"}}
+        and resource["Properties"].get("EphemeralStorage") == {"Size": {"Ref": "TmpStorageSize"}}
     }
     assert staged == {
         "PlanFunction",
         "PlanBatchFunction",
         "PlanSearchFunction",
         "AssemblePredictionsFunction",
+        "TrainGroveFunction",
+        "PredictFunction",
+        "ScoreCandidatesFunction",
+        "ScoreBestFunction",
     }
-    assert template["Parameters"]["TableStorageSize"]["MaxValue"] == 10240
+    assert template["Parameters"]["TmpStorageSize"]["MaxValue"] == 10240
 
 
 def test_every_log_group_has_the_retention_parameter(template) -> None:

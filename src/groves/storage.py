@@ -306,7 +306,7 @@ class S3Store:
         self.client.upload_file(str(path), self.bucket, self._key(key))
 
     def _cached(self, key: str) -> Path:
-        return Path(tempfile.gettempdir()) / "groves-cache" / self.bucket / self._key(key)
+        return cache_root() / self.bucket / self._key(key)
 
     def evict(self, key: str) -> bool:
         """Drop the local copy of ``key`` (one that failed its check), so that the next
@@ -317,11 +317,15 @@ class S3Store:
     def local_path(self, key: str) -> Path:
         """A local copy of an object, downloaded once per process by boto3's transfer manager
         (parallel ranged GETs). Keys of a run are never rewritten, so the copy stays valid;
-        readers check it against its recorded sha256 (and ``evict`` a bad one)."""
+        readers check it against its recorded sha256 (and ``evict`` a bad one). The cache is
+        bounded (``cache_budget``): the least recently used copies make room for a new one."""
         path = self._cached(key)
         if path.is_file():
+            os.utime(path)  # recently used
             return path
         try:
+            size = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            make_room(int(size["ContentLength"]))
             with atomic_file(path) as tmp:
                 self.client.download_file(self.bucket, self._key(key), str(tmp))
         except self.client.exceptions.ClientError as exc:
@@ -373,6 +377,43 @@ def check_store(store: Store) -> None:
             raise RequestError("store", f"bucket {store.bucket!r} {reason}") from exc
         except BotoCoreError as exc:
             raise RequestError("store", f"S3 cannot be reached: {exc}") from exc
+
+
+CACHE_BYTES_ENV = "GROVES_CACHE_BYTES"
+
+
+def cache_root() -> Path:
+    return Path(tempfile.gettempdir()) / "groves-cache"
+
+
+def cache_budget() -> int:
+    """Bytes the S3 download cache may hold: ``GROVES_CACHE_BYTES``, else half of the file
+    system of the temporary folder (on Lambda: half of the function's ``EphemeralStorage``,
+    leaving the rest for the files a step writes there)."""
+    configured = os.environ.get(CACHE_BYTES_ENV)
+    if configured:
+        return int(configured)
+    return shutil.disk_usage(tempfile.gettempdir()).total // 2
+
+
+def make_room(incoming: int) -> None:
+    """Remove the least recently used cached copies until ``incoming`` more bytes fit the
+    budget. A copy in use stays readable: a mapped or open file outlives its name."""
+    root = cache_root()
+    if not root.is_dir():
+        return
+    cached = []
+    for path in root.rglob("*"):
+        with contextlib.suppress(OSError):
+            if path.is_file() and not path.name.startswith("."):
+                info = path.stat()
+                cached.append((info.st_mtime, info.st_size, path))
+    total, budget = sum(size for _, size, _ in cached), cache_budget()
+    for _, size, path in sorted(cached):
+        if total + incoming <= budget:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
 
 
 def bucket_stores(store: Store) -> dict[str, Store]:
