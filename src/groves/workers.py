@@ -21,6 +21,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context, parent_process, spawn
@@ -190,11 +191,11 @@ class WorkerPool:
 
     def close(self, interrupted: bool = False) -> None:
         """Terminate every worker; kill the ones still alive after a grace period. When the
-        build is interrupted, the fork server goes too: it may still be importing its modules,
-        and would otherwise outlive the runner by as long."""
+        build is interrupted, the fork server goes too (it may still be importing its
+        modules, and would otherwise outlive the runner by as long), after its workers, so
+        that it reports their ends. Returns once every one of them is gone: when the command
+        exits, none of its processes is left."""
         self.closed = True
-        if interrupted and START_METHOD == "forkserver":
-            _kill_fork_server()
         with self._lock:
             workers = list(self._workers)
         for worker in workers:
@@ -206,6 +207,12 @@ class WorkerPool:
                 worker.process.kill()
                 worker.process.join()
             worker.conn.close()
+        pids = [w.process.pid for w in workers if w.process.pid]
+        if interrupted and START_METHOD == "forkserver":
+            pids += _kill_fork_server()  # and any worker it was still forking
+        _wait_gone(pids, GRACE_SECONDS)
+        if interrupted:
+            _stop_resource_tracker()
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -215,15 +222,74 @@ class WorkerPool:
         self.close(interrupted=kind is not None and not issubclass(kind, Exception))
 
 
-def _kill_fork_server() -> None:
-    """Kill this process's fork server; multiprocessing starts a new one when next needed.
-    (There is no public way to stop it; ``_forkserver_pid`` is set as soon as it is spawned.)"""
+def _kill_fork_server() -> list[int]:
+    """Kill this process's fork server and the processes it forked (a worker coming up while
+    the pool closed is in no list yet); multiprocessing starts a new server when next needed.
+    (There is no public way to stop it; ``_forkserver_pid`` is set as soon as it is spawned.)
+    The pids of its children, to wait for."""
     from multiprocessing import forkserver
 
     pid = forkserver._forkserver._forkserver_pid
-    if pid:
+    if not pid:
+        return []
+    children = _children(pid)
+    for victim in (pid, *children):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(victim, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)  # gone, not merely signalled
+    return children
+
+
+def _stop_resource_tracker() -> None:
+    """Stop multiprocessing's resource tracker and wait for it: left alone, it notices the
+    runner's exit only after it (and cleans up for a moment more). It restarts when next
+    needed. (``_stop`` is how CPython's own tests stop it; there is no public way.)"""
+    from multiprocessing import resource_tracker
+
+    with contextlib.suppress(Exception):
+        resource_tracker._resource_tracker._stop()
+
+
+def _children(parent: int) -> list[int]:
+    """Processes whose parent is ``parent`` (from /proc; none where there is no /proc)."""
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent:
+                found.append(int(entry.name))
+    return found
+
+
+def _wait_gone(pids: Sequence[int], seconds: float) -> None:
+    """Wait until none of ``pids`` runs (a process that is only a zombie has ended), for at
+    most ``seconds``: a worker's parent is the fork server, so this process cannot reap it."""
+    deadline = time.monotonic() + seconds
+    while pids and time.monotonic() < deadline:
+        pids = [pid for pid in pids if _running(pid)]
+        if pids:
+            time.sleep(0.005)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 def _exited(pid: int | None, exitcode: int | None) -> Outcome:
