@@ -193,3 +193,45 @@ def test_one_damaged_file_spoils_no_reader(built: str, capsys, monkeypatch) -> N
     monkeypatch.setattr(LocalStore, "put_bytes", read_only)
     assert cli.main(["report", "u", "--store", built]) == 1
     assert capsys.readouterr().err.strip() == "groves: cannot write report.html: Permission denied"
+
+
+def test_on_s3_a_writer_that_lost_the_race_leaves_the_standing_pair(
+    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batch B writes the whole pair between batch A's output and A's sidecar: A notices the
+    output changed under it and writes the sidecar of the output that stands, B's. (moto
+    runs the interleaving in order; S3 offers no two-object write.)"""
+    import boto3
+
+    import groves.batch
+
+    output = "s3://groves-test/outputs/p.csv"
+    files = {}
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.csv").write_text(f"prediction\n{name}\n")
+        (tmp_path / f"{name}.json").write_text(json.dumps({"batch_id": name}))
+        files[name] = (tmp_path / f"{name}.csv", tmp_path / f"{name}.json")
+    real = boto3.client("s3")
+
+    class Interleaved:
+        """A's client: B's whole write lands just before A's first sidecar write."""
+
+        def __init__(self) -> None:
+            self.raced = False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def put_object(self, **kwargs: Any) -> Any:
+            if not self.raced:
+                self.raced = True
+                with monkeypatch.context() as inner:
+                    inner.setattr(groves.batch, "s3_client", lambda: real)
+                    groves.batch.write_pair(output, *files["b"])
+            return real.put_object(**kwargs)
+
+    monkeypatch.setattr(groves.batch, "s3_client", Interleaved)
+    groves.batch.write_pair(output, *files["a"])
+    body = real.get_object(Bucket="groves-test", Key="outputs/p.csv")["Body"].read().decode()
+    side = real.get_object(Bucket="groves-test", Key="outputs/p.csv.json")["Body"].read()
+    assert body.strip().endswith("b") and json.loads(side) == {"batch_id": "b"}

@@ -10,12 +10,14 @@ them, so predictions equal ``joblib.load(model).predict(X)`` row for row.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import math
 import os
 import tempfile
 import time
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -399,10 +401,43 @@ def assemble(store: Store, build_id: str, batch_id: str) -> dict[str, Any]:
         }
         side = Path(tmp) / "sidecar.json"
         side.write_text(json.dumps(sidecar, indent=2))
-        with locked_output(output):  # two batches writing one output cannot mix the pair
+        write_pair(output, path, side)
+    return {**sidecar, "seconds": round(time.perf_counter() - started, 3)}
+
+
+SIDECAR_META = "groves-sidecar"  # the output object's own copy of its sidecar (zlib, base64)
+PAIR_ATTEMPTS = 20
+
+
+def write_pair(output: str, path: Path, side: Path) -> None:
+    """Write the output and its sidecar so that they end as one batch's pair, whoever else
+    writes the same output at once: locally under one lock; on S3, which writes no two objects
+    together, the output carries its sidecar in its metadata, and the sidecar is written from
+    the output found there until the output did not change meanwhile (the last writer to
+    finish leaves the pair of the output that stands)."""
+    if not output.startswith("s3://"):
+        with locked_output(output):
             write_uri(output, path)
             write_uri(output + ".json", side)
-    return {**sidecar, "seconds": round(time.perf_counter() - started, 3)}
+        return
+    bucket, key = split_s3_uri(output)
+    client = s3_client()
+    carried = base64.b64encode(zlib.compress(side.read_bytes())).decode()
+    if len(carried) > 1800:  # beyond S3's 2 KB of metadata: the two files, in order
+        write_uri(output, path)
+        write_uri(output + ".json", side)
+        return
+    client.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {SIDECAR_META: carried}})
+    for _ in range(PAIR_ATTEMPTS):
+        standing = client.head_object(Bucket=bucket, Key=key)
+        tag = standing.get("Metadata", {}).get(SIDECAR_META)
+        if tag is None:  # a writer that carries no sidecar stood last: it writes its own
+            return
+        body = zlib.decompress(base64.b64decode(tag))
+        client.put_object(Bucket=bucket, Key=key + ".json", Body=body)
+        if client.head_object(Bucket=bucket, Key=key)["ETag"] == standing["ETag"]:
+            return
+    raise BuildError(f"{output} kept changing while its sidecar was written")
 
 
 def output_table(votes: np.ndarray, classes: np.ndarray | None) -> pa.Table:
