@@ -26,12 +26,12 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from botocore.exceptions import BotoCoreError, ClientError
 
+from groves.data.encoding import FLOAT32_MAX
 from groves.errors import RequestError
 from groves.storage import ArtifactNotFound, download_uri, read_uri, split_s3_uri
 
 FILE_SUFFIXES = (".csv", ".npz", ".parquet")
 DEFAULT_TARGET = "target"
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 BATCH_ROWS = 65_536  # rows per block when a file is read in blocks
 CSV_BLOCK_BYTES = 16 << 20
 
