@@ -116,12 +116,14 @@ def test_split_is_shared_deterministic_and_stratified() -> None:
 
 
 def test_the_s3_download_cache_is_bounded_least_recently_used_first(
-    s3, monkeypatch: pytest.MonkeyPatch
+    s3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import os
 
+    import groves.storage
     from groves.storage import CACHE_BYTES_ENV
 
+    monkeypatch.setattr(groves.storage, "cache_root", lambda: tmp_path / "cache")  # its own
     store = open_store(f"s3://{BUCKET}/cache-bound")
     for name in "abc":
         store.put_bytes(f"k/{name}.npy", bytes(1000))
