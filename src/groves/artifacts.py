@@ -45,7 +45,6 @@ swapped, truncated or planted file is refused and its code never runs.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import secrets
 from collections.abc import Mapping
@@ -54,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from groves.errors import BuildError, RequestError
-from groves.storage import ArtifactNotFound, Store, get_json, load_joblib
+from groves.storage import ArtifactNotFound, Store, get_json, json_bytes, load_joblib
 
 RUN_ID = re.compile(r"\d{8}T\d{9}Z-[0-9a-f]{8}")
 RUN_ID_FORM = "a run id such as 20261125T120301123Z-1a2b3c4d"
@@ -181,9 +180,7 @@ def is_committed(store: Store, build_id: str, run_id: str) -> bool:
 def commit(store: Store, build_id: str, run_id: str, manifest: dict[str, Any]) -> None:
     """Write the run's manifest (its commit mark) unless it exists (a committed run is never
     rewritten), then point ``latest.json`` at the run unless it names a newer one."""
-    store.create_bytes(
-        manifest_key(build_id, run_id), json.dumps(manifest, indent=2, sort_keys=True).encode()
-    )
+    store.create_bytes(manifest_key(build_id, run_id), json_bytes(manifest))
     advance_latest(store, build_id, run_id, manifest["created_at"])
 
 

@@ -138,7 +138,7 @@ class LocalStore:
             new = change(current)
             if new is None:
                 return current
-            self.put_bytes(key, _json_bytes(new))
+            self.put_bytes(key, json_bytes(new))
             return new
 
     def get_bytes(self, key: str) -> bytes:
@@ -263,7 +263,7 @@ class S3Store:
                 return current
             try:
                 self.client.put_object(
-                    Bucket=self.bucket, Key=self._key(key), Body=_json_bytes(new), **condition
+                    Bucket=self.bucket, Key=self._key(key), Body=json_bytes(new), **condition
                 )
             except self.client.exceptions.ClientError as exc:
                 if exc.response["Error"]["Code"] in CONDITION_FAILED:
@@ -515,12 +515,13 @@ def write_uri(uri: str, path: Path) -> None:
         shutil.copyfile(path, tmp)
 
 
-def _json_bytes(value: Any) -> bytes:
+def json_bytes(value: Any) -> bytes:
+    """A JSON record as groves stores every one (indented, keys sorted)."""
     return json.dumps(value, indent=2, sort_keys=True).encode()
 
 
 def put_json(store: Store, key: str, value: Any) -> None:
-    store.put_bytes(key, _json_bytes(value))
+    store.put_bytes(key, json_bytes(value))
 
 
 def get_json(store: Store, key: str) -> Any:

@@ -45,7 +45,7 @@ def column_kind(name: str, kind: pa.DataType, where: str) -> str:
     if pa.types.is_null(kind):
         return "number"  # every value missing
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
-        if pa.types.is_dictionary(kind) and not _is_text(kind.value_type):
+        if pa.types.is_dictionary(kind) and not is_text(kind.value_type):
             raise RequestError(
                 "dataset", f"column {name!r} of {where} is a dictionary of {kind.value_type}"
             )
@@ -63,8 +63,15 @@ def column_kind(name: str, kind: pa.DataType, where: str) -> str:
     )
 
 
-def _is_text(kind: pa.DataType) -> bool:
+def is_text(kind: pa.DataType) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def decoded(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A dictionary column as its plain values (a Parquet dictionary of text is text)."""
+    if pa.types.is_dictionary(values.type):
+        return pc.cast(values, values.type.value_type)
+    return values
 
 
 def refuse_typo(name: str, codes: np.ndarray, words: np.ndarray, where: str) -> None:
@@ -99,10 +106,9 @@ def to_numbers(
 ) -> np.ndarray:
     """A number or bool column as float64 (null as NaN); text must parse as numbers. Rows
     are named counting from ``first_row`` (the block's place in its file)."""
+    values = decoded(values)
     kind = values.type
-    if pa.types.is_dictionary(kind):
-        values, kind = pc.cast(values, kind.value_type), kind.value_type
-    if _is_text(kind):
+    if is_text(kind):
         numeric = pc.match_substring_regex(values, NUMBER)
         if not pc.all(pc.fill_null(numeric, True)).as_py():
             raise RequestError(
@@ -183,10 +189,8 @@ def recode(codes: np.ndarray, lookup: np.ndarray) -> np.ndarray:
 
 def category_codes(values: pa.ChunkedArray, categories: Sequence[str]) -> np.ndarray:
     """Any column, as text, coded by the training categories (unseen or missing: NaN)."""
-    if pa.types.is_dictionary(values.type):
-        values = pc.cast(values, values.type.value_type)
     known = pa.array(categories, pa.string())
-    position = pc.index_in(pc.cast(values, pa.string()), value_set=known)
+    position = pc.index_in(pc.cast(decoded(values), pa.string()), value_set=known)
     return np.asarray(position.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 

@@ -26,7 +26,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from botocore.exceptions import BotoCoreError, ClientError
 
-from groves.data.encoding import FLOAT32_MAX
+from groves.data.encoding import FLOAT32_MAX, decoded, is_text
 from groves.errors import RequestError
 from groves.storage import ArtifactNotFound, download_uri, read_uri, split_s3_uri
 
@@ -325,10 +325,9 @@ def checked_labels(y: np.ndarray, source: str) -> np.ndarray:
 
 def arrow_labels(values: pa.ChunkedArray, source: str) -> np.ndarray:
     """A target column as numpy labels: text as ``str``, numbers as they are (null: NaN)."""
+    values = decoded(values)
     kind = values.type
-    if pa.types.is_dictionary(kind):
-        values, kind = values.cast(kind.value_type), kind.value_type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+    if is_text(kind):
         if values.null_count:
             first = int(np.argmax(values.is_null().to_numpy(zero_copy_only=False)))
             raise RequestError(
