@@ -7,6 +7,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.utils import estimator_checks
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import groves
@@ -33,3 +36,23 @@ def expected_failures(estimator: Any) -> dict[str, str]:
 )
 def test_scikit_learn_estimator_checks(estimator: Any, check: Any) -> None:
     check(estimator)
+
+
+def check_names(estimator: Any) -> set[str]:
+    """The names of the checks scikit-learn runs on ``estimator`` (its tags decide which)."""
+    return {
+        getattr(check, "func", check).__name__
+        for check in estimator_checks._yield_all_checks(estimator, legacy=True)
+    }
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (groves.GrovesClassifier(), RandomForestClassifier()),
+        (groves.GrovesRegressor(), RandomForestRegressor()),
+    ],
+)
+def test_every_check_of_scikit_learns_forests_is_run(ours: Any, theirs: Any) -> None:
+    """No check is left out by a tag: multi-output and multi-label ones included."""
+    assert check_names(theirs) <= check_names(ours)

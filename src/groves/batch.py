@@ -42,6 +42,7 @@ from groves.artifacts import (
 from groves.data.rows import write_rows
 from groves.data.tables import check_source
 from groves.errors import BuildError, RequestError
+from groves.forest.votes import Target, add_votes
 from groves.plan import BUILD_ID, check_build_id, read_plan
 from groves.request import BATCH_DEFAULTS, BATCH_FIELDS, check_fields
 from groves.storage import (
@@ -56,7 +57,7 @@ from groves.storage import (
     split_s3_uri,
     write_uri,
 )
-from groves.training import add_votes, peak_rss_mb
+from groves.training import peak_rss_mb
 
 MAX_ROWS_PER_CHUNK = 1_000_000
 MAX_CHUNKS = 100_000
@@ -216,6 +217,7 @@ def plan_batch(store: Store, request: Any) -> dict[str, Any]:
         "X": written,
         "estimator": plan["spec"]["estimator"],
         "classes": plan["data"]["classes"],
+        "n_outputs": plan["data"].get("n_outputs", 1),
         "n_trees": manifest["n_trees"],
         "model": manifest["model"],
     }
@@ -369,7 +371,7 @@ def assemble(store: Store, build_id: str, batch_id: str) -> dict[str, Any]:
     ``<output>.json`` naming the build, run and batch."""
     started = time.perf_counter()
     record = read_batch(store, build_id, batch_id)
-    classes = None if record["classes"] is None else np.array(record["classes"])
+    target = Target.of(record)
     kept = kept_columns(store, record)
     output = record["spec"]["output"]
     with tempfile.TemporaryDirectory(prefix="groves-output-") as tmp:
@@ -378,8 +380,8 @@ def assemble(store: Store, build_id: str, batch_id: str) -> dict[str, Any]:
         try:
             for chunk_id in range(record["n_chunks"]):
                 chunk = planned_chunk(record, chunk_id)
-                votes = chunk_votes(store, record, chunk_id) / record["n_trees"]
-                table = output_table(votes, classes)
+                votes = chunk_votes(store, record, chunk_id)
+                table = output_table(target, votes, record["n_trees"])
                 if kept is not None:
                     part = kept.slice(chunk["start"], chunk["stop"] - chunk["start"])
                     for name in reversed(part.column_names):
@@ -440,12 +442,21 @@ def write_pair(output: str, path: Path, side: Path) -> None:
     raise BuildError(f"{output} kept changing while its sidecar was written")
 
 
-def output_table(votes: np.ndarray, classes: np.ndarray | None) -> pa.Table:
-    """``prediction`` (the most voted class, or the mean) and each class's probability."""
-    if classes is None:
-        return pa.table({"prediction": votes})
-    columns = {"prediction": pa.array(classes.take(np.argmax(votes, axis=1)))}
-    columns.update({f"proba_{c}": votes[:, i] for i, c in enumerate(classes)})
+def output_table(target: Target, votes: np.ndarray, n_trees: int) -> pa.Table:
+    """``prediction`` (the most voted class, or the mean) and each class's probability
+    ``proba_<class>``; with several outputs, ``prediction_<j>`` and ``proba_<j>_<class>``."""
+    decided = target.decide(votes, n_trees)
+    several = target.n_outputs > 1
+    predictions = decided.T if several else [decided]
+    columns: dict[str, Any] = {
+        f"prediction_{j}" if several else "prediction": pa.array(np.asarray(p))
+        for j, p in enumerate(predictions)
+    }
+    if target.classes is not None:
+        parts = target.per_output(votes / n_trees)
+        for j, (classes, proba) in enumerate(zip(target.classes, parts, strict=True)):
+            prefix = f"proba_{j}_" if several else "proba_"
+            columns.update({f"{prefix}{c}": proba[:, i] for i, c in enumerate(classes)})
     return pa.table(columns)
 
 

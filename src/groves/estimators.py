@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
@@ -61,6 +63,7 @@ class _GrovesForest(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True  # as scikit-learn's forests: NaN is a missing value
         tags.input_tags.sparse = True  # densified when written for the build
+        tags.target_tags.multi_output = True  # y of one column per output, as the forests
         return tags
 
     def _request(self, dataset: str) -> dict[str, Any]:
@@ -83,6 +86,11 @@ class _GrovesForest(BaseEstimator):
         labels the build sees (the codes of ``classes_``) to their weights."""
         value = getattr(self, name)
         if name == "class_weight" and isinstance(value, dict):
+            if isinstance(self.classes_, list):
+                raise ValueError(
+                    "class_weight: a dict applies to one output; with several outputs use "
+                    "'balanced', 'balanced_subsample' or None"
+                )
             labels = list(self.classes_)
             unknown = [label for label in value if label not in labels]
             if unknown:
@@ -132,7 +140,7 @@ class _GrovesForest(BaseEstimator):
         non-negative number per row, or ``None``."""
         if _is_frame(X):
             validate_data(self, X, skip_check_array=True)
-            y = column_or_1d(y, warn=True)
+            y = column_or_1d(y, warn=True)  # a DataFrame's rows take one target column
             if len(y) != len(X):
                 raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
             if checks.get("y_numeric"):
@@ -145,10 +153,19 @@ class _GrovesForest(BaseEstimator):
                 accept_sparse=("csr", "csc"),
                 ensure_all_finite="allow-nan",
                 dtype=np.float32,
+                multi_output=True,
                 **checks,
             )
             if issparse(X):
                 X = X.toarray()
+            if y.ndim == 2 and y.shape[1] == 1:
+                warnings.warn(
+                    "A column-vector y was passed when a 1d array was expected. Please change "
+                    "the shape of y to (n_samples,), for example using ravel().",
+                    DataConversionWarning,
+                    stacklevel=3,
+                )
+                y = y[:, 0]
         if len(y) < MIN_ROWS:
             raise ValueError(
                 f"n_samples={len(y)}: a groves build needs at least {MIN_ROWS} rows (it holds "
@@ -199,6 +216,11 @@ class GrovesClassifier(ClassifierMixin, _GrovesForest):
     _estimator = "classifier"
     _forest_params = (*TREE_PARAMS, "class_weight")
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True  # a 0/1 column per label, as the forests
+        return tags
+
     def __init__(
         self,
         n_estimators: int = DEFAULTS["n_trees"],
@@ -232,16 +254,25 @@ class GrovesClassifier(ClassifierMixin, _GrovesForest):
         of any type (kept as ``classes_``); ``sample_weight`` reaches every grove."""
         X, y, sample_weight = self._validate_fit(X, y, sample_weight)
         check_classification_targets(y)
-        self.classes_, codes = np.unique(y, return_inverse=True)
+        if y.ndim == 1:
+            self.classes_, codes = np.unique(y, return_inverse=True)
+        else:  # one output per column: classes_ is a list, as in scikit-learn's forests
+            found = [np.unique(column, return_inverse=True) for column in y.T]
+            self.classes_ = [classes for classes, _ in found]
+            codes = np.column_stack([inverse for _, inverse in found])
         return self._fit(X, codes, sample_weight)
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: Any) -> np.ndarray | list[np.ndarray]:
+        """Class probabilities; a list of them, one per output, with several outputs."""
         X = self._check(X)
         return self.model_.predict_proba(X)
 
     def predict(self, X: Any) -> np.ndarray:
-        """The most probable class, as the forest's own ``predict`` picks it."""
+        """The most probable class (of each output), as the forest's own ``predict`` picks it."""
         proba = self.predict_proba(X)
+        if isinstance(proba, list):
+            picked = [c[np.argmax(p, axis=1)] for c, p in zip(self.classes_, proba, strict=True)]
+            return np.column_stack(picked)
         return self.classes_[np.argmax(proba, axis=1)]
 
 

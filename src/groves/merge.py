@@ -30,6 +30,7 @@ from groves.artifacts import (
 from groves.cost import Invocation, training_cost
 from groves.data.encoding import has_categories
 from groves.errors import BuildError
+from groves.forest.votes import forest_classes
 from groves.plan import n_groves, planned_groves, read_plan
 from groves.storage import ArtifactNotFound, Store, dump_streamed, get_json
 
@@ -114,8 +115,7 @@ def load_grove(store: Store, plan: dict[str, Any], meta: dict[str, Any]) -> Any:
     gid = meta["grove_id"]
     key = grove_key(plan["build_id"], plan["run_id"], gid, "joblib")
     forest = load_verified(store, key, meta, f"grove {gid}")
-    classes = forest.classes_.tolist() if hasattr(forest, "classes_") else None
-    found = (len(forest.estimators_), forest.n_features_in_, classes)
+    found = (len(forest.estimators_), forest.n_features_in_, forest_classes(forest))
     if found != (meta["n_trees"], meta["n_features"], meta["classes"]):
         raise BuildError(f"grove {gid}'s model does not match its metadata")
     return forest

@@ -197,7 +197,7 @@ def plan_build(store: Store, request: Any, invocation: Invocation | None = None)
     dataset = datasets.load_dataset(spec["dataset"], spec["target"], spec["weight"])
     classes = datasets.check_target(dataset, spec["estimator"], spec["dataset"])
     split = datasets.split(dataset, spec["test_size"], spec["seed"], classes is not None)
-    if classes is not None and len(np.unique(split.y_train)) != len(classes):
+    if not datasets.every_class_trains(split.y_train, classes):
         raise RequestError("test_size", "leaves some class without training rows; lower it")
     check_params_against_data(spec["params"], split.y_train, classes)
     run_id = new_run_id()
@@ -232,6 +232,7 @@ def run_plan(
             "n_train": len(split.y_train),
             "n_test": len(split.y_test),
             "classes": classes,
+            "n_outputs": datasets.n_outputs(dataset.y),
             "split_fingerprint": split.fingerprint,
             "feature_names": list(dataset.feature_names),
             "named": dataset.named,
@@ -261,6 +262,12 @@ def check_params_against_data(
                 + (" (or a fraction in (0, 1])" if name == "max_samples" else ""),
             )
     weights = params.get("class_weight")
+    if isinstance(weights, dict) and y_train.ndim == 2:
+        raise RequestError(
+            "params.class_weight",
+            "an object of class weights applies to one output; with several outputs use "
+            "'balanced', 'balanced_subsample' or null",
+        )
     if isinstance(weights, dict):
         names = {str(c) for c in classes or ()}
         unknown = sorted(set(map(str, weights)) - names)

@@ -14,29 +14,10 @@ import numpy as np
 from groves.artifacts import grove_key, metrics_key, read_manifest, read_verified
 from groves.cost import Invocation, run_cost
 from groves.data.prepared import read_prepared
+from groves.forest.votes import Target
 from groves.merge import READ_THREADS
 from groves.plan import read_plan
 from groves.storage import Store, load_npy, put_json
-
-
-def decide(classes: np.ndarray | None, votes: np.ndarray, n_trees: int) -> np.ndarray:
-    """Labels (the most voted class) or regression values (the mean) from summed votes."""
-    if classes is not None:
-        return classes[np.argmax(votes, axis=1)]
-    return votes / n_trees
-
-
-def score(classes: np.ndarray | None, y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Accuracy, or R^2, as scikit-learn's ``accuracy_score`` and ``r2_score`` compute them
-    (a constant target scores 1.0 if predicted exactly, else 0.0), without their input checks:
-    scoring 2,000 groves twice each took 10 s of checks for 0.1 s of arithmetic."""
-    if classes is not None:
-        return float(np.mean(y_true == y_pred))
-    residual = float(np.sum((y_true - y_pred) ** 2))
-    spread = float(np.sum((y_true - np.mean(y_true)) ** 2))
-    if spread == 0.0:
-        return 1.0 if residual == 0.0 else 0.0
-    return 1.0 - residual / spread
 
 
 def stored_votes(
@@ -72,20 +53,20 @@ def score_build(
     run_id = manifest["run_id"]
     plan = read_plan(store, build_id, run_id)
     y_test = read_prepared(store, plan, ("y_test",)).y_test
-    classes = None if plan["data"]["classes"] is None else np.array(plan["data"]["classes"])
+    target = Target.of(plan["data"])
     total: np.ndarray | None = None
     n_trees, grove_scores, by_trees = 0, [], []
     for record, votes in stored_votes(store, build_id, run_id, manifest["groves"]):
         total = votes if total is None else total + votes
         n_trees += record["n_trees"]
-        grove_scores.append(score(classes, y_test, decide(classes, votes, record["n_trees"])))
+        grove_scores.append(target.score(y_test, target.decide(votes, record["n_trees"])))
         by_trees.append(
-            {"n_trees": n_trees, "score": score(classes, y_test, decide(classes, total, n_trees))}
+            {"n_trees": n_trees, "score": target.score(y_test, target.decide(total, n_trees))}
         )
     metrics = {
         "build_id": build_id,
         "run_id": run_id,
-        "metric": "accuracy" if classes is not None else "r2",
+        "metric": target.metric,
         "score": by_trees[-1]["score"],
         "n_test": len(y_test),
         "n_trees": n_trees,

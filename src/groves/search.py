@@ -33,6 +33,7 @@ from groves.batch import tree_votes
 from groves.data import datasets
 from groves.data.prepared import read_prepared, write_prepared
 from groves.errors import BuildError, RequestError
+from groves.forest.votes import Target
 from groves.merge import check_groves, read_grove_metas
 from groves.plan import (
     check_params_against_data,
@@ -44,7 +45,7 @@ from groves.plan import (
     validate_request,
 )
 from groves.request import FIELDS, SEARCH_DEFAULTS, check_fields
-from groves.scoring import decide, score, stored_votes
+from groves.scoring import stored_votes
 from groves.storage import ArtifactNotFound, Store, dump_npy, get_json, load_npy, put_json
 
 MAX_CANDIDATES = 1_000
@@ -159,7 +160,7 @@ def plan_search(store: Store, request: Any) -> dict[str, Any]:
     classes = datasets.check_target(dataset, spec["estimator"], spec["dataset"])
     outer = datasets.split(dataset, spec["test_size"], spec["seed"], classes is not None)
     inner = datasets.carve(outer, spec["validation_size"], spec["seed"], classes is not None)
-    if classes is not None and len(np.unique(inner.y_train)) != len(classes):
+    if not datasets.every_class_trains(inner.y_train, classes):
         raise RequestError("validation_size", "leaves some class without rows to fit; lower it")
     for index, candidate in enumerate(candidates):
         try:
@@ -202,6 +203,7 @@ def plan_search(store: Store, request: Any) -> dict[str, Any]:
         "n_test": len(outer.y_test),
         "test": test,
         "classes": classes,
+        "n_outputs": datasets.n_outputs(dataset.y),
     }
     put_json(store, search_key(build_id, search_id, "search.json"), record)
     return record
@@ -235,14 +237,14 @@ def validation_score(store: Store, build_id: str, run_id: str) -> tuple[float, i
     metas = read_grove_metas(store, plan)
     check_groves(plan, metas)
     y_val = read_prepared(store, plan, ("y_test",)).y_test
-    classes = None if plan["data"]["classes"] is None else np.array(plan["data"]["classes"])
+    target = Target.of(plan["data"])
     total, n_trees, seconds = None, 0, 0.0
     for meta, votes in stored_votes(store, build_id, run_id, metas):
         total = votes if total is None else total + votes
         n_trees += meta["n_trees"]
         seconds += meta["seconds"]
     assert total is not None
-    return score(classes, y_val, decide(classes, total, n_trees)), n_trees, seconds
+    return target.score(y_val, target.decide(total, n_trees)), n_trees, seconds
 
 
 def score_candidates(store: Store, build_id: str, search_id: str) -> dict[str, Any]:
@@ -278,14 +280,14 @@ def score_best(store: Store, build_id: str, search_id: str) -> dict[str, Any]:
     for name in ("X_test", "y_test"):
         key = search_key(build_id, search_id, f"data/{name}.npy")
         arrays[name] = load_npy(read_verified(store, key, record["test"][name], name))
-    classes = None if record["classes"] is None else np.array(record["classes"])
-    votes = tree_votes(manifest, store, arrays["X_test"], classes is not None)
+    target = Target.of(record)
+    votes = tree_votes(manifest, store, arrays["X_test"], target.classes is not None)
     result = {
         "build_id": build_id,
         "search_id": search_id,
         "best": best,
-        "metric": "accuracy" if classes is not None else "r2",
-        "test_score": score(classes, arrays["y_test"], decide(classes, votes, manifest["n_trees"])),
+        "metric": target.metric,
+        "test_score": target.score(arrays["y_test"], target.decide(votes, manifest["n_trees"])),
         "n_test": len(arrays["y_test"]),
         "model": manifest["model"],
         "run_id": best["run_id"],

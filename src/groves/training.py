@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import sklearn
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
@@ -19,6 +18,7 @@ from groves.artifacts import digest, grove_key, read_verified
 from groves.cost import Invocation
 from groves.data.prepared import read_prepared
 from groves.errors import BuildError
+from groves.forest.votes import forest_classes, summed_votes
 from groves.plan import ESTIMATORS, planned_grove, read_plan
 from groves.storage import Store, dump_joblib, dump_npy, get_json, put_json
 from groves.workers import N_JOBS_ENV
@@ -47,25 +47,6 @@ def make_forest(
     return ESTIMATORS[spec["estimator"]](
         n_estimators=n_trees, random_state=seed, n_jobs=n_jobs, **params
     )
-
-
-def add_votes(
-    total: np.ndarray | None, trees: list[Any], X: np.ndarray, classifier: bool
-) -> np.ndarray:
-    """``total`` plus each tree's class probabilities (or predictions) on ``X``, tree by tree in
-    order: the sums scikit-learn's forest computes in ``predict_proba``/``predict``, in the
-    same order (so a forest's predictions can be rebuilt exactly), without its thread pool."""
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    for tree in trees:
-        votes = (tree.predict_proba if classifier else tree.predict)(X, check_input=False)
-        total = votes.astype(np.float64) if total is None else total + votes
-    assert total is not None
-    return total
-
-
-def summed_votes(forest: Any, X: np.ndarray) -> np.ndarray:
-    """The sum over the grove's trees of their class probabilities (or predictions)."""
-    return add_votes(None, forest.estimators_, X, hasattr(forest, "classes_"))
 
 
 def verified_grove(
@@ -186,7 +167,7 @@ def fit_grove(
         "peak_rss_mb": peak_rss_mb(),
         "n_train": len(split.y_train),
         "n_features": int(split.X_train.shape[1]),
-        "classes": forest.classes_.tolist() if hasattr(forest, "classes_") else None,
+        "classes": forest_classes(forest),
         "split_fingerprint": split.fingerprint,
         "sklearn_version": sklearn.__version__,
         "usage": share.usage(),

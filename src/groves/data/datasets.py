@@ -164,25 +164,15 @@ def table_features(source: str, target: str, weight: str | None) -> tuple[Any, .
 
 
 def check_target(dataset: Dataset, estimator: str, source: str) -> list[Any] | None:
-    """The sorted classes for a classifier; ``None`` for a regressor. Rejects a mismatch,
-    without quoting label values."""
+    """The sorted classes for a classifier (a list per output when there are several);
+    ``None`` for a regressor. Rejects a mismatch, without quoting label values."""
     if estimator == "classifier":
-        if dataset.labels is not None:
-            classes, codes = dataset.labels
-            counts = np.bincount(codes, minlength=len(classes))
-            kind = "binary" if len(classes) <= 2 else "multiclass"
-        else:
-            classes, counts = np.unique(dataset.y, return_counts=True)
-            kind = type_of_target(dataset.y)
+        if dataset.y.ndim == 2:  # several outputs: not stratified, any classes each
+            return [_classes(column, None, source)[0].tolist() for column in dataset.y.T]
+        classes, counts = _classes(dataset.y, dataset.labels, source)
         if len(classes) < 2:
             raise RequestError(
                 "target", f"a classifier needs at least 2 classes; {source!r} has {len(classes)}"
-            )
-        if kind not in ("binary", "multiclass"):
-            raise RequestError(
-                "estimator",
-                f"'classifier' needs class labels but {source!r} has a {kind} "
-                "target; use estimator 'regressor'",
             )
         lonely = int(np.count_nonzero(counts < 2))
         if lonely:
@@ -200,6 +190,43 @@ def check_target(dataset: Dataset, estimator: str, source: str) -> list[Any] | N
             "use estimator 'classifier'",
         )
     return None
+
+
+def _classes(
+    y: np.ndarray, labels: tuple[np.ndarray, np.ndarray] | None, source: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """One output's sorted classes and their row counts; refused if it is not class labels."""
+    if labels is not None:
+        classes, codes = labels
+        counts = np.bincount(codes, minlength=len(classes))
+        kind = "binary" if len(classes) <= 2 else "multiclass"
+    else:
+        classes, counts = np.unique(y, return_counts=True)
+        kind = type_of_target(y)
+    if kind not in ("binary", "multiclass"):
+        raise RequestError(
+            "estimator",
+            f"'classifier' needs class labels but {source!r} has a {kind} "
+            "target; use estimator 'regressor'",
+        )
+    return classes, counts
+
+
+def n_outputs(y: np.ndarray) -> int:
+    """How many targets each row has: labels in one column, or one column per output."""
+    return 1 if y.ndim == 1 else y.shape[1]
+
+
+def every_class_trains(y_train: np.ndarray, classes: list[Any] | None) -> bool:
+    """Whether every class (of every output) has training rows: each grove must learn the
+    classes the plan records."""
+    if classes is None:
+        return True
+    if y_train.ndim == 1:
+        return len(np.unique(y_train)) == len(classes)
+    return all(
+        len(np.unique(column)) == len(c) for column, c in zip(y_train.T, classes, strict=True)
+    )
 
 
 def _fingerprint(*arrays: np.ndarray) -> str:
@@ -271,8 +298,10 @@ def _split_rows(
     field: str,
 ) -> Split:
     """Rows split into a first part and a held part of ``size`` (stratified by ``strata``: the
-    labels, or their codes in sorted order, which split alike); a failure names ``field``."""
+    labels, or their codes in sorted order, which split alike; one output's only); a failure
+    names ``field``."""
     indices = np.arange(len(y))
+    stratify = stratify and y.ndim == 1  # several outputs are not stratified
     try:
         first, held = train_test_split(
             indices, test_size=size, random_state=seed, stratify=strata if stratify else None

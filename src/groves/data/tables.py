@@ -303,9 +303,13 @@ def checked_features(X: np.ndarray, source: str, field: str = "dataset") -> np.n
 
 
 def checked_labels(y: np.ndarray, source: str) -> np.ndarray:
-    """Labels: one per row, none missing (NaN, infinite or empty)."""
-    if y.ndim != 1:
-        raise RequestError("target", f"{source!r}: labels must be one column")
+    """Labels: one per row, or one column per output, none missing (NaN, infinite or empty)."""
+    if y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[1] < 1):
+        raise RequestError(
+            "target", f"{source!r}: labels must be one column, or one column per output"
+        )
+    if y.ndim == 2 and y.shape[1] == 1:  # a column vector is one output, as in scikit-learn
+        y = y[:, 0]
     if y.dtype.kind == "f":
         missing = ~np.isfinite(y)
     elif y.dtype.kind in "US":
@@ -314,6 +318,8 @@ def checked_labels(y: np.ndarray, source: str) -> np.ndarray:
         missing = np.zeros(len(y), dtype=bool)
     else:
         raise RequestError("target", f"{source!r}: labels must be numbers or text")
+    if missing.ndim == 2:
+        missing = missing.any(axis=1)
     if missing.any():
         raise RequestError(
             "target",
