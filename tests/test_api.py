@@ -161,7 +161,7 @@ def test_an_estimator_fits_on_the_deployed_state_machine(
         names = [k["Key"] for k in keys]
         suffix = ".npz" if rows == "array" else ".parquet"
         assert any(n.startswith("deployed/inputs/") and n.endswith(suffix) for n in names)
-        assert f"deployed/sklearn-classifier/runs/{estimator.run_id_}/model.joblib" in names
+        assert f"deployed/sklearn-classifier/runs/{estimator.run_id_}/manifest.json" in names
         # and the deployed execution's history reads back through get_execution_history
         sfn = boto3.client("stepfunctions")
         (execution,) = sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"]

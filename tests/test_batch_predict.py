@@ -14,8 +14,9 @@ import pytest
 from conftest import BUCKET, small_request
 from sklearn.datasets import load_diabetes, load_digits
 
+import groves
 from groves import cli, handlers
-from groves.artifacts import chunk_key, model_key
+from groves.artifacts import chunk_key
 from groves.errors import BuildError, RequestError
 from groves.local import run_local
 from groves.storage import get_json, open_store
@@ -28,8 +29,7 @@ def build(store: Path, **request: Any) -> dict[str, Any]:
 
 
 def model_of(store: Path, output: dict[str, Any], tmp_path: Path) -> Any:
-    path = tmp_path / "model.joblib"
-    path.write_bytes(open_store(str(store)).get_bytes(model_key("t", output["run_id"])))
+    path = groves.export_model(str(store), "t", tmp_path / "model.joblib", output["run_id"])
     return joblib.load(path)  # what a scikit-learn user does with the model file
 
 

@@ -41,7 +41,7 @@ def test_run_prints_a_summary(tmp_path: Path, capsys) -> None:
     assert "groves    3" in out and "trees     5" in out
     run_id = json.loads((tmp_path / "demo" / "latest.json").read_text())["run_id"]
     assert f"run       {tmp_path}/demo/runs/{run_id}/" in out
-    assert f"model     {tmp_path}/demo/runs/{run_id}/model.joblib" in out
+    assert f"model     {tmp_path}/demo/runs/{run_id}/manifest.json" in out
     assert re.search(r"score     accuracy (0\.9|1\.0)\d+ on 45 held-out rows", out)
     assert "TrainGroves" in err and "3/3 groves" in err
     manifest = json.loads((tmp_path / "demo" / "runs" / run_id / "manifest.json").read_text())

@@ -245,7 +245,7 @@ def test_both_engines_end_the_same(scenario: str, moto_engine) -> None:
             "FailStateEntered",
             "ExecutionFailed",
         ]
-        assert not [k for k in written(local) if k.endswith("model.joblib")]
+        assert not [k for k in written(local) if k.endswith("manifest.json")]
 
 
 def test_both_engines_predict_new_rows_the_same(moto_engine, tmp_path: Path) -> None:

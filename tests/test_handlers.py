@@ -13,11 +13,12 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 import groves
 from groves import handlers
-from groves.artifacts import digest, grove_key, model_key
+from groves.artifacts import digest, grove_key, manifest_key
 from groves.data.prepared import read_prepared
 from groves.errors import BuildError, RequestError
+from groves.forest.format import GROVE_SUFFIX, read_grove
 from groves.plan import read_plan
-from groves.storage import get_json, load_joblib, open_store, put_json
+from groves.storage import get_json, open_store, put_json
 
 STORE = f"s3://{BUCKET}/builds"
 
@@ -49,7 +50,7 @@ def test_sample_events_run_in_order(s3) -> None:
     assert len(json.dumps(trained)) < 2000, "only small metadata goes through Step Functions"
     merged = handlers.merge(event("merge", **ids))
     run_folder = f"{STORE}/digits-100/runs/{plan['run_id']}"
-    assert merged["n_trees"] == 20 and merged["model"] == f"{run_folder}/model.joblib"
+    assert merged["n_trees"] == 20 and merged["model"] == f"{run_folder}/manifest.json"
     scored = handlers.predict(event("predict", **ids))
     assert scored["metric"] == "accuracy" and scored["score"] > 0.9
     key = f"builds/digits-100/runs/{plan['run_id']}/metrics.json"
@@ -67,21 +68,21 @@ def test_merged_model_is_a_plain_forest_equal_to_its_groves(s3) -> None:
     train_batch(plan)
     handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
     store = open_store(STORE)
-    model = load_joblib(store.get_bytes(model_key("t", plan["run_id"])))
+    model = groves.load_model(store, "t", plan["run_id"])
     assert type(model) is RandomForestClassifier
     assert model.n_estimators == len(model.estimators_) == 8
     assert model.feature_importances_.shape == (4,)
     X = read_prepared(
         open_store(STORE), read_plan(open_store(STORE), plan["build_id"], plan["run_id"])
     ).X_test
-    groves = [
-        load_joblib(store.get_bytes(grove_key("t", plan["run_id"], g["grove_id"], "joblib")))
+    grove_forests = [
+        read_grove(store.get_bytes(grove_key("t", plan["run_id"], g["grove_id"], GROVE_SUFFIX)))
         for g in grove_items(plan)
     ]
-    trees = [tree for grove in groves for tree in grove.estimators_]
+    trees = [tree for grove in grove_forests for tree in grove.estimators_]
     by_hand = np.mean([tree.predict_proba(X) for tree in trees], axis=0)
     np.testing.assert_allclose(model.predict_proba(X), by_hand, rtol=1e-12)
-    weighted = sum(g.predict_proba(X) * g.n_estimators for g in groves) / 8
+    weighted = sum(g.predict_proba(X) * g.n_estimators for g in grove_forests) / 8
     np.testing.assert_allclose(model.predict_proba(X), weighted, rtol=1e-12)
     np.testing.assert_array_equal(model.predict(X), model.classes_[by_hand.argmax(axis=1)])
     # each grove is exactly the forest scikit-learn builds from the grove's seed
@@ -90,15 +91,15 @@ def test_merged_model_is_a_plain_forest_equal_to_its_groves(s3) -> None:
         open_store(STORE), read_plan(open_store(STORE), plan["build_id"], plan["run_id"])
     )
     alone.fit(split.X_train, split.y_train)
-    np.testing.assert_array_equal(alone.predict_proba(X), groves[0].predict_proba(X))
+    np.testing.assert_array_equal(alone.predict_proba(X), grove_forests[0].predict_proba(X))
 
 
-def test_missing_grove_fails_merge_and_writes_no_model(s3) -> None:
+def test_missing_grove_fails_merge_and_commits_nothing(s3) -> None:
     plan = handlers.plan({"store": STORE, "request": small_request()})
     train_batch(plan, grove_items(plan)[:-1])
     with pytest.raises(BuildError, match=r"1 of 3 planned groves .* missing: 2; no model"):
         handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
-    assert not open_store(STORE).exists(model_key("t", plan["run_id"]))
+    assert not open_store(STORE).exists(manifest_key("t", plan["run_id"]))
 
 
 def test_merge_refuses_groves_of_another_run_or_data(s3) -> None:
@@ -114,16 +115,18 @@ def test_merge_refuses_groves_of_another_run_or_data(s3) -> None:
     put_json(store, key, {**meta, "split_fingerprint": "other"})
     with pytest.raises(BuildError, match="grove 1 has split_fingerprint 'other'"):
         handlers.merge({"store": STORE, "build_id": "t", "run_id": run})
+    assert not store.exists(manifest_key("t", run))
     # a grove file rewritten together with its metadata (a writer with both keys): the
-    # sha256 matches, but the trees inside are not what the plan gave grove 2
-    three_trees = store.get_bytes(grove_key("t", run, 0, "joblib"))
-    store.put_bytes(grove_key("t", run, 2, "joblib"), three_trees)
+    # sha256 matches, so the commit (which reads no tree) takes it, but the trees inside are
+    # not what the plan gave grove 2: every reader refuses them before using any
+    three_trees = store.get_bytes(grove_key("t", run, 0, GROVE_SUFFIX))
+    store.put_bytes(grove_key("t", run, 2, GROVE_SUFFIX), three_trees)
     grove_2 = get_json(store, grove_key("t", run, 2, "json"))
     put_json(store, grove_key("t", run, 2, "json"), {**grove_2, **digest(three_trees)})
     put_json(store, key, meta)
-    with pytest.raises(BuildError, match="grove 2's model does not match its metadata"):
-        handlers.merge({"store": STORE, "build_id": "t", "run_id": run})
-    assert not store.exists(model_key("t", run))
+    handlers.merge({"store": STORE, "build_id": "t", "run_id": run})
+    with pytest.raises(BuildError, match="grove 2: its trees do not match the run's record"):
+        groves.load_model(store, "t", run)
 
 
 def test_two_runs_of_one_build_never_mix(s3) -> None:
@@ -172,9 +175,8 @@ def test_regressor_build_scores_r2(s3, tmp_path) -> None:
     handlers.merge({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
     scored = handlers.predict({"store": STORE, "build_id": "t", "run_id": plan["run_id"]})
     assert scored["metric"] == "r2" and 0.2 < scored["score"] < 0.7
-    path = tmp_path / "model.joblib"
-    path.write_bytes(open_store(STORE).get_bytes(model_key("t", plan["run_id"])))
-    model = joblib.load(path)
+    path = groves.export_model(STORE, "t", tmp_path / "model.joblib", plan["run_id"])
+    model = joblib.load(path)  # what a scikit-learn user does with the exported file
     assert type(model) is RandomForestRegressor and model.min_samples_leaf == 3
     split = read_prepared(
         open_store(STORE), read_plan(open_store(STORE), plan["build_id"], plan["run_id"])

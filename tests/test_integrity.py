@@ -1,9 +1,11 @@
-"""Run-scoped artifacts and integrity: a rerun leaves earlier runs untouched, and no swapped,
-truncated, corrupt or planted file is ever unpickled."""
+"""Run-scoped artifacts and integrity: a rerun leaves earlier runs untouched, no swapped,
+truncated or corrupt file is ever read, and no file in a store, even forged together with its
+records, can run code in a reader (nothing is unpickled)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,9 @@ from conftest import small_request, train_batch
 
 import groves
 from groves import handlers
-from groves.artifacts import digest, grove_key, model_key
+from groves.artifacts import digest, grove_key, manifest_key
 from groves.errors import BuildError
+from groves.forest.format import FORMAT, GROVE_SUFFIX, read_grove, write_grove
 from groves.local import run_local
 from groves.storage import LocalStore, get_json, open_store, put_json
 
@@ -62,7 +65,7 @@ def test_a_rerun_leaves_the_earlier_run_byte_for_byte_untouched(tmp_path: Path) 
     assert first.status == "SUCCEEDED", first.cause
     first_folder = tmp_path / "t" / "runs" / first.output["run_id"]
     before = snapshot(first_folder)
-    assert {"plan.json", "model.joblib", "manifest.json", "metrics.json"} <= set(before)
+    assert {"plan.json", "groves/grove_00000.trees", "manifest.json", "metrics.json"} <= set(before)
     second = run_local(small_request(n_trees=4, predict=True), str(tmp_path), workers=1)
     assert second.status == "SUCCEEDED", second.cause
     assert snapshot(first_folder) == before
@@ -75,30 +78,37 @@ def test_a_rerun_leaves_the_earlier_run_byte_for_byte_untouched(tmp_path: Path) 
     assert len(groves.load_model(str(tmp_path), "t", first.output["run_id"]).estimators_) == 7
 
 
-def test_manifest_records_every_grove_and_the_model(local_store, trained) -> None:
+def test_manifest_records_every_grove_and_the_model(local_store, trained, tmp_path) -> None:
     merged = merge(local_store, trained)
     run = trained["run_id"]
     manifest = get_json(local_store, f"t/runs/{run}/manifest.json")
+    blobs = []
     for record in manifest["groves"]:
-        blob = local_store.get_bytes(grove_key("t", run, record["grove_id"], "joblib"))
-        assert {"sha256": record["sha256"], "bytes": record["bytes"]} == digest(blob)
-    model_blob = local_store.get_bytes(model_key("t", run))
-    assert manifest["model"] == {"key": model_key("t", run), **digest(model_blob)}
-    assert merged["model_bytes"] == len(model_blob)
-    loaded = joblib.load(Path(local_store.uri) / model_key("t", run))
+        blobs.append(local_store.get_bytes(grove_key("t", run, record["grove_id"], GROVE_SUFFIX)))
+        assert {"sha256": record["sha256"], "bytes": record["bytes"]} == digest(blobs[-1])
+    combined = hashlib.sha256("".join(digest(b)["sha256"] for b in blobs).encode()).hexdigest()
+    assert manifest["model"] == {
+        "format": FORMAT,
+        "sha256": combined,
+        "bytes": merged["model_bytes"],
+    }
+    assert merged["model_bytes"] == sum(map(len, blobs))
+    assert not list((tmp_path / "store").rglob("*.joblib")), "no step writes a pickle"
+    exported = groves.export_model(local_store, "t", tmp_path / "model.joblib")
+    loaded = joblib.load(exported)  # a user's explicit export
     assert type(loaded).__name__ == "RandomForestClassifier" and loaded.n_estimators == 7
 
 
 def swap_in_grove_0(store: LocalStore, run: str, tmp_path: Path) -> bytes:
-    return store.get_bytes(grove_key("t", run, 0, "joblib"))
+    return store.get_bytes(grove_key("t", run, 0, GROVE_SUFFIX))
 
 
 def truncate(store: LocalStore, run: str, tmp_path: Path) -> bytes:
-    return store.get_bytes(grove_key("t", run, 1, "joblib"))[:-100]
+    return store.get_bytes(grove_key("t", run, 1, GROVE_SUFFIX))[:-100]
 
 
 def flip_a_byte(store: LocalStore, run: str, tmp_path: Path) -> bytes:
-    blob = bytearray(store.get_bytes(grove_key("t", run, 1, "joblib")))
+    blob = bytearray(store.get_bytes(grove_key("t", run, 1, GROVE_SUFFIX)))
     blob[len(blob) // 2] ^= 0xFF
     return bytes(blob)
 
@@ -108,47 +118,91 @@ def plant(store: LocalStore, run: str, tmp_path: Path) -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("damage", "message"),
+    ("damage", "refused_by", "message"),
     [
-        (swap_in_grove_0, "does not match its recorded sha256|bytes but"),
-        (truncate, "bytes but .* were recorded"),
-        (flip_a_byte, "does not match its recorded sha256"),
-        (plant, "bytes but .* were recorded|does not match its recorded sha256"),
+        (swap_in_grove_0, "merge", "is \\d+ bytes, not"),
+        (truncate, "merge", "is \\d+ bytes, not"),
+        (flip_a_byte, "readers", "does not match its recorded sha256"),
+        (plant, "merge", "is \\d+ bytes, not"),
     ],
 )
-def test_a_damaged_grove_is_refused_before_it_is_unpickled(
-    local_store, trained, tmp_path, damage, message
+def test_a_damaged_grove_is_refused_before_it_is_read(
+    local_store, trained, tmp_path, damage, refused_by, message
 ) -> None:
+    """Commit checks every grove file's size from one listing; every reader checks the sha256
+    of each grove before it reads it (scoring reads votes only, so it is not one of them)."""
     run = trained["run_id"]
-    local_store.put_bytes(grove_key("t", run, 1, "joblib"), damage(local_store, run, tmp_path))
-    with pytest.raises(BuildError, match=f"^grove 1: .*({message})"):
+    key = grove_key("t", run, 1, GROVE_SUFFIX)
+    local_store.put_bytes(key, damage(local_store, run, tmp_path))
+    if refused_by == "merge":
+        with pytest.raises(BuildError, match=f"^grove 1: .*{message}"):
+            merge(local_store, trained)
+        assert not local_store.exists(manifest_key("t", run))
+        assert not local_store.exists("t/latest.json")
+    else:
         merge(local_store, trained)
+        with pytest.raises(BuildError, match=f"^grove 1: .*{message}"):
+            groves.load_model(local_store, "t")
+        with pytest.raises(BuildError, match=f"^grove 1: .*{message}"):
+            groves.export_model(local_store, "t", tmp_path / "model.joblib")
     assert not (tmp_path / "pwned").exists(), "the planted pickle's code ran"
-    assert not local_store.exists(model_key("t", run))
-    assert not local_store.exists("t/latest.json")
+
+
+def forge(store: LocalStore, run: str, grove_id: int, blob: bytes) -> None:
+    """What a writer with every key can do: replace a grove and its records, manifest too."""
+    store.put_bytes(grove_key("t", run, grove_id, GROVE_SUFFIX), blob)
+    meta_key = grove_key("t", run, grove_id, "json")
+    put_json(store, meta_key, {**get_json(store, meta_key), **digest(blob)})
+    manifest = get_json(store, manifest_key("t", run))
+    for record in manifest["groves"]:
+        if record["grove_id"] == grove_id:
+            record.update(digest(blob))
+    store.put_bytes(manifest_key("t", run), json.dumps(manifest).encode())
+
+
+def test_a_forged_grove_with_forged_records_runs_no_code(local_store, trained, tmp_path) -> None:
+    """A pickle planted as a grove, its metadata and the manifest rewritten to match: loading,
+    batch prediction and export refuse it, and its code never runs."""
+    merge(local_store, trained)
+    run = trained["run_id"]
+    forge(local_store, run, 1, planted_bytes(tmp_path / "pwned", tmp_path))
+    with pytest.raises(BuildError, match=r"^grove 1: not an lz4 frame|^grove 1: not a groves"):
+        groves.load_model(local_store, "t")
+    data = tmp_path / "new.npz"
+    np.savez(data, X=np.ones((5, 4), dtype=np.float32))
+    with pytest.raises(BuildError, match="grove 1: not"):
+        groves.predict("t", str(data), str(tmp_path / "out.csv"), store=local_store.uri)
+    assert not (tmp_path / "pwned").exists(), "the planted pickle's code ran"
+
+
+def test_a_forged_tree_that_points_outside_itself_is_refused(local_store, trained) -> None:
+    """A grove file in the format whose tree sends a split to a node past its end (prediction
+    would read outside the tree): refused before any tree is built."""
+    merge(local_store, trained)
+    run = trained["run_id"]
+    forest = read_grove(local_store.get_bytes(grove_key("t", run, 1, GROVE_SUFFIX)))
+    nodes = forest.estimators_[0].tree_.__getstate__()
+    bad = nodes["nodes"].copy()
+    split = int(np.argmax(bad["left_child"] >= 0))
+    bad["left_child"][split] = len(bad) + 7
+    state = {**nodes, "nodes": bad}
+    forest.estimators_[0].tree_.__setstate__(state)
+    forge(local_store, run, 1, write_grove(forest))
+    with pytest.raises(BuildError, match="grove 1: a tree's nodes point outside the tree"):
+        groves.load_model(local_store, "t")
 
 
 def test_a_corrupt_grove_whose_record_matches_gets_a_clear_error(local_store, trained) -> None:
     run = trained["run_id"]
-    junk = b"not a joblib file at all" * 10
-    local_store.put_bytes(grove_key("t", run, 2, "joblib"), junk)
+    junk = b"not a grove file at all" * 10
+    local_store.put_bytes(grove_key("t", run, 2, GROVE_SUFFIX), junk)
     meta_key = grove_key("t", run, 2, "json")
     put_json(local_store, meta_key, {**get_json(local_store, meta_key), **digest(junk)})
-    with pytest.raises(BuildError, match=r"^grove 2: .*grove_00002\.joblib cannot be loaded"):
-        merge(local_store, trained)
-
-
-def test_a_tampered_model_is_refused_and_scoring_never_loads_it(
-    local_store, trained, tmp_path
-) -> None:
-    merge(local_store, trained)
-    run = trained["run_id"]
-    local_store.put_bytes(model_key("t", run), planted_bytes(tmp_path / "pwned", tmp_path))
-    with pytest.raises(BuildError, match=r"the model of run .* not loaded"):
+    merge(local_store, trained)  # sizes match the records: committed, read by nobody yet
+    with pytest.raises(BuildError, match=r"^grove 2: not an lz4 frame"):
         groves.load_model(local_store, "t")
     scored = handlers.predict({"store": local_store.uri, "build_id": "t", "run_id": run})
-    assert scored["n_trees"] == 7, "scoring sums the groves' votes, not the model's"
-    assert not (tmp_path / "pwned").exists(), "the planted pickle's code ran"
+    assert scored["n_trees"] == 7, "scoring sums the groves' votes, never their trees"
 
 
 def test_a_tampered_votes_file_is_refused_by_scoring(local_store, trained) -> None:

@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 from conftest import grove_items, small_request
 
+import groves
 from groves import executions, handlers
-from groves.artifacts import metrics_key, model_key, plan_key
+from groves.artifacts import metrics_key, plan_key
 from groves.asl import Interpreter, execute
 from groves.asl.history import entered as states_entered
 from groves.asl.history import failure, status
 from groves.data.prepared import read_prepared
+from groves.forest.format import read_grove
 from groves.local import FUNCTIONS, local_machine, run_local
-from groves.storage import get_json, load_joblib, open_store
+from groves.storage import get_json, open_store
 
 LambdaThrottled = type("Lambda.TooManyRequestsException", (Exception,), {})
 
@@ -82,7 +84,7 @@ def test_run_with_predict_in_worker_processes(tmp_path: Path) -> None:
     assert {c["status"] for c in stored["childExecutions"]} == {"SUCCEEDED"}
     assert run.history[0]["type"] == "ExecutionStarted"
     assert run.history[-1]["type"] == "ExecutionSucceeded"
-    model = load_joblib(store.get_bytes(model_key("t", run_id)))
+    model = groves.load_model(store, "t", run_id)
     split = read_prepared(store, get_json(store, plan_key("t", run_id)))
     accuracy = float(np.mean(model.predict(split.X_test) == split.y_test))
     assert output["metrics"]["score"] == pytest.approx(accuracy)
@@ -90,7 +92,7 @@ def test_run_with_predict_in_worker_processes(tmp_path: Path) -> None:
     assert metrics["score"] == output["metrics"]["score"]
     assert [p["n_trees"] for p in metrics["score_by_trees"]] == [3, 6, 9, 10]
     assert metrics["score_by_trees"][-1]["score"] == metrics["score"]
-    first_grove = load_joblib(store.get_bytes(f"t/runs/{run_id}/groves/grove_00000.joblib"))
+    first_grove = read_grove(store.get_bytes(f"t/runs/{run_id}/groves/grove_00000.trees"))
     alone = float(np.mean(first_grove.predict(split.X_test) == split.y_test))
     assert metrics["score_by_trees"][0]["score"] == pytest.approx(alone)
 
@@ -109,7 +111,7 @@ def predictions(tmp_path: Path, build_id: str, seed: int) -> np.ndarray:
     assert run.status == "SUCCEEDED", run.cause
     store = open_store(str(tmp_path))
     run_id = run.output["run_id"]
-    model = load_joblib(store.get_bytes(model_key(build_id, run_id)))
+    model = groves.load_model(store, build_id, run_id)
     split = read_prepared(store, get_json(store, plan_key(build_id, run_id)))
     return model.predict_proba(split.X_test)
 
@@ -153,8 +155,8 @@ def test_a_failing_grove_fails_the_map_run_and_no_model_is_written(tmp_path: Pat
     assert error == "MemoryError" and "grove 1 ran out of memory" in (cause or "")
     store = open_store(str(tmp_path))
     keys = store.list_keys("")
-    assert not [k for k in keys if k.endswith("model.joblib")]
-    (manifest,) = [k for k in keys if k.startswith("map-runs/") and k.endswith("manifest.json")]
+    (manifest,) = [k for k in keys if k.endswith("manifest.json")]
+    assert manifest.startswith("map-runs/"), "the Map Run's, not a committed run's"
     files = get_json(store, manifest)["ResultFiles"]
     (failed_file,) = files["FAILED"]
     (entry,) = get_json(store, failed_file["Key"])
@@ -185,7 +187,7 @@ def test_run_on_s3_with_worker_processes(s3_server: str) -> None:
     assert run.status == "SUCCEEDED", run.cause
     run_id = run.output["run_id"]
     folder = f"t/runs/{run_id}"
-    assert run.output["model"]["model"] == f"{store}/{folder}/model.joblib"
+    assert run.output["model"]["model"] == f"{store}/{folder}/manifest.json"
     manifest_key = run.output["map_run"]["ResultWriterDetails"]["Key"]
     map_folder = manifest_key.removesuffix("/manifest.json")
     assert map_folder.startswith("map-runs/"), "at the top of the bucket, not under builds/"
@@ -200,13 +202,12 @@ def test_run_on_s3_with_worker_processes(s3_server: str) -> None:
             *(
                 f"{folder}/groves/grove_{i:05d}.{suffix}"
                 for i in range(3)
-                for suffix in ("joblib", "json", "votes.npy")
+                for suffix in ("json", "trees", "votes.npy")
             ),
             f"{folder}/groves.json",
             f"{folder}/history/{executions.history_name(run.started_at)}",
             f"{folder}/manifest.json",
             f"{folder}/metrics.json",
-            f"{folder}/model.joblib",
             f"{folder}/plan.json",
         ]
     )

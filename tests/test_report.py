@@ -66,7 +66,7 @@ def test_report_of_a_scored_run_renders_its_plots_in_a_browser(tmp_path: Path, c
     assert sorted(base64.b64decode(e) for e in embedded) == sorted(f.read_bytes() for f in files)
     assert all(f.read_bytes().startswith(PNG) for f in files)
     assert "accuracy 0." in text and "Lambda" in text and "in 4 groves" in text
-    assert "grove_00003.joblib" in text and '"n_trees": 12' in html.unescape(text)
+    assert "grove_00003.trees" in text and '"n_trees": 12' in html.unescape(text)
     assert "Plan" in text and "TrainGroves" in text  # the steps of the execution
     assert images_drawn_by_chromium(page) == 3
 

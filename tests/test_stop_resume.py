@@ -49,7 +49,7 @@ def test_a_killed_worker_fails_its_iteration_like_a_crashed_lambda(tmp_path: Pat
     assert "Runtime exited with error: signal: killed" in (cause or "")
     assert entered(child.events)[-2:] == ["TrainGrove", "GroveFailed"]
     assert entered(run.history)[-1] == "BuildFailed"
-    assert not list(tmp_path.glob("t/runs/*/model.joblib"))
+    assert not list(tmp_path.glob("t/runs/*/manifest.json")), "nothing was committed"
 
 
 def test_cli_reports_a_killed_worker_and_resume_trains_only_the_missing_grove(
@@ -62,7 +62,7 @@ def test_cli_reports_a_killed_worker_and_resume_trains_only_the_missing_grove(
     assert "Traceback" not in err
     done = grove_files(tmp_path)
     names = {Path(k).name for k in done}
-    assert {"grove_00000.json", "grove_00000.joblib"} <= names, "grove 0 ran beside it"
+    assert {"grove_00000.json", "grove_00000.trees"} <= names, "grove 0 ran beside it"
     assert not any("grove_00001" in name for name in names)
     monkeypatch.setitem(local.FUNCTIONS, "TrainGroveFunctionArn", handlers.train_grove)
     assert cli.main(["run", "t", "--resume", "--store", str(tmp_path)]) == 0
@@ -78,13 +78,13 @@ def test_resume_retrains_a_grove_whose_file_fails_its_check(tmp_path: Path) -> N
     plan = handlers.plan({"store": store.uri, "request": small_request()})
     run = plan["run_id"]
     train_batch(plan)
-    store.put_bytes(grove_key("t", run, 2, "joblib"), b"truncated")
+    store.put_bytes(grove_key("t", run, 2, "trees"), b"truncated")
     done = grove_files(tmp_path)
     resumed = run_local({"build_id": "t", "resume": True}, str(tmp_path), workers=1)
     assert resumed.status == "SUCCEEDED", resumed.cause
     after = grove_files(tmp_path)
     changed = sorted(k for k in after if after[k] != done[k])
-    suffixes = ("joblib", "json", "votes.npy")
+    suffixes = ("json", "trees", "votes.npy")
     assert changed == [f"t/runs/{run}/groves/grove_00002.{s}" for s in suffixes]
 
 

@@ -18,6 +18,7 @@ from packaging.requirements import Requirement
 from groves import artifacts, handlers
 from groves.batch import OUTPUTS_PREFIX, validate_batch_request
 from groves.cost import TEMPLATE_MEMORY_MB
+from groves.forest.format import GROVE_SUFFIX
 from groves.local import FUNCTIONS, STORE_SUBSTITUTION, definition_path
 from groves.plan import validate_request
 from groves.search import search_key, validate_search
@@ -169,10 +170,9 @@ WRITES = {
         artifacts.data_key("b", RUN, "X_train"),
     ],
     "TrainGroveFunction": [
-        artifacts.grove_key("b", RUN, 7, s) for s in ("joblib", "json", "votes.npy")
+        artifacts.grove_key("b", RUN, 7, s) for s in (GROVE_SUFFIX, "json", "votes.npy")
     ],
     "MergeFunction": [
-        artifacts.model_key("b", RUN),
         artifacts.manifest_key("b", RUN),
         artifacts.latest_key("b"),
     ],

@@ -1,8 +1,8 @@
 """groves: random forests trained as independently seeded groves, merged into one model.
 
-The Python API (``train``, ``predict``, ``load_model``) and the scikit-learn estimators
-(``GrovesClassifier``, ``GrovesRegressor``) are imported on first use: ``import groves.asl``
-(the local runner) stays free of scikit-learn and joblib.
+The Python API (``train``, ``predict``, ``load_model``, ``export_model``) and the
+scikit-learn estimators (``GrovesClassifier``, ``GrovesRegressor``) are imported on first use:
+``import groves.asl`` (the local runner) stays free of scikit-learn and joblib.
 """
 
 from importlib import import_module
@@ -13,6 +13,7 @@ LAZY = {
     "train": "groves.api",
     "predict": "groves.api",
     "load_model": "groves.api",
+    "export_model": "groves.api",
     "GrovesClassifier": "groves.estimators",
     "GrovesRegressor": "groves.estimators",
 }

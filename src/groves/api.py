@@ -6,6 +6,7 @@ runs, here (``store`` a directory or ``s3://``) or, given ``stack_name`` or
 - ``predict(build_id, data, output)``: ``groves predict`` / ``groves start-predict --wait``
 - ``load_model(store, build_id)``: a committed run's scikit-learn forest (or the ``Pipeline`` of
   its text encoding and forest), verified
+- ``export_model(store, build_id, path)``: that forest as one joblib file
 
 A failed execution raises ``RequestError`` (naming the field, before any work) or ``BuildError``.
 The estimators ``GrovesClassifier``/``GrovesRegressor`` are in ``groves.estimators``.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from groves.asl.history import failure_message
@@ -41,13 +43,24 @@ MACHINES = {
 
 
 def load_model(store: Store | str, build_id: str, run_id: str | None = None) -> Any:
-    """The plain scikit-learn forest of a build's committed run (by default the latest),
-    checked against the run's manifest (size and sha256) before it is unpickled; it has
-    ``feature_names_in_`` when trained on named columns. With text columns, a ``Pipeline``
-    (their encoding, then the forest) that takes a DataFrame by column name."""
-    return loading.load_model(
-        open_store(store) if isinstance(store, str) else store, build_id, run_id
-    )
+    """The plain scikit-learn forest of a build's committed run (by default the latest), put
+    together from its groves, each checked against the run's manifest (size and sha256) and
+    read as data (no pickle: loading runs no code); it has ``feature_names_in_`` when trained
+    on named columns. With text columns, a ``Pipeline`` (their encoding, then the forest) that
+    takes a DataFrame by column name."""
+    return loading.load_model(_opened(store), build_id, run_id)
+
+
+def export_model(
+    store: Store | str, build_id: str, path: str | Path, run_id: str | None = None
+) -> Path:
+    """Write the plain forest ``load_model`` gives (without a text encoding step) to ``path``
+    as a joblib file, drawing one grove at a time; ``joblib.load`` reads it back."""
+    return loading.export_model(_opened(store), build_id, Path(path), run_id)
+
+
+def _opened(store: Store | str) -> Store:
+    return open_store(store) if isinstance(store, str) else store
 
 
 def train(

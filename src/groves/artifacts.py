@@ -10,13 +10,16 @@ Every execution is a *run* with a folder of its own; nothing of one run is writt
     <build_id>/runs/<run_id>/data/X_train.npy           the prepared split, written once by plan:
                         .../y_train.npy, X_test.npy, y_test.npy   what groves and scoring read
                         .../w_train.npy                 the training rows' weights, if weighted
-    <build_id>/runs/<run_id>/groves/grove_NNNNN.joblib  a fitted grove (train_grove, first)
+    <build_id>/runs/<run_id>/groves/grove_NNNNN.trees   a fitted grove as data, whose loading
+                                                        runs no code (train_grove, first;
+                                                        groves.forest.format)
     <build_id>/runs/<run_id>/groves/grove_NNNNN.votes.npy  its summed votes on the test rows
     <build_id>/runs/<run_id>/groves/grove_NNNNN.json    its metadata with the files' sha256 and
                                                         size (train_grove, last: the grove's commit)
-    <build_id>/runs/<run_id>/model.joblib               the merged forest (merge)
-    <build_id>/runs/<run_id>/manifest.json              every grove's and the model's sha256 (merge,
-                                                        last: the run is *committed* once it exists)
+    <build_id>/runs/<run_id>/manifest.json              every grove's sha256 and size (merge, from
+                                                        the groves' metadata: the run is
+                                                        *committed* once it exists; its groves
+                                                        are the model, groves.forest.loading)
     <build_id>/runs/<run_id>/metrics.json               held-out scores (predict, after the commit)
 
 Batch predictions of new rows (``groves predict``) have folders of their own beside the runs::
@@ -38,8 +41,10 @@ top of the store's bucket: its prefix is fixed in the definition, and the run's 
 manifest (``map_run.ResultWriterDetails``).
 
 Readers derive every key from the build and run ids themselves, never from stored metadata, and
-check a file's size and sha256 against what its writer recorded **before** unpickling it: a
-swapped, truncated or planted file is refused and its code never runs.
+check a file's size and sha256 against what its writer recorded **before** reading it: a
+swapped, truncated or planted file is refused. No file in a store is a pickle: grove files are
+arrays read as data, so even a writer who forges a file and its records cannot run code in a
+reader.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from groves.errors import BuildError, RequestError
-from groves.storage import ArtifactNotFound, Store, get_json, json_bytes, load_joblib
+from groves.storage import ArtifactNotFound, Store, get_json, json_bytes
 
 RUN_ID = re.compile(r"\d{8}T\d{9}Z-[0-9a-f]{8}")
 RUN_ID_FORM = "a run id such as 20261125T120301123Z-1a2b3c4d"
@@ -103,12 +108,12 @@ def data_key(build_id: str, run_id: str, name: str) -> str:
     return f"{run_prefix(build_id, run_id)}/data/{name}.npy"
 
 
+def groves_prefix(build_id: str, run_id: str) -> str:
+    return f"{run_prefix(build_id, run_id)}/groves/"
+
+
 def grove_key(build_id: str, run_id: str, grove_id: int, suffix: str) -> str:
-    return f"{run_prefix(build_id, run_id)}/groves/grove_{grove_id:05d}.{suffix}"
-
-
-def model_key(build_id: str, run_id: str) -> str:
-    return f"{run_prefix(build_id, run_id)}/model.joblib"
+    return f"{groves_prefix(build_id, run_id)}grove_{grove_id:05d}.{suffix}"
 
 
 def manifest_key(build_id: str, run_id: str) -> str:
@@ -154,15 +159,6 @@ def read_verified(store: Store, key: str, expected: Mapping[str, Any], what: str
             "it was not loaded"
         )
     return blob
-
-
-def load_verified(store: Store, key: str, expected: Mapping[str, Any], what: str) -> Any:
-    """Unpickle a joblib file only after ``read_verified`` accepted it."""
-    blob = read_verified(store, key, expected, what)
-    try:
-        return load_joblib(blob)
-    except Exception as exc:  # a file that matches its record but is no joblib pickle
-        raise BuildError(f"{what}: {key} cannot be loaded: {type(exc).__name__}") from exc
 
 
 # ---- runs ----------------------------------------------------------------------------------
@@ -250,15 +246,3 @@ def read_manifest(store: Store, build_id: str, run_id: str | None = None) -> dic
     if (manifest.get("build_id"), manifest.get("run_id")) != (build_id, run_id):
         raise BuildError(f"the manifest of run {run_id} of build {build_id!r} names another run")
     return manifest
-
-
-def load_model(store: Store, build_id: str, run_id: str | None = None) -> Any:
-    """The committed plain scikit-learn forest of a run (by default the latest), verified
-    against its manifest before it is unpickled."""
-    manifest = read_manifest(store, build_id, run_id)
-    return load_verified(
-        store,
-        model_key(build_id, manifest["run_id"]),
-        manifest["model"],
-        f"the model of run {manifest['run_id']} of build {build_id!r}",
-    )

@@ -5,7 +5,7 @@ the rows once as float32 and one item per chunk; predict_chunk streams the run's
 time over its chunk's rows (memory: one grove and the chunk's vote sums, whatever the forest's
 size); assemble writes one output file in input order with a sidecar naming the build and run.
 Votes are summed tree by tree in the forest's order, exactly as scikit-learn's ``predict`` sums
-them, so predictions equal ``joblib.load(model).predict(X)`` row for row.
+them, so predictions equal ``groves.load_model(...).predict(X)`` row for row.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ from groves.artifacts import (
     chunk_key,
     digest,
     file_digest,
-    grove_key,
-    load_verified,
     new_run_id,
     read_manifest,
     read_verified,
@@ -42,6 +40,7 @@ from groves.artifacts import (
 from groves.data.rows import write_rows
 from groves.data.tables import check_source
 from groves.errors import BuildError, RequestError
+from groves.forest.loading import committed_groves
 from groves.forest.votes import Target, add_votes
 from groves.plan import BUILD_ID, check_build_id, read_plan
 from groves.request import BATCH_DEFAULTS, BATCH_FIELDS, check_fields
@@ -285,15 +284,11 @@ def tree_votes(
     manifest: dict[str, Any], store: Store, X: np.ndarray, classifier: bool
 ) -> np.ndarray:
     """The sum of every tree's class probabilities (or predictions) on ``X``, tree by tree in the
-    forest's order, as scikit-learn's forest sums them; groves are loaded (verified) one at a
-    time and dropped."""
-    build_id, run_id = manifest["build_id"], manifest["run_id"]
+    forest's order, as scikit-learn's forest sums them; groves are read (verified) a few at a
+    time ahead of their use and dropped."""
     total: np.ndarray | None = None
-    for record in manifest["groves"]:
-        key = grove_key(build_id, run_id, record["grove_id"], "joblib")
-        grove = load_verified(store, key, record, f"grove {record['grove_id']}")
+    for grove in committed_groves(store, manifest):
         total = add_votes(total, grove.estimators_, X, classifier)
-        del grove
     assert total is not None
     return total
 

@@ -1,6 +1,7 @@
 """Commands that read what runs left in a store or on Step Functions: ``groves ls`` (builds and
 runs), ``groves history`` (an execution's events), ``groves report`` (a run's HTML report),
-``groves event`` (a ready event for one step, from the store)."""
+``groves event`` (a ready event for one step, from the store), ``groves export`` (a committed
+run as one joblib file)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     where = report.write(open_store(args.store), args.build_id, args.run, out)
     print(f"report    {where}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from groves.forest.loading import export_model
+
+    path = export_model(open_store(args.store), args.build_id, Path(args.out), args.run)
+    print(f"model     {path} ({path.stat().st_size / 2**20:.1f} MiB; joblib.load reads it)")
     return 0
 
 
@@ -117,6 +128,15 @@ def add_parsers(commands: Any) -> None:
         "--out", help="a local folder for report.html and its PNGs (default: the run's report/)"
     )
     report.set_defaults(func=cmd_report, parser=report)
+
+    export = commands.add_parser(
+        "export",
+        help="write a committed run's forest as one joblib file (a pickle: for your own use)",
+    )
+    export.add_argument("build_id", metavar="NAME", help="a build in the store")
+    export.add_argument("--out", required=True, help="the file to write, e.g. model.joblib")
+    _store_and_run(export, "a committed run id (default: the build's latest)")
+    export.set_defaults(func=cmd_export, parser=export)
 
     from groves.cli import _request_arguments
     from groves.step_events import STEPS

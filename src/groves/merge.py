@@ -1,14 +1,18 @@
-"""Assemble every planned grove into one plain scikit-learn forest and commit the run, or refuse."""
+"""Commit a run from its groves' metadata, or refuse: every planned grove is this run's, as
+planned, trained on the same data, and its files are in the store with the sizes it recorded.
+
+Committing reads each grove's small metadata and one listing of the groves' folder, never a
+tree: its cost does not grow with the forest's bytes. The committed run is its manifest and its
+groves; ``groves.forest.loading`` puts them together as one plain scikit-learn forest (readers
+check every grove's sha256 against the manifest before they read it)."""
 
 from __future__ import annotations
 
+import hashlib
 import platform
-import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,21 +22,17 @@ from groves import __version__
 from groves.artifacts import (
     advance_latest,
     commit,
-    file_digest,
     grove_key,
+    groves_prefix,
     is_committed,
-    load_verified,
     manifest_key,
-    model_key,
-    read_verified,
     run_prefix,
 )
 from groves.cost import Invocation, training_cost
-from groves.data.encoding import has_categories
 from groves.errors import BuildError
-from groves.forest.votes import forest_classes
+from groves.forest.format import FORMAT, GROVE_SUFFIX
 from groves.plan import n_groves, planned_groves, read_plan
-from groves.storage import ArtifactNotFound, Store, dump_streamed, get_json
+from groves.storage import ArtifactNotFound, Store, get_json
 
 READ_THREADS = 16  # grove metadata reads at once
 CONSISTENT_FIELDS = ("split_fingerprint", "n_features", "classes", "sklearn_version")
@@ -109,49 +109,11 @@ def read_grove_metas(store: Store, plan: dict[str, Any]) -> list[dict[str, Any]]
     return [meta for meta in found if meta is not None]
 
 
-def load_grove(store: Store, plan: dict[str, Any], meta: dict[str, Any]) -> Any:
-    """One grove's forest: found by its own key, checked against its metadata's size and sha256
-    before it is unpickled, and holding what its metadata says."""
-    gid = meta["grove_id"]
-    key = grove_key(plan["build_id"], plan["run_id"], gid, "joblib")
-    forest = load_verified(store, key, meta, f"grove {gid}")
-    found = (len(forest.estimators_), forest.n_features_in_, forest_classes(forest))
-    if found != (meta["n_trees"], meta["n_features"], meta["classes"]):
-        raise BuildError(f"grove {gid}'s model does not match its metadata")
-    return forest
-
-
-def write_merged(
-    store: Store, plan: dict[str, Any], metas: list[dict[str, Any]], path: Path
-) -> None:
-    """Write one plain forest of every grove's trees, in grove order, to ``path``, loading one
-    grove at a time while the file is written: memory holds one grove, not the forest."""
-    merged = load_grove(store, plan, metas[0])
-    first_trees = merged.estimators_
-
-    def trees() -> Iterator[Any]:
-        yield from first_trees
-        for meta in metas[1:]:
-            yield from load_grove(store, plan, meta).estimators_
-
-    merged.set_params(
-        n_estimators=sum(m["n_trees"] for m in metas),
-        random_state=plan["spec"]["seed"],
-        n_jobs=None,
-    )
-    data = plan["data"]
-    if data.get("named") and not has_categories(data.get("columns", ())):
-        # the columns it was trained on, checked by scikit-learn on a DataFrame's names (a
-        # model with text columns checks them in its encoding step instead)
-        merged.feature_names_in_ = np.asarray(data["feature_names"], dtype=object)
-    dump_streamed(merged, "estimators_", trees(), path)
-
-
 def merge_build(
     store: Store, build_id: str, run_id: str, invocation: Invocation | None = None
 ) -> dict[str, Any]:
-    """Write the run's ``model.joblib``, then commit it: ``manifest.json`` (with the run's
-    ``cost`` so far), then ``latest.json``."""
+    """Commit the run: ``manifest.json`` (every grove's record, the model's identity and the
+    run's ``cost`` so far), then ``latest.json``."""
     invocation = invocation or Invocation.begin("merge")
     started = time.perf_counter()
     plan = read_plan(store, build_id, run_id)
@@ -162,11 +124,6 @@ def merge_build(
     metas = read_grove_metas(store, plan)
     check_groves(plan, metas)
     check_grove_files(store, plan, metas)
-    with tempfile.TemporaryDirectory(prefix="groves-merge-") as folder:
-        path = Path(folder) / "model.joblib"
-        write_merged(store, plan, metas, path)
-        model_record = {"key": model_key(build_id, run_id), **file_digest(path)}
-        store.put_file(model_key(build_id, run_id), path)
     n_trees = sum(m["n_trees"] for m in metas)
     manifest = {
         "build_id": build_id,
@@ -178,7 +135,7 @@ def merge_build(
         "n_groves": len(metas),
         "groves": [{k: m[k] for k in GROVE_RECORD} for m in metas],
         "data": plan["data"],
-        "model": model_record,
+        "model": model_record(metas),
         "versions": {
             "groves": __version__,
             "python": platform.python_version(),
@@ -201,7 +158,7 @@ def merge_output(store: Store, manifest: dict[str, Any]) -> dict[str, Any]:
     build_id, run_id = manifest["build_id"], manifest["run_id"]
     return {
         "run": f"{store.uri}/{run_prefix(build_id, run_id)}",
-        "model": f"{store.uri}/{model_key(build_id, run_id)}",
+        "model": f"{store.uri}/{manifest_key(build_id, run_id)}",
         "manifest": f"{store.uri}/{manifest_key(build_id, run_id)}",
         "n_trees": manifest["n_trees"],
         "n_groves": manifest["n_groves"],
@@ -211,14 +168,23 @@ def merge_output(store: Store, manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_grove_files(store: Store, plan: dict[str, Any], metas: list[dict[str, Any]]) -> None:
-    """Every grove's votes file is there as recorded (size and sha256) before anything is
-    written: scoring reads them after the commit. (Each grove's model is checked the same way
-    as it is read into the merged model, which is also before the commit.)"""
+    """Every grove's trees and votes file is in the store with the size its metadata
+    records, from one listing of the groves' folder, before anything is written. (Their
+    sha256 is checked by every reader before it reads them: scoring, prediction, loading.)"""
     build_id, run_id = plan["build_id"], plan["run_id"]
+    sizes = store.list_sizes(groves_prefix(build_id, run_id))
+    for meta in metas:
+        gid = meta["grove_id"]
+        for suffix, record in ((GROVE_SUFFIX, meta), ("votes.npy", meta["votes"])):
+            key = grove_key(build_id, run_id, gid, suffix)
+            found = sizes.get(key)
+            if found != record["bytes"]:
+                state = "missing" if found is None else f"{found} bytes, not {record['bytes']}"
+                raise BuildError(f"grove {gid}: {key} is {state}; nothing was committed")
 
-    def check(meta: dict[str, Any]) -> None:
-        key = grove_key(build_id, run_id, meta["grove_id"], "votes.npy")
-        read_verified(store, key, meta["votes"], f"grove {meta['grove_id']}")
 
-    with ThreadPoolExecutor(READ_THREADS) as pool:
-        list(pool.map(check, metas))
+def model_record(metas: list[dict[str, Any]]) -> dict[str, Any]:
+    """The committed model's identity: its format, and a sha256 over its groves' sha256s in
+    grove order (a batch prediction names the model it used by it), with their total size."""
+    combined = hashlib.sha256("".join(m["sha256"] for m in metas).encode()).hexdigest()
+    return {"format": FORMAT, "sha256": combined, "bytes": sum(m["bytes"] for m in metas)}

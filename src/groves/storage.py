@@ -533,18 +533,6 @@ def get_json(store: Store, key: str) -> Any:
         raise CorruptFile(f"{store.uri}/{key} is not valid JSON (truncated or damaged)") from exc
 
 
-def dump_joblib(obj: Any) -> bytes:
-    """``obj`` as a ``.joblib`` file's bytes: a protocol-5 pickle in an lz4 frame, the format
-    ``joblib.load`` reads for ``compress=("lz4", 1)``. Written by the C pickler: for a grove
-    of small trees 12x faster than ``joblib.dump`` (whose pickler is pure Python), and the
-    same size (``bench/``; the note of issue 6)."""
-    import lz4.frame
-
-    method, level = JOBLIB_COMPRESSION
-    assert method == "lz4"
-    return lz4.frame.compress(pickle.dumps(obj, protocol=5), compression_level=level)
-
-
 def dump_npy(array: Any) -> bytes:
     """An array as ``.npy`` bytes (no pickled objects)."""
     import numpy as np
@@ -572,9 +560,11 @@ class _StreamedList:
 
 
 def dump_streamed(obj: Any, attribute: str, items: Iterator[Any], path: Path) -> None:
-    """Write ``obj`` as a ``.joblib`` file (as ``dump_joblib``) in which ``obj.attribute`` is
-    the list of ``items``, drawn one at a time: memory holds one item and what ``items`` keeps
-    (a grove), never the whole list. ``joblib.load`` gives back ``obj`` with a plain list."""
+    """Write ``obj`` as a ``.joblib`` file (a protocol-5 pickle in an lz4 frame, which
+    ``joblib.load`` reads as ``compress=("lz4", 1)``; by the C pickler) in which
+    ``obj.attribute`` is the list of ``items``, drawn one at a time: memory holds one item and
+    what ``items`` keeps (a grove), never the whole list. ``joblib.load`` gives back ``obj``
+    with a plain list. Only for exports a user asks for: no store holds a pickle."""
     import lz4.frame
 
     setattr(obj, attribute, _StreamedList(items))
@@ -584,11 +574,3 @@ def dump_streamed(obj: Any, attribute: str, items: Iterator[Any], path: Path) ->
         pickler = pickle.Pickler(out, protocol=5)
         pickler.fast = True  # no memo: a pickled item is not kept alive by the pickler
         pickler.dump(obj)
-
-
-def load_joblib(data: bytes) -> Any:
-    """What ``dump_joblib`` or ``dump_streamed`` wrote (``joblib.load`` reads it too; this is
-    the C unpickler, 3-10x faster). Call it only on verified bytes: unpickling runs code."""
-    import lz4.frame
-
-    return pickle.loads(lz4.frame.decompress(data))

@@ -18,9 +18,10 @@ from groves.artifacts import digest, grove_key, read_verified
 from groves.cost import Invocation
 from groves.data.prepared import read_prepared
 from groves.errors import BuildError
+from groves.forest.format import GROVE_SUFFIX, write_grove
 from groves.forest.votes import forest_classes, summed_votes
 from groves.plan import ESTIMATORS, planned_grove, read_plan
-from groves.storage import Store, dump_joblib, dump_npy, get_json, put_json
+from groves.storage import Store, dump_npy, get_json, put_json
 from groves.workers import N_JOBS_ENV
 
 
@@ -68,7 +69,7 @@ def verified_grove(
         return None
     try:
         gid = grove["grove_id"]
-        read_verified(store, grove_key(build_id, run_id, gid, "joblib"), meta, "")
+        read_verified(store, grove_key(build_id, run_id, gid, GROVE_SUFFIX), meta, "")
         read_verified(store, grove_key(build_id, run_id, gid, "votes.npy"), meta["votes"], "")
     except (BuildError, KeyError, TypeError):
         return None
@@ -153,9 +154,9 @@ def fit_grove(
     forest.fit(split.X_train, split.y_train, sample_weight=split.w_train)
     fit_seconds = time.perf_counter() - fit_started
     votes = dump_npy(summed_votes(forest, split.X_test))
-    blob = dump_joblib(forest)
+    blob = write_grove(forest)
     store.put_bytes(grove_key(build_id, run_id, gid, "votes.npy"), votes)
-    store.put_bytes(grove_key(build_id, run_id, gid, "joblib"), blob)
+    store.put_bytes(grove_key(build_id, run_id, gid, GROVE_SUFFIX), blob)
     meta = {
         **grove,
         "build_id": build_id,

@@ -1,21 +1,107 @@
-"""A committed run as the scikit-learn model a user predicts with."""
+"""A committed run as the scikit-learn model a user predicts with.
+
+A committed run is its manifest and its verified groves; no step writes a whole-forest file.
+``load_model`` reads the groves (each checked by size and sha256 against the manifest, then
+read as data: ``groves.forest.format``) in threads and puts their trees, in grove order, into
+one plain forest; ``export_model`` writes that forest as a joblib file for users who want one
+(a pickle: it is made here, from verified groves, never read from a store).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from groves import artifacts
 from groves.data.encoding import has_categories, pipeline
 from groves.data.rows import feature_columns
-from groves.storage import Store
+from groves.errors import BuildError
+from groves.forest.format import GROVE_SUFFIX, read_grove
+from groves.forest.votes import forest_classes
+from groves.storage import Store, dump_streamed
+
+READ_THREADS = 4  # groves read and decoded at once (lz4 and numpy release the GIL)
+
+
+def read_verified_grove(store: Store, manifest: dict[str, Any], record: dict[str, Any]) -> Any:
+    """One grove's forest, found by its own key, checked against its record's size and
+    sha256 before it is read, and holding the trees, features and classes the run records."""
+    gid = record["grove_id"]
+    key = artifacts.grove_key(manifest["build_id"], manifest["run_id"], gid, GROVE_SUFFIX)
+    blob = artifacts.read_verified(store, key, record, f"grove {gid}")
+    forest = read_grove(blob, f"grove {gid}")
+    data = manifest["data"]
+    found = (len(forest.estimators_), forest.n_features_in_, forest_classes(forest))
+    if found != (record["n_trees"], data["n_features"], data["classes"]):
+        raise BuildError(f"grove {gid}: its trees do not match the run's record of them")
+    return forest
+
+
+def committed_groves(store: Store, manifest: dict[str, Any]) -> Iterator[Any]:
+    """Each grove of a committed run, verified, in grove order; read ahead in threads while
+    the caller uses the previous ones (memory: the groves being read and the one in use)."""
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        pending = []
+        for record in manifest["groves"]:
+            pending.append(pool.submit(read_verified_grove, store, manifest, record))
+            if len(pending) > READ_THREADS:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+def _named(forest: Any, manifest: dict[str, Any]) -> Any:
+    """The forest set as the whole build's: its tree count and seed, no threads of its own,
+    and the training columns' names when they came from the data (a model with text columns
+    checks them in its encoding step instead)."""
+    data = manifest["data"]
+    forest.set_params(
+        n_estimators=manifest["n_trees"], random_state=manifest["spec"]["seed"], n_jobs=None
+    )
+    if data.get("named") and not has_categories(data.get("columns", ())):
+        forest.feature_names_in_ = np.asarray(data["feature_names"], dtype=object)
+    return forest
+
+
+def load_forest(store: Store, manifest: dict[str, Any]) -> Any:
+    """The run's plain forest: every grove's trees, in grove order."""
+    groves = committed_groves(store, manifest)
+    forest = next(groves)
+    trees = list(forest.estimators_)
+    for grove in groves:
+        trees.extend(grove.estimators_)
+    forest.estimators_ = trees
+    return _named(forest, manifest)
 
 
 def load_model(store: Store, build_id: str, run_id: str | None = None) -> Any:
-    """The run's plain forest (by default the latest committed run), checked against its
-    manifest before it is unpickled; with text columns, a ``Pipeline`` whose first step
-    encodes them as the build did (by column name, any column order) and whose last step is
-    that forest."""
+    """The run's plain forest (by default the latest committed run), every grove checked
+    against the manifest before it is read; with text columns, a ``Pipeline`` whose first
+    step encodes them as the build did (by column name, any column order) and whose last step
+    is that forest."""
     manifest = artifacts.read_manifest(store, build_id, run_id)
-    forest = artifacts.load_model(store, build_id, manifest["run_id"])
+    forest = load_forest(store, manifest)
     columns = feature_columns(manifest["data"])
     return pipeline(columns, forest) if has_categories(columns) else forest
+
+
+def export_model(store: Store, build_id: str, path: Path, run_id: str | None = None) -> Path:
+    """Write the run's plain forest to ``path`` as a joblib file (lz4; ``joblib.load`` reads
+    it), drawing the trees one grove at a time: memory holds a few groves, not the forest."""
+    manifest = artifacts.read_manifest(store, build_id, run_id)
+    groves = committed_groves(store, manifest)
+    first = next(groves)
+    head = list(first.estimators_)
+
+    def trees() -> Iterator[Any]:
+        yield from head
+        for grove in groves:
+            yield from grove.estimators_
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dump_streamed(_named(first, manifest), "estimators_", trees(), path)
+    return path
