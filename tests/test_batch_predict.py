@@ -10,6 +10,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from conftest import BUCKET, small_request
 from sklearn.datasets import load_diabetes, load_digits
@@ -157,21 +158,55 @@ def test_a_chunk_is_not_computed_twice_and_a_missing_one_fails_assembly(tmp_path
     }
     planned = handlers.plan_batch({"store": str(store), "request": request})
     items = get_json(open_store(str(store)), planned["items"]["Key"])
-    assert [(c["start"], c["stop"]) for c in items] == [(0, 100), (100, 150)]
+    assert items == [{"chunk_id": 0, "shard": 0}, {"chunk_id": 1, "shard": 0}]
     event = {"store": str(store), "build_id": "t", "batch_id": planned["batch_id"]}
     first = handlers.predict_chunk({**event, "chunk": items[0]})
     again = handlers.predict_chunk({**event, "chunk": items[0]})
     assert (first["reused"], again["reused"]) == (False, True)
     with pytest.raises(BuildError, match="not part of batch"):
         handlers.predict_chunk({**event, "chunk": {**items[1], "stop": 120}})
-    with pytest.raises(BuildError, match=r"chunk 1 of batch .* is missing; no output"):
+    with pytest.raises(BuildError, match=r"chunk 1 \(shard 0\) of batch .* is missing; no output"):
         handlers.assemble_predictions(event)
     assert not (tmp_path / "o.csv").exists()
-    votes = chunk_key("t", planned["batch_id"], 0, "votes.npy")
+    votes = chunk_key("t", planned["batch_id"], 0, 0, "votes.npy")
     open_store(str(store)).put_bytes(votes, b"tampered")
     handlers.predict_chunk({**event, "chunk": items[1]})
-    with pytest.raises(BuildError, match=r"chunk 0: .* bytes but"):
+    with pytest.raises(BuildError, match=r"chunk 0 \(shard 0\): .* bytes but"):
         handlers.assemble_predictions(event)
+
+
+def test_tiles_of_chunks_and_grove_shards_predict_as_the_model(tmp_path: Path) -> None:
+    """A forest cut into shards of groves: every tile reads only its shard's groves, the
+    shards' sums are added in the forest's order, and the output is the model's predictions
+    (probabilities to float64 rounding: a sum of shard sums is not the tree-by-tree sum)."""
+    store = tmp_path / "store"
+    trained = build(store, dataset="digits", n_trees=14, grove_size=3)  # 5 groves
+    out = tmp_path / "p.parquet"
+    request = {"build_id": "t", "data": "digits", "output": str(out), "rows_per_chunk": 700}
+    planned = handlers.plan_batch(
+        {"store": str(store), "request": {**request, "groves_per_shard": 2}}
+    )
+    assert (planned["n_chunks"], planned["n_shards"]) == (3, 3)
+    items = get_json(open_store(str(store)), planned["items"]["Key"])
+    assert len(items) == 9 and items[:3] == [{"chunk_id": c, "shard": 0} for c in range(3)]
+    event = {"store": str(store), "build_id": "t", "batch_id": planned["batch_id"]}
+    results = [handlers.predict_chunk({**event, "chunk": item}) for item in items]
+    assert {(r["first_grove"], r["stop_grove"]) for r in results} == {(0, 2), (2, 4), (4, 5)}
+    # a redrive recomputes only the tile whose result is gone
+    gone = chunk_key("t", planned["batch_id"], 1, 2, "json")
+    open_store(str(store)).put_bytes(gone, b"{}")
+    again = [handlers.predict_chunk({**event, "chunk": item})["reused"] for item in items]
+    assert again == [True] * 7 + [False, True]
+    handlers.assemble_predictions(event)
+    model = model_of(store, trained, tmp_path)
+    X = load_digits().data.astype(np.float32)
+    table = pq.read_table(out).to_pydict()
+    assert table["prediction"] == model.predict(X).tolist()
+    proba = np.column_stack([table[f"proba_{c}"] for c in model.classes_])
+    np.testing.assert_allclose(proba, model.predict_proba(X), rtol=1e-12, atol=1e-15)
+    # one shard (the default for a small forest): exactly the model's sums
+    whole = handlers.plan_batch({"store": str(store), "request": request})
+    assert whole["n_shards"] == 1
 
 
 def test_cli_predict_writes_the_output_and_reports_it(tmp_path: Path, capsys) -> None:

@@ -123,7 +123,7 @@ def every_step_read(recorded: dict[str, set[str]], s3: Any) -> dict[str, set[str
         "keep": ["id"],
     }
     done = run_machine("batch_predict", batch)
-    chunk = {"chunk_id": 0, "start": 0, "stop": 10}
+    chunk = {"chunk_id": 0, "shard": 0}
     replay("PredictChunkFunction", {**ids, "batch_id": done["batch_id"], "chunk": chunk})
 
     searched = {k: v for k, v in request.items() if k != "predict"}

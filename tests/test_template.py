@@ -182,7 +182,7 @@ WRITES = {
         for name in ("batch.json", "X.npy", "keep.arrow", "chunks.json")
     ],
     "PredictChunkFunction": [
-        artifacts.chunk_key("b", RUN, 3, suffix) for suffix in ("votes.npy", "json")
+        artifacts.chunk_key("b", RUN, 3, 1, suffix) for suffix in ("votes.npy", "json")
     ],
     "AssemblePredictionsFunction": [
         f"{OUTPUTS_PREFIX}new.csv",

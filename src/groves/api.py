@@ -96,6 +96,7 @@ def predict(
     *,
     run_id: str | None = None,
     rows_per_chunk: int = BATCH_DEFAULTS["rows_per_chunk"],
+    groves_per_shard: int | None = None,
     max_concurrency: int = BATCH_DEFAULTS["max_concurrency"],
     keep: Sequence[str] = (),
     store: str = DEFAULT_STORE,
@@ -114,6 +115,8 @@ def predict(
         "rows_per_chunk": rows_per_chunk,
         "max_concurrency": max_concurrency,
     }
+    if groves_per_shard is not None:
+        request["groves_per_shard"] = groves_per_shard
     if run_id is not None:
         request["run_id"] = run_id
     if keep:

@@ -30,9 +30,11 @@ Batch predictions of new rows (``groves predict``) have folders of their own bes
                                                         columns' order (plan_batch)
     <build_id>/predictions/<batch_id>/keep.arrow        the input's columns to carry into the output
                                                         (Arrow IPC; plan_batch, with ``keep``)
-    <build_id>/predictions/<batch_id>/chunks.json       one item per chunk of rows (plan_batch)
-    <build_id>/predictions/<batch_id>/chunks/chunk_NNNNN.votes.npy, .json
-                                                        the chunk's summed votes and their sha256
+    <build_id>/predictions/<batch_id>/chunks.json       one item per tile: a chunk of rows and a
+                                                        shard of groves (plan_batch)
+    <build_id>/predictions/<batch_id>/chunks/chunk_NNNNN.shard_MMMMM.votes.npy, .json
+                                                        the tile's summed votes (its shard's
+                                                        trees on its rows) and their sha256
                                                         (predict_chunk; the .json last)
 
 The Distributed Map's ResultWriter writes each Map Run's files (``manifest.json``,
@@ -100,8 +102,9 @@ def batch_key(build_id: str, batch_id: str, name: str) -> str:
     return f"{build_id}/predictions/{batch_id}/{name}"
 
 
-def chunk_key(build_id: str, batch_id: str, chunk_id: int, suffix: str) -> str:
-    return batch_key(build_id, batch_id, f"chunks/chunk_{chunk_id:05d}.{suffix}")
+def chunk_key(build_id: str, batch_id: str, chunk_id: int, shard: int, suffix: str) -> str:
+    """A tile's file: chunk ``chunk_id`` of the rows, shard ``shard`` of the groves."""
+    return batch_key(build_id, batch_id, f"chunks/chunk_{chunk_id:05d}.shard_{shard:05d}.{suffix}")
 
 
 def data_key(build_id: str, run_id: str, name: str) -> str:

@@ -40,9 +40,9 @@ from groves.artifacts import (
 from groves.data.rows import write_rows
 from groves.data.tables import check_source
 from groves.errors import BuildError, RequestError
-from groves.forest.loading import committed_groves
+from groves.forest.loading import WARM, committed_groves
 from groves.forest.votes import Target, add_votes
-from groves.plan import BUILD_ID, check_build_id, read_plan
+from groves.plan import BUILD_ID, MAX_GROVES, check_build_id, read_plan
 from groves.request import BATCH_DEFAULTS, BATCH_FIELDS, check_fields
 from groves.storage import (
     ArtifactNotFound,
@@ -59,7 +59,8 @@ from groves.storage import (
 from groves.training import peak_rss_mb
 
 MAX_ROWS_PER_CHUNK = 1_000_000
-MAX_CHUNKS = 100_000
+MAX_TILES = 100_000  # items of the batch's Distributed Map: chunks of rows x shards of groves
+SHARD_BYTES = 512 * 2**20  # grove files one tile reads, when the request does not choose
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 OUTPUTS_PREFIX = "outputs/"  # where the deployed assemble function may write, in the store's bucket
 
@@ -71,8 +72,15 @@ def validate_batch_request(request: Any) -> dict[str, Any]:
     spec = {**BATCH_DEFAULTS, **request}
     if spec["run_id"] is not None:
         check_run_id(spec["run_id"])
-    for field, high in (("rows_per_chunk", MAX_ROWS_PER_CHUNK), ("max_concurrency", 10_000)):
+    limits = (
+        ("rows_per_chunk", MAX_ROWS_PER_CHUNK),
+        ("max_concurrency", 10_000),
+        ("groves_per_shard", MAX_GROVES),
+    )
+    for field, high in limits:
         value = spec[field]
+        if field == "groves_per_shard" and value is None:
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
             raise RequestError(field, f"{value!r} must be an integer from 1 to {high}")
     if not isinstance(spec["data"], str) or not spec["data"]:
@@ -157,20 +165,36 @@ def _check_bucket(output: str) -> None:
             raise RequestError("output", f"{output!r}: bucket {bucket!r} does not exist") from exc
 
 
-def planned_chunk(record: dict[str, Any], chunk_id: Any) -> dict[str, int]:
-    """Chunk ``chunk_id`` of a batch: consecutive rows, the last chunk takes the remainder."""
+def planned_chunk(record: dict[str, Any], item: Any) -> dict[str, int]:
+    """Tile ``item`` of a batch: chunk ``chunk_id`` of consecutive rows (the last chunk takes
+    the remainder) and shard ``shard`` of consecutive groves (the last shard likewise)."""
+    chunk_id = item.get("chunk_id") if isinstance(item, dict) else None
+    shard = item.get("shard") if isinstance(item, dict) else None
     size, n_rows = record["spec"]["rows_per_chunk"], record["n_rows"]
-    if (
-        not isinstance(chunk_id, int)
-        or isinstance(chunk_id, bool)
-        or not 0 <= chunk_id * size < n_rows
+    per, n_groves = record["groves_per_shard"], record["n_groves"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (chunk_id, shard)) or not (
+        0 <= chunk_id * size < n_rows and 0 <= shard * per < n_groves
     ):
-        raise BuildError(f"chunk {chunk_id!r} is not one of the {record['n_chunks']} planned")
+        raise BuildError(f"tile {item!r} is not one of the batch's {record['n_tiles']} planned")
     return {
         "chunk_id": chunk_id,
         "start": chunk_id * size,
         "stop": min(n_rows, (chunk_id + 1) * size),
+        "shard": shard,
+        "first_grove": shard * per,
+        "stop_grove": min(n_groves, (shard + 1) * per),
     }
+
+
+def groves_per_shard(spec: dict[str, Any], manifest: dict[str, Any]) -> int:
+    """The request's ``groves_per_shard``, else as many groves as ``SHARD_BYTES`` of their
+    files hold: a small forest is one shard (every tile predicts with the whole forest), a
+    huge one is split so that no function reads more than that."""
+    n_groves = len(manifest["groves"])
+    if spec["groves_per_shard"] is not None:
+        return min(spec["groves_per_shard"], n_groves)
+    largest = max(record["bytes"] for record in manifest["groves"])
+    return max(1, min(n_groves, SHARD_BYTES // largest))
 
 
 def plan_batch(store: Store, request: Any) -> dict[str, Any]:
@@ -195,9 +219,13 @@ def plan_batch(store: Store, request: Any) -> dict[str, Any]:
         kept = Path(folder) / "keep.arrow"
         n_rows, n_features = write_rows(spec["data"], plan["data"], spec["keep"], rows, kept)
         n_chunks = math.ceil(n_rows / spec["rows_per_chunk"])
-        if n_chunks > MAX_CHUNKS:
+        per = groves_per_shard(spec, manifest)
+        n_shards = math.ceil(len(manifest["groves"]) / per)
+        if n_chunks * n_shards > MAX_TILES:
             raise RequestError(
-                "rows_per_chunk", f"{n_rows} rows make {n_chunks} chunks; at most {MAX_CHUNKS}"
+                "rows_per_chunk",
+                f"{n_rows} rows make {n_chunks} chunks, times {n_shards} shards of groves: "
+                f"{n_chunks * n_shards} tiles; at most {MAX_TILES}",
             )
         written = file_digest(rows)
         store.put_file(batch_key(build_id, batch_id, "X.npy"), rows)
@@ -213,6 +241,10 @@ def plan_batch(store: Store, request: Any) -> dict[str, Any]:
         "n_rows": n_rows,
         "n_features": n_features,
         "n_chunks": n_chunks,
+        "n_groves": len(manifest["groves"]),
+        "groves_per_shard": per,
+        "n_shards": n_shards,
+        "n_tiles": n_chunks * n_shards,
         "X": written,
         "estimator": plan["spec"]["estimator"],
         "classes": plan["data"]["classes"],
@@ -222,8 +254,9 @@ def plan_batch(store: Store, request: Any) -> dict[str, Any]:
     }
     if spec["keep"]:
         record["keep"] = written_keep
-    chunks = [planned_chunk(record, i) for i in range(n_chunks)]
-    put_json(store, batch_key(build_id, batch_id, "chunks.json"), chunks)
+    # shard by shard: the chunks a warm function gets in turn share its decoded groves
+    tiles = [{"chunk_id": c, "shard": s} for s in range(n_shards) for c in range(n_chunks)]
+    put_json(store, batch_key(build_id, batch_id, "chunks.json"), tiles)
     put_json(store, batch_key(build_id, batch_id, "batch.json"), record)
     return record
 
@@ -238,6 +271,7 @@ def state_output(store: Store, record: dict[str, Any]) -> dict[str, Any]:
         "batch_id": batch_id,
         "n_rows": record["n_rows"],
         "n_chunks": record["n_chunks"],
+        "n_shards": record["n_shards"],
         "max_concurrency": record["spec"]["max_concurrency"],
         "items": store.location(batch_key(build_id, batch_id, "chunks.json")),
     }
@@ -281,39 +315,49 @@ def read_rows(store: Store, record: dict[str, Any], start: int, stop: int) -> np
 
 
 def tree_votes(
-    manifest: dict[str, Any], store: Store, X: np.ndarray, classifier: bool
+    manifest: dict[str, Any],
+    store: Store,
+    X: np.ndarray,
+    classifier: bool,
+    records: list[dict[str, Any]] | None = None,
 ) -> np.ndarray:
-    """The sum of every tree's class probabilities (or predictions) on ``X``, tree by tree in the
-    forest's order, as scikit-learn's forest sums them; groves are read (verified) a few at a
-    time ahead of their use and dropped."""
+    """The sum of every tree's class probabilities (or predictions) on ``X`` (of the groves of
+    ``records``, by default all), tree by tree in the forest's order, as scikit-learn's forest
+    sums them; groves are read (verified) a few at a time ahead of their use, and a warm
+    process keeps them decoded for its next chunks (``forest.loading.WARM``)."""
     total: np.ndarray | None = None
-    for grove in committed_groves(store, manifest):
+    for grove in committed_groves(store, manifest, records, WARM):
         total = add_votes(total, grove.estimators_, X, classifier)
     assert total is not None
     return total
 
 
+def tile_key(record: dict[str, Any], tile: dict[str, int], suffix: str) -> str:
+    return chunk_key(
+        record["build_id"], record["batch_id"], tile["chunk_id"], tile["shard"], suffix
+    )
+
+
 def verified_chunk(
-    store: Store, record: dict[str, Any], chunk: dict[str, int]
+    store: Store, record: dict[str, Any], tile: dict[str, int]
 ) -> dict[str, Any] | None:
-    """The stored result of a chunk whose votes file matches it, else ``None``."""
-    key = chunk_key(record["build_id"], record["batch_id"], chunk["chunk_id"], "json")
+    """The stored result of a tile whose votes file matches it, else ``None``."""
     try:
-        meta = get_json(store, key)
-        read_verified(store, key.removesuffix("json") + "votes.npy", meta, "")
+        meta = get_json(store, tile_key(record, tile, "json"))
+        read_verified(store, tile_key(record, tile, "votes.npy"), meta, "")
     except (ArtifactNotFound, BuildError, ValueError):
         return None
-    return meta if {k: meta.get(k) for k in chunk} == chunk else None
+    return meta if {k: meta.get(k) for k in tile} == tile else None
 
 
 def predict_chunk(store: Store, build_id: str, batch_id: str, chunk: Any) -> dict[str, Any]:
-    """Sum the run's trees' votes on one chunk of rows and store them; idempotent (a chunk
-    whose votes verify is not computed again, for a redrive)."""
+    """Sum the votes of one shard's trees on one chunk of rows (a tile) and store them;
+    idempotent (a tile whose votes verify is not computed again, for a redrive)."""
     started = time.perf_counter()
     record = read_batch(store, build_id, batch_id)
-    planned = planned_chunk(record, chunk.get("chunk_id") if isinstance(chunk, dict) else None)
-    if planned != chunk:
-        raise BuildError(f"chunk {chunk!r} is not part of batch {batch_id}")
+    planned = planned_chunk(record, chunk)
+    if {k: planned[k] for k in ("chunk_id", "shard")} != chunk:
+        raise BuildError(f"tile {chunk!r} is not part of batch {batch_id}")
     done = verified_chunk(store, record, planned)
     if done is not None:
         return {**done, "reused": True}
@@ -321,32 +365,38 @@ def predict_chunk(store: Store, build_id: str, batch_id: str, chunk: Any) -> dic
     if manifest["model"] != record["model"]:
         raise BuildError(f"run {record['run_id']} is not the run batch {batch_id} was planned on")
     X = read_rows(store, record, planned["start"], planned["stop"])
-    votes = tree_votes(manifest, store, X, record["classes"] is not None)
+    groves = manifest["groves"][planned["first_grove"] : planned["stop_grove"]]
+    votes = tree_votes(manifest, store, X, record["classes"] is not None, groves)
     blob = dump_npy(votes)
-    key = chunk_key(build_id, batch_id, planned["chunk_id"], "votes.npy")
-    store.put_bytes(key, blob)
+    store.put_bytes(tile_key(record, planned, "votes.npy"), blob)
     meta = {
         **planned,
         **digest(blob),
         "seconds": round(time.perf_counter() - started, 3),
         "peak_rss_mb": peak_rss_mb(),
     }
-    put_json(store, chunk_key(build_id, batch_id, planned["chunk_id"], "json"), meta)
+    put_json(store, tile_key(record, planned, "json"), meta)
     return {**meta, "reused": False}
 
 
 def chunk_votes(store: Store, record: dict[str, Any], chunk_id: int) -> np.ndarray:
-    """A chunk's summed votes, checked against what its function recorded."""
-    build_id, batch_id = record["build_id"], record["batch_id"]
-    key = chunk_key(build_id, batch_id, chunk_id, "json")
-    try:
-        meta = get_json(store, key)
-    except ArtifactNotFound as exc:
-        raise BuildError(
-            f"chunk {chunk_id} of batch {batch_id} is missing; no output was written"
-        ) from exc
-    blob = read_verified(store, key.removesuffix("json") + "votes.npy", meta, f"chunk {chunk_id}")
-    return load_npy(blob)
+    """A chunk's votes: its shards' sums, each checked against what its function recorded,
+    added in the forest's order."""
+    total = None
+    for shard in range(record["n_shards"]):
+        tile = {"chunk_id": chunk_id, "shard": shard}
+        try:
+            meta = get_json(store, tile_key(record, tile, "json"))
+        except ArtifactNotFound as exc:
+            raise BuildError(
+                f"chunk {chunk_id} (shard {shard}) of batch {record['batch_id']} is missing; "
+                "no output was written"
+            ) from exc
+        what = f"chunk {chunk_id} (shard {shard})"
+        votes = load_npy(read_verified(store, tile_key(record, tile, "votes.npy"), meta, what))
+        total = votes if total is None else total + votes
+    assert total is not None
+    return total
 
 
 def kept_columns(store: Store, record: dict[str, Any]) -> pa.Table | None:
@@ -374,7 +424,7 @@ def assemble(store: Store, build_id: str, batch_id: str) -> dict[str, Any]:
         writer = None
         try:
             for chunk_id in range(record["n_chunks"]):
-                chunk = planned_chunk(record, chunk_id)
+                chunk = planned_chunk(record, {"chunk_id": chunk_id, "shard": 0})
                 votes = chunk_votes(store, record, chunk_id)
                 table = output_table(target, votes, record["n_trees"])
                 if kept is not None:

@@ -250,8 +250,24 @@ def _batch_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, help="output .csv or .parquet: path or s3:// URI")
     parser.add_argument("--run", help="a committed run id (default: the build's latest)")
-    parser.add_argument("--rows-per-chunk", type=int, default=BATCH_DEFAULTS["rows_per_chunk"])
-    parser.add_argument("--max-concurrency", type=int, default=BATCH_DEFAULTS["max_concurrency"])
+    parser.add_argument(
+        "--rows-per-chunk",
+        type=int,
+        default=BATCH_DEFAULTS["rows_per_chunk"],
+        help="rows each function predicts at once",
+    )
+    parser.add_argument(
+        "--groves-per-shard",
+        type=int,
+        help="groves each function reads (default: chosen from the groves' sizes, so that a "
+        "function reads at most 512 MiB of them; a small forest is one shard)",
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=BATCH_DEFAULTS["max_concurrency"],
+        help="functions predicting at once",
+    )
     parser.add_argument(
         "--keep",
         action="append",
@@ -270,6 +286,8 @@ def batch_request(args: argparse.Namespace) -> dict[str, Any]:
         "rows_per_chunk": args.rows_per_chunk,
         "max_concurrency": args.max_concurrency,
     }
+    if args.groves_per_shard is not None:
+        request["groves_per_shard"] = args.groves_per_shard
     if args.keep:
         request["keep"] = args.keep
     return {**request, "run_id": args.run} if args.run else request

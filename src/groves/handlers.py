@@ -97,11 +97,12 @@ def plan_batch(event: Any, context: Any = None) -> dict[str, Any]:
     store, (request,) = _fields(event, "request")
     record = batch.plan_batch(store, request)
     log.info(
-        "batch %s of %s: %d rows in %d chunks",
+        "batch %s of %s: %d rows in %d chunks x %d shards of groves",
         record["batch_id"],
         record["build_id"],
         record["n_rows"],
         record["n_chunks"],
+        record["n_shards"],
     )
     return batch.state_output(store, record)
 

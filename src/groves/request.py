@@ -27,6 +27,7 @@ FIELDS = ("build_id", *DEFAULTS, "resume")
 BATCH_DEFAULTS: dict[str, Any] = {
     "run_id": None,
     "rows_per_chunk": 50_000,
+    "groves_per_shard": None,  # chosen by plan_batch from the groves' sizes
     "max_concurrency": 10,
     "keep": [],
 }

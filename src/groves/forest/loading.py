@@ -9,12 +9,15 @@ one plain forest; ``export_model`` writes that forest as a joblib file for users
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.tree._tree import NODE_DTYPE
 
 from groves import artifacts
 from groves.data.encoding import has_categories, pipeline
@@ -25,6 +28,8 @@ from groves.forest.votes import forest_classes
 from groves.storage import Store, dump_streamed
 
 READ_THREADS = 4  # groves read and decoded at once (lz4 and numpy release the GIL)
+GROVE_CACHE_ENV = "GROVES_GROVE_CACHE_MB"
+NODE_BYTES = NODE_DTYPE.itemsize
 
 
 def read_verified_grove(store: Store, manifest: dict[str, Any], record: dict[str, Any]) -> Any:
@@ -41,17 +46,80 @@ def read_verified_grove(store: Store, manifest: dict[str, Any], record: dict[str
     return forest
 
 
-def committed_groves(store: Store, manifest: dict[str, Any]) -> Iterator[Any]:
-    """Each grove of a committed run, verified, in grove order; read ahead in threads while
-    the caller uses the previous ones (memory: the groves being read and the one in use)."""
+class DecodedGroves:
+    """Groves a warm process (a warm Lambda, a local worker) keeps decoded for its next
+    invocations, keyed by their verified sha256, the least recently used dropped beyond
+    ``budget`` bytes: the chunks of a batch that reach one warm function read each grove once.
+    Only for groves that are read, never changed (prediction; not ``load_model``)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.held, self.groves = budget, 0, OrderedDict[str, tuple[Any, int]]()
+
+    def get(self, sha256: str) -> Any:
+        found = self.groves.get(sha256)
+        if found is None:
+            return None
+        self.groves.move_to_end(sha256)
+        return found[0]
+
+    def put(self, sha256: str, forest: Any) -> None:
+        size = sum(
+            t.tree_.node_count * (NODE_BYTES + t.tree_.value.strides[0]) for t in forest.estimators_
+        )
+        if size > self.budget or sha256 in self.groves:
+            return
+        self.groves[sha256] = (forest, size)
+        self.held += size
+        while self.held > self.budget:
+            _, (_, dropped) = self.groves.popitem(last=False)
+            self.held -= dropped
+
+
+def cache_budget() -> int:
+    """Bytes of decoded groves a warm process keeps: ``GROVES_GROVE_CACHE_MB``, else half of
+    the Lambda function's memory, else 1 GiB."""
+    configured = os.environ.get(GROVE_CACHE_ENV)
+    if configured:
+        return int(configured) * 2**20
+    function_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    return int(function_mb) * 2**20 // 2 if function_mb else 2**30
+
+
+WARM = DecodedGroves(cache_budget())
+
+
+def committed_groves(
+    store: Store,
+    manifest: dict[str, Any],
+    records: list[dict[str, Any]] | None = None,
+    cache: DecodedGroves | None = None,
+) -> Iterator[Any]:
+    """Each grove of a committed run (or of ``records``, some of its groves), verified, in
+    grove order; read ahead in threads while the caller uses the previous ones (memory: the
+    groves being read and the one in use), or taken from ``cache``."""
     with ThreadPoolExecutor(READ_THREADS) as pool:
         pending = []
-        for record in manifest["groves"]:
-            pending.append(pool.submit(read_verified_grove, store, manifest, record))
+        for record in manifest["groves"] if records is None else records:
+            found = None if cache is None else cache.get(record["sha256"])
+            if found is not None:
+                pending.append((record, None, found))
+            else:
+                future = pool.submit(read_verified_grove, store, manifest, record)
+                pending.append((record, future, None))
             if len(pending) > READ_THREADS:
-                yield pending.pop(0).result()
-        for future in pending:
-            yield future.result()
+                yield _taken(pending.pop(0), cache)
+        for item in pending:
+            yield _taken(item, cache)
+
+
+def _taken(item: tuple[dict[str, Any], Any, Any], cache: DecodedGroves | None) -> Any:
+    record, future, found = item
+    if found is not None:
+        return found
+    forest = future.result()
+    if cache is not None:
+        cache.put(record["sha256"], forest)
+    return forest
 
 
 def _named(forest: Any, manifest: dict[str, Any]) -> Any:
