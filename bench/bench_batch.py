@@ -1,4 +1,4 @@
-"""Batch prediction against a scikit-learn user who loads the merged model and predicts.
+"""Batch prediction against a scikit-learn user who loads the exported model and predicts.
 
 Trains a build on generated tabular data, then predicts the same number of new rows two ways,
 side by side: ``groves predict`` (the batch state machine, chunks in warm workers, every grove
@@ -58,8 +58,9 @@ def main() -> None:
         rng = np.random.default_rng(1)
         X = np.load(train)["X"][rng.permutation(args.rows)]  # "new" rows: the same shape
         np.savez(root / "new.npz", X=X)
-        latest = json.loads((root / "store" / "b" / "latest.json").read_text())
-        model = root / "store" / "b" / "runs" / latest["run_id"] / "model.joblib"
+        model = root / "model.joblib"  # the one file a scikit-learn user loads: groves export
+        export = [sys.executable, "-m", "groves.cli", "export", "b", "--out", str(model)]
+        subprocess.run([*export, "--store", store], check=True, capture_output=True)
         sk_runs, gr_runs = [], []
         for i in range(args.repeat):
             sk_out = root / f"sk{i}.csv"

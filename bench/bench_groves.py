@@ -22,8 +22,9 @@ import numpy as np
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 
-from groves.artifacts import load_model, read_manifest
+from groves.artifacts import read_manifest
 from groves.data.datasets import load_dataset, split
+from groves.forest.loading import load_model
 from groves.local import run_local, usable_cores
 from groves.storage import open_store
 
@@ -95,7 +96,11 @@ def main() -> None:
             ("wall seconds (fit | whole run)", sk_fit, run.seconds),
             ("held-out accuracy", sk_accuracy, gr_accuracy),
             ("predict seconds (merged model)", sk_predict, gr_predict),
-            ("model bytes (joblib)", sk_path.stat().st_size, manifest["model"]["bytes"]),
+            (
+                "model bytes (joblib | grove files)",
+                sk_path.stat().st_size,
+                manifest["model"]["bytes"],
+            ),
         ]
         print(
             f"data {args.rows} x {args.features}, {args.trees} trees, groves of {args.grove},"

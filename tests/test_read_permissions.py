@@ -25,6 +25,7 @@ from test_template import allowed, object_patterns, statements
 
 from groves.asl import execute
 from groves.data.datasets import load_dataset
+from groves.forest.loading import WARM
 from groves.local import FUNCTIONS, local_machine
 from groves.plan import planned_grove, validate_request
 
@@ -63,7 +64,8 @@ def recorded(s3: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[s
 
 def attributed() -> dict[str, Callable[..., Any]]:
     """The local functions, each running with its template name as the caller and, as on
-    Lambda, nothing cached by another function: a /tmp of its own and no loaded dataset."""
+    Lambda, nothing cached by another function: a /tmp of its own, no loaded dataset and no
+    decoded groves."""
     root = Path(tempfile.gettempdir())
 
     def wrap(name: str, handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -72,6 +74,7 @@ def attributed() -> dict[str, Callable[..., Any]]:
             tempfile.tempdir = str(root / name)
             Path(tempfile.tempdir).mkdir(exist_ok=True)
             load_dataset.cache_clear()
+            WARM.clear()
             try:
                 return handler(event, context)
             finally:

@@ -55,6 +55,10 @@ class DecodedGroves:
     def __init__(self, budget: int) -> None:
         self.budget, self.held, self.groves = budget, 0, OrderedDict[str, tuple[Any, int]]()
 
+    def clear(self) -> None:
+        self.groves.clear()
+        self.held = 0
+
     def get(self, sha256: str) -> Any:
         found = self.groves.get(sha256)
         if found is None:
