@@ -55,9 +55,9 @@ def median_pair(first: Any, second: Any, repeat: int) -> tuple[float, float]:
 
 def trained_groves(store: str, source: str, grove: int, trained: int) -> Path:
     """The folder of ``trained`` really trained groves of ``grove`` trees (a run of build ``f``)."""
-    from groves import handlers
-    from groves.plan import planned_groves, read_plan
-    from groves.storage import open_store
+    from groves.steps import handlers
+    from groves.steps.plan import planned_groves, read_plan
+    from groves.store.storage import open_store
 
     request = {"build_id": "f", "dataset": source, "n_trees": trained * grove, "grove_size": grove}
     plan = handlers.plan({"store": store, "request": request})
@@ -70,9 +70,9 @@ def trained_groves(store: str, source: str, grove: int, trained: int) -> Path:
 def planned_with_copies(store: str, source: str, trees: int, grove: int, trained: Path) -> str:
     """A run of ``trees`` trees (the same split: the same data and seed) whose groves are copies
     of the trained ones, each with its own metadata; its run id."""
-    from groves import handlers
-    from groves.plan import planned_groves, read_plan
-    from groves.storage import open_store
+    from groves.steps import handlers
+    from groves.steps.plan import planned_groves, read_plan
+    from groves.store.storage import open_store
 
     request = {"build_id": "f", "dataset": source, "n_trees": trees, "grove_size": grove}
     plan = handlers.plan({"store": store, "request": request})
@@ -96,7 +96,7 @@ def planned_with_copies(store: str, source: str, trees: int, grove: int, trained
 
 def commit_seconds(source: str, grove: int, trained: int, sizes: list[int]) -> dict[int, float]:
     """Merge's seconds at each forest size, one core (one Lambda vCPU)."""
-    from groves import handlers
+    from groves.steps import handlers
 
     found = {}
     with tempfile.TemporaryDirectory(prefix="groves-commit-") as store:

@@ -22,11 +22,11 @@ import numpy as np
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 
-from groves.artifacts import read_manifest
+from groves.store.artifacts import read_manifest
 from groves.data.datasets import load_dataset, split
 from groves.forest.loading import load_model
-from groves.local import run_local, usable_cores
-from groves.storage import open_store
+from groves.engine.local import run_local, usable_cores
+from groves.store.storage import open_store
 
 
 def make_data(path: Path, rows: int, features: int) -> str:

@@ -27,8 +27,8 @@ from messy_table import written
 HERE = Path(__file__).resolve().parent
 PLAN = """
 import json, resource, sys, time
-from groves.plan import plan_build
-from groves.storage import LocalStore
+from groves.steps.plan import plan_build
+from groves.store.storage import LocalStore
 started = time.perf_counter()
 plan_build(LocalStore(sys.argv[2]), {"build_id": "bench", "dataset": sys.argv[1],
            "target": "status", "seed": 0})
@@ -58,7 +58,7 @@ print(json.dumps({"accuracy": float(np.mean(forest.predict(X[test]) == y[test]))
 GROVES_USER = """
 import json, sys
 import pyarrow.csv as pa_csv
-from groves.local import run_local
+from groves.engine.local import run_local
 source, rows, trees, store = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 pa_csv.write_csv(pa_csv.read_csv(source).slice(0, rows), store + "/head.csv")
 run = run_local({"build_id": "acc", "dataset": store + "/head.csv", "target": "status",

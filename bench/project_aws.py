@@ -39,7 +39,7 @@ ASSUMPTIONS = {
 
 def phase_seconds(history: list[dict[str, Any]], state: str) -> float:
     """How long a top-level state ran, from its entered and exited events."""
-    from groves.asl.history import state_name
+    from groves.engine.asl.history import state_name
 
     times = [
         datetime.fromisoformat(e["timestamp"])
@@ -54,8 +54,8 @@ def measure(source: str, trees: int, grove: int, batch_rows: int) -> dict[str, f
     grove's files, and one tile of batch prediction (its trees on ``batch_rows`` rows)."""
     import numpy as np
 
-    from groves.local import run_local
-    from groves.storage import get_json, open_store
+    from groves.engine.local import run_local
+    from groves.store.storage import get_json, open_store
 
     # one core for this process and the workers it starts: each invocation gets one thread
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -128,7 +128,7 @@ def project_batch(
 ) -> dict[str, float]:
     """Deployed seconds of a batch prediction: tiles of ``rows_per_chunk`` rows x shards of at
     most 512 MiB of grove files, each tile downloading its shard, decoding and predicting."""
-    from groves.batch import SHARD_BYTES
+    from groves.steps.batch import SHARD_BYTES
 
     a = ASSUMPTIONS
     n_groves = math.ceil(trees / grove)

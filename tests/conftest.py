@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +13,10 @@ import pytest
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
-from groves import handlers
-from groves.artifacts import items_key
 from groves.data.datasets import load_dataset
-from groves.storage import LocalStore, get_json, open_store
+from groves.steps import handlers
+from groves.store.artifacts import items_key
+from groves.store.storage import LocalStore, get_json, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "groves-test"
@@ -51,6 +52,41 @@ def small_request(build_id: str = "t", **overrides: Any) -> dict[str, Any]:
         "seed": 3,
         **overrides,
     }
+
+
+# ---- template.yaml: the deployed stack's resources and their IAM policies --------------------
+
+
+@pytest.fixture(scope="session")
+def template() -> dict[str, Any]:
+    """template.yaml as CloudFormation reads it (cfn-lint's decoder: !Sub, !If and the rest)."""
+    from cfnlint.decode import decode
+
+    decoded, problems = decode(str(ROOT / "template.yaml"))
+    assert not problems
+    return decoded
+
+
+def statements(policies: list[Any]) -> list[dict[str, Any]]:
+    """Every inline statement, with a conditional policy's when-true branch."""
+    found = []
+    for policy in policies:
+        if "Fn::If" in policy:
+            policy = policy["Fn::If"][1]
+        found.extend(policy.get("Statement", []))
+    return found
+
+
+def object_patterns(resources: Any) -> list[str]:
+    """The object-key part of each ``arn:...:s3:::${Bucket}/KEY`` resource."""
+    resources = resources if isinstance(resources, list) else [resources]
+    subs = [r["Fn::Sub"] for r in resources]
+    return [(sub[0] if isinstance(sub, list) else sub).split(":::", 1)[1] for sub in subs]
+
+
+def allowed(pattern: str, key: str) -> bool:
+    """IAM resource matching: ``*`` matches any run of characters, ``/`` included."""
+    return fnmatch.fnmatchcase(key, pattern.replace("${Bucket}/", "", 1))
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 """Lambda entry point: the last step of the groves batch prediction state machine."""
 
-from groves import handlers
+from groves.steps import handlers
 
 
 def handler(event, context):

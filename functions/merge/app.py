@@ -1,6 +1,6 @@
 """Lambda entry point: the merge step of the groves state machine."""
 
-from groves import handlers
+from groves.steps import handlers
 
 
 def handler(event, context):

@@ -1,6 +1,6 @@
 """Lambda entry point: the score_best step of the groves search state machine."""
 
-from groves import handlers
+from groves.steps import handlers
 
 
 def handler(event, context):

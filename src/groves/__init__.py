@@ -2,7 +2,7 @@
 
 The Python API (``train``, ``predict``, ``load_model``, ``export_model``) and the
 scikit-learn estimators (``GrovesClassifier``, ``GrovesRegressor``) are imported on first use:
-``import groves.asl`` (the local runner) stays free of scikit-learn and joblib.
+``import groves.engine.asl`` (the local runner) stays free of scikit-learn and joblib.
 """
 
 from importlib import import_module

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from groves.asl.history import failure_message
-from groves.console import (
+from groves.engine.asl.history import failure_message
+from groves.engine.console import (
     Progress,
     deployed_root_cause,
     execution_name,
@@ -32,8 +32,8 @@ from groves.console import (
 )
 from groves.errors import BuildError, GrovesError, RequestError
 from groves.forest import loading
-from groves.request import BATCH_DEFAULTS
-from groves.storage import DEFAULT_STORE, Store, open_store
+from groves.steps.request import BATCH_DEFAULTS
+from groves.store.storage import DEFAULT_STORE, Store, open_store
 
 # Each state machine: the stack output naming it, its Map, and what an item of the Map is.
 MACHINES = {
@@ -136,7 +136,7 @@ def run(
 ) -> dict[str, Any]:
     """Run a state machine here, or on AWS when it is named; its output, or the error."""
     if stack_name is None and arn is None:
-        from groves.local import run_local
+        from groves.engine.local import run_local
 
         shown = Progress(sys.stderr, unit=MACHINES[machine][2]) if progress else None
         execution = run_local(
@@ -189,12 +189,12 @@ def deployed_store(stack_name: str = "groves", session: Any = None) -> str:
 def check(machine: str, request: dict[str, Any]) -> None:
     """Validate a request as the state machine's first step will, naming the field."""
     if machine == "forest":
-        from groves.plan import validate_request
+        from groves.steps.plan import validate_request
 
         if "resume" not in request:
             validate_request(request)
     else:
-        from groves.batch import validate_batch_request
+        from groves.steps.batch import validate_batch_request
 
         validate_batch_request(request)
 

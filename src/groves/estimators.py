@@ -40,9 +40,9 @@ from sklearn.utils.validation import (
 
 from groves import api
 from groves.data.datasets import MIN_ROWS
-from groves.plan import TREE_PARAMS
-from groves.request import DEFAULTS
-from groves.storage import DEFAULT_STORE, open_store
+from groves.steps.plan import TREE_PARAMS
+from groves.steps.request import DEFAULTS
+from groves.store.storage import DEFAULT_STORE, open_store
 
 
 def _keep(estimator: BaseEstimator, arguments: dict[str, Any]) -> None:

@@ -7,4 +7,7 @@
   and the held-out split (and a search's validation split) every grove shares.
 - ``prepared``: the run's split written once as ``.npy`` arrays and memory-mapped by groves and
   scoring.
+- ``encoding``: each column's kind, text columns' categories and codes, and the ``Pipeline``
+  that encodes a DataFrame as the build did.
+- ``rows``: new rows for prediction, read block by block in the training columns' order.
 """

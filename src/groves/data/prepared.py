@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from groves.artifacts import data_key, digest
 from groves.data.datasets import Split
 from groves.errors import BuildError
-from groves.storage import Store, dump_npy
+from groves.store.artifacts import data_key, digest
+from groves.store.storage import Store, dump_npy
 
 ARRAYS = ("X_train", "y_train", "X_test", "y_test", "w_train")
 HEADER_BYTES = 65_546  # the longest .npy header (version 1.0: 10 + 65,535 bytes; 2.0's start)

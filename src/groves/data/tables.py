@@ -28,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from groves.data.encoding import FLOAT32_MAX, decoded, is_text
 from groves.errors import RequestError
-from groves.storage import ArtifactNotFound, download_uri, read_uri, split_s3_uri
+from groves.store.storage import ArtifactNotFound, download_uri, read_uri, split_s3_uri
 
 FILE_SUFFIXES = (".csv", ".npz", ".parquet")
 DEFAULT_TARGET = "target"

@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 from sklearn.tree._tree import NODE_DTYPE
 
-from groves import artifacts
 from groves.data.encoding import has_categories, pipeline
 from groves.data.rows import feature_columns
 from groves.errors import BuildError
 from groves.forest.format import GROVE_SUFFIX, read_grove
 from groves.forest.votes import forest_classes
-from groves.storage import Store, dump_streamed
+from groves.store import artifacts
+from groves.store.storage import Store, dump_streamed
 
 READ_THREADS = 4  # groves read and decoded at once (lz4 and numpy release the GIL)
 GROVE_CACHE_ENV = "GROVES_GROVE_CACHE_MB"

@@ -1,0 +1,240 @@
+"""``groves report``: one self-contained HTML page about a committed run, its plots embedded
+as PNG data (and written beside it as PNG files), drawn with matplotlib:
+
+- the held-out score as trees are added, grove by grove (``metrics.json``);
+- each grove's own held-out score, against the forest's;
+- a timeline of grove training: one bar per grove from its start to its end, one row per
+  execution environment (a Lambda's log stream, or a local worker process);
+- the request, the execution's steps with their seconds (its stored history), the cost, and
+  every file of the run with its size.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from groves.engine.asl.history import state_name
+from groves.engine.executions import stored
+from groves.errors import BuildError
+from groves.steps.cost import describe, run_cost
+from groves.store.artifacts import metrics_key, plan_key, read_manifest, run_prefix
+from groves.store.storage import ArtifactNotFound, Store, get_json
+
+REPORT = "report.html"
+FIGURE_SIZE = (7.5, 3.6)
+
+
+@dataclass
+class Report:
+    """The page and its plots (file name -> PNG bytes), of run ``run_id``."""
+
+    run_id: str
+    html: str
+    images: dict[str, bytes]
+
+
+def _optional(read: Callable[[], Any]) -> Any:
+    """What ``read`` reads, or ``None`` for a run without it (no scores, no history)."""
+    try:
+        return read()
+    except (ArtifactNotFound, BuildError):
+        return None
+
+
+def _png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def _plots(manifest: dict[str, Any], metrics: dict[str, Any] | None) -> dict[str, bytes]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    from matplotlib import pyplot as plt
+
+    images = {}
+    if metrics:
+        figure, axes = plt.subplots(figsize=FIGURE_SIZE)
+        by_trees = metrics["score_by_trees"]
+        axes.plot([p["n_trees"] for p in by_trees], [p["score"] for p in by_trees], marker="o")
+        axes.set(xlabel="trees", ylabel=f"held-out {metrics['metric']}")
+        axes.set_title("Score as groves are added")
+        axes.grid(alpha=0.3)
+        images["score_by_trees.png"] = _png(figure)
+        plt.close(figure)
+
+        figure, axes = plt.subplots(figsize=FIGURE_SIZE)
+        scores = metrics["grove_scores"]
+        axes.bar(range(len(scores)), scores, color="tab:blue", label="each grove")
+        axes.axhline(metrics["score"], color="tab:red", label="the forest")
+        low, high = min(*scores, metrics["score"]), max(*scores, metrics["score"])
+        margin = max(0.02, (high - low) * 0.5)
+        axes.set_ylim(
+            max(0.0, low - margin) if metrics["metric"] == "accuracy" else None, high + margin
+        )
+        axes.set(xlabel="grove", ylabel=f"held-out {metrics['metric']}")
+        axes.set_title("Each grove alone")
+        axes.legend(loc="upper right", ncols=2, fontsize="small")
+        images["grove_scores.png"] = _png(figure)
+        plt.close(figure)
+
+    groves = [g for g in manifest["groves"] if "usage" in g]
+    if groves:
+        start = min(g["usage"]["started_at"] for g in groves)
+        rows = sorted({g["usage"]["environment"] for g in groves})
+        figure, axes = plt.subplots(figsize=(FIGURE_SIZE[0], max(2.0, 0.45 * len(rows) + 1.2)))
+        for row, environment in enumerate(rows):
+            spans = [
+                (
+                    g["usage"]["started_at"] - start,
+                    g["usage"]["ended_at"] - g["usage"]["started_at"],
+                )
+                for g in groves
+                if g["usage"]["environment"] == environment
+            ]
+            axes.broken_barh(spans, (row - 0.4, 0.8), color="tab:green", edgecolor="white")
+        axes.set_yticks(range(len(rows)), [r[-28:] for r in rows])
+        axes.set(xlabel="seconds since the first grove started")
+        axes.set_title(f"Grove training: {len(groves)} groves on {len(rows)} workers")
+        images["timeline.png"] = _png(figure)
+        plt.close(figure)
+    return images
+
+
+def _size(n: int) -> str:
+    """Bytes as ``812 B``, ``105.0 KiB``, ``1.2 MiB`` or ``3.4 GiB``."""
+    if n < 1024:
+        return f"{n:,} B"
+    size = n / 1024
+    for unit in ("KiB", "MiB"):
+        if size < 1024:
+            return f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size:,.1f} GiB"
+
+
+def _steps(histories: list[dict[str, Any]] | None) -> list[tuple[str, float]]:
+    """The last execution's top-level steps and their seconds."""
+    if not histories:
+        return []
+    entered: dict[str, datetime] = {}
+    steps = []
+    for event in histories[-1]["events"]:
+        name, when = state_name(event), datetime.fromisoformat(event["timestamp"])
+        if event["type"].endswith("StateEntered") and name:
+            entered[name] = when
+        elif event["type"].endswith("StateExited") and name in entered:
+            steps.append((name, (when - entered.pop(name)).total_seconds()))
+    return steps
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def build(store: Store, build_id: str, run_id: str | None = None) -> Report:
+    """The report of a committed run (by default the build's latest)."""
+    manifest = read_manifest(store, build_id, run_id)
+    run_id = manifest["run_id"]
+    plan = get_json(store, plan_key(build_id, run_id))
+    metrics = _optional(lambda: get_json(store, metrics_key(build_id, run_id)))
+    histories = _optional(lambda: stored(store, build_id, run_id))
+    cost = run_cost(manifest, metrics)
+    images = _plots(manifest, metrics)
+
+    summary = [
+        ("build", build_id),
+        ("run", run_id),
+        ("estimator", manifest["estimator"]),
+        ("trees", f"{manifest['n_trees']} in {manifest['n_groves']} groves"),
+        (
+            "data",
+            f"{plan['data']['n_train']} training rows, {plan['data']['n_test']} held out, "
+            f"{plan['data']['n_features']} features",
+        ),
+        ("fit seconds", f"{manifest['timings']['fit_seconds_total']:.2f} in all groves"),
+    ]
+    if metrics:
+        summary.append(
+            (
+                "score",
+                f"{metrics['metric']} {metrics['score']:.4f} (groves alone: "
+                f"{metrics['grove_score_min']:.4f}-{metrics['grove_score_max']:.4f})",
+            )
+        )
+    else:
+        summary.append(("score", "not scored: run with --predict"))
+    if cost:
+        summary.append(("cost on AWS", describe(cost)))
+    titles = {
+        "score_by_trees.png": "Held-out score against the number of trees",
+        "grove_scores.png": "Each grove's held-out score",
+        "timeline.png": "Timeline of grove training, one row per worker or Lambda",
+    }
+    figures = "".join(
+        f'<figure><img alt="{html.escape(titles[name])}" src="data:image/png;base64,'
+        f'{base64.b64encode(png).decode()}"><figcaption>{html.escape(titles[name])}'
+        "</figcaption></figure>"
+        for name, png in images.items()
+    )
+    steps = _steps(histories)
+    steps_html = (
+        _table([(name, f"{seconds:.2f} s") for name, seconds in steps])
+        if steps
+        else ("<p>no stored execution history</p>")
+    )
+    files = store.list_sizes(run_prefix(build_id, run_id))
+    prefix = len(run_prefix(build_id, run_id)) + 1
+    files_html = _table([(key[prefix:], _size(size)) for key, size in files.items()])
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>groves report: {html.escape(build_id)} {html.escape(run_id)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
+th, td {{ text-align: left; padding: 0.2em 1em 0.2em 0; vertical-align: top; }}
+th {{ font-weight: 600; }}
+figure {{ margin: 1em 0; }} img {{ max-width: 100%; }}
+pre {{ background: #f4f4f4; padding: 1em; overflow-x: auto; }}
+</style></head><body>
+<h1>groves: {html.escape(build_id)}</h1>
+{_table(summary)}
+<h2>Plots</h2>
+{figures or "<p>no plots: the run has no scores and no grove timings</p>"}
+<h2>Steps of the last execution</h2>
+{steps_html}
+<h2>Request</h2>
+<pre>{html.escape(json.dumps(plan["spec"], indent=2, sort_keys=True))}</pre>
+<h2>Files of the run</h2>
+{files_html}
+</body></html>
+"""
+    return Report(run_id, page, images)
+
+
+def write(store: Store, build_id: str, run_id: str | None = None, out: Path | None = None) -> str:
+    """Write the report and its PNGs to ``out``, or by default to the run's ``report/`` folder
+    in the store; where the page is."""
+    report = build(store, build_id, run_id)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, png in report.images.items():
+            (out / name).write_bytes(png)
+        (out / REPORT).write_text(report.html)
+        return str(out / REPORT)
+    folder = f"{run_prefix(build_id, report.run_id)}/report"
+    for name, png in report.images.items():
+        store.put_bytes(f"{folder}/{name}", png)
+    store.put_bytes(f"{folder}/{REPORT}", report.html.encode())
+    return f"{store.uri}/{folder}/{REPORT}"

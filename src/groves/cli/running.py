@@ -1,0 +1,84 @@
+"""Running a state machine here for a command, and what a command prints of its result."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from groves.engine.console import Progress, local_root_cause, report_failure
+from groves.engine.local import run_local, start_workers
+from groves.steps.cost import describe
+
+
+def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
+    model = output.get("model", {})
+    lines = [
+        f"build     {output['build_id']} (run {output['run_id']})",
+        f"groves    {output['n_groves']}",
+        f"trees     {model.get('n_trees')}",
+        f"seconds   {seconds:.2f}",
+        f"run       {model.get('run')}/",
+    ]
+    metrics = output.get("metrics")
+    if metrics:
+        lines.append(
+            f"score     {metrics['metric']} {metrics['score']:.4f} on {metrics['n_test']} "
+            f"held-out rows (groves alone: {metrics['grove_score_min']:.4f}-"
+            f"{metrics['grove_score_max']:.4f})"
+        )
+    cost = (metrics or model).get("cost")
+    if cost:
+        lines.append(f"cost      {describe(cost)}")
+    lines += [f"model     {model.get('model')}", f"manifest  {model.get('manifest')}"]
+    if metrics:
+        lines.append(f"metrics   {metrics['metrics']}")
+    return lines
+
+
+def run_here(
+    machine: str, request: dict[str, Any], store: str, unit: str, failed: str
+) -> tuple[int, Any]:
+    """Run a state machine on this machine with warm workers and a progress bar of ``unit``;
+    on failure print one line (``failed: error: cause``). The exit code, and the execution
+    if it succeeded.
+
+    The first step validates the request before any work, in a warm worker: this process never
+    imports scikit-learn, and on 2 cores does not compete with the workers doing so."""
+    progress = Progress(sys.stderr, unit=unit)
+    with start_workers() as pool:
+        execution = run_local(
+            request,
+            store,
+            on_progress=progress,
+            on_event=progress.event,
+            pool=pool,
+            machine=machine,
+        )
+    if execution.status != "SUCCEEDED":
+        return report_failure(*local_root_cause(execution), failed), None
+    return 0, execution
+
+
+def batch_request(args: argparse.Namespace) -> dict[str, Any]:
+    request = {
+        "build_id": args.build_id,
+        "data": args.data,
+        "output": args.out,
+        "rows_per_chunk": args.rows_per_chunk,
+        "max_concurrency": args.max_concurrency,
+    }
+    if args.groves_per_shard is not None:
+        request["groves_per_shard"] = args.groves_per_shard
+    if args.keep:
+        request["keep"] = args.keep
+    return {**request, "run_id": args.run} if args.run else request
+
+
+def batch_summary(output: dict[str, Any], seconds: float) -> str:
+    written = output["output"]
+    return (
+        f"predicted {written['n_rows']} rows with build {written['build_id']} "
+        f"(run {written['run_id']}, {written['n_trees']} trees) in {seconds:.2f} s\n"
+        f"output    {written['output']}\nsidecar   {written['output']}.json"
+    )

@@ -1,0 +1,120 @@
+"""``groves search``: a hyper-parameter search on this machine, with a leaderboard at the end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from groves.cli.options import build_request, parse_param, request_arguments, store_argument
+from groves.cli.running import run_here
+from groves.engine.console import UsageError
+from groves.steps.request import SEARCH_DEFAULTS
+from groves.store.storage import get_json, open_store
+
+
+def _values(text: str) -> tuple[str, list[Any]]:
+    """``NAME=V1,V2,...``, each value JSON (``null``, ``0.5``) or else a bare string."""
+    name, values = parse_param(text)
+    parts = values.split(",") if isinstance(values, str) else [values]
+    return name, [_json_or_text(part) for part in parts] if isinstance(values, str) else parts
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _range(text: str) -> tuple[str, list[float]]:
+    """``NAME=LOW:HIGH``: integers draw integers, otherwise floats."""
+    name, _, bounds = text.partition("=")
+    low, sep, high = bounds.partition(":")
+    try:
+        values = [json.loads(low), json.loads(high)]
+    except json.JSONDecodeError:
+        values = []
+    if not name or not sep or len(values) != 2:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAME=LOW:HIGH, e.g. min_samples_leaf=1:20"
+        )
+    return name, values
+
+
+def add_parser(commands: Any) -> None:
+    search = commands.add_parser(
+        "search", help="search forest parameters on this machine (grid or random)"
+    )
+    request_arguments(search, build=False)
+    search.add_argument(
+        "--grid",
+        type=_values,
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="values to try, each JSON or a bare string, e.g. max_depth=8,16,null",
+    )
+    search.add_argument(
+        "--random", type=int, metavar="N", help="draw N candidates (from --param-range and --grid)"
+    )
+    search.add_argument(
+        "--param-range",
+        type=_range,
+        action="append",
+        default=[],
+        metavar="NAME=LOW:HIGH",
+        help="a range to draw from, e.g. min_samples_leaf=1:20 or max_features=0.1:1.0",
+    )
+    search.add_argument(
+        "--validation-size",
+        type=float,
+        default=SEARCH_DEFAULTS["validation_size"],
+        help="share of the training rows candidates are compared on (default %(default)s)",
+    )
+    store_argument(search)
+    search.set_defaults(func=cmd_search, parser=search)
+
+
+def search_request(args: argparse.Namespace) -> dict[str, Any]:
+    request = build_request(args, args.parser)
+    if args.random is not None:
+        space = {"n_candidates": args.random, "ranges": dict(args.param_range)}
+        if args.grid:
+            space["choices"] = dict(args.grid)
+        request["search"] = {"random": space}
+    elif args.grid and not args.param_range:
+        request["search"] = {"grid": dict(args.grid)}
+    else:
+        raise UsageError(
+            "give --grid NAME=V1,V2 (a grid), or --random N with --param-range NAME=LOW:HIGH"
+        )
+    return {**request, "validation_size": args.validation_size}
+
+
+def leaderboard_lines(store: str, output: dict[str, Any]) -> list[str]:
+    board = get_json(
+        open_store(store), f"{output['build_id']}/searches/{output['search_id']}/leaderboard.json"
+    )
+    lines = [f"{'candidate':>9}  {'validation':>10}  {'trees':>5}  {'seconds':>7}  params"]
+    for row in board:
+        params = " ".join(f"{k}={json.dumps(v)}" for k, v in row["params"].items())
+        lines.append(
+            f"{row['candidate']:>9}  {row['validation_score']:>10.4f}  {row['n_trees']:>5}  "
+            f"{row['seconds']:>7.2f}  {params}"
+        )
+    result = output["result"]
+    lines += [
+        f"best      candidate {result['best']['candidate']}: held-out {result['metric']} "
+        f"{result['test_score']:.4f} on {result['n_test']} rows (read once, after the choice)",
+        f"model     {output['model']['model']}",
+        f"search    {store}/{output['build_id']}/searches/{output['search_id']}/",
+    ]
+    return lines
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    code, done = run_here("search", search_request(args), args.store, "candidates", "search failed")
+    if done is not None:
+        print("\n".join(leaderboard_lines(args.store, done.output)))
+    return code

@@ -1,0 +1,190 @@
+"""Commit a run from its groves' metadata, or refuse: every planned grove is this run's, as
+planned, trained on the same data, and its files are in the store with the sizes it recorded.
+
+Committing reads each grove's small metadata and one listing of the groves' folder, never a
+tree: its cost does not grow with the forest's bytes. The committed run is its manifest and its
+groves; ``groves.forest.loading`` puts them together as one plain scikit-learn forest (readers
+check every grove's sha256 against the manifest before they read it)."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import sklearn
+
+from groves import __version__
+from groves.errors import BuildError
+from groves.forest.format import FORMAT, GROVE_SUFFIX
+from groves.steps.cost import Invocation, training_cost
+from groves.steps.plan import n_groves, planned_groves, read_plan
+from groves.store.artifacts import (
+    advance_latest,
+    commit,
+    grove_key,
+    groves_prefix,
+    is_committed,
+    manifest_key,
+    run_prefix,
+)
+from groves.store.storage import ArtifactNotFound, Store, get_json
+
+READ_THREADS = 16  # grove metadata reads at once
+CONSISTENT_FIELDS = ("split_fingerprint", "n_features", "classes", "sklearn_version")
+GROVE_RECORD = (
+    "grove_id",
+    "seed",
+    "n_trees",
+    "sha256",
+    "bytes",
+    "fit_seconds",
+    "seconds",
+    "peak_rss_mb",
+    "votes",
+    "usage",
+)
+META_FIELDS = {*GROVE_RECORD, *CONSISTENT_FIELDS, "build_id", "run_id"}
+
+
+def check_groves(plan: dict[str, Any], metas: list[dict[str, Any]]) -> None:
+    """Every grove is this run's, as planned, and trained on the same data and classes."""
+    first = metas[0]
+    for planned, meta in zip(planned_groves(plan["spec"]), metas, strict=True):
+        gid = planned["grove_id"]
+        if (meta.get("build_id"), meta.get("run_id")) != (plan["build_id"], plan["run_id"]):
+            raise BuildError(
+                f"grove {gid} belongs to run {meta.get('run_id')}, not {plan['run_id']}"
+            )
+        if (meta["grove_id"], meta["seed"], meta["n_trees"]) != (
+            gid,
+            planned["seed"],
+            planned["n_trees"],
+        ):
+            raise BuildError(
+                f"grove {gid} has seed/trees {meta['seed']}/{meta['n_trees']}, "
+                f"planned {planned['seed']}/{planned['n_trees']}"
+            )
+        for field in CONSISTENT_FIELDS:
+            if meta[field] != first[field]:
+                raise BuildError(
+                    f"grove {gid} has {field} {meta[field]!r} but grove "
+                    f"{first['grove_id']} has {first[field]!r}"
+                )
+    if first["split_fingerprint"] != plan["data"]["split_fingerprint"]:
+        raise BuildError("the groves were trained on another split than the plan's")
+
+
+def read_grove_metas(store: Store, plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each planned grove's metadata, read in parallel threads (S3 reads wait on the network);
+    a missing grove fails the whole merge."""
+    build_id, run_id = plan["build_id"], plan["run_id"]
+    count = n_groves(plan["spec"])
+
+    def read(gid: int) -> dict[str, Any] | None:
+        key = grove_key(build_id, run_id, gid, "json")
+        try:
+            meta = get_json(store, key)
+        except ArtifactNotFound:
+            return None
+        except ValueError as exc:
+            raise BuildError(f"grove {gid}: {key} is not JSON") from exc
+        if not isinstance(meta, dict) or not set(meta) >= META_FIELDS:
+            raise BuildError(f"grove {gid}: {key} lacks the fields merge checks")
+        return meta
+
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        found = list(pool.map(read, range(count)))
+    missing = [gid for gid, meta in enumerate(found) if meta is None]
+    if missing:
+        shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
+        raise BuildError(
+            f"{len(missing)} of {count} planned groves of run {run_id} of build "
+            f"{build_id!r} are missing: {shown}; no model was written"
+        )
+    return [meta for meta in found if meta is not None]
+
+
+def merge_build(
+    store: Store, build_id: str, run_id: str, invocation: Invocation | None = None
+) -> dict[str, Any]:
+    """Commit the run: ``manifest.json`` (every grove's record, the model's identity and the
+    run's ``cost`` so far), then ``latest.json``."""
+    invocation = invocation or Invocation.begin("merge")
+    started = time.perf_counter()
+    plan = read_plan(store, build_id, run_id)
+    if is_committed(store, build_id, run_id):  # merged before: never rewritten, only finished
+        manifest = get_json(store, manifest_key(build_id, run_id))
+        advance_latest(store, build_id, run_id, manifest["created_at"])
+        return merge_output(store, manifest)
+    metas = read_grove_metas(store, plan)
+    check_groves(plan, metas)
+    check_grove_files(store, plan, metas)
+    n_trees = sum(m["n_trees"] for m in metas)
+    manifest = {
+        "build_id": build_id,
+        "run_id": run_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "estimator": plan["spec"]["estimator"],
+        "spec": plan["spec"],
+        "n_trees": n_trees,
+        "n_groves": len(metas),
+        "groves": [{k: m[k] for k in GROVE_RECORD} for m in metas],
+        "data": plan["data"],
+        "model": model_record(metas),
+        "versions": {
+            "groves": __version__,
+            "python": platform.python_version(),
+            "sklearn": sklearn.__version__,
+            "numpy": np.__version__,
+        },
+        "timings": {
+            "fit_seconds_total": round(sum(m["fit_seconds"] for m in metas), 3),
+            "fit_seconds_max": max(m["fit_seconds"] for m in metas),
+            "merge_seconds": round(time.perf_counter() - started, 3),
+        },
+    }
+    manifest["cost"] = training_cost(plan, [m["usage"] for m in metas], invocation.usage())
+    commit(store, build_id, run_id, manifest)
+    return merge_output(store, get_json(store, manifest_key(build_id, run_id)))
+
+
+def merge_output(store: Store, manifest: dict[str, Any]) -> dict[str, Any]:
+    """What merge passes on: where the committed run's files are, its size and cost."""
+    build_id, run_id = manifest["build_id"], manifest["run_id"]
+    return {
+        "run": f"{store.uri}/{run_prefix(build_id, run_id)}",
+        "model": f"{store.uri}/{manifest_key(build_id, run_id)}",
+        "manifest": f"{store.uri}/{manifest_key(build_id, run_id)}",
+        "n_trees": manifest["n_trees"],
+        "n_groves": manifest["n_groves"],
+        "model_bytes": manifest["model"]["bytes"],
+        "cost": manifest["cost"],
+    }
+
+
+def check_grove_files(store: Store, plan: dict[str, Any], metas: list[dict[str, Any]]) -> None:
+    """Every grove's trees and votes file is in the store with the size its metadata
+    records, from one listing of the groves' folder, before anything is written. (Their
+    sha256 is checked by every reader before it reads them: scoring, prediction, loading.)"""
+    build_id, run_id = plan["build_id"], plan["run_id"]
+    sizes = store.list_sizes(groves_prefix(build_id, run_id))
+    for meta in metas:
+        gid = meta["grove_id"]
+        for suffix, record in ((GROVE_SUFFIX, meta), ("votes.npy", meta["votes"])):
+            key = grove_key(build_id, run_id, gid, suffix)
+            found = sizes.get(key)
+            if found != record["bytes"]:
+                state = "missing" if found is None else f"{found} bytes, not {record['bytes']}"
+                raise BuildError(f"grove {gid}: {key} is {state}; nothing was committed")
+
+
+def model_record(metas: list[dict[str, Any]]) -> dict[str, Any]:
+    """The committed model's identity: its format, and a sha256 over its groves' sha256s in
+    grove order (a batch prediction names the model it used by it), with their total size."""
+    combined = hashlib.sha256("".join(m["sha256"] for m in metas).encode()).hexdigest()
+    return {"format": FORMAT, "sha256": combined, "bytes": sum(m["bytes"] for m in metas)}

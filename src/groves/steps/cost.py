@@ -1,0 +1,186 @@
+"""What a training run costs on AWS: each step's Lambda GB-seconds (memory size x billed
+duration) and invocations, the state machine's state transitions, and their price.
+
+Deployed, a step reads its memory size from the Lambda context and measures its own billed
+duration; locally, the memory size is the template's default for that function and the duration
+is what the step measured on this machine, so a local run's cost is an estimate of the same
+build on AWS (``estimated: true``). Where it is recorded:
+
+- ``plan.json`` ``usage``: the plan step's invocation;
+- each grove's metadata (and the manifest's grove records) ``usage``: its share of its
+  invocation (the time since the previous grove of the batch ended), the execution environment
+  it ran in and when it started and ended (the report's timeline);
+- ``manifest.json`` ``cost``: plan + train_grove + merge, and the execution's state transitions;
+- ``metrics.json`` ``cost``: the scoring step.
+
+Not counted: Lambda's init duration, S3 requests and storage, CloudWatch Logs, retries.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+N_JOBS_ENV = "GROVES_N_JOBS"  # the threads an invocation may use (scikit-learn's n_jobs)
+
+# Published on-demand prices, us-east-1, x86_64: check them before relying on an estimate.
+PRICES = {
+    "as_of": "2026-12-01",
+    "region": "us-east-1",
+    "architecture": "x86_64",
+    "lambda_usd_per_gb_second": 0.0000166667,
+    "lambda_usd_per_request": 0.20 / 1_000_000,
+    "standard_usd_per_state_transition": 0.025 / 1_000,
+}
+# The template's default MemorySize of each step's function (tests/test_template.py checks).
+TEMPLATE_MEMORY_MB = {
+    "plan": 1024,
+    "train_grove": 3008,
+    "merge": 4096,
+    "predict": 4096,
+    "plan_batch": 1024,
+    "predict_chunk": 3008,
+    "assemble_predictions": 4096,
+    "plan_search": 1024,
+    "score_candidates": 4096,
+    "score_best": 4096,
+}
+TRAINING_STEPS = ("plan", "train_grove", "merge")
+
+
+@dataclass
+class Invocation:
+    """One Lambda invocation of a step: its memory size, request id and execution environment
+    (Lambda's log stream; locally the worker process), timed from its start."""
+
+    step: str
+    memory_mb: int
+    request_id: str
+    environment: str
+    deployed: bool
+    started: float = field(default_factory=time.perf_counter)
+    started_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def begin(cls, step: str, context: Any = None) -> Invocation:
+        """The invocation a handler runs in: deployed, as Lambda's ``context`` says; else a
+        local one with the template's memory size for the step."""
+        memory = getattr(context, "memory_limit_in_mb", None)
+        if memory is not None:
+            return cls(
+                step,
+                int(memory),
+                str(getattr(context, "aws_request_id", "")),
+                str(getattr(context, "log_stream_name", "")),
+                deployed=True,
+            )
+        return cls(
+            step,
+            TEMPLATE_MEMORY_MB[step],
+            str(uuid.uuid4()),
+            f"local worker {os.getpid()}",
+            deployed=False,
+        )
+
+    def usage(self, since: float | None = None) -> dict[str, Any]:
+        """The invocation's usage so far (or since ``since``, a ``perf_counter`` time within
+        it: a grove's share), billed by the millisecond."""
+        now = time.perf_counter()
+        billed_ms = max(1, math.ceil((now - (self.started if since is None else since)) * 1000))
+        return {
+            "request_id": self.request_id,
+            "environment": self.environment,
+            "memory_mb": self.memory_mb,
+            "billed_ms": billed_ms,
+            "gb_seconds": round(self.memory_mb / 1024 * billed_ms / 1000, 6),
+            "estimated": not self.deployed,
+        }
+
+
+def training_transitions(n_children: int, predict: bool) -> int:
+    """The state transitions of a training execution (``statemachine/forest.asl.json``): Plan,
+    TrainGroves, TrainGrove in each child execution, Merge, PredictRequested, Predict if asked,
+    Done. Retries would add one each."""
+    return 5 + n_children + int(predict)
+
+
+def price(gb_seconds: float, invocations: int, transitions: int) -> dict[str, float]:
+    """Dollars at ``PRICES``."""
+    parts = {
+        "lambda_compute": gb_seconds * PRICES["lambda_usd_per_gb_second"],
+        "lambda_requests": invocations * PRICES["lambda_usd_per_request"],
+        "state_transitions": transitions * PRICES["standard_usd_per_state_transition"],
+    }
+    return {**{k: round(v, 8) for k, v in parts.items()}, "total": round(sum(parts.values()), 8)}
+
+
+def step_cost(usages: list[dict[str, Any]]) -> dict[str, Any]:
+    """One step's invocations (distinct request ids), GB-seconds and billed seconds."""
+    return {
+        "invocations": len({u["request_id"] for u in usages}),
+        "gb_seconds": round(sum(u["gb_seconds"] for u in usages), 6),
+        "billed_seconds": round(sum(u["billed_ms"] for u in usages) / 1000, 3),
+        "memory_mb": max(u["memory_mb"] for u in usages),
+        "estimated": any(u["estimated"] for u in usages),
+    }
+
+
+def summarize(steps: dict[str, dict[str, Any]], transitions: int) -> dict[str, Any]:
+    """Steps' costs with their sums and price."""
+    gb_seconds = round(sum(s["gb_seconds"] for s in steps.values()), 6)
+    invocations = sum(s["invocations"] for s in steps.values())
+    return {
+        "steps": steps,
+        "gb_seconds": gb_seconds,
+        "invocations": invocations,
+        "state_transitions": transitions,
+        "estimated": any(s["estimated"] for s in steps.values()),
+        "usd": price(gb_seconds, invocations, transitions),
+        "prices": PRICES,
+    }
+
+
+def training_cost(
+    plan: dict[str, Any], grove_usages: list[dict[str, Any]], merge_usage: dict[str, Any]
+) -> dict[str, Any]:
+    """The manifest's ``cost``: plan, train_grove and merge, and every state transition of the
+    execution (scoring's Lambda time is added from ``metrics.json``). A search's candidate
+    counts its groves and its merge only: the search's own steps and transitions are not
+    recorded."""
+    spec = plan["spec"]
+    steps = {"train_grove": step_cost(grove_usages), "merge": step_cost([merge_usage])}
+    if "usage" in plan:  # a resumed run's plan was not invoked again
+        steps = {"plan": step_cost([plan["usage"]]), **steps}
+    if "search_id" in plan:  # a search's candidate: its transitions are the search's
+        return {**summarize(steps, 0), "search_id": plan["search_id"]}
+    children = math.ceil(plan["n_groves"] / spec.get("groves_per_invocation", 1))
+    return summarize(steps, training_transitions(children, spec.get("predict", False)))
+
+
+def run_cost(manifest: dict[str, Any], metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A run's whole cost: the manifest's, plus scoring's if it was scored."""
+    cost = manifest.get("cost")
+    if cost is None:
+        return None
+    steps = dict(cost["steps"])
+    if metrics and "usage" in metrics:
+        steps["predict"] = step_cost([metrics["usage"]])
+    return summarize(steps, cost["state_transitions"])
+
+
+def describe(cost: dict[str, Any]) -> str:
+    """One line: ``$0.000123 (Lambda 12.3 GB-s in 14 invocations, 19 state transitions; ...)``."""
+    how = (
+        "estimated at the template's memory sizes and this machine's durations"
+        if cost["estimated"]
+        else "measured in Lambda"
+    )
+    return (
+        f"${cost['usd']['total']:.6f} (Lambda {cost['gb_seconds']:.1f} GB-s in "
+        f"{cost['invocations']} invocations, {cost['state_transitions']} state transitions; "
+        f"{how}; prices of {cost['prices']['as_of']}, {cost['prices']['region']})"
+    )

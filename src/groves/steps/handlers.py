@@ -1,0 +1,144 @@
+"""The four Lambda handlers, shared by ``functions/*/app.py`` and the local runner.
+
+Events (what the state machine passes; ``events/`` has samples):
+
+- plan:        ``{"store": URI, "request": {...}}``
+- train_grove: ``{"Items": [grove, ...], "BatchInput": {"store": URI, "build_id": ...,
+  "run_id": ...}}``: one batch of the Distributed Map's ItemBatcher
+- merge:       ``{"store": URI, "build_id": ..., "run_id": ...}``
+- predict:     ``{"store": URI, "build_id": ..., "run_id": ...}`` (``run_id`` optional: the
+  build's latest committed run)
+
+Batch prediction (``statemachine/batch_predict.asl.json``):
+
+- plan_batch:           ``{"store": URI, "request": {"build_id", "data", "output", ...}}``
+- predict_chunk:        ``{"store": URI, "build_id": ..., "batch_id": ..., "chunk": {...}}``
+- assemble_predictions: ``{"store": URI, "build_id": ..., "batch_id": ...}``
+
+Hyper-parameter search (``statemachine/search.asl.json``; candidates train with train_grove and
+the best is committed by merge):
+
+- plan_search:      ``{"store": URI, "request": {...training fields, "search": {...}}}``
+- score_candidates: ``{"store": URI, "build_id": ..., "search_id": ...}``
+- score_best:       ``{"store": URI, "build_id": ..., "search_id": ...}``
+
+Every run's files live under ``<build_id>/runs/<run_id>/``, a batch's under
+``<build_id>/predictions/<batch_id>/`` (see ``groves.store.artifacts``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from groves.errors import RequestError
+from groves.steps import batch, search
+from groves.steps.commit import merge_build
+from groves.steps.cost import Invocation
+from groves.steps.plan import check_build_id, plan_build, state_output
+from groves.steps.score import score_build
+from groves.steps.train import train_groves
+from groves.store.artifacts import check_run_id
+from groves.store.storage import Store, open_store
+
+log = logging.getLogger("groves")
+GROVE_OUTPUT = ("grove_id", "seed", "n_trees", "sha256", "bytes", "fit_seconds", "reused")
+
+
+def _fields(event: Any, *names: str, what: str = "event") -> tuple[Store, list[Any]]:
+    if not isinstance(event, dict):
+        raise RequestError(what, f"must be a JSON object, got {type(event).__name__}")
+    missing = [name for name in ("store", *names) if name not in event]
+    if missing:
+        raise RequestError(
+            missing[0], f"missing from the event; it needs store, {', '.join(names)}"
+        )
+    if "build_id" in names:
+        check_build_id(event)
+    if event.get("run_id") is not None:
+        check_run_id(event["run_id"])
+    return open_store(event["store"]), [event[name] for name in names]
+
+
+def plan(event: Any, context: Any = None) -> dict[str, Any]:
+    invocation = Invocation.begin("plan", context)
+    store, (request,) = _fields(event, "request")
+    result = plan_build(store, request, invocation)
+    output = state_output(store, result)
+    log.info("planned %s: %d groves", result["build_id"], output["n_groves"])
+    return output
+
+
+def train_grove(event: Any, context: Any = None) -> dict[str, Any]:
+    """Train each grove of one ItemBatcher batch, in turn."""
+    invocation = Invocation.begin("train_grove", context)
+    if not isinstance(event, dict) or not isinstance(event.get("Items"), list):
+        raise RequestError("Items", "the event needs Items: a list of grove items (a batch)")
+    if not event["Items"]:
+        raise RequestError("Items", "the batch has no groves")
+    store, (build_id, run_id) = _fields(
+        event.get("BatchInput"), "build_id", "run_id", what="BatchInput"
+    )
+    trained = []
+    for meta in train_groves(store, build_id, run_id, event["Items"], invocation):
+        trained.append({key: meta[key] for key in GROVE_OUTPUT})  # the rest stays in the store
+        log.info(
+            "grove %s of %s: %s trees in %.2fs%s",
+            meta["grove_id"],
+            build_id,
+            meta["n_trees"],
+            meta["fit_seconds"],
+            " (verified file reused)" if meta["reused"] else "",
+        )
+    return {"groves": trained}
+
+
+def plan_batch(event: Any, context: Any = None) -> dict[str, Any]:
+    store, (request,) = _fields(event, "request")
+    record = batch.plan_batch(store, request)
+    log.info(
+        "batch %s of %s: %d rows in %d chunks x %d shards of groves",
+        record["batch_id"],
+        record["build_id"],
+        record["n_rows"],
+        record["n_chunks"],
+        record["n_shards"],
+    )
+    return batch.state_output(store, record)
+
+
+def predict_chunk(event: Any, context: Any = None) -> dict[str, Any]:
+    store, (build_id, batch_id, chunk) = _fields(event, "build_id", "batch_id", "chunk")
+    return batch.predict_chunk(store, build_id, batch_id, chunk)
+
+
+def assemble_predictions(event: Any, context: Any = None) -> dict[str, Any]:
+    store, (build_id, batch_id) = _fields(event, "build_id", "batch_id")
+    return batch.assemble(store, build_id, batch_id)
+
+
+def plan_search(event: Any, context: Any = None) -> dict[str, Any]:
+    store, (request,) = _fields(event, "request")
+    return search.state_output(store, search.plan_search(store, request))
+
+
+def score_candidates(event: Any, context: Any = None) -> dict[str, Any]:
+    store, (build_id, search_id) = _fields(event, "build_id", "search_id")
+    return search.score_candidates(store, build_id, check_run_id(search_id, "search_id"))
+
+
+def score_best(event: Any, context: Any = None) -> dict[str, Any]:
+    store, (build_id, search_id) = _fields(event, "build_id", "search_id")
+    return search.score_best(store, build_id, check_run_id(search_id, "search_id"))
+
+
+def merge(event: Any, context: Any = None) -> dict[str, Any]:
+    invocation = Invocation.begin("merge", context)
+    store, (build_id, run_id) = _fields(event, "build_id", "run_id")
+    return merge_build(store, build_id, run_id, invocation)
+
+
+def predict(event: Any, context: Any = None) -> dict[str, Any]:
+    invocation = Invocation.begin("predict", context)
+    store, (build_id,) = _fields(event, "build_id")
+    return score_build(store, build_id, event.get("run_id"), invocation)

@@ -1,0 +1,343 @@
+"""Validate a build request and plan its groves, before any training is spent."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+from groves.data import datasets
+from groves.data.prepared import write_prepared
+from groves.data.tables import check_source
+from groves.errors import BuildError, RequestError
+from groves.steps.cost import Invocation
+from groves.steps.request import DEFAULTS, FIELDS, check_fields
+from groves.store.artifacts import (
+    RUN_ID_FORM,
+    check_run_id,
+    is_finished,
+    items_key,
+    latest_uncommitted,
+    new_run_id,
+    plan_key,
+)
+from groves.store.storage import ArtifactNotFound, Store, get_json, put_json
+
+# The Distributed Map reads its items from the store, so the grove count is not bound by Step
+# Functions' 256 KB payload limit; 100,000 groves of 1 tree each are allowed.
+MAX_GROVES = 100_000
+MAX_TREES = 1_000_000
+MAX_CONCURRENCY = 10_000  # a Distributed Map's child executions at once
+MAX_GROVES_PER_INVOCATION = 1_000
+BUILD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+ESTIMATORS = {"classifier": RandomForestClassifier, "regressor": RandomForestRegressor}
+
+
+# Forest parameters a request may set; groves sets n_estimators, random_state and n_jobs itself.
+TREE_PARAMS = (
+    "criterion",
+    "max_depth",
+    "min_samples_split",
+    "min_samples_leaf",
+    "min_weight_fraction_leaf",
+    "max_features",
+    "max_leaf_nodes",
+    "min_impurity_decrease",
+    "bootstrap",
+    "max_samples",
+    "ccp_alpha",
+)
+PARAMS = {"classifier": (*TREE_PARAMS, "class_weight"), "regressor": TREE_PARAMS}
+CLASS_WEIGHTS = ("balanced", "balanced_subsample", None)
+
+
+def validate_request(request: Any) -> dict[str, Any]:
+    """The request with defaults filled in; a ``RequestError`` names the first bad field."""
+    check_fields(request, FIELDS)
+    check_build_id(request)
+    if "resume" in request:
+        raise RequestError("resume", "a request that resumes a run has only build_id and resume")
+    spec = {**DEFAULTS, **request}
+    _check_int(spec, "n_trees", 1, MAX_TREES)
+    _check_int(spec, "grove_size", 1, MAX_TREES)
+    _check_int(spec, "seed", 0, 2**32 - 1)
+    _check_int(spec, "max_concurrency", 1, MAX_CONCURRENCY)
+    _check_int(spec, "groves_per_invocation", 1, MAX_GROVES_PER_INVOCATION)
+    if not isinstance(spec["estimator"], str) or spec["estimator"] not in ESTIMATORS:
+        raise RequestError(
+            "estimator", f"{spec['estimator']!r} is not one of {', '.join(ESTIMATORS)}"
+        )
+    test_size = spec["test_size"]
+    if (
+        isinstance(test_size, bool)
+        or not isinstance(test_size, int | float)
+        or not (0 < test_size < 1)
+    ):
+        raise RequestError("test_size", f"{test_size!r} must be a number between 0 and 1")
+    if not isinstance(spec["predict"], bool):
+        raise RequestError("predict", f"{spec['predict']!r} must be true or false")
+    if not isinstance(spec["dataset"], str) or not spec["dataset"]:
+        raise RequestError("dataset", "must be a dataset name, a path or an s3:// URI")
+    for field in ("target", "weight"):
+        if spec[field] is not None and (not isinstance(spec[field], str) or not spec[field]):
+            raise RequestError(field, f"{spec[field]!r} must be a column name")
+    check_source(spec["dataset"], spec["target"])
+    if n_groves(spec) > MAX_GROVES:
+        raise RequestError(
+            "grove_size",
+            f"{spec['n_trees']} trees in groves of {spec['grove_size']} make "
+            f"{n_groves(spec)} groves; at most {MAX_GROVES} are allowed, so use a grove_size of at "
+            f"least {math.ceil(spec['n_trees'] / MAX_GROVES)}",
+        )
+    spec["params"] = validate_params(spec["params"], spec["estimator"])
+    return spec
+
+
+def check_build_id(request: dict[str, Any]) -> str:
+    if "build_id" not in request:
+        raise RequestError("build_id", "required: a name like 'digits-100'")
+    build_id = request["build_id"]
+    if not isinstance(build_id, str) or not BUILD_ID.fullmatch(build_id):
+        raise RequestError(
+            "build_id",
+            f"{build_id!r} must be 1-80 characters of letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit",
+        )
+    return build_id
+
+
+def _check_int(spec: dict[str, Any], field: str, low: int, high: int) -> None:
+    value = spec[field]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise RequestError(field, f"{value!r} must be an integer from {low} to {high}")
+
+
+def validate_params(params: Any, estimator: str) -> dict[str, Any]:
+    """Forest parameters checked by scikit-learn's own constraints, before any fit."""
+    if not isinstance(params, dict):
+        raise RequestError("params", f"must be an object of forest parameters, got {params!r}")
+    allowed = PARAMS[estimator]
+    for name in params:
+        if name not in allowed:
+            raise RequestError(
+                f"params.{name}",
+                f"not a parameter groves lets a {estimator} set; allowed: {', '.join(allowed)}",
+            )
+    weights = params.get("class_weight")
+    if isinstance(weights, dict):
+        if not weights or any(
+            isinstance(w, bool) or not isinstance(w, int | float) or not 0 <= w < math.inf
+            for w in weights.values()
+        ):
+            raise RequestError(
+                "params.class_weight",
+                "an object of class labels to weights must map each to a number >= 0",
+            )
+    elif "class_weight" in params and weights not in CLASS_WEIGHTS:
+        raise RequestError(
+            "params.class_weight",
+            f"{weights!r} is not one of 'balanced', 'balanced_subsample', null or an object "
+            "of class labels to weights",
+        )
+    for name, value in params.items():
+        if isinstance(value, bool) and name != "bootstrap":  # JSON true is no integer here
+            raise RequestError(f"params.{name}", f"{value!r} is a boolean; it takes a number")
+    if params.get("bootstrap") is False and params.get("max_samples") is not None:
+        raise RequestError("params.max_samples", "needs bootstrap true")
+    forest = ESTIMATORS[estimator](**{k: v for k, v in params.items() if k != "class_weight"})
+    try:
+        forest._validate_params()  # scikit-learn's declared constraints, with readable messages
+    except (ValueError, TypeError) as exc:
+        bad = next((name for name in params if f"'{name}'" in str(exc)), "")
+        raise RequestError(f"params.{bad}" if bad else "params", str(exc)) from exc
+    return dict(params)
+
+
+def n_groves(spec: dict[str, Any]) -> int:
+    return math.ceil(spec["n_trees"] / spec["grove_size"])
+
+
+def planned_grove(spec: dict[str, Any], grove_id: int) -> dict[str, int]:
+    """Grove ``grove_id`` of a validated request: ``grove_size`` trees (the last grove takes the
+    remainder) and an independent 32-bit seed, the ``grove_id``-th child of the run seed's
+    ``SeedSequence``. Derived, never looked up, so any step can check a grove it is given."""
+    first_tree = grove_id * spec["grove_size"]
+    if not 0 <= first_tree < spec["n_trees"]:
+        raise ValueError(f"grove {grove_id} is not one of the {n_groves(spec)} planned")
+    child = np.random.SeedSequence(spec["seed"], spawn_key=(grove_id,))
+    return {
+        "grove_id": grove_id,
+        "seed": int(child.generate_state(1)[0]),
+        "n_trees": min(spec["grove_size"], spec["n_trees"] - first_tree),
+    }
+
+
+def planned_groves(spec: dict[str, Any]) -> list[dict[str, int]]:
+    return [planned_grove(spec, i) for i in range(n_groves(spec))]
+
+
+def write_items(store: Store, spec: dict[str, Any], run_id: str) -> None:
+    """The run's grove items as one JSON array: the Distributed Map's ItemReader input."""
+    items = json.dumps(planned_groves(spec), separators=(",", ":")).encode()
+    store.put_bytes(items_key(spec["build_id"], run_id), items)
+
+
+def plan_build(store: Store, request: Any, invocation: Invocation | None = None) -> dict[str, Any]:
+    """Validate the request and its data, write a new run's ``plan.json`` (with the plan step's
+    ``usage``, given its ``invocation``), and return the plan; a request with ``resume`` returns
+    the stored plan of the run it continues instead."""
+    if isinstance(request, dict) and "resume" in request:
+        return resume_plan(store, request)
+    spec = validate_request(request)
+    dataset = datasets.load_dataset(spec["dataset"], spec["target"], spec["weight"])
+    classes = datasets.check_target(dataset, spec["estimator"], spec["dataset"])
+    split = datasets.split(dataset, spec["test_size"], spec["seed"], classes is not None)
+    if not datasets.every_class_trains(split.y_train, classes):
+        raise RequestError("test_size", "leaves some class without training rows; lower it")
+    check_params_against_data(spec["params"], split.y_train, classes)
+    run_id = new_run_id()
+    prepared = write_prepared(store, spec["build_id"], run_id, split)
+    write_items(store, spec, run_id)
+    plan = run_plan(spec, run_id, dataset, split, classes, prepared)
+    plan["usage"] = (invocation or Invocation.begin("plan")).usage()
+    put_json(store, plan_key(spec["build_id"], run_id), plan)
+    return plan
+
+
+def run_plan(
+    spec: dict[str, Any],
+    run_id: str,
+    dataset: datasets.Dataset,
+    split: datasets.Split,
+    classes: list[Any] | None,
+    prepared: dict[str, Any],
+    prepared_run: str | None = None,
+) -> dict[str, Any]:
+    """A run's ``plan.json``. ``prepared_run`` names another run of the build whose prepared
+    data this run shares (a search's candidates share one copy)."""
+    plan = {
+        "build_id": spec["build_id"],
+        "run_id": run_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "spec": spec,
+        "n_groves": n_groves(spec),
+        "data": {
+            "n_rows": len(dataset.y),
+            "n_features": dataset.X.shape[1],
+            "n_train": len(split.y_train),
+            "n_test": len(split.y_test),
+            "classes": classes,
+            "n_outputs": datasets.n_outputs(dataset.y),
+            "split_fingerprint": split.fingerprint,
+            "feature_names": list(dataset.feature_names),
+            "named": dataset.named,
+            "columns": list(split.columns),
+            "weighted": split.w_train is not None,
+            "prepared": prepared,
+        },
+    }
+    if prepared_run is not None:
+        plan["data"]["prepared_run"] = prepared_run
+    return plan
+
+
+def check_params_against_data(
+    params: dict[str, Any], y_train: np.ndarray, classes: list[Any] | None = None
+) -> None:
+    """Bound the parameters that scale a tree's memory by the data: a tree cannot use more
+    samples, leaves or levels than there are training rows, and scikit-learn allocates for
+    what is allowed (``max_leaf_nodes: 10**9`` asks for ~128 GB before the first split)."""
+    n_train = len(y_train)
+    for name in ("max_samples", "max_leaf_nodes", "max_depth"):
+        value = params.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > n_train:
+            raise RequestError(
+                f"params.{name}",
+                f"{value} is more than the {n_train} training rows; at most {n_train}"
+                + (" (or a fraction in (0, 1])" if name == "max_samples" else ""),
+            )
+    weights = params.get("class_weight")
+    if isinstance(weights, dict) and y_train.ndim == 2:
+        raise RequestError(
+            "params.class_weight",
+            "an object of class weights applies to one output; with several outputs use "
+            "'balanced', 'balanced_subsample' or null",
+        )
+    if isinstance(weights, dict):
+        names = {str(c) for c in classes or ()}
+        unknown = sorted(set(map(str, weights)) - names)
+        if unknown:
+            raise RequestError(
+                "params.class_weight",
+                f"{unknown[0]!r} is not a class of the training rows ({len(names)} classes)",
+            )
+    if params.get("criterion") == "poisson" and (np.any(y_train < 0) or np.sum(y_train) <= 0):
+        raise RequestError(
+            "params.criterion", "'poisson' needs non-negative targets with a positive sum"
+        )
+
+
+def state_output(store: Store, plan: dict[str, Any]) -> dict[str, Any]:
+    """What the plan step passes on through Step Functions: ids, counts, the Map's settings and
+    where its ItemReader reads the grove items (its ResultWriter writes to the same bucket,
+    under ``map-runs/``). The same few hundred bytes for 1 or 100,000 groves; the rest stays
+    in ``plan.json``."""
+    build_id, run_id, spec = plan["build_id"], plan["run_id"], plan["spec"]
+    counts = ("n_rows", "n_features", "n_train", "n_test")
+    output = {
+        "store": store.uri,
+        "build_id": build_id,
+        "run_id": run_id,
+        "created_at": plan["created_at"],
+        "n_groves": n_groves(spec),
+        "max_concurrency": spec["max_concurrency"],
+        "groves_per_invocation": spec.get("groves_per_invocation", 1),
+        "predict": spec["predict"],
+        "items": store.location(items_key(build_id, run_id)),
+        "data": {key: plan["data"][key] for key in counts},
+    }
+    if plan.get("resumed"):
+        output["resumed"] = True
+    return output
+
+
+def resume_plan(store: Store, request: dict[str, Any]) -> dict[str, Any]:
+    """The plan of the run to continue: ``resume: true`` takes the newest uncommitted run of
+    the build, ``resume: RUN_ID`` that run. Its groves that are done are not trained again."""
+    build_id = check_build_id(request)
+    extra = sorted(set(request) - {"build_id", "resume"})
+    if extra:
+        raise RequestError(
+            extra[0], "cannot be changed when resuming: the run continues with its stored plan"
+        )
+    resume = request["resume"]
+    if resume is True:
+        run_id = latest_uncommitted(store, build_id)
+        if run_id is None:
+            raise RequestError("resume", f"build {build_id!r} has no uncommitted run to resume")
+    elif isinstance(resume, str):
+        run_id = check_run_id(resume, "resume")
+    else:
+        raise RequestError("resume", f"{resume!r} must be true or {RUN_ID_FORM}")
+    if is_finished(store, build_id, run_id):
+        raise RequestError("resume", f"run {run_id} of build {build_id!r} is already committed")
+    try:
+        plan = read_plan(store, build_id, run_id)
+    except ArtifactNotFound as exc:
+        raise RequestError("resume", f"build {build_id!r} has no run {run_id}") from exc
+    if not store.exists(items_key(build_id, run_id)):  # stopped before plan wrote them
+        write_items(store, plan["spec"], run_id)
+    return {**plan, "resumed": True}
+
+
+def read_plan(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
+    """The stored plan of a run."""
+    plan = get_json(store, plan_key(build_id, check_run_id(run_id)))
+    if (plan["build_id"], plan["run_id"]) != (build_id, run_id):
+        raise BuildError(f"the plan of run {run_id} of build {build_id!r} names another run")
+    return plan

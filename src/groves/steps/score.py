@@ -1,0 +1,89 @@
+"""Score a committed run on its held-out rows from its groves' stored votes: each grove summed
+its trees' votes on the test rows when it was trained, so scoring adds small arrays and never
+loads the merged forest."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from groves.data.prepared import read_prepared
+from groves.forest.votes import Target
+from groves.steps.commit import READ_THREADS
+from groves.steps.cost import Invocation, run_cost
+from groves.steps.plan import read_plan
+from groves.store.artifacts import grove_key, metrics_key, read_manifest, read_verified
+from groves.store.storage import Store, load_npy, put_json
+
+
+def stored_votes(
+    store: Store, build_id: str, run_id: str, records: list[dict[str, Any]]
+) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+    """Each grove's record with its summed votes on the run's held-out rows, in the records'
+    order; every votes file is checked against its record (size, sha256) before it is read,
+    and the files are read in threads (S3 reads wait on the network)."""
+
+    def read(record: dict[str, Any]) -> bytes:
+        key = grove_key(build_id, run_id, record["grove_id"], "votes.npy")
+        return read_verified(store, key, record["votes"], f"grove {record['grove_id']}")
+
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        blobs = list(pool.map(read, records))
+    for record, blob in zip(records, blobs, strict=True):
+        yield record, load_npy(blob)
+
+
+def score_build(
+    store: Store,
+    build_id: str,
+    run_id: str | None = None,
+    invocation: Invocation | None = None,
+) -> dict[str, Any]:
+    """Write the run's ``metrics.json``: the forest's held-out score, each grove's, and the
+    score as trees are added grove by grove. ``run_id`` defaults to the latest committed run;
+    every votes file is checked against the manifest before it is read. Returns the summary
+    with the run's whole ``cost``, scoring included."""
+    invocation = invocation or Invocation.begin("predict")
+    started = time.perf_counter()
+    manifest = read_manifest(store, build_id, run_id)
+    run_id = manifest["run_id"]
+    plan = read_plan(store, build_id, run_id)
+    y_test = read_prepared(store, plan, ("y_test",)).y_test
+    target = Target.of(plan["data"])
+    total: np.ndarray | None = None
+    n_trees, grove_scores, by_trees = 0, [], []
+    for record, votes in stored_votes(store, build_id, run_id, manifest["groves"]):
+        total = votes if total is None else total + votes
+        n_trees += record["n_trees"]
+        grove_scores.append(target.score(y_test, target.decide(votes, record["n_trees"])))
+        by_trees.append(
+            {"n_trees": n_trees, "score": target.score(y_test, target.decide(total, n_trees))}
+        )
+    metrics = {
+        "build_id": build_id,
+        "run_id": run_id,
+        "metric": target.metric,
+        "score": by_trees[-1]["score"],
+        "n_test": len(y_test),
+        "n_trees": n_trees,
+        "n_groves": len(grove_scores),
+        "grove_score_min": min(grove_scores),
+        "grove_score_mean": float(np.mean(grove_scores)),
+        "grove_score_max": max(grove_scores),
+        "grove_scores": grove_scores,
+        "score_by_trees": by_trees,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    metrics["usage"] = invocation.usage()
+    put_json(store, metrics_key(build_id, run_id), metrics)
+    left_out = ("grove_scores", "score_by_trees", "usage")
+    summary = {k: v for k, v in metrics.items() if k not in left_out}
+    return {
+        **summary,
+        "metrics": f"{store.uri}/{metrics_key(build_id, run_id)}",
+        "cost": run_cost(manifest, metrics),
+    }

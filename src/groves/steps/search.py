@@ -1,0 +1,297 @@
+"""Hyper-parameter search: every candidate is a run of the build trained grove-parallel on rows
+carved from the training split, compared on a validation split; only the best candidate is then
+merged, committed and scored once on the held-out test rows, which nothing reads before.
+
+Files (beside the build's runs; each candidate's groves live in its own run folder)::
+
+    <build_id>/searches/<search_id>/search.json        the validated request and the candidates
+    <build_id>/searches/<search_id>/candidates.json    one item per candidate: its run and its
+                                                       grove batches (the Map's ItemReader input)
+    <build_id>/searches/<search_id>/data/X_test.npy, y_test.npy   the held-out rows
+    <build_id>/searches/<search_id>/leaderboard.json   every candidate's validation score
+    <build_id>/searches/<search_id>/result.json        the best candidate's held-out score
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from groves.data import datasets
+from groves.data.prepared import read_prepared, write_prepared
+from groves.errors import BuildError, RequestError
+from groves.forest.votes import Target
+from groves.steps.batch import tree_votes
+from groves.steps.commit import check_groves, read_grove_metas
+from groves.steps.plan import (
+    check_params_against_data,
+    n_groves,
+    planned_groves,
+    read_plan,
+    run_plan,
+    validate_params,
+    validate_request,
+)
+from groves.steps.request import FIELDS, SEARCH_DEFAULTS, check_fields
+from groves.steps.score import stored_votes
+from groves.store.artifacts import (
+    digest,
+    new_run_id,
+    plan_key,
+    read_manifest,
+    read_verified,
+)
+from groves.store.storage import ArtifactNotFound, Store, dump_npy, get_json, load_npy, put_json
+
+MAX_CANDIDATES = 1_000
+# A child execution carries its candidate's grove batches (~100 bytes a grove): 1,000 groves
+# stay far below Step Functions' 256 KB payload limit.
+MAX_GROVES_PER_CANDIDATE = 1_000
+TRAINING_FIELDS = tuple(f for f in FIELDS if f not in ("resume", "predict"))
+
+
+def search_key(build_id: str, search_id: str, name: str) -> str:
+    return f"{build_id}/searches/{search_id}/{name}"
+
+
+def validate_search(request: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The base training spec and every candidate's parameters, each checked by scikit-learn's
+    constraints before any training; an error names the candidate and the field."""
+    check_fields(request, (*TRAINING_FIELDS, *SEARCH_DEFAULTS))
+    base = validate_request({k: v for k, v in request.items() if k not in SEARCH_DEFAULTS})
+    if n_groves(base) > MAX_GROVES_PER_CANDIDATE:
+        raise RequestError(
+            "grove_size",
+            f"a search trains at most {MAX_GROVES_PER_CANDIDATE} groves per candidate; use a "
+            f"grove_size of at least {-(-base['n_trees'] // MAX_GROVES_PER_CANDIDATE)}",
+        )
+    spec = {**SEARCH_DEFAULTS, **{k: v for k, v in request.items() if k in SEARCH_DEFAULTS}}
+    size = spec["validation_size"]
+    if isinstance(size, bool) or not isinstance(size, int | float) or not 0 < size < 1:
+        raise RequestError("validation_size", f"{size!r} must be a number between 0 and 1")
+    space = spec["search"]
+    if not isinstance(space, dict) or len(space) != 1 or not {"grid", "random"} >= set(space):
+        raise RequestError(
+            "search",
+            'must be {"grid": {param: [values]}} or {"random": {"n_candidates": N, '
+            '"ranges": {param: [low, high]}, "choices": {param: [values]}}}',
+        )
+    if "grid" in space:
+        candidates = grid_candidates(space["grid"])
+    else:
+        candidates = random_candidates(space["random"], base["seed"])
+    if not 1 <= len(candidates) <= MAX_CANDIDATES:
+        raise RequestError("search", f"{len(candidates)} candidates; 1 to {MAX_CANDIDATES}")
+    for index, candidate in enumerate(candidates):
+        try:
+            validate_params({**base["params"], **candidate}, base["estimator"])
+        except RequestError as exc:
+            name = exc.field.removeprefix("params.")
+            message = str(exc).split(": ", 1)[1]
+            raise RequestError(f"search.candidates[{index}].{name}", message) from exc
+    return {**base, **spec}, candidates
+
+
+def grid_candidates(grid: Any) -> list[dict[str, Any]]:
+    if not isinstance(grid, dict) or not grid:
+        raise RequestError("search.grid", "must map parameter names to lists of values")
+    for name, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise RequestError(f"search.grid.{name}", "must be a non-empty list of values")
+    count = math.prod(len(values) for values in grid.values())
+    if count > MAX_CANDIDATES:  # counted, before any candidate is built
+        raise RequestError("search", f"{count:,} candidates; 1 to {MAX_CANDIDATES}")
+    names = list(grid)
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())]
+
+
+def random_candidates(spec: Any, seed: int) -> list[dict[str, Any]]:
+    """``n_candidates`` draws, seeded by the run seed: integers uniform in an int range, floats
+    uniform in a float range, and one of each ``choices`` list."""
+    if not isinstance(spec, dict) or set(spec) - {"n_candidates", "ranges", "choices"}:
+        raise RequestError("search.random", "takes n_candidates, ranges and choices")
+    count = spec.get("n_candidates")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CANDIDATES:
+        raise RequestError(
+            "search.random.n_candidates", f"{count!r} must be an integer from 1 to {MAX_CANDIDATES}"
+        )
+    ranges, choices = spec.get("ranges", {}), spec.get("choices", {})
+    if not isinstance(ranges, dict) or not isinstance(choices, dict) or not (ranges or choices):
+        raise RequestError("search.random", "needs ranges and/or choices to draw from")
+    for name, bounds in ranges.items():
+        ok = isinstance(bounds, list) and len(bounds) == 2
+        ok = ok and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
+        ok = ok and all(math.isfinite(b) for b in bounds)
+        if not ok or bounds[0] > bounds[1]:
+            raise RequestError(
+                f"search.random.ranges.{name}",
+                "must be [low, high]: finite numbers (not NaN or infinite), low <= high",
+            )
+    for name, values in choices.items():
+        if not isinstance(values, list) or not values:
+            raise RequestError(f"search.random.choices.{name}", "must be a non-empty list")
+    rng = np.random.default_rng(seed)
+    candidates = []
+    for _ in range(count):
+        candidate: dict[str, Any] = {}
+        for name, (low, high) in ranges.items():
+            if isinstance(low, int) and isinstance(high, int):
+                candidate[name] = int(rng.integers(low, high + 1))
+            else:
+                candidate[name] = float(rng.uniform(low, high))
+        for name, values in choices.items():
+            candidate[name] = values[int(rng.integers(len(values)))]
+        candidates.append(candidate)
+    return candidates
+
+
+def plan_search(store: Store, request: Any) -> dict[str, Any]:
+    """Validate, split (train/test, then validation carved from train), and plan one run per
+    candidate sharing one copy of the fit/validation rows; the held-out rows go to the search's
+    folder, where only ``score_best`` reads them."""
+    spec, candidates = validate_search(request)
+    build_id = spec["build_id"]
+    dataset = datasets.load_dataset(spec["dataset"], spec["target"], spec["weight"])
+    classes = datasets.check_target(dataset, spec["estimator"], spec["dataset"])
+    outer = datasets.split(dataset, spec["test_size"], spec["seed"], classes is not None)
+    inner = datasets.carve(outer, spec["validation_size"], spec["seed"], classes is not None)
+    if not datasets.every_class_trains(inner.y_train, classes):
+        raise RequestError("validation_size", "leaves some class without rows to fit; lower it")
+    for index, candidate in enumerate(candidates):
+        try:
+            check_params_against_data({**spec["params"], **candidate}, inner.y_train, classes)
+        except RequestError as exc:
+            raise RequestError(f"search.candidates[{index}].{exc.field}", str(exc)) from exc
+    search_id = new_run_id()
+    test = {}
+    for name in ("X_test", "y_test"):
+        blob = dump_npy(np.ascontiguousarray(getattr(outer, name)))
+        store.put_bytes(search_key(build_id, search_id, f"data/{name}.npy"), blob)
+        test[name] = digest(blob)
+    runs = [new_run_id() for _ in candidates]
+    prepared = write_prepared(store, build_id, runs[0], inner)
+    items, records = [], []
+    base = {k: v for k, v in spec.items() if k not in SEARCH_DEFAULTS}
+    for index, (run_id, candidate) in enumerate(zip(runs, candidates, strict=True)):
+        run_spec = {**base, "params": {**spec["params"], **candidate}, "predict": False}
+        plan = run_plan(run_spec, run_id, dataset, inner, classes, prepared, runs[0])
+        plan["search_id"] = search_id
+        put_json(store, plan_key(build_id, run_id), plan)
+        groves = planned_groves(run_spec)
+        per = spec["groves_per_invocation"]
+        batch_input = {"store": store.uri, "build_id": build_id, "run_id": run_id}
+        batches = [
+            {"Items": groves[i : i + per], "BatchInput": batch_input}
+            for i in range(0, len(groves), per)
+        ]
+        items.append({"candidate": index, "run_id": run_id, "batches": batches})
+        records.append({"candidate": index, "run_id": run_id, "params": candidate})
+    put_json(store, search_key(build_id, search_id, "candidates.json"), items)
+    record = {
+        "build_id": build_id,
+        "search_id": search_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "spec": spec,
+        "candidates": records,
+        "n_fit": len(inner.y_train),
+        "n_validation": len(inner.y_test),
+        "n_test": len(outer.y_test),
+        "test": test,
+        "classes": classes,
+        "n_outputs": datasets.n_outputs(dataset.y),
+    }
+    put_json(store, search_key(build_id, search_id, "search.json"), record)
+    return record
+
+
+def state_output(store: Store, record: dict[str, Any]) -> dict[str, Any]:
+    build_id, search_id = record["build_id"], record["search_id"]
+    return {
+        "store": store.uri,
+        "build_id": build_id,
+        "search_id": search_id,
+        "n_candidates": len(record["candidates"]),
+        "max_concurrency": record["spec"]["max_concurrency"],
+        "items": store.location(search_key(build_id, search_id, "candidates.json")),
+    }
+
+
+def read_search(store: Store, build_id: str, search_id: str) -> dict[str, Any]:
+    try:
+        record = get_json(store, search_key(build_id, search_id, "search.json"))
+    except ArtifactNotFound as exc:
+        raise BuildError(f"build {build_id!r} has no search {search_id}") from exc
+    if (record["build_id"], record["search_id"]) != (build_id, search_id):
+        raise BuildError(f"the record of search {search_id} names another search")
+    return record
+
+
+def validation_score(store: Store, build_id: str, run_id: str) -> tuple[float, int, float]:
+    """A candidate's score on the validation rows from its verified groves' summed votes."""
+    plan = read_plan(store, build_id, run_id)
+    metas = read_grove_metas(store, plan)
+    check_groves(plan, metas)
+    y_val = read_prepared(store, plan, ("y_test",)).y_test
+    target = Target.of(plan["data"])
+    total, n_trees, seconds = None, 0, 0.0
+    for meta, votes in stored_votes(store, build_id, run_id, metas):
+        total = votes if total is None else total + votes
+        n_trees += meta["n_trees"]
+        seconds += meta["seconds"]
+    assert total is not None
+    return target.score(y_val, target.decide(total, n_trees)), n_trees, seconds
+
+
+def score_candidates(store: Store, build_id: str, search_id: str) -> dict[str, Any]:
+    """Write ``leaderboard.json`` (best first; a tie goes to the earlier candidate) and return
+    the best candidate. The held-out rows are not read here."""
+    record = read_search(store, build_id, search_id)
+    board = []
+    for candidate in record["candidates"]:
+        value, n_trees, seconds = validation_score(store, build_id, candidate["run_id"])
+        board.append(
+            {
+                **candidate,
+                "validation_score": value,
+                "n_trees": n_trees,
+                "seconds": round(seconds, 3),
+            }
+        )
+    board.sort(key=lambda c: (-c["validation_score"], c["candidate"]))
+    put_json(store, search_key(build_id, search_id, "leaderboard.json"), board)
+    return board[0]
+
+
+def score_best(store: Store, build_id: str, search_id: str) -> dict[str, Any]:
+    """Score the committed best candidate once on the held-out rows; write ``result.json``."""
+    started = time.perf_counter()
+    record = read_search(store, build_id, search_id)
+    try:
+        best = get_json(store, search_key(build_id, search_id, "leaderboard.json"))[0]
+    except ArtifactNotFound as exc:
+        raise BuildError(f"search {search_id} has no leaderboard: no candidate was chosen") from exc
+    manifest = read_manifest(store, build_id, best["run_id"])
+    arrays = {}
+    for name in ("X_test", "y_test"):
+        key = search_key(build_id, search_id, f"data/{name}.npy")
+        arrays[name] = load_npy(read_verified(store, key, record["test"][name], name))
+    target = Target.of(record)
+    votes = tree_votes(manifest, store, arrays["X_test"], target.classes is not None)
+    result = {
+        "build_id": build_id,
+        "search_id": search_id,
+        "best": best,
+        "metric": target.metric,
+        "test_score": target.score(arrays["y_test"], target.decide(votes, manifest["n_trees"])),
+        "n_test": len(arrays["y_test"]),
+        "model": manifest["model"],
+        "run_id": best["run_id"],
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    put_json(store, search_key(build_id, search_id, "result.json"), result)
+    return result

@@ -1,0 +1,8 @@
+"""Where everything is kept and how it is checked.
+
+- ``storage``: a directory or an S3 prefix behind one interface (``LocalStore``,
+  ``S3Store``), the S3 download cache, atomic and conditional writes, JSON and ``.npy`` bytes.
+- ``artifacts``: every key a run, a batch and a search write (the layout), how a run is
+  committed (manifest, then ``latest.json``, never backwards), and reading a file only after
+  its size and sha256 match what its writer recorded.
+"""

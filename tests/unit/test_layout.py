@@ -1,0 +1,78 @@
+"""The package mirrors the deployed system and its imports run one way, top to bottom:
+``cli`` -> the Python API (``api``, ``estimators``) -> ``engine`` -> ``steps`` -> ``forest``
+-> ``data`` -> ``store`` -> ``errors``; no module imports a layer above its own, and no
+modules import each other in a circle (imports inside functions count too)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from conftest import ROOT
+
+PACKAGE = ROOT / "src" / "groves"
+LAYERS = ["errors", "store", "data", "forest", "steps", "engine", "api", "cli"]
+RANK = {**{name: i for i, name in enumerate(LAYERS)}, "estimators": LAYERS.index("api")}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Every ``groves`` module ``path`` imports, anywhere in it."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("groves.")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("groves"):
+            module = node.module or ""
+            for alias in node.names:  # ``from groves.cli import inspect``: a module, or a name
+                child = f"{module}.{alias.name}"
+                exists = (PACKAGE.parent / child.replace(".", "/")).with_suffix(".py").exists()
+                found.add(child if exists else module)
+    return found - {"groves"}
+
+
+def layer(module: str) -> int:
+    return RANK[module.split(".")[1]]
+
+
+def graph() -> dict[str, set[str]]:
+    return {module_name(p): imports(p) for p in PACKAGE.rglob("*.py") if module_name(p) != "groves"}
+
+
+def test_every_module_is_in_a_layer_and_imports_only_its_own_or_lower() -> None:
+    upward = [
+        (module, target)
+        for module, targets in graph().items()
+        for target in targets
+        if layer(target) > layer(module)
+    ]
+    assert upward == []
+
+
+def test_no_modules_import_each_other_in_a_circle() -> None:
+    edges = graph()
+    seen: dict[str, str] = {}  # module -> "active" while on the path, "done" after
+
+    def visit(module: str, path: list[str]) -> list[str] | None:
+        seen[module] = "active"
+        for target in sorted(edges.get(module, ())):
+            if seen.get(target) == "active":
+                return [*path, module, target]
+            if target not in seen and (cycle := visit(target, [*path, module])):
+                return cycle
+        seen[module] = "done"
+        return None
+
+    cycles = [c for m in sorted(edges) if m not in seen and (c := visit(m, []))]
+    assert cycles == []
+
+
+def test_each_subpackage_maps_its_modules_in_its_docstring() -> None:
+    for package in ("steps", "forest", "data", "store", "engine", "cli"):
+        doc = ast.get_docstring(ast.parse((PACKAGE / package / "__init__.py").read_text())) or ""
+        modules = [p.stem for p in (PACKAGE / package).glob("*.py") if p.stem[0] != "_"]
+        assert [m for m in modules if f"``{m}``" not in doc] == [], package

@@ -1,0 +1,409 @@
+"""The SAM template and the ASL definition: linted, wired to the same functions the runner uses."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import tomllib
+from typing import Any
+
+import pytest
+from cfnlint.api import lint_all, lint_file
+from conftest import ROOT, allowed, object_patterns, statements
+from packaging.requirements import Requirement
+
+from groves.engine.local import FUNCTIONS, STORE_SUBSTITUTION, definition_path
+from groves.forest.format import GROVE_SUFFIX
+from groves.steps import handlers
+from groves.steps.batch import OUTPUTS_PREFIX, validate_batch_request
+from groves.steps.cost import TEMPLATE_MEMORY_MB
+from groves.steps.plan import validate_request
+from groves.steps.search import search_key, validate_search
+from groves.store import artifacts
+
+ASL = ROOT / "statemachine" / "forest.asl.json"
+# Each state machine: its resource, its definition, its Distributed Map, and its Fail state.
+MACHINES = {
+    "ForestStateMachine": ("forest", "TrainGroves", "BuildFailed"),
+    "BatchPredictStateMachine": ("batch_predict", "PredictChunks", "BatchFailed"),
+    "SearchStateMachine": ("search", "TrainCandidates", "SearchFailed"),
+}
+
+
+def definition_file(machine: str) -> Any:
+    return ROOT / "statemachine" / f"{MACHINES[machine][0]}.asl.json"
+
+
+RETRIED = {
+    "Lambda.TooManyRequestsException",
+    "Lambda.ServiceException",
+    "Lambda.SdkClientException",
+}
+
+
+def tasks(machine: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every Task state, Map processors included."""
+    found = {}
+    for name, state in machine["States"].items():
+        if state["Type"] == "Task":
+            found[name] = state
+        if state["Type"] == "Map":
+            found.update(tasks(state["ItemProcessor"]))
+    return found
+
+
+def problems(matches: list[Any]) -> list[str]:
+    """cfn-lint's errors and warnings; informational suggestions are not failures."""
+    return [str(m) for m in matches if m.rule.id[0] in "EW"]
+
+
+def test_template_passes_cfn_lint() -> None:
+    assert problems(lint_file(ROOT / "template.yaml")) == []
+
+
+def asl_template(definition: dict[str, Any]) -> str:
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:f"
+    substitutions = {name: arn for name in FUNCTIONS} | {STORE_SUBSTITUTION: "s3://bucket"}
+    return json.dumps(
+        {
+            "AWSTemplateFormatVersion": "2010-09-09",
+            "Resources": {
+                "Machine": {
+                    "Type": "AWS::StepFunctions::StateMachine",
+                    "Properties": {
+                        "RoleArn": "arn:aws:iam::123456789012:role/r",
+                        "Definition": definition,
+                        "DefinitionSubstitutions": substitutions,
+                    },
+                }
+            },
+        }
+    )
+
+
+def test_asl_definition_passes_cfn_lint_schema_checks() -> None:
+    definition = json.loads(ASL.read_text())
+    assert problems(lint_all(asl_template(definition))) == []
+    definition["States"]["Done"]["Bogus"] = 1
+    assert any("Bogus" in p for p in problems(lint_all(asl_template(definition))))
+
+
+@pytest.mark.parametrize("machine", sorted(MACHINES))
+def test_runner_reads_the_deployed_definition_file(machine: str) -> None:
+    assert definition_path(MACHINES[machine][0]).resolve() == definition_file(machine).resolve()
+
+
+def test_every_function_is_used_by_a_state_machine(template) -> None:
+    used = {
+        name
+        for machine in MACHINES
+        for name in template["Resources"][machine]["Properties"]["DefinitionSubstitutions"]
+        if name != STORE_SUBSTITUTION
+    }
+    assert used == set(FUNCTIONS)
+
+
+@pytest.mark.parametrize("machine_id", sorted(MACHINES))
+def test_every_task_has_its_function_handler_and_substitution(
+    template, monkeypatch, machine_id: str
+) -> None:
+    machine = template["Resources"][machine_id]["Properties"]
+    path = definition_file(machine_id)
+    assert machine["DefinitionUri"] == f"statemachine/{path.name}"
+    substitutions = machine["DefinitionSubstitutions"]
+    placeholders = set(re.findall(r"\$\{(\w+)\}", path.read_text()))
+    assert placeholders == set(substitutions) and STORE_SUBSTITUTION in placeholders
+    mine = {name: FUNCTIONS[name] for name in substitutions if name != STORE_SUBSTITUTION}
+    resources = {state["Resource"] for state in tasks(json.loads(path.read_text())).values()}
+    assert resources == {f"${{{name}}}" for name in mine}
+    for name, handler in mine.items():
+        logical_id = substitutions[name]["Fn::GetAtt"][0]
+        function = template["Resources"][logical_id]
+        assert function["Type"] == "AWS::Serverless::Function"
+        app = ROOT / function["Properties"]["CodeUri"] / "app.py"
+        assert (app.parent / "requirements.txt").is_file()
+        spec = importlib.util.spec_from_file_location(f"app_{logical_id}", app)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        calls: list[tuple[Any, Any]] = []
+        monkeypatch.setattr(handlers, handler.__name__, lambda e, c, seen=calls: seen.append(e))
+        module.handler({"x": 1}, "ctx")
+        assert calls == [{"x": 1}], f"{app} does not call handlers.{handler.__name__}"
+    globals_ = template["Globals"]["Function"]
+    assert (globals_["Runtime"], globals_["Handler"]) == ("python3.12", "app.handler")
+
+
+@pytest.mark.parametrize("machine_id", sorted(MACHINES))
+def test_every_task_retries_lambda_errors_and_catches_to_a_fail_state(machine_id: str) -> None:
+    _, map_state, failed = MACHINES[machine_id]
+    machine = json.loads(definition_file(machine_id).read_text())
+    for name, state in tasks(machine).items():
+        retried = {e for r in state["Retry"] for e in r["ErrorEquals"]}
+        assert retried >= RETRIED, name
+        assert all(r["BackoffRate"] > 1 for r in state["Retry"]), name
+        [catch] = state["Catch"]
+        assert catch["ErrorEquals"] == ["States.ALL"]
+    assert machine["States"][failed]["Type"] == "Fail"
+    distributed = machine["States"][map_state]
+    assert distributed["Catch"][0]["Next"] == failed
+    assert distributed["MaxConcurrencyPath"] == "$.max_concurrency"
+    assert distributed["ToleratedFailurePercentage"] == 0
+    assert distributed["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+
+
+FORBIDDEN = {"s3:*", "s3:DeleteObject", "s3:PutObjectAcl", "s3:PutLifecycleConfiguration"}
+RUN = "20261125T120301123Z-1a2b3c4d"
+# What each step writes, as groves.store.artifacts names it: the template must allow exactly these.
+WRITES = {
+    "PlanFunction": [
+        artifacts.plan_key("b", RUN),
+        artifacts.items_key("b", RUN),
+        artifacts.data_key("b", RUN, "X_train"),
+    ],
+    "TrainGroveFunction": [
+        artifacts.grove_key("b", RUN, 7, s) for s in (GROVE_SUFFIX, "json", "votes.npy")
+    ],
+    "MergeFunction": [
+        artifacts.manifest_key("b", RUN),
+        artifacts.latest_key("b"),
+    ],
+    "PredictFunction": [artifacts.metrics_key("b", RUN)],
+    "PlanBatchFunction": [
+        artifacts.batch_key("b", RUN, name)
+        for name in ("batch.json", "X.npy", "keep.arrow", "chunks.json")
+    ],
+    "PredictChunkFunction": [
+        artifacts.chunk_key("b", RUN, 3, 1, suffix) for suffix in ("votes.npy", "json")
+    ],
+    "AssemblePredictionsFunction": [
+        f"{OUTPUTS_PREFIX}new.csv",
+        f"{OUTPUTS_PREFIX}2026/new.parquet.json",
+    ],
+    # a search plans one run per candidate, as plan does for a build
+    "PlanSearchFunction": [
+        *(search_key("b", RUN, n) for n in ("search.json", "candidates.json", "data/X_test.npy")),
+        artifacts.plan_key("b", RUN),
+        artifacts.data_key("b", RUN, "X_train"),
+    ],
+    "ScoreCandidatesFunction": [search_key("b", RUN, "leaderboard.json")],
+    "ScoreBestFunction": [search_key("b", RUN, "result.json")],
+}
+
+
+def test_each_function_writes_only_its_own_files(template) -> None:
+    resources = template["Resources"]
+    functions = {k: r for k, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    assert set(functions) == set(WRITES)
+    for name, function in functions.items():
+        found = statements(function["Properties"]["Policies"])
+        actions = {
+            a
+            for s in found
+            for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        }
+        assert not actions & FORBIDDEN and all("*" not in a for a in actions), name
+        assert actions <= {"s3:GetObject", "s3:ListBucket", "s3:PutObject"}, name
+        writes = [
+            p
+            for s in found
+            if s["Action"] == "s3:PutObject"
+            for p in object_patterns(s["Resource"])
+        ]
+        for keys in WRITES.values():
+            for key in keys:
+                assert any(allowed(p, key) for p in writes) == (key in WRITES[name]), (name, key)
+
+
+# What each state machine's Distributed Map reads: the items its first step wrote.
+MAP_ITEMS = {
+    "ForestStateMachine": artifacts.items_key("b", RUN),
+    "BatchPredictStateMachine": artifacts.batch_key("b", RUN, "chunks.json"),
+    "SearchStateMachine": search_key("b", RUN, "candidates.json"),
+}
+LOG_GROUPS = {
+    "ForestStateMachine": "StateMachineLogGroup",
+    "BatchPredictStateMachine": "BatchPredictLogGroup",
+    "SearchStateMachine": "SearchLogGroup",
+}
+
+
+@pytest.mark.parametrize("machine_id", sorted(MACHINES))
+def test_state_machine_invokes_only_its_functions_and_logs_and_traces(
+    template, machine_id: str
+) -> None:
+    resources = template["Resources"]
+    machine = resources[machine_id]["Properties"]
+    invoked = [
+        p["LambdaInvokePolicy"]["FunctionName"]["Ref"]
+        for p in machine["Policies"]
+        if "LambdaInvokePolicy" in p
+    ]
+    substitutions = machine["DefinitionSubstitutions"]
+    mine = [v["Fn::GetAtt"][0] for k, v in substitutions.items() if k != STORE_SUBSTITUTION]
+    assert sorted(invoked) == sorted(mine)
+    by_service: dict[str, list[dict[str, Any]]] = {}
+    for statement in statements(machine["Policies"]):
+        actions = statement["Action"]
+        actions = [actions] if isinstance(actions, str) else actions
+        (service,) = {a.split(":")[0] for a in actions}
+        by_service.setdefault(service, []).append({**statement, "Action": actions})
+    assert set(by_service) == {"logs", "xray", "states", "s3"}
+    # the Distributed Map starts, describes, stops and redrives its own child executions only
+    file_name, map_state, _ = MACHINES[machine_id]
+    name = machine["Name"]["Fn::Sub"]
+    assert name == "${AWS::StackName}-" + file_name.replace("_", "-")
+    arns = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
+    granted = {(a, s["Resource"]["Fn::Sub"]) for s in by_service["states"] for a in s["Action"]}
+    assert granted == {
+        ("states:StartExecution", f"{arns}:stateMachine:{name}"),
+        ("states:DescribeExecution", f"{arns}:execution:{name}/*"),
+        ("states:StopExecution", f"{arns}:execution:{name}/*"),
+        ("states:RedriveExecution", f"{arns}:execution:{name}/{map_state}:*"),
+    }
+    # it reads the items its first step wrote, and writes only its ResultWriter prefix
+    distributed = json.loads(definition_file(machine_id).read_text())["States"][map_state]
+    prefix = distributed["ResultWriter"]["Parameters"]["Prefix"]
+    reads = [
+        p
+        for s in by_service["s3"]
+        if s["Action"] == ["s3:GetObject"]
+        for p in object_patterns(s["Resource"])
+    ]
+    others = [k for keys in WRITES.values() for k in keys if k != MAP_ITEMS[machine_id]]
+    assert [allowed(p, MAP_ITEMS[machine_id]) for p in reads] == [True]
+    assert not any(allowed(p, key) for p in reads for key in others)
+    (writer,) = [s for s in by_service["s3"] if "s3:PutObject" in s["Action"]]
+    [pattern] = object_patterns(writer["Resource"])
+    assert allowed(pattern, f"{prefix}/6a3e/SUCCEEDED_0.json")
+    assert not any(allowed(pattern, key) for keys in WRITES.values() for key in keys)
+    assert machine["Tracing"] == {"Enabled": True}
+    logging = machine["Logging"]
+    assert logging["Level"] == {"Ref": "StateMachineLogLevel"}
+    parameters = template["Parameters"]
+    assert parameters["StateMachineLogLevel"]["AllowedValues"] == ["ERROR", "ALL"]
+    assert parameters["StateMachineLogLevel"]["Default"] == "ERROR"
+    assert parameters["LogExecutionData"]["Default"] == "false"
+    [destination] = logging["Destinations"]
+    group = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+    assert group == LOG_GROUPS[machine_id]
+    assert template["Globals"]["Function"]["Tracing"] == "Active"
+
+
+def test_functions_that_stage_tables_or_cache_rows_get_the_tmp_storage_parameter(template) -> None:
+    """plan, plan_batch, plan_search and assemble stage the input, the rows and the output in
+    /tmp (groves.data.tables.local_file, groves.data.rows.write_rows); train_grove and the
+    scoring functions cache the prepared rows there (groves.store.storage.S3Store.local_path):
+    Lambda's 512 MB default would cap the tables they can take."""
+    resources = template["Resources"]
+    staged = {
+        name
+        for name, resource in resources.items()
+        if resource["Type"] == "AWS::Serverless::Function"
+        and resource["Properties"].get("EphemeralStorage") == {"Size": {"Ref": "TmpStorageSize"}}
+    }
+    assert staged == {
+        "PlanFunction",
+        "PlanBatchFunction",
+        "PlanSearchFunction",
+        "AssemblePredictionsFunction",
+        "TrainGroveFunction",
+        "PredictFunction",
+        "ScoreCandidatesFunction",
+        "ScoreBestFunction",
+    }
+    assert template["Parameters"]["TmpStorageSize"]["MaxValue"] == 10240
+
+
+def test_every_log_group_has_the_retention_parameter(template) -> None:
+    resources = template["Resources"]
+    groups = {
+        k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"
+    }
+    assert all(g["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups.values())
+    names = [g["LogGroupName"]["Fn::Sub"] for g in groups.values()]
+    for function in WRITES:
+        assert f"/aws/lambda/${{{function}}}" in names, function
+
+
+def test_the_bucket_refuses_requests_without_tls(template) -> None:
+    policy = template["Resources"]["ArtifactBucketPolicy"]["Properties"]["PolicyDocument"]
+    [deny] = policy["Statement"]
+    assert (deny["Effect"], deny["Principal"], deny["Action"]) == ("Deny", "*", "s3:*")
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_lambda_pins_fall_inside_the_package_ranges() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    ranges = {Requirement(r).name: Requirement(r).specifier for r in project["dependencies"]}
+    pins = [
+        Requirement(line)
+        for line in (ROOT / "layer" / "requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert {"scikit-learn", "joblib", "numpy"} <= {pin.name for pin in pins}
+    for pin in pins:
+        (version,) = [s.version for s in pin.specifier]
+        if pin.name in ranges:
+            assert version in ranges[pin.name], (pin.name, version)
+
+
+@pytest.mark.parametrize("name", ["execution", "plan"])
+def test_sample_requests_are_valid(name: str) -> None:
+    payload = json.loads((ROOT / "events" / f"{name}.json").read_text())
+    validate_request(payload.get("request", payload))
+
+
+@pytest.mark.parametrize("name", ["search", "plan_search"])
+def test_sample_search_requests_are_valid(name: str) -> None:
+    payload = json.loads((ROOT / "events" / f"{name}.json").read_text())
+    spec, candidates = validate_search(payload.get("request", payload))
+    assert len(candidates) == 6 and spec["validation_size"] == 0.2
+
+
+@pytest.mark.parametrize("name", ["batch_predict", "plan_batch"])
+def test_sample_batch_requests_are_valid(name: str) -> None:
+    payload = json.loads((ROOT / "events" / f"{name}.json").read_text())
+    request = payload.get("request", payload)
+    validate_batch_request(request)
+    assert request["output"].startswith("s3://replace-with-bucketname-output/" + OUTPUTS_PREFIX)
+
+
+def test_events_cover_every_function() -> None:
+    names = {p.stem for p in (ROOT / "events").glob("*.json")}
+    folders = {p.name for p in (ROOT / "functions").iterdir() if p.is_dir()}
+    assert folders <= names and "execution" in names
+
+
+def test_cost_estimates_use_the_templates_memory_sizes(template) -> None:
+    """A local run's cost is estimated at each function's default MemorySize in the template."""
+    parameters = template["Parameters"]
+    sizes = {}
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            step = resource["Properties"]["CodeUri"].strip("/").split("/")[-1]
+            size = resource["Properties"]["MemorySize"]
+            sizes[step] = parameters[size["Ref"]]["Default"] if isinstance(size, dict) else size
+    assert sizes == TEMPLATE_MEMORY_MB
+
+
+def test_only_the_table_readers_may_read_the_data_bucket(template) -> None:
+    """Least privilege: the datasets bucket is read by plan, plan_batch and plan_search alone;
+    every other step reads only the store."""
+    readers = set()
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        if "ReadData" in json.dumps(resource["Properties"].get("Policies", [])):
+            readers.add(name)
+    assert readers == {"PlanFunction", "PlanBatchFunction", "PlanSearchFunction"}
+
+
+def test_the_bucket_keeps_versions_and_training_concurrency_can_be_reserved(template) -> None:
+    bucket = template["Resources"]["ArtifactBucket"]["Properties"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    train = template["Resources"]["TrainGroveFunction"]["Properties"]
+    assert train["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["ReservesTraining", {"Ref": "TrainReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert template["Parameters"]["TrainReservedConcurrency"]["Default"] == -1

@@ -1,0 +1,208 @@
+"""Hyper-parameter search: statemachine/search.asl.json on the local engine, against
+scikit-learn's GridSearchCV on the same validation split; the held-out rows stay unread until
+the best candidate is chosen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import small_request
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import GridSearchCV, PredefinedSplit
+
+import groves
+from groves import cli
+from groves.data.datasets import carve, load_dataset, split
+from groves.engine.asl import execute
+from groves.engine.local import local_machine, run_local
+from groves.errors import RequestError
+from groves.steps import handlers
+from groves.steps.search import search_key, validate_search
+from groves.store.storage import LocalStore, get_json
+
+GRID = {"max_depth": [1, 3, None], "max_features": ["sqrt", 1.0]}
+
+
+def digits_search(**change: Any) -> dict[str, Any]:
+    request = {
+        "build_id": "s",
+        "dataset": "digits",
+        "n_trees": 20,
+        "grove_size": 10,
+        "seed": 4,
+        "search": {"grid": GRID},
+        "validation_size": 0.25,
+    }
+    return {**request, **change}
+
+
+def test_a_grid_search_picks_what_gridsearchcv_picks_on_the_same_validation_split(
+    tmp_path: Path,
+) -> None:
+    run = run_local(digits_search(), str(tmp_path), workers=2, machine="search")
+    assert run.status == "SUCCEEDED", run.cause
+    store = LocalStore(tmp_path)
+    board = get_json(store, search_key("s", run.output["search_id"], "leaderboard.json"))
+    assert len(board) == 6 and board == sorted(board, key=lambda c: -c["validation_score"])
+    # scikit-learn on the very same rows: fit on the carved rows, compare on the validation rows
+    outer = split(load_dataset("digits"), 0.25, 4, stratify=True)
+    inner = carve(outer, 0.25, 4, stratify=True)
+    X = np.concatenate([inner.X_train, inner.X_test])
+    y = np.concatenate([inner.y_train, inner.y_test])
+    fold = np.r_[np.full(len(inner.y_train), -1), np.zeros(len(inner.y_test))]
+    sklearn_search = GridSearchCV(
+        RandomForestClassifier(n_estimators=20, random_state=0), GRID, cv=PredefinedSplit(fold)
+    ).fit(X, y)
+    assert board[0]["params"] == sklearn_search.best_params_
+    # the best candidate is the build's committed model, a plain forest with its parameters
+    model = groves.load_model(str(tmp_path), "s")
+    assert type(model) is RandomForestClassifier and len(model.estimators_) == 20
+    assert {k: model.get_params()[k] for k in GRID} == board[0]["params"]
+    result = run.output["result"]
+    accuracy = float(np.mean(model.predict(outer.X_test) == outer.y_test))
+    assert result["test_score"] == pytest.approx(accuracy) and result["n_test"] == 450
+    # the committed candidate's cost: its groves and its merge, not the forest's transitions
+    manifest = get_json(store, "s/latest.json")
+    cost = get_json(store, manifest["manifest"])["cost"]
+    assert set(cost["steps"]) == {"train_grove", "merge"} and cost["state_transitions"] == 0
+    assert cost["search_id"] == run.output["search_id"]
+
+
+def test_the_held_out_rows_are_not_read_before_the_best_candidate_is_chosen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every store read and write in order, handlers run in this process."""
+    events: list[tuple[str, str]] = []
+    for name in ("get_bytes", "local_path", "get_range"):
+        original = getattr(LocalStore, name)
+
+        def reading(self, key, *args, _original=original, **kwargs):
+            events.append(("read", key))
+            return _original(self, key, *args, **kwargs)
+
+        monkeypatch.setattr(LocalStore, name, reading)
+    original_put = LocalStore.put_bytes
+
+    def writing(self, key, data):
+        events.append(("write", key))
+        return original_put(self, key, data)
+
+    monkeypatch.setattr(LocalStore, "put_bytes", writing)
+    machine, interpreter = local_machine(str(tmp_path), machine="search")
+    run = execute(machine, digits_search(search={"grid": {"max_depth": [2, 4]}}), interpreter)
+    assert run.status == "SUCCEEDED", run.cause
+    test_reads = [
+        i
+        for i, (kind, key) in enumerate(events)
+        if kind == "read" and "/data/X_test" in key and "/searches/" in key
+    ]
+    chosen = events.index(("write", search_key("s", run.output["search_id"], "leaderboard.json")))
+    assert test_reads and min(test_reads) > chosen
+
+
+@pytest.mark.parametrize(
+    ("search", "field"),
+    [
+        ({"grid": {"max_depth": [4, 0]}}, "search.candidates[1].max_depth"),
+        ({"grid": {"colour": ["red"]}}, "search.candidates[0].colour"),
+        ({"grid": {"max_depth": []}}, "search.grid.max_depth"),
+        (
+            {"random": {"n_candidates": 0, "ranges": {"max_depth": [2, 9]}}},
+            "search.random.n_candidates",
+        ),
+        (
+            {"random": {"n_candidates": 3, "ranges": {"max_depth": [9, 2]}}},
+            "search.random.ranges.max_depth",
+        ),
+        ({"both": 1}, "search"),
+        (None, "search"),
+    ],
+)
+def test_every_candidate_is_checked_before_any_training(search: Any, field: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        validate_search(small_request(search=search))
+    assert caught.value.field == field
+
+
+def test_random_candidates_are_drawn_from_the_run_seed(tmp_path: Path) -> None:
+    space = {
+        "random": {
+            "n_candidates": 5,
+            "ranges": {"min_samples_leaf": [1, 20], "max_features": [0.2, 1.0]},
+            "choices": {"criterion": ["gini", "entropy"]},
+        }
+    }
+    _, first = validate_search(small_request(search=space))
+    _, again = validate_search(small_request(search=space))
+    _, other = validate_search(small_request(search=space, seed=99))
+    assert first == again != other and len(first) == 5
+    assert all(
+        1 <= c["min_samples_leaf"] <= 20 and isinstance(c["min_samples_leaf"], int) for c in first
+    )
+    assert all(
+        0.2 <= c["max_features"] <= 1.0 and c["criterion"] in ("gini", "entropy") for c in first
+    )
+
+
+def test_cli_search_prints_the_leaderboard(tmp_path: Path, capsys) -> None:
+    argv = ["search", "s", "-t", "6", "-g", "3", "--dataset", "iris", "--store", str(tmp_path)]
+    assert cli.main([*argv, "--grid", "max_depth=1,null"]) == 0
+    out = capsys.readouterr().out
+    assert "candidate  validation" in out and "max_depth=null" in out and "max_depth=1" in out
+    assert "best      candidate" in out and "held-out accuracy" in out
+    assert cli.main(argv) == 2
+    assert "give --grid NAME=V1,V2" in capsys.readouterr().err
+    search_id = next((tmp_path / "s" / "searches").iterdir()).name
+    result = handlers.score_best({"store": str(tmp_path), "build_id": "s", "search_id": search_id})
+    assert result["best"]["params"]["max_depth"] in (1, None)
+
+
+def test_resume_never_picks_a_search_candidate(tmp_path: Path) -> None:
+    """A search commits its best candidate; the others stay uncommitted runs, and resuming one
+    would commit a loser as the build's model."""
+    run = run_local(
+        digits_search(search={"grid": {"max_depth": [1, 3]}}),
+        str(tmp_path),
+        workers=1,
+        machine="search",
+    )
+    assert run.status == "SUCCEEDED", run.cause
+    with pytest.raises(RequestError, match="has no uncommitted run to resume"):
+        handlers.plan({"store": str(tmp_path), "request": {"build_id": "s", "resume": True}})
+
+
+def test_a_candidate_has_at_most_1000_groves_so_its_child_input_stays_small() -> None:
+    with pytest.raises(
+        RequestError, match="at most 1000 groves per candidate; use a grove_size of at least 3"
+    ):
+        validate_search(
+            small_request(n_trees=2500, grove_size=2, search={"grid": {"max_depth": [2]}})
+        )
+
+
+def test_searches_are_bounded_before_they_start() -> None:
+    import time
+
+    from groves.steps.search import validate_search
+
+    def refused(field: str, pattern: str, search: dict[str, Any]) -> None:
+        request = {"build_id": "s", "dataset": "iris", "search": search}
+        started = time.perf_counter()
+        with pytest.raises(RequestError, match=pattern) as caught:
+            validate_search(request)
+        assert caught.value.field == field
+        assert time.perf_counter() - started < 1.0, "refused by counting, not by building"
+
+    huge = {f"p{i}": list(range(10)) for i in range(8)}  # 10^8 candidates
+    huge = {"max_depth": list(range(1, 11)), "min_samples_leaf": list(range(1, 11)), **huge}
+    refused("search", "10,000,000,000 candidates", {"grid": huge})
+    for bad in ([float("nan"), 1.0], [0.1, float("inf")]):
+        refused(
+            "search.random.ranges.max_features",
+            "finite numbers",
+            {"random": {"n_candidates": 3, "ranges": {"max_features": bad}}},
+        )
+    refused("search.candidates[0].max_depth", "is a boolean", {"grid": {"max_depth": [True]}})
