@@ -8,8 +8,9 @@ parameters and the weights, here or on the deployed state machine (``stack_name`
 state machine and store), and keeps what ``groves.load_model`` returns as ``model_`` (the plain
 forest, or the ``Pipeline`` of the text encoding and the forest; verified against the
 manifest); ``predict``, ``predict_proba`` and ``score`` use it. ``feature_names_in_`` and
-``n_features_in_`` are set as scikit-learn sets them. As every build does, a build holds out
-``test_size`` of the rows to score the forest (``holdout_score_``) and trains on the rest.
+``n_features_in_`` are set as scikit-learn sets them. ``fit`` trains on every row it is given,
+as scikit-learn's forests do (cross-validation is the caller's); ``test_size`` above 0 holds
+out that share of them instead, and the forest's score on them is ``holdout_score_``.
 Each ``fit`` is a run of its own of build ``build_id``: cross-validation folds never mix.
 
 They are plain estimators: ``clone``, ``get_params``/``set_params``, ``Pipeline``,
@@ -78,7 +79,7 @@ class _GrovesForest(BaseEstimator):
             "params": {name: self._param(name) for name in self._forest_params},
             "max_concurrency": self.max_concurrency,
             "groves_per_invocation": self.groves_per_invocation,
-            "predict": True,
+            "predict": self.test_size > 0,
         }
 
     def _param(self, name: str) -> Any:
@@ -119,7 +120,7 @@ class _GrovesForest(BaseEstimator):
             **columns,
         )
         self.build_id_, self.run_id_ = build_id, output["run_id"]
-        self.holdout_score_ = output["metrics"]["score"]
+        self.holdout_score_ = output["metrics"]["score"] if "metrics" in output else None
         self.model_ = api.load_model(store, build_id, self.run_id_)
         return self
 
@@ -168,8 +169,7 @@ class _GrovesForest(BaseEstimator):
                 y = y[:, 0]
         if len(y) < MIN_ROWS:
             raise ValueError(
-                f"n_samples={len(y)}: a groves build needs at least {MIN_ROWS} rows (it holds "
-                "some out to score the forest)"
+                f"n_samples={len(y)}: a groves build needs at least {MIN_ROWS} rows"
             )
         if sample_weight is not None:
             sample_weight = _check_sample_weight(
@@ -239,7 +239,7 @@ class GrovesClassifier(ClassifierMixin, _GrovesForest):
         ccp_alpha: float = 0.0,
         class_weight: Any = None,
         random_state: Any = None,
-        test_size: float = DEFAULTS["test_size"],
+        test_size: float = 0.0,
         store: str = DEFAULT_STORE,
         build_id: str | None = None,
         max_concurrency: int = DEFAULTS["max_concurrency"],
@@ -298,7 +298,7 @@ class GrovesRegressor(RegressorMixin, _GrovesForest):
         max_samples: int | float | None = None,
         ccp_alpha: float = 0.0,
         random_state: Any = None,
-        test_size: float = DEFAULTS["test_size"],
+        test_size: float = 0.0,
         store: str = DEFAULT_STORE,
         build_id: str | None = None,
         max_concurrency: int = DEFAULTS["max_concurrency"],

@@ -30,6 +30,8 @@ import groves
 from groves import api
 from groves.engine import console, executions
 from groves.errors import BuildError, RequestError
+from groves.steps.plan import planned_groves, read_plan
+from groves.store.storage import open_store
 
 
 def test_train_predict_and_load_model_mirror_the_cli(tmp_path: Path) -> None:
@@ -75,10 +77,30 @@ def test_estimators_are_plain_scikit_learn_estimators(tmp_path: Path) -> None:
     # predictions are the committed plain forest's, with the labels as given
     model = groves.load_model(str(tmp_path), "sklearn-classifier", estimator.run_id_)
     np.testing.assert_array_equal(estimator.predict(X), estimator.classes_[model.predict(X)])
-    assert estimator.score(X, labels) > 0.9 and 0.8 < estimator.holdout_score_ <= 1.0
+    assert estimator.score(X, labels) > 0.9 and estimator.holdout_score_ is None
     assert estimator.model_.get_params()["max_depth"] == 3
     with pytest.raises(ValueError, match="features"):
         estimator.predict(X[:, :3])
+
+
+def test_fit_trains_on_every_row_unless_asked_to_hold_some_out(tmp_path: Path) -> None:
+    """As scikit-learn's forests: every row given to fit trains (cross-validation is the
+    caller's); test_size above 0 holds out that share and scores the forest on it."""
+    X, y = load_iris(return_X_y=True)
+    store = str(tmp_path)
+    everything = groves.GrovesClassifier(6, 3, random_state=0, store=store).fit(X, y)
+    plan = read_plan(open_store(store), "sklearn-classifier", everything.run_id_)
+    assert (plan["data"]["n_train"], plan["data"]["n_test"]) == (150, 0)
+    # every grove is the forest scikit-learn fits on all the rows with the grove's seed
+    seed = planned_groves(plan["spec"])[0]["seed"]
+    alone = RandomForestClassifier(3, random_state=seed).fit(X.astype(np.float32), y)
+    np.testing.assert_array_equal(
+        everything.model_.estimators_[0].tree_.value, alone.estimators_[0].tree_.value
+    )
+    held = groves.GrovesClassifier(6, 3, random_state=0, test_size=0.2, store=store).fit(X, y)
+    plan = read_plan(open_store(store), "sklearn-classifier", held.run_id_)
+    assert (plan["data"]["n_train"], plan["data"]["n_test"]) == (120, 30)
+    assert 0.8 < held.holdout_score_ <= 1.0
 
 
 def test_cross_validation_and_search_work_and_match_one_forest(tmp_path: Path) -> None:

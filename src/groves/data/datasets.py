@@ -163,9 +163,12 @@ def table_features(source: str, target: str, weight: str | None) -> tuple[Any, .
     return X, y, w, tuple(names), words, kinds, labels
 
 
-def check_target(dataset: Dataset, estimator: str, source: str) -> list[Any] | None:
+def check_target(
+    dataset: Dataset, estimator: str, source: str, held_out: bool = True
+) -> list[Any] | None:
     """The sorted classes for a classifier (a list per output when there are several);
-    ``None`` for a regressor. Rejects a mismatch, without quoting label values."""
+    ``None`` for a regressor. Rejects a mismatch, without quoting label values; ``held_out``:
+    rows are held out, stratified, so each class needs two."""
     if estimator == "classifier":
         if dataset.y.ndim == 2:  # several outputs: not stratified, any classes each
             return [_classes(column, None, source)[0].tolist() for column in dataset.y.T]
@@ -175,7 +178,7 @@ def check_target(dataset: Dataset, estimator: str, source: str) -> list[Any] | N
                 "target", f"a classifier needs at least 2 classes; {source!r} has {len(classes)}"
             )
         lonely = int(np.count_nonzero(counts < 2))
-        if lonely:
+        if lonely and held_out:
             raise RequestError(
                 "estimator",
                 f"'classifier' needs at least 2 rows per class, but {lonely} of the "
@@ -299,12 +302,16 @@ def _split_rows(
 ) -> Split:
     """Rows split into a first part and a held part of ``size`` (stratified by ``strata``: the
     labels, or their codes in sorted order, which split alike; one output's only); a failure
-    names ``field``."""
+    names ``field``. ``size`` 0 holds out no row."""
     indices = np.arange(len(y))
     stratify = stratify and y.ndim == 1  # several outputs are not stratified
     try:
-        first, held = train_test_split(
-            indices, test_size=size, random_state=seed, stratify=strata if stratify else None
+        first, held = (
+            (indices, indices[:0])
+            if size == 0
+            else train_test_split(
+                indices, test_size=size, random_state=seed, stratify=strata if stratify else None
+            )
         )
     except ValueError as exc:
         raise RequestError(field, f"cannot split these rows with it: {exc}") from exc

@@ -76,11 +76,15 @@ def validate_request(request: Any) -> dict[str, Any]:
     if (
         isinstance(test_size, bool)
         or not isinstance(test_size, int | float)
-        or not (0 < test_size < 1)
+        or not (0 <= test_size < 1)
     ):
-        raise RequestError("test_size", f"{test_size!r} must be a number between 0 and 1")
+        raise RequestError(
+            "test_size", f"{test_size!r} must be a number from 0 (hold out no row) to below 1"
+        )
     if not isinstance(spec["predict"], bool):
         raise RequestError("predict", f"{spec['predict']!r} must be true or false")
+    if spec["predict"] and test_size == 0:
+        raise RequestError("predict", "scores the held-out rows, and test_size 0 holds out none")
     if not isinstance(spec["dataset"], str) or not spec["dataset"]:
         raise RequestError("dataset", "must be a dataset name, a path or an s3:// URI")
     for field in ("target", "weight"):
@@ -195,7 +199,8 @@ def plan_build(store: Store, request: Any, invocation: Invocation | None = None)
         return resume_plan(store, request)
     spec = validate_request(request)
     dataset = datasets.load_dataset(spec["dataset"], spec["target"], spec["weight"])
-    classes = datasets.check_target(dataset, spec["estimator"], spec["dataset"])
+    held_out = spec["test_size"] > 0
+    classes = datasets.check_target(dataset, spec["estimator"], spec["dataset"], held_out)
     split = datasets.split(dataset, spec["test_size"], spec["seed"], classes is not None)
     if not datasets.every_class_trains(split.y_train, classes):
         raise RequestError("test_size", "leaves some class without training rows; lower it")

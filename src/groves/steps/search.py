@@ -70,6 +70,8 @@ def validate_search(request: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]
             f"a search trains at most {MAX_GROVES_PER_CANDIDATE} groves per candidate; use a "
             f"grove_size of at least {-(-base['n_trees'] // MAX_GROVES_PER_CANDIDATE)}",
         )
+    if base["test_size"] == 0:
+        raise RequestError("test_size", "a search scores its best on held-out rows: above 0")
     spec = {**SEARCH_DEFAULTS, **{k: v for k, v in request.items() if k in SEARCH_DEFAULTS}}
     size = spec["validation_size"]
     if isinstance(size, bool) or not isinstance(size, int | float) or not 0 < size < 1:
