@@ -168,9 +168,7 @@ class _GrovesForest(BaseEstimator):
                 )
                 y = y[:, 0]
         if len(y) < MIN_ROWS:
-            raise ValueError(
-                f"n_samples={len(y)}: a groves build needs at least {MIN_ROWS} rows"
-            )
+            raise ValueError(f"n_samples={len(y)}: a groves build needs at least {MIN_ROWS} rows")
         if sample_weight is not None:
             sample_weight = _check_sample_weight(
                 sample_weight, X, dtype=np.float64, ensure_non_negative=True

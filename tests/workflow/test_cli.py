@@ -279,3 +279,24 @@ def test_ls_lists_builds_and_runs_with_status_trees_and_score(tmp_path: Path, ca
     assert sorted(r[2] for r in rows[1:]) == ["candidate", "latest"], "the search's best is latest"
     assert cli.main(["ls", "--store", str(tmp_path / "none")]) == 0
     assert "no builds in" in capsys.readouterr().err
+
+
+def test_every_option_of_every_command_says_what_it_is_for() -> None:
+    """One table of options: every command's every option and argument has help."""
+    commands = next(a for a in cli.parser()._actions if a.dest == "command").choices
+    missing = [
+        (name, action.option_strings or action.dest)
+        for name, command in commands.items()
+        for action in command._actions
+        if action.dest != "help" and not (action.help or "").strip()
+    ]
+    assert missing == []
+    assert set(commands) >= {"run", "start", "predict", "search", "event", "export", "ls"}
+
+
+def test_the_grove_size_is_g_in_every_command_that_takes_it(tmp_path, capsys) -> None:
+    for command in ("run", "start", "search", "event"):
+        parsed = cli.parser().parse_args(
+            [command, "b", "-g", "7"] if command != "event" else [command, "plan", "b", "-g", "7"]
+        )
+        assert parsed.grove == 7, command

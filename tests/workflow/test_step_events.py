@@ -64,17 +64,12 @@ def test_event_refuses_what_it_cannot_make(local_store, capsys) -> None:
     store = ["--store", local_store.uri]
     assert cli.main(["event", "merge", "none", *store]) == 2
     assert "build 'none' has no planned run" in capsys.readouterr().err
-    assert (
-        cli.main(
-            ["event", "plan", "e", "-t", "4", "--grove-size", "2", "--dataset", "iris", *store]
-        )
-        == 0
-    )
+    assert cli.main(["event", "plan", "e", "-t", "4", "-g", "2", "--dataset", "iris", *store]) == 0
     plan_event = json.loads(capsys.readouterr().out)
     assert plan_event["request"]["grove_size"] == 2
     handler_of("PlanFunction")(plan_event, None)
-    assert cli.main(["event", "train_grove", "e", "--grove", "1", *store]) == 0
+    assert cli.main(["event", "train_grove", "e", "--grove-id", "1", *store]) == 0
     one = json.loads(capsys.readouterr().out)
     assert [g["grove_id"] for g in one["Items"]] == [1] and one["BatchInput"]["build_id"] == "e"
-    assert cli.main(["event", "train_grove", "e", "--grove", "2", *store]) == 2
+    assert cli.main(["event", "train_grove", "e", "--grove-id", "2", *store]) == 2
     assert "grove: 2 is not one of the run's 2 groves" in capsys.readouterr().err

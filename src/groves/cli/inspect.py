@@ -145,11 +145,11 @@ def add_parsers(commands: Any) -> None:
         help="print a ready event for one step (sam local invoke -e), from the build's newest run",
     )
     event.add_argument("step", choices=STEPS, help="the step whose function gets the event")
-    # plan: the request's options (its grove size is --grove-size here); NAME for every step
-    request_arguments(event, grove_flags=("--grove-size",))
+    # plan: the request's options, as groves run takes them; NAME for every step
+    request_arguments(event, grove_alias=False)
     _store_and_run(event, "a run id of the build (default: its newest planned run)")
     event.add_argument(
-        "--grove",
+        "--grove-id",
         dest="grove_id",
         type=int,
         help="train_grove: only this grove (default: every planned grove, one batch)",

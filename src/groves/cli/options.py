@@ -40,12 +40,11 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 
 def request_arguments(
-    parser: argparse.ArgumentParser,
-    build: bool = True,
-    grove_flags: tuple[str, ...] = ("-g", "--grove"),
+    parser: argparse.ArgumentParser, build: bool = True, grove_alias: bool = True
 ) -> None:
     """The training request's options; ``build`` adds --predict and --resume (not a search);
-    ``grove_flags`` name the grove size's option."""
+    the grove size is ``-g``/``--grove-size`` everywhere, and ``--grove`` too unless
+    ``grove_alias`` is false (``groves event``, whose ``--grove-id`` picks one grove)."""
     parser.add_argument("build_id", metavar="NAME", help="build id: where the model is stored")
     parser.add_argument(
         "-t",
@@ -55,7 +54,7 @@ def request_arguments(
         help="trees in the forest (default %(default)s)",
     )
     parser.add_argument(
-        *grove_flags,
+        *(("-g", "--grove-size", "--grove") if grove_alias else ("-g", "--grove-size")),
         dest="grove",
         type=int,
         default=DEFAULTS["grove_size"],
@@ -181,7 +180,9 @@ def batch_arguments(parser: argparse.ArgumentParser) -> None:
 
 def deployed_arguments(parser: argparse.ArgumentParser, output: str) -> None:
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--state-machine-arn")
+    target.add_argument(
+        "--state-machine-arn", help=f"the state machine to start (instead of the stack's {output})"
+    )
     target.add_argument(
         "--stack-name",
         default="groves",
