@@ -4,6 +4,7 @@ the best candidate is chosen."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,25 @@ def test_cli_search_prints_the_leaderboard(tmp_path: Path, capsys) -> None:
     search_id = next((tmp_path / "s" / "searches").iterdir()).name
     result = handlers.score_best({"store": str(tmp_path), "build_id": "s", "search_id": search_id})
     assert result["best"]["params"]["max_depth"] in (1, None)
+
+
+def test_a_search_into_a_build_with_a_model_says_what_it_replaced(tmp_path: Path, capsys) -> None:
+    """GIVEN a build with a committed 9-tree model, WHEN a search commits its best into the
+    same build, THEN its output names the run it replaced as latest (which stays usable),
+    and groves ls marks the search's best."""
+    store = ["--store", str(tmp_path)]
+    assert cli.main(["run", "s", "-t", "9", "-g", "3", "--dataset", "iris", *store]) == 0
+    before = json.loads((tmp_path / "s" / "latest.json").read_text())["run_id"]
+    capsys.readouterr()
+    argv = ["search", "s", "-t", "4", "-g", "2", "--dataset", "iris", *store]
+    assert cli.main([*argv, "--grid", "max_depth=2,3"]) == 0
+    out = capsys.readouterr().out
+    assert f"replaced  build 's''s latest model until now, run {before} (9 trees)" in out
+    assert cli.main(["ls", *store]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert any("latest (search)" in line and " 4 " in line for line in listed)
+    assert any(before in line and "committed " in line for line in listed)
+    assert len(groves.load_model(str(tmp_path), "s", before).estimators_) == 9
 
 
 def test_resume_never_picks_a_search_candidate(tmp_path: Path) -> None:

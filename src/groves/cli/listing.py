@@ -25,10 +25,11 @@ def _json(store: Store, key: str) -> Any:
 
 def list_runs(store: Store) -> list[dict[str, Any]]:
     """Every run of every build: status (``latest``, ``committed``, ``uncommitted``, or a
-    search's ``candidate``), trees, held-out score, training seconds, its cost on AWS in dollars
-    (``groves.steps.cost``: as billed, or estimated for a local run) and when it was planned. A run
-    (or a build's ``latest.json``) whose records are damaged is listed as ``damaged``, naming
-    the file, and every other run is listed as usual."""
+    search's ``candidate``; a search's committed best adds `` (search)``), trees, held-out
+    score, training seconds, its cost on AWS in dollars (``groves.steps.cost``: as billed, or
+    estimated for a local run) and when it was planned. A run (or a build's ``latest.json``)
+    whose records are damaged is listed as ``damaged``, naming the file, and every other run is
+    listed as usual."""
     rows = []
     for build_id in store.list_children(""):
         if "runs" not in store.list_children(build_id):
@@ -56,12 +57,11 @@ def run_row(store: Store, build_id: str, run_id: str, latest: str | None) -> dic
     manifest = _json(store, manifest_key(build_id, run_id))
     metrics = _json(store, metrics_key(build_id, run_id)) or {}
     cost = run_cost(manifest, metrics) if manifest else None
-    if run_id == latest:
-        status = "latest"
-    elif manifest is not None:
-        status = "committed"
+    searched = "search_id" in plan
+    if manifest is not None:  # a search's committed best says so
+        status = ("latest" if run_id == latest else "committed") + (" (search)" if searched else "")
     else:
-        status = "candidate" if "search_id" in plan else "uncommitted"
+        status = "candidate" if searched else "uncommitted"
     return {
         "build_id": build_id,
         "run_id": run_id,
@@ -94,7 +94,7 @@ def damaged(build_id: str, run_id: str, exc: Exception) -> dict[str, Any]:
 def table(rows: list[dict[str, Any]]) -> list[str]:
     """The rows as aligned text lines."""
     lines = [
-        f"{'build':<20} {'run':<30} {'status':<11} {'trees':>6} {'score':>14} {'fit s':>7} "
+        f"{'build':<20} {'run':<30} {'status':<18} {'trees':>6} {'score':>14} {'fit s':>7} "
         f"{'cost $':>10}  when"
     ]
     for row in rows:
@@ -102,7 +102,7 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
         seconds = f"{row['seconds']:.1f}" if row["seconds"] is not None else "-"
         usd = f"{row['usd']:.6f}" if row["usd"] is not None else "-"
         lines.append(
-            f"{row['build_id']:<20} {row['run_id']:<30} {row['status']:<11} {row['trees']:>6} "
+            f"{row['build_id']:<20} {row['run_id']:<30} {row['status']:<18} {row['trees']:>6} "
             f"{score:>14} {seconds:>7} {usd:>10}  {row['created_at']}"
         )
     return lines

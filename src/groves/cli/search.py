@@ -108,9 +108,21 @@ def leaderboard_lines(store: str, output: dict[str, Any]) -> list[str]:
         f"best      candidate {result['best']['candidate']}: held-out {result['metric']} "
         f"{result['test_score']:.4f} on {result['n_test']} rows (read once, after the choice)",
         f"model     {output['model']['model']}",
+        *replaced_lines(output["build_id"], result.get("replaces")),
         f"search    {store}/{output['build_id']}/searches/{output['search_id']}/",
     ]
     return lines
+
+
+def replaced_lines(build_id: str, replaced: dict[str, Any] | None) -> list[str]:
+    """What the committed best took the place of: the build's latest run until now."""
+    if not replaced:
+        return []
+    return [
+        f"replaced  build {build_id!r}'s latest model until now, run {replaced['run_id']} "
+        f"({replaced['n_trees']} trees): it stays, as groves predict {build_id} --run "
+        f"{replaced['run_id']} uses it; search under a new NAME to keep a build's latest"
+    ]
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -41,6 +41,7 @@ from groves.steps.request import FIELDS, SEARCH_DEFAULTS, check_fields
 from groves.steps.score import stored_votes
 from groves.store.artifacts import (
     digest,
+    latest_run,
     new_run_id,
     plan_key,
     read_manifest,
@@ -206,9 +207,20 @@ def plan_search(store: Store, request: Any) -> dict[str, Any]:
         "test": test,
         "classes": classes,
         "n_outputs": datasets.n_outputs(dataset.y),
+        "replaces": committed_before(store, build_id),
     }
     put_json(store, search_key(build_id, search_id, "search.json"), record)
     return record
+
+
+def committed_before(store: Store, build_id: str) -> dict[str, Any] | None:
+    """The build's latest committed run when the search starts (its best will replace it as
+    ``latest``; the run itself stays), or ``None``."""
+    run_id = latest_run(store, build_id)
+    if run_id is None:
+        return None
+    manifest = read_manifest(store, build_id, run_id)
+    return {"run_id": run_id, "n_trees": manifest["n_trees"]}
 
 
 def state_output(store: Store, record: dict[str, Any]) -> dict[str, Any]:
@@ -293,6 +305,7 @@ def score_best(store: Store, build_id: str, search_id: str) -> dict[str, Any]:
         "n_test": len(arrays["y_test"]),
         "model": manifest["model"],
         "run_id": best["run_id"],
+        "replaces": record.get("replaces"),
         "seconds": round(time.perf_counter() - started, 3),
     }
     put_json(store, search_key(build_id, search_id, "result.json"), result)
