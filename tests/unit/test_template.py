@@ -186,7 +186,9 @@ WRITES = {
         artifacts.plan_key("b", RUN),
         artifacts.data_key("b", RUN, "X_train"),
     ],
-    "ScoreCandidatesFunction": [search_key("b", RUN, "leaderboard.json")],
+    "ScoreCandidatesFunction": [
+        search_key("b", RUN, name) for name in ("leaderboard.json", "scoring_usage.json")
+    ],
     "ScoreBestFunction": [search_key("b", RUN, "result.json")],
 }
 

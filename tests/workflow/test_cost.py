@@ -108,3 +108,43 @@ def test_summary_and_ls_show_the_cost(tmp_path: Path, capsys: pytest.CaptureFixt
     listed = capsys.readouterr().out.splitlines()
     assert "cost $" in listed[0]
     assert line.split()[1].removeprefix("$") in listed[1]
+
+
+def test_a_batch_prediction_records_its_cost_with_its_executions_transitions(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """GIVEN a build, WHEN a batch of 3 chunks x 2 shards of groves is predicted, THEN the
+    sidecar's cost counts plan_batch, the 6 tiles and assemble, and every state the execution
+    and its children entered; groves predict prints it."""
+    trained = run_local(small_request("t", n_trees=6, grove_size=2), str(tmp_path), workers=2)
+    assert trained.status == "SUCCEEDED", trained.cause
+    out = tmp_path / "p.csv"
+    request = {"build_id": "t", "data": "iris", "output": str(out), "rows_per_chunk": 50}
+    run = run_local(
+        {**request, "groves_per_shard": 2}, str(tmp_path), workers=2, machine="batch_predict"
+    )
+    assert run.status == "SUCCEEDED", run.cause
+    cost = get_json(open_store(str(tmp_path.parent)), f"{tmp_path.name}/p.csv.json")["cost"]
+    assert cost["state_transitions"] == states_entered(run) == 4 + 6
+    steps = cost["steps"]
+    assert set(steps) == {"plan_batch", "predict_chunk", "assemble_predictions"}
+    assert steps["predict_chunk"]["invocations"] == 6
+    assert all(s["memory_mb"] == TEMPLATE_MEMORY_MB[name] for name, s in steps.items())
+    assert (
+        main(["predict", "t", "--data", "iris", "--out", str(out), "--store", str(tmp_path)]) == 0
+    )
+    assert "cost      $" in capsys.readouterr().out
+
+
+def test_a_search_records_its_whole_cost_with_its_executions_transitions(tmp_path: Path) -> None:
+    request = {
+        **small_request("s", n_trees=4, grove_size=1, groves_per_invocation=2),
+        "search": {"grid": {"max_depth": [2, 3, 4]}},
+    }
+    run = run_local(request, str(tmp_path), workers=2, machine="search")
+    assert run.status == "SUCCEEDED", run.cause
+    cost = run.output["result"]["cost"]
+    assert cost["state_transitions"] == states_entered(run)
+    steps = cost["steps"]
+    assert list(steps) == ["plan_search", "train_grove", "score_candidates", "merge", "score_best"]
+    assert steps["train_grove"]["invocations"] == 3 * 2  # 4 groves in batches of 2, 3 candidates

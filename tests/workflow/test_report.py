@@ -62,13 +62,20 @@ def test_report_of_a_scored_run_renders_its_plots_in_a_browser(tmp_path: Path, c
     text = page.read_text()
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
     files = sorted(out.glob("*.png"))
-    assert [f.name for f in files] == ["grove_scores.png", "score_by_trees.png", "timeline.png"]
+    assert [f.name for f in files] == [
+        "confusion.png",
+        "grove_scores.png",
+        "importances.png",
+        "score_by_trees.png",
+        "timeline.png",
+    ]
     assert sorted(base64.b64decode(e) for e in embedded) == sorted(f.read_bytes() for f in files)
     assert all(f.read_bytes().startswith(PNG) for f in files)
     assert "accuracy 0." in text and "Lambda" in text and "in 4 groves" in text
     assert "grove_00003.trees" in text and '"n_trees": 12' in html.unescape(text)
     assert "Plan" in text and "TrainGroves" in text  # the steps of the execution
-    assert images_drawn_by_chromium(page) == 3
+    assert "Confusion matrix on 450 held-out rows" in text or "Confusion matrix" in text
+    assert images_drawn_by_chromium(page) == 5
 
 
 def test_report_goes_to_the_runs_folder_and_says_when_a_run_is_not_scored(
@@ -85,6 +92,37 @@ def test_report_goes_to_the_runs_folder_and_says_when_a_run_is_not_scored(
     assert str(page) in capsys.readouterr().out
     text = page.read_text()
     assert "not scored: run with --predict" in text
-    assert text.count("data:image/png;base64,") == 1  # the timeline alone
+    # no scores: the importances, the confusion matrix (from the groves' votes) and the timeline
+    assert text.count("data:image/png;base64,") == 3
     assert cli.main(["report", "none", "--store", str(store)]) == 1
     assert "build 'none' has no committed run" in capsys.readouterr().err
+
+
+def test_a_regressors_report_plots_its_predictions_against_the_actual_values(
+    tmp_path: Path, capsys
+) -> None:
+    store = str(tmp_path / "store")
+    args = ["-t", "6", "-g", "3", "--dataset", "diabetes", "--estimator", "regressor", "-p"]
+    assert cli.main(["run", "g", *args, "--store", store]) == 0
+    out = tmp_path / "out"
+    assert cli.main(["report", "g", "--store", store, "--out", str(out)]) == 0
+    assert {f.name for f in out.glob("*.png")} >= {"predicted_vs_actual.png", "importances.png"}
+    assert not (out / "confusion.png").exists()
+    assert images_drawn_by_chromium(out / "report.html") == 5
+
+
+def test_a_searchs_best_reports_what_the_search_measured(tmp_path: Path, capsys) -> None:
+    """The committed best of a search: its validation rank and score, the held-out score the
+    search read once, the search's rows, steps and whole cost (not 0 state transitions)."""
+    store = str(tmp_path / "store")
+    argv = ["search", "s", "-t", "4", "-g", "2", "--dataset", "iris", "--store", store]
+    assert cli.main([*argv, "--grid", "max_depth=2,3"]) == 0
+    out = tmp_path / "out"
+    assert cli.main(["report", "s", "--store", store, "--out", str(out)]) == 0
+    text = html.unescape((out / "report.html").read_text())
+    assert "ranked 1 of 2 by validation score" in text
+    assert "held-out rows (read once, after the choice)" in text
+    assert "validation rows" in text and "held out by the search" in text
+    assert "not scored" not in text and " 0 state transitions" not in text
+    assert "the whole search" in text and "ScoreCandidates" in text
+    assert "Confusion matrix on" in text or (out / "confusion.png").exists()

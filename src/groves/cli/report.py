@@ -3,10 +3,15 @@ as PNG data (and written beside it as PNG files), drawn with matplotlib:
 
 - the held-out score as trees are added, grove by grove (``metrics.json``);
 - each grove's own held-out score, against the forest's;
+- the forest's feature importances (the model, from its verified groves);
+- a classifier's confusion matrix, or a regressor's predictions against the actual values, on
+  the run's held-out rows (a search's candidate: its validation rows), from the groves' stored
+  votes;
 - a timeline of grove training: one bar per grove from its start to its end, one row per
   execution environment (a Lambda's log stream, or a local worker process);
-- the request, the execution's steps with their seconds (its stored history), the cost, and
-  every file of the run with its size.
+- the request, the execution's steps with their seconds (its stored history; a search's best:
+  the search's), what a search measured (validation and held-out scores), the cost, and every
+  file of the run with its size.
 """
 
 from __future__ import annotations
@@ -21,15 +26,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from groves.data.prepared import read_prepared
 from groves.engine.asl.history import state_name
 from groves.engine.executions import stored
 from groves.errors import BuildError
+from groves.forest.loading import load_forest
+from groves.forest.votes import Target
 from groves.steps.cost import describe, run_cost
+from groves.steps.score import stored_votes
+from groves.steps.search import search_key
 from groves.store.artifacts import metrics_key, plan_key, read_manifest, run_prefix
 from groves.store.storage import ArtifactNotFound, Store, get_json
 
 REPORT = "report.html"
 FIGURE_SIZE = (7.5, 3.6)
+TOP_FEATURES = 20  # the importances plot shows the largest
 
 
 @dataclass
@@ -56,7 +69,9 @@ def _png(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _plots(manifest: dict[str, Any], metrics: dict[str, Any] | None) -> dict[str, bytes]:
+def _plots(
+    manifest: dict[str, Any], metrics: dict[str, Any] | None, extra: Evaluation | None = None
+) -> dict[str, bytes]:
     import matplotlib
 
     matplotlib.use("Agg")  # no display: files only
@@ -89,6 +104,8 @@ def _plots(manifest: dict[str, Any], metrics: dict[str, Any] | None) -> dict[str
         plt.close(figure)
 
     groves = [g for g in manifest["groves"] if "usage" in g]
+    if extra is not None:
+        images.update(_model_plots(plt, manifest, extra))
     if groves:
         start = min(g["usage"]["started_at"] for g in groves)
         rows = sorted({g["usage"]["environment"] for g in groves})
@@ -107,6 +124,87 @@ def _plots(manifest: dict[str, Any], metrics: dict[str, Any] | None) -> dict[str
         axes.set(xlabel="seconds since the first grove started")
         axes.set_title(f"Grove training: {len(groves)} groves on {len(rows)} workers")
         images["timeline.png"] = _png(figure)
+        plt.close(figure)
+    return images
+
+
+@dataclass
+class Evaluation:
+    """What the report draws of the model itself: its feature importances by name, and its
+    predictions on the run's own held-out rows (``rows`` names them) with the true values."""
+
+    names: list[str]
+    importances: np.ndarray
+    target: Target
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    rows: str
+
+
+def evaluate(store: Store, manifest: dict[str, Any], plan: dict[str, Any]) -> Evaluation:
+    """The forest's importances (the model read from its verified groves) and its decisions on
+    the run's held-out rows, from the groves' stored votes (no tree predicts here)."""
+    forest = load_forest(store, manifest)
+    build_id, run_id = manifest["build_id"], manifest["run_id"]
+    target = Target.of(plan["data"])
+    total = None
+    for _, votes in stored_votes(store, build_id, run_id, manifest["groves"]):
+        total = votes if total is None else total + votes
+    y_true = read_prepared(store, plan, ("y_test",)).y_test
+    y_pred = target.decide(total, manifest["n_trees"]) if len(y_true) else y_true
+    rows = "validation" if "search_id" in plan else "held-out"
+    names = list(plan["data"]["feature_names"])
+    return Evaluation(names, forest.feature_importances_, target, y_true, y_pred, rows)
+
+
+def _model_plots(plt: Any, manifest: dict[str, Any], found: Evaluation) -> dict[str, bytes]:
+    images = {}
+    order = np.argsort(found.importances)[::-1][:TOP_FEATURES][::-1]
+    figure, axes = plt.subplots(figsize=(FIGURE_SIZE[0], max(2.5, 0.28 * len(order) + 1.0)))
+    axes.barh([found.names[i] for i in order], found.importances[order], color="tab:blue")
+    axes.set(xlabel="mean decrease in impurity (the forest's feature_importances_)")
+    shown = (
+        f"the {len(order)} largest of {len(found.names)}"
+        if len(found.names) > len(order)
+        else "every feature"
+    )
+    axes.set_title(f"Feature importances: {shown}")
+    images["importances.png"] = _png(figure)
+    plt.close(figure)
+    if not len(found.y_true):
+        return images
+    y_true, y_pred = found.y_true, found.y_pred
+    if found.target.classes is not None and found.target.n_outputs == 1:
+        classes = found.target.classes[0]
+        truth = np.searchsorted(classes, y_true)
+        guess = np.searchsorted(classes, y_pred)
+        counts = np.bincount(truth * len(classes) + guess, minlength=len(classes) ** 2)
+        matrix = counts.reshape(len(classes), len(classes))
+        side = min(7.5, 2.5 + 0.4 * len(classes))
+        figure, axes = plt.subplots(figsize=(side + 1.2, side))
+        shown = axes.imshow(matrix, cmap="Blues")
+        figure.colorbar(shown, ax=axes, label="rows")
+        labels = [str(c) for c in classes]
+        axes.set_xticks(range(len(classes)), labels, rotation=90 if len(classes) > 8 else 0)
+        axes.set_yticks(range(len(classes)), labels)
+        if len(classes) <= 20:
+            for (i, j), n in np.ndenumerate(matrix):
+                color = "white" if n > matrix.max() / 2 else "black"
+                axes.text(j, i, str(n), ha="center", va="center", color=color, fontsize="small")
+        axes.set(xlabel="predicted class", ylabel="true class")
+        axes.set_title(f"Confusion matrix on {len(y_true)} {found.rows} rows")
+        images["confusion.png"] = _png(figure)
+        plt.close(figure)
+    elif found.target.classes is None:
+        truth, guess = np.ravel(y_true), np.ravel(y_pred)
+        figure, axes = plt.subplots(figsize=(5.5, 5.0))
+        axes.scatter(truth, guess, s=8, alpha=0.5, color="tab:blue")
+        low, high = float(min(truth.min(), guess.min())), float(max(truth.max(), guess.max()))
+        axes.plot([low, high], [low, high], color="tab:red", label="predicted = actual")
+        axes.set(xlabel="actual", ylabel="predicted")
+        axes.set_title(f"Predicted against actual, {len(truth)} {found.rows} rows")
+        axes.legend(loc="upper left", fontsize="small")
+        images["predicted_vs_actual.png"] = _png(figure)
         plt.close(figure)
     return images
 
@@ -149,20 +247,24 @@ def build(store: Store, build_id: str, run_id: str | None = None) -> Report:
     run_id = manifest["run_id"]
     plan = get_json(store, plan_key(build_id, run_id))
     metrics = _optional(lambda: get_json(store, metrics_key(build_id, run_id)))
-    histories = _optional(lambda: stored(store, build_id, run_id))
+    search_id = plan.get("search_id")
+    searched = search_results(store, build_id, search_id, run_id) if search_id else None
+    histories = _optional(
+        lambda: (
+            stored(store, build_id, search_id, "searches")
+            if search_id
+            else stored(store, build_id, run_id)
+        )
+    )
     cost = run_cost(manifest, metrics)
-    images = _plots(manifest, metrics)
+    images = _plots(manifest, metrics, evaluate(store, manifest, plan))
 
     summary = [
         ("build", build_id),
         ("run", run_id),
         ("estimator", manifest["estimator"]),
         ("trees", f"{manifest['n_trees']} in {manifest['n_groves']} groves"),
-        (
-            "data",
-            f"{plan['data']['n_train']} training rows, {plan['data']['n_test']} held out, "
-            f"{plan['data']['n_features']} features",
-        ),
+        ("data", _data_line(plan["data"], searched)),
         ("fit seconds", f"{manifest['timings']['fit_seconds_total']:.2f} in all groves"),
     ]
     if metrics:
@@ -173,13 +275,22 @@ def build(store: Store, build_id: str, run_id: str | None = None) -> Report:
                 f"{metrics['grove_score_min']:.4f}-{metrics['grove_score_max']:.4f})",
             )
         )
+    elif searched:
+        summary += searched["lines"]
+    elif plan["data"]["n_test"] == 0:
+        summary.append(("score", "not scored: every row trained (test_size 0)"))
     else:
         summary.append(("score", "not scored: run with --predict"))
-    if cost:
+    if searched and searched["cost"]:  # the candidate's own steps are part of its search's
+        summary.append(("cost on AWS", f"{describe(searched['cost'])}, the whole search"))
+    elif cost:
         summary.append(("cost on AWS", describe(cost)))
     titles = {
         "score_by_trees.png": "Held-out score against the number of trees",
         "grove_scores.png": "Each grove's held-out score",
+        "importances.png": "Feature importances",
+        "confusion.png": "Confusion matrix",
+        "predicted_vs_actual.png": "Predicted against actual values",
         "timeline.png": "Timeline of grove training, one row per worker or Lambda",
     }
     figures = "".join(
@@ -221,6 +332,48 @@ pre {{ background: #f4f4f4; padding: 1em; overflow-x: auto; }}
 </body></html>
 """
     return Report(run_id, page, images)
+
+
+def _data_line(data: dict[str, Any], searched: dict[str, Any] | None) -> str:
+    if searched:  # a search's candidate: its held-out rows are the search's own
+        record = searched["record"]
+        return (
+            f"{record['n_fit']} rows to fit, {record['n_validation']} validation rows, "
+            f"{record['n_test']} held out by the search, {data['n_features']} features"
+        )
+    return (
+        f"{data['n_train']} training rows, {data['n_test']} held out, {data['n_features']} features"
+    )
+
+
+def search_results(
+    store: Store, build_id: str, search_id: str, run_id: str
+) -> dict[str, Any] | None:
+    """What the search that committed this run measured: the run's validation score and rank,
+    and the held-out score it read once after choosing."""
+    record = _optional(lambda: get_json(store, search_key(build_id, search_id, "search.json")))
+    board = _optional(lambda: get_json(store, search_key(build_id, search_id, "leaderboard.json")))
+    result = _optional(lambda: get_json(store, search_key(build_id, search_id, "result.json")))
+    if record is None or board is None:
+        return None
+    rank, row = next((i, r) for i, r in enumerate(board, 1) if r["run_id"] == run_id)
+    lines = [
+        (
+            "search",
+            f"{search_id}: candidate {row['candidate']}, ranked {rank} of {len(board)} by "
+            f"validation score {row['validation_score']:.4f}",
+        )
+    ]
+    if result and result["run_id"] == run_id:
+        lines.append(
+            (
+                "score",
+                f"{result['metric']} {result['test_score']:.4f} on the search's {result['n_test']} "
+                "held-out rows (read once, after the choice)",
+            )
+        )
+    cost = result.get("cost") if result and result["run_id"] == run_id else None
+    return {"record": record, "lines": lines, "cost": cost}
 
 
 def write(store: Store, build_id: str, run_id: str | None = None, out: Path | None = None) -> str:

@@ -80,5 +80,6 @@ def batch_summary(output: dict[str, Any], seconds: float) -> str:
     return (
         f"predicted {written['n_rows']} rows with build {written['build_id']} "
         f"(run {written['run_id']}, {written['n_trees']} trees) in {seconds:.2f} s\n"
+        f"cost      {describe(written['cost'])}\n"
         f"output    {written['output']}\nsidecar   {written['output']}.json"
     )

@@ -9,6 +9,7 @@ from typing import Any
 from groves.cli.options import build_request, parse_param, request_arguments, store_argument
 from groves.cli.running import run_here
 from groves.engine.console import UsageError
+from groves.steps.cost import describe
 from groves.steps.request import SEARCH_DEFAULTS
 from groves.store.storage import get_json, open_store
 
@@ -107,6 +108,7 @@ def leaderboard_lines(store: str, output: dict[str, Any]) -> list[str]:
     lines += [
         f"best      candidate {result['best']['candidate']}: held-out {result['metric']} "
         f"{result['test_score']:.4f} on {result['n_test']} rows (read once, after the choice)",
+        f"cost      {describe(result['cost'])} (the whole search)",
         f"model     {output['model']['model']}",
         *replaced_lines(output["build_id"], result.get("replaces")),
         f"search    {store}/{output['build_id']}/searches/{output['search_id']}/",

@@ -32,6 +32,7 @@ from groves.data.tables import check_source
 from groves.errors import BuildError, RequestError
 from groves.forest.loading import WARM, committed_groves
 from groves.forest.votes import Target, add_votes
+from groves.steps.cost import Invocation, batch_transitions, step_cost, summarize
 from groves.steps.plan import BUILD_ID, MAX_GROVES, check_build_id, read_plan
 from groves.steps.request import BATCH_DEFAULTS, BATCH_FIELDS, check_fields
 from groves.steps.train import peak_rss_mb
@@ -197,7 +198,7 @@ def groves_per_shard(spec: dict[str, Any], manifest: dict[str, Any]) -> int:
     return max(1, min(n_groves, SHARD_BYTES // largest))
 
 
-def plan_batch(store: Store, request: Any) -> dict[str, Any]:
+def plan_batch(store: Store, request: Any, invocation: Invocation | None = None) -> dict[str, Any]:
     """Validate the request against the build's committed run and the input's columns; write
     the rows (float32, training column order), the chunk items and ``batch.json``."""
     spec = validate_batch_request(request)
@@ -254,6 +255,7 @@ def plan_batch(store: Store, request: Any) -> dict[str, Any]:
     }
     if spec["keep"]:
         record["keep"] = written_keep
+    record["usage"] = (invocation or Invocation.begin("plan_batch")).usage()
     # shard by shard: the chunks a warm function gets in turn share its decoded groves
     tiles = [{"chunk_id": c, "shard": s} for s in range(n_shards) for c in range(n_chunks)]
     put_json(store, batch_key(build_id, batch_id, "chunks.json"), tiles)
@@ -350,7 +352,9 @@ def verified_chunk(
     return meta if {k: meta.get(k) for k in tile} == tile else None
 
 
-def predict_chunk(store: Store, build_id: str, batch_id: str, chunk: Any) -> dict[str, Any]:
+def predict_chunk(
+    store: Store, build_id: str, batch_id: str, chunk: Any, invocation: Invocation | None = None
+) -> dict[str, Any]:
     """Sum the votes of one shard's trees on one chunk of rows (a tile) and store them;
     idempotent (a tile whose votes verify is not computed again, for a redrive)."""
     started = time.perf_counter()
@@ -374,15 +378,18 @@ def predict_chunk(store: Store, build_id: str, batch_id: str, chunk: Any) -> dic
         **digest(blob),
         "seconds": round(time.perf_counter() - started, 3),
         "peak_rss_mb": peak_rss_mb(),
+        "usage": (invocation or Invocation.begin("predict_chunk")).usage(),
     }
     put_json(store, tile_key(record, planned, "json"), meta)
     return {**meta, "reused": False}
 
 
-def chunk_votes(store: Store, record: dict[str, Any], chunk_id: int) -> np.ndarray:
+def chunk_votes(
+    store: Store, record: dict[str, Any], chunk_id: int
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """A chunk's votes: its shards' sums, each checked against what its function recorded,
-    added in the forest's order."""
-    total = None
+    added in the forest's order; and its tiles' records."""
+    total, metas = None, []
     for shard in range(record["n_shards"]):
         tile = {"chunk_id": chunk_id, "shard": shard}
         try:
@@ -395,8 +402,9 @@ def chunk_votes(store: Store, record: dict[str, Any], chunk_id: int) -> np.ndarr
         what = f"chunk {chunk_id} (shard {shard})"
         votes = load_npy(read_verified(store, tile_key(record, tile, "votes.npy"), meta, what))
         total = votes if total is None else total + votes
+        metas.append(meta)
     assert total is not None
-    return total
+    return total, metas
 
 
 def kept_columns(store: Store, record: dict[str, Any]) -> pa.Table | None:
@@ -410,13 +418,17 @@ def kept_columns(store: Store, record: dict[str, Any]) -> pa.Table | None:
     return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
 
 
-def assemble(store: Store, build_id: str, batch_id: str) -> dict[str, Any]:
+def assemble(
+    store: Store, build_id: str, batch_id: str, invocation: Invocation | None = None
+) -> dict[str, Any]:
     """One output file in input order, written chunk by chunk (memory: one chunk): the kept
     input columns, ``prediction`` and, for a classifier, ``proba_<class>`` columns; beside it
     ``<output>.json`` naming the build, run and batch."""
     started = time.perf_counter()
+    invocation = invocation or Invocation.begin("assemble_predictions")
     record = read_batch(store, build_id, batch_id)
     target = Target.of(record)
+    tiles: list[dict[str, Any]] = []
     kept = kept_columns(store, record)
     output = record["spec"]["output"]
     with tempfile.TemporaryDirectory(prefix="groves-output-") as tmp:
@@ -425,7 +437,8 @@ def assemble(store: Store, build_id: str, batch_id: str) -> dict[str, Any]:
         try:
             for chunk_id in range(record["n_chunks"]):
                 chunk = planned_chunk(record, {"chunk_id": chunk_id, "shard": 0})
-                votes = chunk_votes(store, record, chunk_id)
+                votes, metas = chunk_votes(store, record, chunk_id)
+                tiles += metas
                 table = output_table(target, votes, record["n_trees"])
                 if kept is not None:
                     part = kept.slice(chunk["start"], chunk["stop"] - chunk["start"])
@@ -445,11 +458,25 @@ def assemble(store: Store, build_id: str, batch_id: str) -> dict[str, Any]:
             "columns": columns,
             **written,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "cost": batch_cost(record, tiles, invocation.usage()),
         }
         side = Path(tmp) / "sidecar.json"
         side.write_text(json.dumps(sidecar, indent=2))
         write_pair(output, path, side)
     return {**sidecar, "seconds": round(time.perf_counter() - started, 3)}
+
+
+def batch_cost(
+    record: dict[str, Any], tiles: list[dict[str, Any]], assemble_usage: dict[str, Any]
+) -> dict[str, Any]:
+    """The batch's cost: plan_batch, every tile's predict_chunk, assemble, and the batch
+    execution's transitions (``groves.steps.cost``)."""
+    steps = {
+        "plan_batch": step_cost([record["usage"]]),
+        "predict_chunk": step_cost([t["usage"] for t in tiles]),
+        "assemble_predictions": step_cost([assemble_usage]),
+    }
+    return summarize(steps, batch_transitions(record["n_tiles"]))
 
 
 SIDECAR_META = "groves-sidecar"  # the output object's own copy of its sidecar (zlib, base64)

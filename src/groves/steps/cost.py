@@ -11,7 +11,12 @@ build on AWS (``estimated: true``). Where it is recorded:
   invocation (the time since the previous grove of the batch ended), the execution environment
   it ran in and when it started and ended (the report's timeline);
 - ``manifest.json`` ``cost``: plan + train_grove + merge, and the execution's state transitions;
-- ``metrics.json`` ``cost``: the scoring step.
+- ``metrics.json`` ``cost``: the scoring step;
+- a batch prediction's output sidecar ``cost``: plan_batch, every tile's predict_chunk and
+  assemble, and the batch execution's transitions (each step's ``usage`` is in ``batch.json``
+  and the tiles' records);
+- a search's ``result.json`` ``cost``: plan_search, every candidate's groves, score_candidates,
+  the best's merge and score_best, and the search execution's transitions.
 
 Not counted: Lambda's init duration, S3 requests and storage, CloudWatch Logs, retries.
 """
@@ -106,6 +111,19 @@ def training_transitions(n_children: int, predict: bool) -> int:
     TrainGroves, TrainGrove in each child execution, Merge, PredictRequested, Predict if asked,
     Done. Retries would add one each."""
     return 5 + n_children + int(predict)
+
+
+def batch_transitions(n_tiles: int) -> int:
+    """``statemachine/batch_predict.asl.json``: PlanBatch, PredictChunks, PredictChunk in each
+    tile's child execution, Assemble, Done."""
+    return 4 + n_tiles
+
+
+def search_transitions(batches_per_candidate: list[int]) -> int:
+    """``statemachine/search.asl.json``: PlanSearch, TrainCandidates, in each candidate's child
+    execution TrainCandidate and TrainGroveBatch per batch, ScoreCandidates, MergeBest,
+    ScoreBest, Done."""
+    return 6 + sum(1 + batches for batches in batches_per_candidate)
 
 
 def price(gb_seconds: float, invocations: int, transitions: int) -> dict[str, float]:

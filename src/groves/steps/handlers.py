@@ -94,8 +94,9 @@ def train_grove(event: Any, context: Any = None) -> dict[str, Any]:
 
 
 def plan_batch(event: Any, context: Any = None) -> dict[str, Any]:
+    invocation = Invocation.begin("plan_batch", context)
     store, (request,) = _fields(event, "request")
-    record = batch.plan_batch(store, request)
+    record = batch.plan_batch(store, request, invocation)
     log.info(
         "batch %s of %s: %d rows in %d chunks x %d shards of groves",
         record["batch_id"],
@@ -108,28 +109,34 @@ def plan_batch(event: Any, context: Any = None) -> dict[str, Any]:
 
 
 def predict_chunk(event: Any, context: Any = None) -> dict[str, Any]:
+    invocation = Invocation.begin("predict_chunk", context)
     store, (build_id, batch_id, chunk) = _fields(event, "build_id", "batch_id", "chunk")
-    return batch.predict_chunk(store, build_id, batch_id, chunk)
+    return batch.predict_chunk(store, build_id, batch_id, chunk, invocation)
 
 
 def assemble_predictions(event: Any, context: Any = None) -> dict[str, Any]:
+    invocation = Invocation.begin("assemble_predictions", context)
     store, (build_id, batch_id) = _fields(event, "build_id", "batch_id")
-    return batch.assemble(store, build_id, batch_id)
+    return batch.assemble(store, build_id, batch_id, invocation)
 
 
 def plan_search(event: Any, context: Any = None) -> dict[str, Any]:
+    invocation = Invocation.begin("plan_search", context)
     store, (request,) = _fields(event, "request")
-    return search.state_output(store, search.plan_search(store, request))
+    return search.state_output(store, search.plan_search(store, request, invocation))
 
 
 def score_candidates(event: Any, context: Any = None) -> dict[str, Any]:
+    invocation = Invocation.begin("score_candidates", context)
     store, (build_id, search_id) = _fields(event, "build_id", "search_id")
-    return search.score_candidates(store, build_id, check_run_id(search_id, "search_id"))
+    search_id = check_run_id(search_id, "search_id")
+    return search.score_candidates(store, build_id, search_id, invocation)
 
 
 def score_best(event: Any, context: Any = None) -> dict[str, Any]:
+    invocation = Invocation.begin("score_best", context)
     store, (build_id, search_id) = _fields(event, "build_id", "search_id")
-    return search.score_best(store, build_id, check_run_id(search_id, "search_id"))
+    return search.score_best(store, build_id, check_run_id(search_id, "search_id"), invocation)
 
 
 def merge(event: Any, context: Any = None) -> dict[str, Any]:

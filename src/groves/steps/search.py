@@ -28,6 +28,7 @@ from groves.errors import BuildError, RequestError
 from groves.forest.votes import Target
 from groves.steps.batch import tree_votes
 from groves.steps.commit import check_groves, read_grove_metas
+from groves.steps.cost import Invocation, search_transitions, step_cost, summarize
 from groves.steps.plan import (
     check_params_against_data,
     n_groves,
@@ -50,6 +51,7 @@ from groves.store.artifacts import (
 from groves.store.storage import ArtifactNotFound, Store, dump_npy, get_json, load_npy, put_json
 
 MAX_CANDIDATES = 1_000
+SCORING_USAGE = "scoring_usage.json"  # score_candidates' invocation, for the search's cost
 # A child execution carries its candidate's grove batches (~100 bytes a grove): 1,000 groves
 # stay far below Step Functions' 256 KB payload limit.
 MAX_GROVES_PER_CANDIDATE = 1_000
@@ -153,7 +155,7 @@ def random_candidates(spec: Any, seed: int) -> list[dict[str, Any]]:
     return candidates
 
 
-def plan_search(store: Store, request: Any) -> dict[str, Any]:
+def plan_search(store: Store, request: Any, invocation: Invocation | None = None) -> dict[str, Any]:
     """Validate, split (train/test, then validation carved from train), and plan one run per
     candidate sharing one copy of the fit/validation rows; the held-out rows go to the search's
     folder, where only ``score_best`` reads them."""
@@ -208,9 +210,33 @@ def plan_search(store: Store, request: Any) -> dict[str, Any]:
         "classes": classes,
         "n_outputs": datasets.n_outputs(dataset.y),
         "replaces": committed_before(store, build_id),
+        "usage": (invocation or Invocation.begin("plan_search")).usage(),
     }
     put_json(store, search_key(build_id, search_id, "search.json"), record)
     return record
+
+
+def search_cost(
+    store: Store, record: dict[str, Any], best: dict[str, Any], usage: dict[str, Any]
+) -> dict[str, Any]:
+    """The search's cost: plan_search, every candidate's groves, score_candidates, the best's
+    merge, score_best, and the search execution's transitions (``groves.steps.cost``)."""
+    build_id, search_id = record["build_id"], record["search_id"]
+    groves, batches = [], []
+    for candidate in record["candidates"]:
+        plan = read_plan(store, build_id, candidate["run_id"])
+        groves += [m["usage"] for m in read_grove_metas(store, plan)]
+        per = plan["spec"].get("groves_per_invocation", 1)
+        batches.append(math.ceil(plan["n_groves"] / per))
+    scoring = get_json(store, search_key(build_id, search_id, SCORING_USAGE))
+    steps = {
+        "plan_search": step_cost([record["usage"]]),
+        "train_grove": step_cost(groves),
+        "score_candidates": step_cost([scoring]),
+        "merge": best["cost"]["steps"]["merge"],
+        "score_best": step_cost([usage]),
+    }
+    return summarize(steps, search_transitions(batches))
 
 
 def committed_before(store: Store, build_id: str) -> dict[str, Any] | None:
@@ -261,7 +287,9 @@ def validation_score(store: Store, build_id: str, run_id: str) -> tuple[float, i
     return target.score(y_val, target.decide(total, n_trees)), n_trees, seconds
 
 
-def score_candidates(store: Store, build_id: str, search_id: str) -> dict[str, Any]:
+def score_candidates(
+    store: Store, build_id: str, search_id: str, invocation: Invocation | None = None
+) -> dict[str, Any]:
     """Write ``leaderboard.json`` (best first; a tie goes to the earlier candidate) and return
     the best candidate. The held-out rows are not read here."""
     record = read_search(store, build_id, search_id)
@@ -278,12 +306,18 @@ def score_candidates(store: Store, build_id: str, search_id: str) -> dict[str, A
         )
     board.sort(key=lambda c: (-c["validation_score"], c["candidate"]))
     put_json(store, search_key(build_id, search_id, "leaderboard.json"), board)
+    usage = (invocation or Invocation.begin("score_candidates")).usage()
+    put_json(store, search_key(build_id, search_id, SCORING_USAGE), usage)
     return board[0]
 
 
-def score_best(store: Store, build_id: str, search_id: str) -> dict[str, Any]:
-    """Score the committed best candidate once on the held-out rows; write ``result.json``."""
+def score_best(
+    store: Store, build_id: str, search_id: str, invocation: Invocation | None = None
+) -> dict[str, Any]:
+    """Score the committed best candidate once on the held-out rows; write ``result.json``
+    with the search's whole cost."""
     started = time.perf_counter()
+    invocation = invocation or Invocation.begin("score_best")
     record = read_search(store, build_id, search_id)
     try:
         best = get_json(store, search_key(build_id, search_id, "leaderboard.json"))[0]
@@ -308,5 +342,6 @@ def score_best(store: Store, build_id: str, search_id: str) -> dict[str, Any]:
         "replaces": record.get("replaces"),
         "seconds": round(time.perf_counter() - started, 3),
     }
+    result["cost"] = search_cost(store, record, manifest, invocation.usage())
     put_json(store, search_key(build_id, search_id, "result.json"), result)
     return result
