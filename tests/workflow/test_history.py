@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,86 @@ def test_history_of_a_batch_prediction_and_a_search(tmp_path: Path, capsys) -> N
     with pytest.raises(SystemExit) as usage:  # argparse: --run and --batch exclude each other
         cli.main(["history", "b", "--run", "x", "--batch", *store])
     assert usage.value.code == 2
+
+
+class MapRunOf:
+    """Step Functions (moto) with one Map Run whose child executions are ``children``: moto
+    cannot list a Map Run's children, so the listing is given; every other call, the children's
+    histories included, is moto's."""
+
+    def __init__(self, sfn: Any, children: list[str]) -> None:
+        self.sfn, self.children = sfn, children
+        self.map_run = "arn:aws:states:us-east-1:123456789012:mapRun:parent/TrainGroves:1"
+
+    def list_map_runs(self, executionArn: str) -> dict[str, Any]:
+        return {"mapRuns": [{"mapRunArn": self.map_run}]}
+
+    def describe_map_run(self, mapRunArn: str) -> dict[str, Any]:
+        counts = {"failed": 1, "succeeded": len(self.children) - 1, "total": len(self.children)}
+        return {
+            "mapRunArn": mapRunArn,
+            "status": "FAILED",
+            "maxConcurrency": 2,
+            "executionCounts": counts,
+        }
+
+    def get_paginator(self, name: str) -> Any:
+        if name != "list_executions":
+            return self.sfn.get_paginator(name)
+        keep = ("executionArn", "stateMachineArn", "name", "status", "startDate", "stopDate")
+        listed = [
+            {k: v for k, v in self.sfn.describe_execution(executionArn=a).items() if k in keep}
+            for a in self.children
+        ]
+        return types.SimpleNamespace(paginate=lambda **kwargs: [{"executions": listed}])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sfn, name)
+
+
+def finished(sfn: Any, definition: dict[str, Any], name: str) -> str:
+    machine = sfn.create_state_machine(
+        name=name, definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/r"
+    )
+    arn = sfn.start_execution(
+        stateMachineArn=machine["stateMachineArn"], name=f"{name}-1", input="{}"
+    )["executionArn"]
+    deadline = time.monotonic() + 30
+    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return arn
+
+
+def test_a_deployed_history_shows_each_failed_childs_own_events(aws_env: None) -> None:
+    """GIVEN a deployed execution whose Map Run has a failed child, WHEN its history is read,
+    THEN the failed child's own events are read (newest pages first, bounded) and printed with
+    its error, so a failed grove is read without the console."""
+    grove = {
+        "StartAt": "TrainGrove",
+        "States": {
+            "TrainGrove": {"Type": "Pass", "Next": "Failed"},
+            "Failed": {
+                "Type": "Fail",
+                "Error": "MemoryError",
+                "Cause": "grove 3 ran out of memory",
+            },
+        },
+    }
+    ok = {"StartAt": "TrainGrove", "States": {"TrainGrove": {"Type": "Pass", "End": True}}}
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sfn = boto3.client("stepfunctions")
+        parent = finished(sfn, ok, "parent")
+        children = [finished(sfn, ok, "grove-0"), finished(sfn, grove, "grove-3")]
+        history = executions.deployed(MapRunOf(sfn, children), parent)
+        child_events = [
+            e["type"] for e in sfn.get_execution_history(executionArn=children[1])["events"]
+        ]
+    failed = [c for c in history["childExecutions"] if c["status"] == "FAILED"]
+    assert len(failed) == 1 and [e["type"] for e in failed[0]["events"]] == child_events
+    assert [c["events"] for c in history["childExecutions"] if c["status"] == "SUCCEEDED"] == [[]]
+    lines = executions.table(history)
+    at = lines.index(f"failed child execution {failed[0]['name']}:")
+    assert "FailStateEntered" in "\n".join(lines[at:])
+    assert any("MemoryError: grove 3 ran out of memory" in line for line in lines[at:])
+    assert len(child_events) <= executions.CHILD_EVENTS_SHOWN

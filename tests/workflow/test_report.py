@@ -126,3 +126,44 @@ def test_a_searchs_best_reports_what_the_search_measured(tmp_path: Path, capsys)
     assert "not scored" not in text and " 0 state transitions" not in text
     assert "the whole search" in text and "ScoreCandidates" in text
     assert "Confusion matrix on" in text or (out / "confusion.png").exists()
+
+
+def test_a_deployed_runs_report_takes_its_steps_from_step_functions(
+    tmp_path: Path, capsys, aws_env: None
+) -> None:
+    """A run trained on AWS has no history in the store: --execution-arn reads its steps from
+    Step Functions (here moto's engine running a two-step machine)."""
+    import json
+    import time
+
+    import boto3
+    from moto import mock_aws
+
+    store = str(tmp_path / "store")
+    assert cli.main(["run", "d", "-t", "4", "-g", "2", "--dataset", "iris", "--store", store]) == 0
+    steps = {
+        "StartAt": "Plan",
+        "States": {
+            "Plan": {"Type": "Pass", "Next": "Merge"},
+            "Merge": {"Type": "Pass", "End": True},
+        },
+    }
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        sfn = boto3.client("stepfunctions")
+        machine = sfn.create_state_machine(
+            name="forest", definition=json.dumps(steps), roleArn="arn:aws:iam::123456789012:role/r"
+        )
+        arn = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="deployed-1")[
+            "executionArn"
+        ]
+        deadline = time.monotonic() + 30
+        while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        out = tmp_path / "out"
+        argv = ["report", "d", "--store", store, "--out", str(out), "--execution-arn", arn]
+        assert cli.main(argv) == 0
+    steps_html = (out / "report.html").read_text().split("<h2>Steps of the last execution</h2>")[1]
+    steps_html = steps_html.split("<h2>")[0]
+    assert "<th>Plan</th>" in steps_html and "<th>Merge</th>" in steps_html
+    assert "TrainGroves" not in steps_html, "the deployed execution's steps, not the local run's"

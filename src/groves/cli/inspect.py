@@ -48,13 +48,20 @@ def cmd_history(args: argparse.Namespace, session: Any = None) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def cmd_report(args: argparse.Namespace, session: Any = None) -> int:
     from pathlib import Path
 
     from groves.cli import report
+    from groves.engine import executions
 
     out = Path(args.out) if args.out else None
-    where = report.write(open_store(args.store), args.build_id, args.run, out)
+    histories = None
+    if args.execution_arn:  # a deployed run: its steps from Step Functions' history
+        import boto3
+
+        session = session or boto3.session.Session()
+        histories = [executions.deployed(session.client("stepfunctions"), args.execution_arn)]
+    where = report.write(open_store(args.store), args.build_id, args.run, out, histories)
     print(f"report    {where}")
     return 0
 
@@ -126,6 +133,10 @@ def add_parsers(commands: Any) -> None:
     _store_and_run(report, "a committed run id (default: the build's latest)")
     report.add_argument(
         "--out", help="a local folder for report.html and its PNGs (default: the run's report/)"
+    )
+    report.add_argument(
+        "--execution-arn",
+        help="the deployed execution that trained the run: its steps come from Step Functions",
     )
     report.set_defaults(func=cmd_report, parser=report)
 

@@ -241,15 +241,21 @@ def _table(rows: list[tuple[str, str]]) -> str:
     return f"<table>{body}</table>"
 
 
-def build(store: Store, build_id: str, run_id: str | None = None) -> Report:
-    """The report of a committed run (by default the build's latest)."""
+def build(
+    store: Store,
+    build_id: str,
+    run_id: str | None = None,
+    histories: list[dict[str, Any]] | None = None,
+) -> Report:
+    """The report of a committed run (by default the build's latest); its steps from
+    ``histories`` (a deployed execution's, read from Step Functions) or from the store."""
     manifest = read_manifest(store, build_id, run_id)
     run_id = manifest["run_id"]
     plan = get_json(store, plan_key(build_id, run_id))
     metrics = _optional(lambda: get_json(store, metrics_key(build_id, run_id)))
     search_id = plan.get("search_id")
     searched = search_results(store, build_id, search_id, run_id) if search_id else None
-    histories = _optional(
+    histories = histories or _optional(
         lambda: (
             stored(store, build_id, search_id, "searches")
             if search_id
@@ -376,10 +382,16 @@ def search_results(
     return {"record": record, "lines": lines, "cost": cost}
 
 
-def write(store: Store, build_id: str, run_id: str | None = None, out: Path | None = None) -> str:
+def write(
+    store: Store,
+    build_id: str,
+    run_id: str | None = None,
+    out: Path | None = None,
+    histories: list[dict[str, Any]] | None = None,
+) -> str:
     """Write the report and its PNGs to ``out``, or by default to the run's ``report/`` folder
     in the store; where the page is."""
-    report = build(store, build_id, run_id)
+    report = build(store, build_id, run_id, histories)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         for name, png in report.images.items():

@@ -26,6 +26,10 @@ from groves.errors import BuildError
 from groves.store.artifacts import RUN_ID
 from groves.store.storage import Store, get_json, put_json
 
+FAILED_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
+FAILED_CHILDREN_SHOWN = 10  # failed child executions whose events a deployed history reads
+CHILD_EVENTS_SHOWN = 200  # the last events read of each
+
 HISTORY = "history"
 # The id a first Task's output names, and the build's folder of such ids; a batch's output
 # also names the run whose model it uses, so batches and searches come first.
@@ -113,7 +117,9 @@ def stored(
 
 def deployed(sfn: Any, execution_arn: str) -> dict[str, Any]:
     """A deployed execution's history in the same shape, from Step Functions: its events, its
-    Map Runs and their child executions (status only; each has a history of its own)."""
+    Map Runs and their child executions, with the last events of each failed child (at most
+    ``FAILED_CHILDREN_SHOWN`` children, ``CHILD_EVENTS_SHOWN`` events each, read page by page):
+    a failed grove is read without the console."""
     described = sfn.describe_execution(executionArn=execution_arn)
     history = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
     events = [_iso(e) for page in history for e in page["events"]]
@@ -123,6 +129,9 @@ def deployed(sfn: Any, execution_arn: str) -> dict[str, Any]:
         pages = sfn.get_paginator("list_executions").paginate(mapRunArn=listed["mapRunArn"])
         found = [c for page in pages for c in page.get("executions", [])]
         children += [{**_iso(c), "index": None, "events": []} for c in found]
+    failed = [c for c in children if c.get("status") in FAILED_STATUSES]
+    for child in failed[:FAILED_CHILDREN_SHOWN]:
+        child["events"] = last_events(sfn, child["executionArn"], CHILD_EVENTS_SHOWN)
     keep = ("name", "stateMachineArn", "status", "startDate", "stopDate", "error", "cause")
     execution = {k: v for k, v in _iso(described).items() if k in keep}
     return {
@@ -131,6 +140,15 @@ def deployed(sfn: Any, execution_arn: str) -> dict[str, Any]:
         "mapRuns": map_runs,
         "childExecutions": children,
     }
+
+
+def last_events(sfn: Any, execution_arn: str, limit: int) -> list[dict[str, Any]]:
+    """An execution's last ``limit`` events, oldest first (read newest page first, and no
+    further than ``limit``)."""
+    pages = sfn.get_paginator("get_execution_history").paginate(
+        executionArn=execution_arn, reverseOrder=True, PaginationConfig={"MaxItems": limit}
+    )
+    return sorted((_iso(e) for page in pages for e in page["events"]), key=lambda e: e["id"])
 
 
 def _iso(record: dict[str, Any]) -> dict[str, Any]:
@@ -189,15 +207,7 @@ def table(history: dict[str, Any]) -> list[str]:
         lines.append(
             f"error: {_short(failure_message(execution['error'], execution.get('cause')))}"
         )
-    lines.append(f"{'id':>5} {'seconds':>8}  {'event':<26} {'state':<18} detail")
-    start = events[0]["timestamp"] if events else None
-    names = _states(events)
-    for event in events:
-        at = _seconds(start, event["timestamp"]) or 0.0
-        lines.append(
-            f"{event['id']:>5} {at:>8.3f}  {event['type']:<26} {names[event['id']]:<18} "
-            f"{_detail(event)}".rstrip()
-        )
+    lines += event_lines(events)
     for run in history.get("mapRuns", []):
         counts = run.get("executionCounts", {})
         shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v and k != "total")
@@ -218,5 +228,23 @@ def table(history: dict[str, Any]) -> list[str]:
         lines.append(
             f"{index:>5} {'-' if seconds is None else f'{seconds:.3f}':>8}  {child['name']:<38} "
             f"{child.get('status', ''):<10} {_detail(failed) if failed else ''}".rstrip()
+        )
+    failed = [c for c in children if c.get("status") in FAILED_STATUSES and c.get("events")]
+    for child in failed[:FAILED_CHILDREN_SHOWN]:
+        lines.append(f"failed child execution {child['name']}:")
+        lines += event_lines(child["events"][-CHILD_EVENTS_SHOWN:])
+    return lines
+
+
+def event_lines(events: list[dict[str, Any]]) -> list[str]:
+    """Events as table lines: id, seconds since the first, type, state and detail."""
+    lines = [f"{'id':>5} {'seconds':>8}  {'event':<26} {'state':<18} detail"]
+    start = events[0]["timestamp"] if events else None
+    names = _states(events)
+    for event in events:
+        at = _seconds(start, event["timestamp"]) or 0.0
+        lines.append(
+            f"{event['id']:>5} {at:>8.3f}  {event['type']:<26} {names.get(event['id'], ''):<18} "
+            f"{_detail(event)}".rstrip()
         )
     return lines
