@@ -135,3 +135,22 @@ def s3_server(moto_server: str, aws_env: None, monkeypatch: pytest.MonkeyPatch) 
     name = f"{BUCKET}-{os.urandom(4).hex()}"
     boto3.client("s3").create_bucket(Bucket=name)
     return name
+
+
+def finished_execution(sfn: Any, definition: dict[str, Any], name: str) -> str:
+    """Create a state machine on moto's engine, run it to its end (30 s at most), and return
+    the execution's ARN."""
+    import json
+    import time
+
+    machine = sfn.create_state_machine(
+        name=name, definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/r"
+    )
+    arn = sfn.start_execution(
+        stateMachineArn=machine["stateMachineArn"], name=f"{name}-1", input="{}"
+    )["executionArn"]
+    deadline = time.monotonic() + 30
+    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return arn

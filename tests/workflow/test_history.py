@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import json
-import time
 import types
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from conftest import small_request
+from conftest import finished_execution, small_request
 from moto import mock_aws
 
 from groves import cli
@@ -85,18 +84,7 @@ def test_history_of_a_deployed_execution_comes_from_step_functions(
     }
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         sfn = boto3.client("stepfunctions")
-        machine = sfn.create_state_machine(
-            name="history",
-            definition=json.dumps(definition),
-            roleArn="arn:aws:iam::123456789012:role/r",
-        )
-        arn = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], input="{}")[
-            "executionArn"
-        ]
-        deadline = time.monotonic() + 30
-        while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        arn = finished_execution(sfn, definition, "history")
         expected = [e["type"] for e in sfn.get_execution_history(executionArn=arn)["events"]]
         assert cli.main(["history", "--execution-arn", arn]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -178,20 +166,6 @@ class MapRunOf:
         return getattr(self.sfn, name)
 
 
-def finished(sfn: Any, definition: dict[str, Any], name: str) -> str:
-    machine = sfn.create_state_machine(
-        name=name, definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/r"
-    )
-    arn = sfn.start_execution(
-        stateMachineArn=machine["stateMachineArn"], name=f"{name}-1", input="{}"
-    )["executionArn"]
-    deadline = time.monotonic() + 30
-    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    return arn
-
-
 def test_a_deployed_history_shows_each_failed_childs_own_events(aws_env: None) -> None:
     """GIVEN a deployed execution whose Map Run has a failed child, WHEN its history is read,
     THEN the failed child's own events are read (newest pages first, bounded) and printed with
@@ -210,8 +184,11 @@ def test_a_deployed_history_shows_each_failed_childs_own_events(aws_env: None) -
     ok = {"StartAt": "TrainGrove", "States": {"TrainGrove": {"Type": "Pass", "End": True}}}
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         sfn = boto3.client("stepfunctions")
-        parent = finished(sfn, ok, "parent")
-        children = [finished(sfn, ok, "grove-0"), finished(sfn, grove, "grove-3")]
+        parent = finished_execution(sfn, ok, "parent")
+        children = [
+            finished_execution(sfn, ok, "grove-0"),
+            finished_execution(sfn, grove, "grove-3"),
+        ]
         history = executions.deployed(MapRunOf(sfn, children), parent)
         child_events = [
             e["type"] for e in sfn.get_execution_history(executionArn=children[1])["events"]

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import finished_execution
 
 from groves import cli
 
@@ -133,9 +134,6 @@ def test_a_deployed_runs_report_takes_its_steps_from_step_functions(
 ) -> None:
     """A run trained on AWS has no history in the store: --execution-arn reads its steps from
     Step Functions (here moto's engine running a two-step machine)."""
-    import json
-    import time
-
     import boto3
     from moto import mock_aws
 
@@ -150,16 +148,7 @@ def test_a_deployed_runs_report_takes_its_steps_from_step_functions(
     }
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         sfn = boto3.client("stepfunctions")
-        machine = sfn.create_state_machine(
-            name="forest", definition=json.dumps(steps), roleArn="arn:aws:iam::123456789012:role/r"
-        )
-        arn = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="deployed-1")[
-            "executionArn"
-        ]
-        deadline = time.monotonic() + 30
-        while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        arn = finished_execution(sfn, steps, "forest")
         out = tmp_path / "out"
         argv = ["report", "d", "--store", store, "--out", str(out), "--execution-arn", arn]
         assert cli.main(argv) == 0

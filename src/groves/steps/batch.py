@@ -44,6 +44,7 @@ from groves.store.artifacts import (
     file_digest,
     new_run_id,
     read_manifest,
+    read_record,
     read_verified,
 )
 from groves.store.storage import (
@@ -283,13 +284,9 @@ def read_batch(store: Store, build_id: str, batch_id: str) -> dict[str, Any]:
     if not BUILD_ID.fullmatch(build_id):
         raise RequestError("build_id", f"{build_id!r} is not a build id")
     check_run_id(batch_id, "batch_id")
-    try:
-        record = get_json(store, batch_key(build_id, batch_id, "batch.json"))
-    except ArtifactNotFound as exc:
-        raise BuildError(f"build {build_id!r} has no batch {batch_id}") from exc
-    if (record["build_id"], record["batch_id"]) != (build_id, batch_id):
-        raise BuildError(f"the record of batch {batch_id} names another batch")
-    return record
+    return read_record(
+        store, batch_key(build_id, batch_id, "batch.json"), build_id, "batch", batch_id
+    )
 
 
 NPY_HEAD = 4096  # bytes that hold an .npy file's magic and header

@@ -46,6 +46,7 @@ from groves.store.artifacts import (
     new_run_id,
     plan_key,
     read_manifest,
+    read_record,
     read_verified,
 )
 from groves.store.storage import ArtifactNotFound, Store, dump_npy, get_json, load_npy, put_json
@@ -262,13 +263,8 @@ def state_output(store: Store, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_search(store: Store, build_id: str, search_id: str) -> dict[str, Any]:
-    try:
-        record = get_json(store, search_key(build_id, search_id, "search.json"))
-    except ArtifactNotFound as exc:
-        raise BuildError(f"build {build_id!r} has no search {search_id}") from exc
-    if (record["build_id"], record["search_id"]) != (build_id, search_id):
-        raise BuildError(f"the record of search {search_id} names another search")
-    return record
+    key = search_key(build_id, search_id, "search.json")
+    return read_record(store, key, build_id, "search", search_id)
 
 
 def validation_score(store: Store, build_id: str, run_id: str) -> tuple[float, int, float]:

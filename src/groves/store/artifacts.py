@@ -164,6 +164,18 @@ def read_verified(store: Store, key: str, expected: Mapping[str, Any], what: str
     return blob
 
 
+def read_record(store: Store, key: str, build_id: str, kind: str, record_id: str) -> Any:
+    """The JSON record of a build's batch or search (``kind``, its id field ``<kind>_id``),
+    which must name that build and that id."""
+    try:
+        record = get_json(store, key)
+    except ArtifactNotFound as exc:
+        raise BuildError(f"build {build_id!r} has no {kind} {record_id}") from exc
+    if (record["build_id"], record[f"{kind}_id"]) != (build_id, record_id):
+        raise BuildError(f"the record of {kind} {record_id} names another {kind}")
+    return record
+
+
 # ---- runs ----------------------------------------------------------------------------------
 
 
