@@ -22,10 +22,10 @@ import numpy as np
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 
-from groves.store.artifacts import read_manifest
 from groves.data.datasets import load_dataset, split
-from groves.forest.loading import load_model
 from groves.engine.local import run_local, usable_cores
+from groves.forest.loading import load_model
+from groves.store.artifacts import read_manifest
 from groves.store.storage import open_store
 
 
