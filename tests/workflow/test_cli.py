@@ -10,10 +10,14 @@ import sys
 from pathlib import Path
 
 import boto3
+import joblib
+import numpy as np
 import pytest
 from conftest import ROOT
 from moto import mock_aws
+from sklearn.datasets import load_wine
 
+import groves
 from groves import cli
 from groves.engine import console
 from groves.engine.local import FUNCTIONS, STORE_SUBSTITUTION, load_definition
@@ -42,11 +46,22 @@ def test_run_prints_a_summary(tmp_path: Path, capsys) -> None:
     assert "groves    3" in out and "trees     5" in out
     run_id = json.loads((tmp_path / "demo" / "latest.json").read_text())["run_id"]
     assert f"run       {tmp_path}/demo/runs/{run_id}/" in out
-    assert f"model     {tmp_path}/demo/runs/{run_id}/manifest.json" in out
+    assert "model     groves.load_model(store, 'demo'), or one file: groves export demo" in out
+    assert f"manifest  {tmp_path}/demo/runs/{run_id}/manifest.json" in out
     assert re.search(r"score     accuracy (0\.9|1\.0)\d+ on 45 held-out rows", out)
     assert "TrainGroves" in err and "3/3 groves" in err
     manifest = json.loads((tmp_path / "demo" / "runs" / run_id / "manifest.json").read_text())
     assert manifest["spec"]["params"] == {"max_depth": 4}
+    # the one file a scikit-learn user keeps: groves export, read by joblib.load
+    exported = tmp_path / "out" / "model.joblib"
+    argv = ["export", "demo", "--out", str(exported), "--store", str(tmp_path)]
+    assert cli.main(argv) == 0
+    assert f"model     {exported} (" in capsys.readouterr().out
+    X = load_wine().data
+    np.testing.assert_array_equal(
+        joblib.load(exported).predict_proba(X),
+        groves.load_model(str(tmp_path), "demo").predict_proba(X),
+    )
 
 
 def test_run_rejects_a_bad_request_before_any_work(tmp_path: Path, capsys) -> None:

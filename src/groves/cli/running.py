@@ -30,7 +30,11 @@ def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
     cost = (metrics or model).get("cost")
     if cost:
         lines.append(f"cost      {describe(cost)}")
-    lines += [f"model     {model.get('model')}", f"manifest  {model.get('manifest')}"]
+    lines += [
+        f"model     groves.load_model(store, {output['build_id']!r}), or one file: "
+        f"groves export {output['build_id']} --out model.joblib",
+        f"manifest  {model.get('manifest')}",
+    ]
     if metrics:
         lines.append(f"metrics   {metrics['metrics']}")
     return lines

@@ -109,7 +109,9 @@ def leaderboard_lines(store: str, output: dict[str, Any]) -> list[str]:
         f"best      candidate {result['best']['candidate']}: held-out {result['metric']} "
         f"{result['test_score']:.4f} on {result['n_test']} rows (read once, after the choice)",
         f"cost      {describe(result['cost'])} (the whole search)",
-        f"model     {output['model']['model']}",
+        f"model     groves.load_model(store, {output['build_id']!r}), or one file: "
+        f"groves export {output['build_id']} --out model.joblib",
+        f"manifest  {output['model']['manifest']}",
         *replaced_lines(output["build_id"], result.get("replaces")),
         f"search    {store}/{output['build_id']}/searches/{output['search_id']}/",
     ]
