@@ -167,7 +167,7 @@ def _check_bucket(output: str) -> None:
             raise RequestError("output", f"{output!r}: bucket {bucket!r} does not exist") from exc
 
 
-def planned_chunk(record: dict[str, Any], item: Any) -> dict[str, int]:
+def planned_tile(record: dict[str, Any], item: Any) -> dict[str, int]:
     """Tile ``item`` of a batch: chunk ``chunk_id`` of consecutive rows (the last chunk takes
     the remainder) and shard ``shard`` of consecutive groves (the last shard likewise)."""
     chunk_id = item.get("chunk_id") if isinstance(item, dict) else None
@@ -337,7 +337,7 @@ def tile_key(record: dict[str, Any], tile: dict[str, int], suffix: str) -> str:
     )
 
 
-def verified_chunk(
+def verified_tile(
     store: Store, record: dict[str, Any], tile: dict[str, int]
 ) -> dict[str, Any] | None:
     """The stored result of a tile whose votes file matches it, else ``None``."""
@@ -356,10 +356,10 @@ def predict_chunk(
     idempotent (a tile whose votes verify is not computed again, for a redrive)."""
     started = time.perf_counter()
     record = read_batch(store, build_id, batch_id)
-    planned = planned_chunk(record, chunk)
+    planned = planned_tile(record, chunk)
     if {k: planned[k] for k in ("chunk_id", "shard")} != chunk:
         raise BuildError(f"tile {chunk!r} is not part of batch {batch_id}")
-    done = verified_chunk(store, record, planned)
+    done = verified_tile(store, record, planned)
     if done is not None:
         return {**done, "reused": True}
     manifest = read_manifest(store, build_id, record["run_id"])
@@ -433,7 +433,7 @@ def assemble(
         writer = None
         try:
             for chunk_id in range(record["n_chunks"]):
-                chunk = planned_chunk(record, {"chunk_id": chunk_id, "shard": 0})
+                chunk = planned_tile(record, {"chunk_id": chunk_id, "shard": 0})
                 votes, metas = chunk_votes(store, record, chunk_id)
                 tiles += metas
                 table = output_table(target, votes, record["n_trees"])
