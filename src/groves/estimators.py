@@ -141,6 +141,11 @@ class _GrovesForest(BaseEstimator):
         non-negative number per row, or ``None``."""
         if _is_frame(X):
             validate_data(self, X, skip_check_array=True)
+            if np.ndim(y) == 2 and np.shape(y)[1] > 1:
+                raise ValueError(
+                    f"y has {np.shape(y)[1]} outputs: several outputs are trained from an array "
+                    "X (a DataFrame X, whose text columns groves encodes, takes one y column)"
+                )
             y = column_or_1d(y, warn=True)  # a DataFrame's rows take one target column
             if len(y) != len(X):
                 raise ValueError(f"X has {len(X)} rows but y has {len(y)}")

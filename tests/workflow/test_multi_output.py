@@ -131,3 +131,12 @@ def test_a_column_vector_is_one_output(tmp_path: Path) -> None:
     out: dict[str, Any] = groves.train("c", store=str(tmp_path / "s"), dataset=str(path))
     plan = read_plan(open_store(str(tmp_path / "s")), "c", out["run_id"])
     assert plan["data"]["n_outputs"] == 1 and plan["data"]["classes"] == [0, 1]
+
+
+def test_a_dataframe_with_several_outputs_is_refused_saying_why(tmp_path: Path) -> None:
+    import pandas as pd
+
+    X = pd.DataFrame({"a": np.arange(20.0), "kind": ["x", "y"] * 10})
+    y = np.c_[np.arange(20) % 2, np.arange(20) % 3]
+    with pytest.raises(ValueError, match="several outputs are trained from an array X"):
+        groves.GrovesClassifier(2, 1, store=str(tmp_path)).fit(X, y)
