@@ -180,6 +180,30 @@ def test_a_search_into_a_build_with_a_model_says_what_it_replaced(tmp_path: Path
     assert len(groves.load_model(str(tmp_path), "s", before).estimators_) == 9
 
 
+def test_build_puts_the_searchs_runs_and_best_in_a_build_of_its_own(tmp_path: Path, capsys) -> None:
+    """GIVEN a build with a model, WHEN a search names --build WINNER, THEN the build keeps its
+    latest, WINNER's latest is the best (its candidates' runs beside it), the search's record
+    stays under NAME, and the best's report finds the search."""
+    store = ["--store", str(tmp_path)]
+    assert cli.main(["run", "s", "-t", "9", "-g", "3", "--dataset", "iris", *store]) == 0
+    before = json.loads((tmp_path / "s" / "latest.json").read_text())["run_id"]
+    capsys.readouterr()
+    argv = ["search", "s", "-t", "4", "-g", "2", "--dataset", "iris", "--build", "s-tuned"]
+    assert cli.main([*argv, "--grid", "max_depth=2,3", *store]) == 0
+    out = capsys.readouterr().out
+    assert "replaced" not in out and "groves export s-tuned" in out
+    assert json.loads((tmp_path / "s" / "latest.json").read_text())["run_id"] == before
+    best = groves.load_model(str(tmp_path), "s-tuned")
+    assert len(best.estimators_) == 4 and best.max_depth in (2, 3)
+    assert len(list((tmp_path / "s-tuned" / "runs").iterdir())) == 2  # both candidates
+    assert len(list((tmp_path / "s" / "searches").iterdir())) == 1
+    assert cli.main(["report", "s-tuned", *store, "--out", str(tmp_path / "r")]) == 0
+    assert "ranked 1 of 2" in (tmp_path / "r" / "report.html").read_text()
+    with pytest.raises(RequestError) as caught:
+        validate_search({**digits_search(), "winner_build": "no spaces"})
+    assert caught.value.field == "winner_build"
+
+
 def test_resume_never_picks_a_search_candidate(tmp_path: Path) -> None:
     """A search commits its best candidate; the others stay uncommitted runs, and resuming one
     would commit a loser as the build's model."""

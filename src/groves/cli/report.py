@@ -254,10 +254,11 @@ def build(
     plan = get_json(store, plan_key(build_id, run_id))
     metrics = _optional(lambda: get_json(store, metrics_key(build_id, run_id)))
     search_id = plan.get("search_id")
-    searched = search_results(store, build_id, search_id, run_id) if search_id else None
+    search_build = plan.get("search_build", build_id)  # where the search's record is
+    searched = search_results(store, search_build, search_id, run_id) if search_id else None
     histories = histories or _optional(
         lambda: (
-            stored(store, build_id, search_id, "searches")
+            stored(store, search_build, search_id, "searches")
             if search_id
             else stored(store, build_id, run_id)
         )

@@ -73,6 +73,12 @@ def add_parser(commands: Any) -> None:
         default=SEARCH_DEFAULTS["validation_size"],
         help="share of the training rows candidates are compared on (default %(default)s)",
     )
+    search.add_argument(
+        "--build",
+        metavar="WINNER",
+        help="the build the candidates' runs and the best go to, so that NAME's model stays "
+        "its latest (default: NAME; the search's record stays under NAME)",
+    )
     store_argument(search)
     search.set_defaults(func=cmd_search, parser=search)
 
@@ -90,7 +96,8 @@ def search_request(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(
             "give --grid NAME=V1,V2 (a grid), or --random N with --param-range NAME=LOW:HIGH"
         )
-    return {**request, "validation_size": args.validation_size}
+    request = {**request, "validation_size": args.validation_size}
+    return {**request, "winner_build": args.build} if args.build else request
 
 
 def leaderboard_lines(store: str, output: dict[str, Any]) -> list[str]:
@@ -105,14 +112,15 @@ def leaderboard_lines(store: str, output: dict[str, Any]) -> list[str]:
             f"{row['seconds']:>7.2f}  {params}"
         )
     result = output["result"]
+    winner = output.get("runs_build_id", output["build_id"])
     lines += [
         f"best      candidate {result['best']['candidate']}: held-out {result['metric']} "
         f"{result['test_score']:.4f} on {result['n_test']} rows (read once, after the choice)",
         f"cost      {describe(result['cost'])} (the whole search)",
-        f"model     groves.load_model(store, {output['build_id']!r}), or one file: "
-        f"groves export {output['build_id']} --out model.joblib",
+        f"model     groves.load_model(store, {winner!r}), or one file: "
+        f"groves export {winner} --out model.joblib",
         f"manifest  {output['model']['manifest']}",
-        *replaced_lines(output["build_id"], result.get("replaces")),
+        *replaced_lines(winner, result.get("replaces")),
         f"search    {store}/{output['build_id']}/searches/{output['search_id']}/",
     ]
     return lines
@@ -125,7 +133,7 @@ def replaced_lines(build_id: str, replaced: dict[str, Any] | None) -> list[str]:
     return [
         f"replaced  build {build_id!r}'s latest model until now, run {replaced['run_id']} "
         f"({replaced['n_trees']} trees): it stays, as groves predict {build_id} --run "
-        f"{replaced['run_id']} uses it; search under a new NAME to keep a build's latest"
+        f"{replaced['run_id']} uses it; --build WINNER puts a search's best in a build of its own"
     ]
 
 

@@ -34,7 +34,9 @@ BATCH_DEFAULTS: dict[str, Any] = {
 BATCH_FIELDS = ("build_id", "data", "output", *BATCH_DEFAULTS)
 
 # A hyper-parameter search request (``statemachine/search.asl.json``): the training fields, and
-SEARCH_DEFAULTS: dict[str, Any] = {"search": None, "validation_size": 0.2}
+# ``winner_build``: the build the candidates' runs and the committed best go to (default:
+# ``build_id``, where the search's own record is), so a search can leave a build's model alone.
+SEARCH_DEFAULTS: dict[str, Any] = {"search": None, "validation_size": 0.2, "winner_build": None}
 
 
 def check_fields(request: Any, fields: tuple[str, ...]) -> None:

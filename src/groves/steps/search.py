@@ -30,6 +30,7 @@ from groves.steps.batch import tree_votes
 from groves.steps.commit import check_groves, read_grove_metas
 from groves.steps.cost import Invocation, search_transitions, step_cost, summarize
 from groves.steps.plan import (
+    BUILD_ID,
     check_params_against_data,
     n_groves,
     planned_groves,
@@ -80,6 +81,12 @@ def validate_search(request: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]
     size = spec["validation_size"]
     if isinstance(size, bool) or not isinstance(size, int | float) or not 0 < size < 1:
         raise RequestError("validation_size", f"{size!r} must be a number between 0 and 1")
+    winner = spec["winner_build"]
+    if winner is not None and (not isinstance(winner, str) or not BUILD_ID.fullmatch(winner)):
+        raise RequestError(
+            "winner_build",
+            f"{winner!r} must be a build id: 1-80 letters, digits, '.', '_' or '-'",
+        )
     space = spec["search"]
     if not isinstance(space, dict) or len(space) != 1 or not {"grid", "random"} >= set(space):
         raise RequestError(
@@ -174,23 +181,25 @@ def plan_search(store: Store, request: Any, invocation: Invocation | None = None
         except RequestError as exc:
             raise RequestError(f"search.candidates[{index}].{exc.field}", str(exc)) from exc
     search_id = new_run_id()
+    runs_build = spec["winner_build"] or build_id  # where the candidates' runs and the best go
     test = {}
     for name in ("X_test", "y_test"):
         blob = dump_npy(np.ascontiguousarray(getattr(outer, name)))
         store.put_bytes(search_key(build_id, search_id, f"data/{name}.npy"), blob)
         test[name] = digest(blob)
     runs = [new_run_id() for _ in candidates]
-    prepared = write_prepared(store, build_id, runs[0], inner)
+    prepared = write_prepared(store, runs_build, runs[0], inner)
     items, records = [], []
     base = {k: v for k, v in spec.items() if k not in SEARCH_DEFAULTS}
     for index, (run_id, candidate) in enumerate(zip(runs, candidates, strict=True)):
-        run_spec = {**base, "params": {**spec["params"], **candidate}, "predict": False}
+        params = {**spec["params"], **candidate}
+        run_spec = {**base, "build_id": runs_build, "params": params, "predict": False}
         plan = run_plan(run_spec, run_id, dataset, inner, classes, prepared, runs[0])
-        plan["search_id"] = search_id
-        put_json(store, plan_key(build_id, run_id), plan)
+        plan["search_id"], plan["search_build"] = search_id, build_id
+        put_json(store, plan_key(runs_build, run_id), plan)
         groves = planned_groves(run_spec)
         per = spec["groves_per_invocation"]
-        batch_input = {"store": store.uri, "build_id": build_id, "run_id": run_id}
+        batch_input = {"store": store.uri, "build_id": runs_build, "run_id": run_id}
         batches = [
             {"Items": groves[i : i + per], "BatchInput": batch_input}
             for i in range(0, len(groves), per)
@@ -210,7 +219,8 @@ def plan_search(store: Store, request: Any, invocation: Invocation | None = None
         "test": test,
         "classes": classes,
         "n_outputs": datasets.n_outputs(dataset.y),
-        "replaces": committed_before(store, build_id),
+        "runs_build": runs_build,
+        "replaces": committed_before(store, runs_build),
         "usage": (invocation or Invocation.begin("plan_search")).usage(),
     }
     put_json(store, search_key(build_id, search_id, "search.json"), record)
@@ -225,7 +235,7 @@ def search_cost(
     build_id, search_id = record["build_id"], record["search_id"]
     groves, batches = [], []
     for candidate in record["candidates"]:
-        plan = read_plan(store, build_id, candidate["run_id"])
+        plan = read_plan(store, runs_build(record), candidate["run_id"])
         groves += [m["usage"] for m in read_grove_metas(store, plan)]
         per = plan["spec"].get("groves_per_invocation", 1)
         batches.append(math.ceil(plan["n_groves"] / per))
@@ -256,10 +266,16 @@ def state_output(store: Store, record: dict[str, Any]) -> dict[str, Any]:
         "store": store.uri,
         "build_id": build_id,
         "search_id": search_id,
+        "runs_build_id": record.get("runs_build", build_id),
         "n_candidates": len(record["candidates"]),
         "max_concurrency": record["spec"]["max_concurrency"],
         "items": store.location(search_key(build_id, search_id, "candidates.json")),
     }
+
+
+def runs_build(record: dict[str, Any]) -> str:
+    """The build a search's candidates' runs and its committed best are in."""
+    return str(record.get("runs_build", record["build_id"]))
 
 
 def read_search(store: Store, build_id: str, search_id: str) -> dict[str, Any]:
@@ -291,7 +307,7 @@ def score_candidates(
     record = read_search(store, build_id, search_id)
     board = []
     for candidate in record["candidates"]:
-        value, n_trees, seconds = validation_score(store, build_id, candidate["run_id"])
+        value, n_trees, seconds = validation_score(store, runs_build(record), candidate["run_id"])
         board.append(
             {
                 **candidate,
@@ -319,7 +335,7 @@ def score_best(
         best = get_json(store, search_key(build_id, search_id, "leaderboard.json"))[0]
     except ArtifactNotFound as exc:
         raise BuildError(f"search {search_id} has no leaderboard: no candidate was chosen") from exc
-    manifest = read_manifest(store, build_id, best["run_id"])
+    manifest = read_manifest(store, runs_build(record), best["run_id"])
     arrays = {}
     for name in ("X_test", "y_test"):
         key = search_key(build_id, search_id, f"data/{name}.npy")
