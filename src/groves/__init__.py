@@ -1,4 +1,4 @@
-"""groves: random forests trained as independently seeded groves, merged into one model.
+"""groves: random forests trained as independently seeded groves, committed as one model.
 
 The Python API (``train``, ``predict``, ``load_model``, ``export_model``) and the
 scikit-learn estimators (``GrovesClassifier``, ``GrovesRegressor``) are imported on first use:

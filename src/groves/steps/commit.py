@@ -117,7 +117,7 @@ def merge_build(
     invocation = invocation or Invocation.begin("merge")
     started = time.perf_counter()
     plan = read_plan(store, build_id, run_id)
-    if is_committed(store, build_id, run_id):  # merged before: never rewritten, only finished
+    if is_committed(store, build_id, run_id):  # committed before: never rewritten, only finished
         manifest = get_json(store, manifest_key(build_id, run_id))
         advance_latest(store, build_id, run_id, manifest["created_at"])
         return merge_output(store, manifest)

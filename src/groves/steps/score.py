@@ -1,6 +1,6 @@
 """Score a committed run on its held-out rows from its groves' stored votes: each grove summed
 its trees' votes on the test rows when it was trained, so scoring adds small arrays and never
-loads the merged forest."""
+loads the forest."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Train one grove: a scikit-learn forest of the grove's trees, seeded by the grove, fitted on
 the run's prepared training rows; while they are loaded it also sums its votes on the held-out
-rows, so that scoring never has to load the merged forest."""
+rows, so that scoring never has to load the forest."""
 
 from __future__ import annotations
 
