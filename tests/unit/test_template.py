@@ -187,7 +187,7 @@ WRITES = {
         artifacts.data_key("b", RUN, "X_train"),
     ],
     "ScoreCandidatesFunction": [
-        search_key("b", RUN, name) for name in ("leaderboard.json", "scoring_usage.json")
+        search_key("b", RUN, name) for name in ("leaderboard.json", "usage.json")
     ],
     "ScoreBestFunction": [search_key("b", RUN, "result.json")],
 }

@@ -53,7 +53,7 @@ from groves.store.artifacts import (
 from groves.store.storage import ArtifactNotFound, Store, dump_npy, get_json, load_npy, put_json
 
 MAX_CANDIDATES = 1_000
-SCORING_USAGE = "scoring_usage.json"  # score_candidates' invocation, for the search's cost
+USAGE = "usage.json"  # the candidates' training and score_candidates, for the search's cost
 # A child execution carries its candidate's grove batches (~100 bytes a grove): 1,000 groves
 # stay far below Step Functions' 256 KB payload limit.
 MAX_GROVES_PER_CANDIDATE = 1_000
@@ -232,22 +232,15 @@ def search_cost(
 ) -> dict[str, Any]:
     """The search's cost: plan_search, every candidate's groves, score_candidates, the best's
     merge, score_best, and the search execution's transitions (``groves.steps.cost``)."""
-    build_id, search_id = record["build_id"], record["search_id"]
-    groves, batches = [], []
-    for candidate in record["candidates"]:
-        plan = read_plan(store, runs_build(record), candidate["run_id"])
-        groves += [m["usage"] for m in read_grove_metas(store, plan)]
-        per = plan["spec"].get("groves_per_invocation", 1)
-        batches.append(math.ceil(plan["n_groves"] / per))
-    scoring = get_json(store, search_key(build_id, search_id, SCORING_USAGE))
+    so_far = get_json(store, search_key(record["build_id"], record["search_id"], USAGE))
     steps = {
         "plan_search": step_cost([record["usage"]]),
-        "train_grove": step_cost(groves),
-        "score_candidates": step_cost([scoring]),
+        "train_grove": so_far["train_grove"],
+        "score_candidates": step_cost([so_far["score_candidates"]]),
         "merge": best["cost"]["steps"]["merge"],
         "score_best": step_cost([usage]),
     }
-    return summarize(steps, search_transitions(batches))
+    return summarize(steps, search_transitions(so_far["batches"]))
 
 
 def committed_before(store: Store, build_id: str) -> dict[str, Any] | None:
@@ -283,8 +276,10 @@ def read_search(store: Store, build_id: str, search_id: str) -> dict[str, Any]:
     return read_record(store, key, build_id, "search", search_id)
 
 
-def validation_score(store: Store, build_id: str, run_id: str) -> tuple[float, int, float]:
-    """A candidate's score on the validation rows from its verified groves' summed votes."""
+def validation_score(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
+    """A candidate's score on the validation rows from its verified groves' summed votes, its
+    trees and training seconds; and, for the search's cost, its groves' usage and how many
+    invocations (batches) trained them."""
     plan = read_plan(store, build_id, run_id)
     metas = read_grove_metas(store, plan)
     check_groves(plan, metas)
@@ -296,30 +291,37 @@ def validation_score(store: Store, build_id: str, run_id: str) -> tuple[float, i
         n_trees += meta["n_trees"]
         seconds += meta["seconds"]
     assert total is not None
-    return target.score(y_val, target.decide(total, n_trees)), n_trees, seconds
+    per = plan["spec"].get("groves_per_invocation", 1)
+    return {
+        "validation_score": target.score(y_val, target.decide(total, n_trees)),
+        "n_trees": n_trees,
+        "seconds": round(seconds, 3),
+        "usages": [meta["usage"] for meta in metas],
+        "batches": math.ceil(plan["n_groves"] / per),
+    }
 
 
 def score_candidates(
     store: Store, build_id: str, search_id: str, invocation: Invocation | None = None
 ) -> dict[str, Any]:
-    """Write ``leaderboard.json`` (best first; a tie goes to the earlier candidate) and return
-    the best candidate. The held-out rows are not read here."""
+    """Write ``leaderboard.json`` (best first; a tie goes to the earlier candidate) and, for the
+    search's cost, ``usage.json`` (the candidates' training and this step); return the best
+    candidate. The held-out rows are not read here."""
     record = read_search(store, build_id, search_id)
-    board = []
+    board, usages, batches = [], [], []
     for candidate in record["candidates"]:
-        value, n_trees, seconds = validation_score(store, runs_build(record), candidate["run_id"])
-        board.append(
-            {
-                **candidate,
-                "validation_score": value,
-                "n_trees": n_trees,
-                "seconds": round(seconds, 3),
-            }
-        )
+        scored = validation_score(store, runs_build(record), candidate["run_id"])
+        usages += scored.pop("usages")
+        batches.append(scored.pop("batches"))
+        board.append({**candidate, **scored})
     board.sort(key=lambda c: (-c["validation_score"], c["candidate"]))
     put_json(store, search_key(build_id, search_id, "leaderboard.json"), board)
-    usage = (invocation or Invocation.begin("score_candidates")).usage()
-    put_json(store, search_key(build_id, search_id, SCORING_USAGE), usage)
+    so_far = {
+        "train_grove": step_cost(usages),
+        "batches": batches,
+        "score_candidates": (invocation or Invocation.begin("score_candidates")).usage(),
+    }
+    put_json(store, search_key(build_id, search_id, USAGE), so_far)
     return board[0]
 
 
