@@ -366,3 +366,27 @@ def test_decimals_are_numbers_and_dictionary_text_is_text(tmp_path: Path) -> Non
     dataset = load_dataset(str(tmp_path / "d.parquet"), "status")
     assert [c["kind"] for c in dataset.columns] == ["number", "category"]
     np.testing.assert_array_equal(dataset.X[:3, 0], [0.25, 1.25, 2.25])
+
+
+def test_a_dataframes_stored_index_is_not_a_column(tmp_path: Path) -> None:
+    """GIVEN DataFrames written to Parquet after a shuffle (pandas stores their index as
+    ``__index_level_0__``), WHEN a build trains on one and predicts the other, THEN the index
+    is neither a feature nor an unknown column: both read as pandas.read_parquet reads them."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "size": rng.normal(size=200),
+            "city": rng.choice(["paris", "lyon", None], 200),
+            "target": rng.choice(["a", "b"], 200),
+        }
+    ).sample(frac=1, random_state=1)
+    frame.to_parquet(tmp_path / "train.parquet")
+    frame.drop(columns="target").iloc[:50].to_parquet(tmp_path / "new.parquet")
+    assert "__index_level_0__" in pq.read_schema(tmp_path / "new.parquet").names
+    store = str(tmp_path / "store")
+    groves.train("i", store=store, dataset=str(tmp_path / "train.parquet"), n_trees=4)
+    plan_names = groves.load_model(store, "i")[:-1].feature_names_in_.tolist()
+    assert plan_names == ["size", "city"]
+    out = tmp_path / "p.csv"
+    groves.predict("i", str(tmp_path / "new.parquet"), str(out), store=store)
+    assert len(pd.read_csv(out)) == 50

@@ -174,12 +174,22 @@ def read_table(source: str, field: str = "dataset") -> pa.Table:
                 raise RequestError(field, csv_problem(exc, source)) from exc
         else:
             try:
-                table = pq.read_table(path)
+                parquet = pq.ParquetFile(path)
+                table = parquet.read(columns=frame_columns(parquet.schema_arrow))
             except (pa.ArrowException, OSError) as exc:
                 raise RequestError(field, f"{source!r} is not a readable Parquet file") from exc
     if table.num_rows == 0:
         raise RequestError(field, f"{source!r} needs a header row and data rows")
     return table
+
+
+def frame_columns(schema: pa.Schema) -> list[str]:
+    """A Parquet file's columns as the DataFrame it was written from has them: the index
+    pandas stores beside them (``__index_level_0__`` after a shuffle or a filter, or a named
+    index) is the rows' labels, not a column, as ``pandas.read_parquet`` reads it."""
+    index = (schema.pandas_metadata or {}).get("index_columns", [])
+    stored = {name for name in index if isinstance(name, str)}
+    return [name for name in schema.names if name not in stored]
 
 
 ARROW_TYPES = {"number": pa.float64(), "bool": pa.bool_(), "category": pa.string()}
@@ -197,7 +207,9 @@ def iter_batches(
         else:
             try:
                 parquet = pq.ParquetFile(path)
-                batches = parquet.iter_batches(batch_size=BATCH_ROWS)
+                batches = parquet.iter_batches(
+                    batch_size=BATCH_ROWS, columns=frame_columns(parquet.schema_arrow)
+                )
             except (pa.ArrowException, OSError) as exc:
                 raise RequestError(field, f"{source!r} is not a readable Parquet file") from exc
             yield from batches
