@@ -32,9 +32,8 @@ from groves.store.artifacts import (
     manifest_key,
     run_prefix,
 )
-from groves.store.storage import ArtifactNotFound, Store, get_json
+from groves.store.storage import READ_THREADS, ArtifactNotFound, Store, get_json
 
-READ_THREADS = 16  # grove metadata reads at once
 CONSISTENT_FIELDS = ("split_fingerprint", "n_features", "classes", "sklearn_version")
 GROVE_RECORD = (
     "grove_id",

@@ -13,11 +13,10 @@ import numpy as np
 
 from groves.data.prepared import read_prepared
 from groves.forest.votes import Target
-from groves.steps.commit import READ_THREADS
 from groves.steps.cost import Invocation, run_cost
 from groves.steps.plan import read_plan
 from groves.store.artifacts import grove_key, metrics_key, read_manifest, read_verified
-from groves.store.storage import Store, load_npy, put_json
+from groves.store.storage import READ_THREADS, Store, load_npy, put_json
 
 
 def stored_votes(

@@ -21,6 +21,8 @@ from typing import Any, Protocol
 
 from groves.errors import CorruptFile, RequestError
 
+READ_THREADS = 64  # small objects a step reads at once: S3 reads wait on the network, ~30 ms each
+
 # lz4 level 1: measured against zlib 1/3/6, lz4 3 and none on 300k-row forests, it writes a
 # third of the bytes of no compression for +0.1 s per 56 MB, and loads 2x faster than zlib.
 JOBLIB_COMPRESSION = ("lz4", 1)
@@ -427,10 +429,13 @@ def bucket_stores(store: Store) -> dict[str, Store]:
 
 
 def s3_client() -> Any:
-    """A boto3 S3 client; endpoint and credentials come from the usual AWS environment."""
+    """A boto3 S3 client; endpoint and credentials come from the usual AWS environment. Its
+    connection pool holds ``READ_THREADS`` connections (botocore's default is 10), so no thread
+    of a step's reads waits for a connection or makes a new one per request."""
     import boto3
+    from botocore.config import Config
 
-    return boto3.client("s3")
+    return boto3.client("s3", config=Config(max_pool_connections=READ_THREADS))
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
