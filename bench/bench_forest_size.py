@@ -56,7 +56,8 @@ def median_pair(first: Any, second: Any, repeat: int) -> tuple[float, float]:
 def trained_groves(store: str, source: str, grove: int, trained: int) -> Path:
     """The folder of ``trained`` really trained groves of ``grove`` trees (a run of build ``f``)."""
     from groves.steps import handlers
-    from groves.steps.plan import planned_groves, read_plan
+    from groves.steps.planned import planned_groves
+    from groves.store.artifacts import read_plan
     from groves.store.storage import open_store
 
     request = {"build_id": "f", "dataset": source, "n_trees": trained * grove, "grove_size": grove}
@@ -71,7 +72,8 @@ def planned_with_copies(store: str, source: str, trees: int, grove: int, trained
     """A run of ``trees`` trees (the same split: the same data and seed) whose groves are copies
     of the trained ones, each with its own metadata; its run id."""
     from groves.steps import handlers
-    from groves.steps.plan import planned_groves, read_plan
+    from groves.steps.planned import planned_groves
+    from groves.store.artifacts import read_plan
     from groves.store.storage import open_store
 
     request = {"build_id": "f", "dataset": source, "n_trees": trees, "grove_size": grove}

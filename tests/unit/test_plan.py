@@ -13,11 +13,10 @@ from groves.errors import RequestError
 from groves.steps.plan import (
     MAX_GROVES,
     plan_build,
-    planned_grove,
-    planned_groves,
     state_output,
     validate_request,
 )
+from groves.steps.planned import planned_grove, planned_groves
 from groves.store.artifacts import items_key
 from groves.store.storage import get_json
 

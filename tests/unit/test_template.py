@@ -14,13 +14,13 @@ from conftest import ROOT, allowed, object_patterns, statements
 from packaging.requirements import Requirement
 
 from groves.engine.local import FUNCTIONS, STORE_SUBSTITUTION, definition_path
-from groves.forest.format import GROVE_SUFFIX
 from groves.steps import handlers
 from groves.steps.batch import OUTPUTS_PREFIX, validate_batch_request
 from groves.steps.cost import TEMPLATE_MEMORY_MB
 from groves.steps.plan import validate_request
 from groves.steps.search import search_key, validate_search
 from groves.store import artifacts
+from groves.store.artifacts import GROVE_SUFFIX
 
 ASL = ROOT / "statemachine" / "forest.asl.json"
 # Each state machine: its resource, its definition, its Distributed Map, and its Fail state.

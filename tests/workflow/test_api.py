@@ -30,7 +30,8 @@ import groves
 from groves import api
 from groves.engine import console, executions
 from groves.errors import BuildError, RequestError
-from groves.steps.plan import planned_groves, read_plan
+from groves.steps.planned import planned_groves
+from groves.store.artifacts import read_plan
 from groves.store.storage import open_store
 
 

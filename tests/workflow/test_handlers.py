@@ -14,10 +14,9 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 import groves
 from groves.data.prepared import read_prepared
 from groves.errors import BuildError, RequestError
-from groves.forest.format import GROVE_SUFFIX, read_grove
+from groves.forest.format import read_grove
 from groves.steps import handlers
-from groves.steps.plan import read_plan
-from groves.store.artifacts import digest, grove_key, manifest_key
+from groves.store.artifacts import GROVE_SUFFIX, digest, grove_key, manifest_key, read_plan
 from groves.store.storage import get_json, open_store, put_json
 
 STORE = f"s3://{BUCKET}/builds"

@@ -17,9 +17,9 @@ from conftest import small_request, train_batch
 import groves
 from groves.engine.local import run_local
 from groves.errors import BuildError
-from groves.forest.format import FORMAT, GROVE_SUFFIX, read_grove, write_grove
+from groves.forest.format import read_grove, write_grove
 from groves.steps import handlers
-from groves.store.artifacts import digest, grove_key, manifest_key
+from groves.store.artifacts import FORMAT, GROVE_SUFFIX, digest, grove_key, manifest_key
 from groves.store.storage import LocalStore, get_json, open_store, put_json
 
 
@@ -239,7 +239,7 @@ def test_swapped_prepared_rows_are_refused_before_training(local_store) -> None:
 
 def test_a_tampered_download_cache_is_fetched_again_and_a_tampered_object_refused(s3) -> None:
     from groves.data.prepared import read_prepared
-    from groves.steps.plan import read_plan
+    from groves.store.artifacts import read_plan
 
     store_uri = "s3://groves-test/cache"
     plan = handlers.plan({"store": store_uri, "request": small_request()})

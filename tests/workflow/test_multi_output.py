@@ -15,7 +15,7 @@ from sklearn.metrics import r2_score
 
 import groves
 from groves.errors import RequestError
-from groves.steps.plan import read_plan
+from groves.store.artifacts import read_plan
 from groves.store.storage import open_store
 
 

@@ -25,7 +25,8 @@ from groves.data.datasets import load_dataset
 from groves.engine.asl import execute
 from groves.engine.local import FUNCTIONS, local_machine
 from groves.forest.loading import WARM
-from groves.steps.plan import planned_grove, validate_request
+from groves.steps.plan import validate_request
+from groves.steps.planned import planned_grove
 
 STORE = f"s3://{BUCKET}/builds"
 READS = ("GetObject", "HeadObject")  # both need s3:GetObject

@@ -22,7 +22,8 @@ import groves
 from groves.data.prepared import read_prepared
 from groves.engine.local import run_local
 from groves.errors import RequestError
-from groves.steps.plan import plan_build, planned_grove
+from groves.steps.plan import plan_build
+from groves.steps.planned import planned_grove
 from groves.store.artifacts import plan_key
 from groves.store.storage import LocalStore, get_json
 

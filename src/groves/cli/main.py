@@ -47,7 +47,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_start(args: argparse.Namespace, session: Any = None) -> int:
     import boto3
 
-    from groves.steps.plan import n_groves, validate_request
+    from groves.steps.plan import validate_request
+    from groves.steps.planned import n_groves
 
     request = build_request(args, args.parser)
     spec = validate_request(request) if not args.resume else None

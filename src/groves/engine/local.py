@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import pkgutil
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -14,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from groves import steps
 from groves.engine.asl import Execution, Interpreter, call_handler, execute
 from groves.engine.executions import save as save_history
 from groves.engine.workers import WorkerPool
@@ -107,9 +109,11 @@ def start_workers(
     workers: int | None = None, functions: Mapping[str, Callable[..., Any]] = FUNCTIONS
 ) -> WorkerPool:
     """Warm workers for ``run_local``. Started first thing, they import scikit-learn while the
-    caller does its own start-up."""
+    caller does its own start-up: the handlers' modules and every step, which a handler imports
+    only when called (a Lambda function loads its own step; a local worker serves them all)."""
     resources = local_resources(functions)
     modules = {getattr(h, "module", None) or h.__module__ for h in functions.values()}
+    modules |= {f"{steps.__name__}.{m.name}" for m in pkgutil.iter_modules(steps.__path__)}
     return WorkerPool(workers or usable_cores(), resources, call_handler, preload=sorted(modules))
 
 

@@ -35,10 +35,9 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from sklearn.tree._tree import NODE_DTYPE, Tree
 
 from groves.errors import BuildError
+from groves.store.artifacts import FORMAT
 
 MAGIC = b"GROVES-TREES/1\n"
-FORMAT = "groves-trees/1"
-GROVE_SUFFIX = "trees"  # groves/grove_NNNNN.trees
 LEVEL = 1  # lz4's fastest level: as the joblib pickles it replaces
 KINDS = {
     "classifier": (RandomForestClassifier, DecisionTreeClassifier),

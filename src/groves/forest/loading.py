@@ -22,9 +22,10 @@ from sklearn.tree._tree import NODE_DTYPE
 from groves.data.encoding import has_categories, pipeline
 from groves.data.rows import feature_columns
 from groves.errors import BuildError
-from groves.forest.format import GROVE_SUFFIX, read_grove
+from groves.forest.format import read_grove
 from groves.forest.votes import forest_classes
 from groves.store import artifacts
+from groves.store.artifacts import GROVE_SUFFIX
 from groves.store.storage import Store, dump_streamed
 
 READ_THREADS = 4  # groves read and decoded at once (lz4 and numpy release the GIL)

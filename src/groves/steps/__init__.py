@@ -8,6 +8,7 @@ each handler one module here. The state machines in ``statemachine/`` order them
 - ``score``: the held-out score from the groves' stored votes (metrics.json).
 - ``batch``: batch prediction: plan_batch (rows and tiles), predict_chunk (a tile), assemble.
 - ``search``: plan_search (one run per candidate), score_candidates, score_best.
+- ``planned``: the groves a spec plans (count, trees and seed of each), numpy only.
 - ``request``: the request fields and their defaults; ``cost``: what each invocation costs;
   ``events``: a ready event for one step, for ``sam local invoke``.
 

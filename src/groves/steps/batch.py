@@ -33,17 +33,20 @@ from groves.errors import BuildError, RequestError
 from groves.forest.loading import WARM, committed_groves
 from groves.forest.votes import Target, add_votes
 from groves.steps.cost import Invocation, batch_transitions, step_cost, summarize
-from groves.steps.plan import BUILD_ID, MAX_GROVES, check_build_id, read_plan
+from groves.steps.plan import MAX_GROVES
 from groves.steps.request import BATCH_DEFAULTS, BATCH_FIELDS, check_fields
 from groves.steps.train import peak_rss_mb
 from groves.store.artifacts import (
+    BUILD_ID,
     batch_key,
+    check_build_id,
     check_run_id,
     chunk_key,
     digest,
     file_digest,
     new_run_id,
     read_manifest,
+    read_plan,
     read_record,
     read_verified,
 )

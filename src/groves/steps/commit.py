@@ -16,20 +16,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import sklearn
 
 from groves import __version__
 from groves.errors import BuildError
-from groves.forest.format import FORMAT, GROVE_SUFFIX
 from groves.steps.cost import Invocation, training_cost
-from groves.steps.plan import n_groves, planned_groves, read_plan
+from groves.steps.planned import n_groves, planned_groves
 from groves.store.artifacts import (
+    FORMAT,
+    GROVE_SUFFIX,
     advance_latest,
     commit,
     grove_key,
     groves_prefix,
     is_committed,
     manifest_key,
+    read_plan,
     run_prefix,
 )
 from groves.store.storage import READ_THREADS, ArtifactNotFound, Store, get_json
@@ -138,7 +139,7 @@ def merge_build(
         "versions": {
             "groves": __version__,
             "python": platform.python_version(),
-            "sklearn": sklearn.__version__,
+            "sklearn": metas[0]["sklearn_version"],  # what the trees were fitted with
             "numpy": np.__version__,
         },
         "timings": {

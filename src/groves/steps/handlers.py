@@ -1,4 +1,6 @@
-"""The four Lambda handlers, shared by ``functions/*/app.py`` and the local runner.
+"""The Lambda handlers, shared by ``functions/*/app.py`` and the local runner. Each imports its
+step when called, so a function loads only what its own step needs (merge starts without
+scikit-learn: a shorter cold start).
 
 Events (what the state machine passes; ``events/`` has samples):
 
@@ -32,13 +34,8 @@ import logging
 from typing import Any
 
 from groves.errors import RequestError
-from groves.steps import batch, search
-from groves.steps.commit import merge_build
 from groves.steps.cost import Invocation
-from groves.steps.plan import check_build_id, plan_build, state_output
-from groves.steps.score import score_build
-from groves.steps.train import train_groves
-from groves.store.artifacts import check_run_id
+from groves.store.artifacts import check_build_id, check_run_id
 from groves.store.storage import Store, open_store
 
 log = logging.getLogger("groves")
@@ -62,6 +59,8 @@ def _fields(event: Any, *names: str, what: str = "event") -> tuple[Store, list[A
 
 def plan(event: Any, context: Any = None) -> dict[str, Any]:
     invocation = Invocation.begin("plan", context)
+    from groves.steps.plan import plan_build, state_output
+
     store, (request,) = _fields(event, "request")
     result = plan_build(store, request, invocation)
     output = state_output(store, result)
@@ -72,6 +71,8 @@ def plan(event: Any, context: Any = None) -> dict[str, Any]:
 def train_grove(event: Any, context: Any = None) -> dict[str, Any]:
     """Train each grove of one ItemBatcher batch, in turn."""
     invocation = Invocation.begin("train_grove", context)
+    from groves.steps.train import train_groves
+
     if not isinstance(event, dict) or not isinstance(event.get("Items"), list):
         raise RequestError("Items", "the event needs Items: a list of grove items (a batch)")
     if not event["Items"]:
@@ -95,6 +96,8 @@ def train_grove(event: Any, context: Any = None) -> dict[str, Any]:
 
 def plan_batch(event: Any, context: Any = None) -> dict[str, Any]:
     invocation = Invocation.begin("plan_batch", context)
+    from groves.steps import batch
+
     store, (request,) = _fields(event, "request")
     record = batch.plan_batch(store, request, invocation)
     log.info(
@@ -110,24 +113,32 @@ def plan_batch(event: Any, context: Any = None) -> dict[str, Any]:
 
 def predict_chunk(event: Any, context: Any = None) -> dict[str, Any]:
     invocation = Invocation.begin("predict_chunk", context)
+    from groves.steps import batch
+
     store, (build_id, batch_id, chunk) = _fields(event, "build_id", "batch_id", "chunk")
     return batch.predict_chunk(store, build_id, batch_id, chunk, invocation)
 
 
 def assemble_predictions(event: Any, context: Any = None) -> dict[str, Any]:
     invocation = Invocation.begin("assemble_predictions", context)
+    from groves.steps import batch
+
     store, (build_id, batch_id) = _fields(event, "build_id", "batch_id")
     return batch.assemble(store, build_id, batch_id, invocation)
 
 
 def plan_search(event: Any, context: Any = None) -> dict[str, Any]:
     invocation = Invocation.begin("plan_search", context)
+    from groves.steps import search
+
     store, (request,) = _fields(event, "request")
     return search.state_output(store, search.plan_search(store, request, invocation))
 
 
 def score_candidates(event: Any, context: Any = None) -> dict[str, Any]:
     invocation = Invocation.begin("score_candidates", context)
+    from groves.steps import search
+
     store, (build_id, search_id) = _fields(event, "build_id", "search_id")
     search_id = check_run_id(search_id, "search_id")
     return search.score_candidates(store, build_id, search_id, invocation)
@@ -135,17 +146,23 @@ def score_candidates(event: Any, context: Any = None) -> dict[str, Any]:
 
 def score_best(event: Any, context: Any = None) -> dict[str, Any]:
     invocation = Invocation.begin("score_best", context)
+    from groves.steps import search
+
     store, (build_id, search_id) = _fields(event, "build_id", "search_id")
     return search.score_best(store, build_id, check_run_id(search_id, "search_id"), invocation)
 
 
 def merge(event: Any, context: Any = None) -> dict[str, Any]:
     invocation = Invocation.begin("merge", context)
+    from groves.steps.commit import merge_build
+
     store, (build_id, run_id) = _fields(event, "build_id", "run_id")
     return merge_build(store, build_id, run_id, invocation)
 
 
 def predict(event: Any, context: Any = None) -> dict[str, Any]:
     invocation = Invocation.begin("predict", context)
+    from groves.steps.score import score_build
+
     store, (build_id,) = _fields(event, "build_id")
     return score_build(store, build_id, event.get("run_id"), invocation)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,19 +13,22 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from groves.data import datasets
 from groves.data.prepared import write_prepared
 from groves.data.tables import check_source
-from groves.errors import BuildError, RequestError
+from groves.errors import RequestError
 from groves.steps.cost import Invocation
+from groves.steps.planned import n_groves, planned_groves
 from groves.steps.request import DEFAULTS, FIELDS, check_fields
 from groves.store.artifacts import (
     RUN_ID_FORM,
+    check_build_id,
     check_run_id,
     is_finished,
     items_key,
     latest_uncommitted,
     new_run_id,
     plan_key,
+    read_plan,
 )
-from groves.store.storage import ArtifactNotFound, Store, get_json, put_json
+from groves.store.storage import ArtifactNotFound, Store, put_json
 
 # The Distributed Map reads its items from the store, so the grove count is not bound by Step
 # Functions' 256 KB payload limit; 100,000 groves of 1 tree each are allowed.
@@ -34,7 +36,6 @@ MAX_GROVES = 100_000
 MAX_TREES = 1_000_000
 MAX_CONCURRENCY = 10_000  # a Distributed Map's child executions at once
 MAX_GROVES_PER_INVOCATION = 1_000
-BUILD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 ESTIMATORS = {"classifier": RandomForestClassifier, "regressor": RandomForestRegressor}
 
 
@@ -102,19 +103,6 @@ def validate_request(request: Any) -> dict[str, Any]:
     return spec
 
 
-def check_build_id(request: dict[str, Any]) -> str:
-    if "build_id" not in request:
-        raise RequestError("build_id", "required: a name like 'digits-100'")
-    build_id = request["build_id"]
-    if not isinstance(build_id, str) or not BUILD_ID.fullmatch(build_id):
-        raise RequestError(
-            "build_id",
-            f"{build_id!r} must be 1-80 characters of letters, digits, "
-            "'.', '_' or '-', starting with a letter or digit",
-        )
-    return build_id
-
-
 def _check_int(spec: dict[str, Any], field: str, low: int, high: int) -> None:
     value = spec[field]
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -160,29 +148,6 @@ def validate_params(params: Any, estimator: str) -> dict[str, Any]:
         bad = next((name for name in params if f"'{name}'" in str(exc)), "")
         raise RequestError(f"params.{bad}" if bad else "params", str(exc)) from exc
     return dict(params)
-
-
-def n_groves(spec: dict[str, Any]) -> int:
-    return math.ceil(spec["n_trees"] / spec["grove_size"])
-
-
-def planned_grove(spec: dict[str, Any], grove_id: int) -> dict[str, int]:
-    """Grove ``grove_id`` of a validated request: ``grove_size`` trees (the last grove takes the
-    remainder) and an independent 32-bit seed, the ``grove_id``-th child of the run seed's
-    ``SeedSequence``. Derived, never looked up, so any step can check a grove it is given."""
-    first_tree = grove_id * spec["grove_size"]
-    if not 0 <= first_tree < spec["n_trees"]:
-        raise ValueError(f"grove {grove_id} is not one of the {n_groves(spec)} planned")
-    child = np.random.SeedSequence(spec["seed"], spawn_key=(grove_id,))
-    return {
-        "grove_id": grove_id,
-        "seed": int(child.generate_state(1)[0]),
-        "n_trees": min(spec["grove_size"], spec["n_trees"] - first_tree),
-    }
-
-
-def planned_groves(spec: dict[str, Any]) -> list[dict[str, int]]:
-    return [planned_grove(spec, i) for i in range(n_groves(spec))]
 
 
 def write_items(store: Store, spec: dict[str, Any], run_id: str) -> None:
@@ -338,11 +303,3 @@ def resume_plan(store: Store, request: dict[str, Any]) -> dict[str, Any]:
     if not store.exists(items_key(build_id, run_id)):  # stopped before plan wrote them
         write_items(store, plan["spec"], run_id)
     return {**plan, "resumed": True}
-
-
-def read_plan(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
-    """The stored plan of a run."""
-    plan = get_json(store, plan_key(build_id, check_run_id(run_id)))
-    if (plan["build_id"], plan["run_id"]) != (build_id, run_id):
-        raise BuildError(f"the plan of run {run_id} of build {build_id!r} names another run")
-    return plan

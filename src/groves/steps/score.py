@@ -14,8 +14,13 @@ import numpy as np
 from groves.data.prepared import read_prepared
 from groves.forest.votes import Target
 from groves.steps.cost import Invocation, run_cost
-from groves.steps.plan import read_plan
-from groves.store.artifacts import grove_key, metrics_key, read_manifest, read_verified
+from groves.store.artifacts import (
+    grove_key,
+    metrics_key,
+    read_manifest,
+    read_plan,
+    read_verified,
+)
 from groves.store.storage import READ_THREADS, Store, load_npy, put_json
 
 

@@ -30,23 +30,22 @@ from groves.steps.batch import tree_votes
 from groves.steps.commit import check_groves, read_grove_metas
 from groves.steps.cost import Invocation, search_transitions, step_cost, summarize
 from groves.steps.plan import (
-    BUILD_ID,
     check_params_against_data,
-    n_groves,
-    planned_groves,
-    read_plan,
     run_plan,
     validate_params,
     validate_request,
 )
+from groves.steps.planned import n_groves, planned_groves
 from groves.steps.request import FIELDS, SEARCH_DEFAULTS, check_fields
 from groves.steps.score import stored_votes
 from groves.store.artifacts import (
+    BUILD_ID,
     digest,
     latest_run,
     new_run_id,
     plan_key,
     read_manifest,
+    read_plan,
     read_record,
     read_verified,
 )

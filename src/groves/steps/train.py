@@ -16,11 +16,12 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from groves.data.prepared import read_prepared
 from groves.errors import BuildError
-from groves.forest.format import GROVE_SUFFIX, write_grove
+from groves.forest.format import write_grove
 from groves.forest.votes import forest_classes, summed_votes
 from groves.steps.cost import N_JOBS_ENV, Invocation
-from groves.steps.plan import ESTIMATORS, planned_grove, read_plan
-from groves.store.artifacts import digest, grove_key, read_verified
+from groves.steps.plan import ESTIMATORS
+from groves.steps.planned import planned_grove
+from groves.store.artifacts import GROVE_SUFFIX, digest, grove_key, read_plan, read_verified
 from groves.store.storage import Store, dump_npy, get_json, put_json
 
 

@@ -62,14 +62,30 @@ from typing import Any
 from groves.errors import BuildError, RequestError
 from groves.store.storage import ArtifactNotFound, Store, get_json, json_bytes
 
+BUILD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 RUN_ID = re.compile(r"\d{8}T\d{9}Z-[0-9a-f]{8}")
 RUN_ID_FORM = "a run id such as 20261125T120301123Z-1a2b3c4d"
+GROVE_SUFFIX = "trees"  # a grove file: grove_NNNNN.trees
+FORMAT = "groves-trees/1"  # the grove files' format (groves.forest.format), in each manifest
 
 
 def new_run_id() -> str:
     """A run id that sorts by start time (UTC, to the millisecond) and is unique."""
     now = datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(4)}"
+
+
+def check_build_id(request: dict[str, Any]) -> str:
+    if "build_id" not in request:
+        raise RequestError("build_id", "required: a name like 'digits-100'")
+    build_id = request["build_id"]
+    if not isinstance(build_id, str) or not BUILD_ID.fullmatch(build_id):
+        raise RequestError(
+            "build_id",
+            f"{build_id!r} must be 1-80 characters of letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit",
+        )
+    return build_id
 
 
 def check_run_id(run_id: Any, field: str = "run_id") -> str:
@@ -252,6 +268,14 @@ def committed_run(store: Store, build_id: str, run_id: str | None = None) -> str
     if not is_committed(store, build_id, run_id):
         raise BuildError(f"run {run_id} of build {build_id!r} is not committed (no manifest)")
     return run_id
+
+
+def read_plan(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
+    """The stored plan of a run."""
+    plan = get_json(store, plan_key(build_id, check_run_id(run_id)))
+    if (plan["build_id"], plan["run_id"]) != (build_id, run_id):
+        raise BuildError(f"the plan of run {run_id} of build {build_id!r} names another run")
+    return plan
 
 
 def read_manifest(store: Store, build_id: str, run_id: str | None = None) -> dict[str, Any]:
