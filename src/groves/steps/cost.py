@@ -43,14 +43,14 @@ PRICES = {
 }
 # The template's default MemorySize of each step's function (tests/test_template.py checks).
 TEMPLATE_MEMORY_MB = {
-    "plan": 1024,
+    "plan": 2048,
     "train_grove": 3008,
     "merge": 4096,
     "predict": 4096,
-    "plan_batch": 1024,
+    "plan_batch": 2048,
     "predict_chunk": 3008,
     "assemble_predictions": 4096,
-    "plan_search": 1024,
+    "plan_search": 2048,
     "score_candidates": 4096,
     "score_best": 4096,
 }
