@@ -2,10 +2,14 @@
 
 Runs a small build locally with one worker and one thread (what one 1,769 MB Lambda gets: one
 vCPU), reads what each phase took (plan, each grove, merge, scoring) from the execution's
-history and the groves' metadata, then predicts new rows in one tile, and projects a deployed
-build of 1,000 and 10,000 trees and a batch prediction of 1M rows with a 10,000-tree forest.
-Step Functions, Lambda and S3 overheads are not measured here: they are the ASSUMPTIONS below,
-printed with the result. Not a test: it prints numbers.
+history and the groves' metadata, then predicts new rows in one tile; trains two more groves
+with two threads on two cores (the speedup a grove gets from a second vCPU), and times each
+function's imports in a fresh interpreter at one core (its cold start beyond the runtime's).
+From these it projects a deployed build of 1,000 and 10,000 trees and a batch prediction of 1M
+rows with a 10,000-tree forest, each function at the template's default memory and so its CPU
+share (``groves.steps.cost.TEMPLATE_MEMORY_MB``). Step Functions, Lambda and S3 overheads are
+not measured here: they are the ASSUMPTIONS below, printed with the result. Not a test: it
+prints numbers.
 
     python bench/project_aws.py                         # 327,000 x 13 generated rows
     python bench/project_aws.py --rows 56000 --features 784 --grove 10
@@ -17,6 +21,8 @@ import argparse
 import math
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -24,15 +30,31 @@ from typing import Any
 
 from bench_process import large_dataset
 
+from groves.steps.cost import TEMPLATE_MEMORY_MB
+from groves.store.storage import READ_THREADS
+
+ROOT = Path(__file__).resolve().parent.parent
+STEP_MODULES = {  # each function's step module, which its handler imports when called
+    "plan": "groves.steps.plan",
+    "train_grove": "groves.steps.train",
+    "merge": "groves.steps.commit",
+    "predict": "groves.steps.score",
+    "plan_batch": "groves.steps.batch",
+    "predict_chunk": "groves.steps.batch",
+    "assemble_predictions": "groves.steps.batch",
+}
+
 # What a deployed build adds that a local run does not measure (stated, not measured):
 ASSUMPTIONS = {
-    "lambda_cold_start_s": 3.0,  # Python + a scikit-learn layer, first invocation per container
+    # a new execution environment before the handler's imports: runtime and layer (the 3 s
+    # assumed for a whole cold start before, less the 1.45 s of imports measured then)
+    "lambda_init_s": 1.5,
+    "mb_per_vcpu": 1769.0,  # Lambda's CPU share grows with memory: one vCPU at 1,769 MB
     "lambda_invoke_s": 0.05,  # a warm invocation's overhead, each child's Task
     "child_start_per_s": 100.0,  # child executions a Distributed Map starts per second
     "state_transition_s": 0.1,  # each state of the parent execution (Plan -> ... -> Done)
     "concurrency": 1000.0,  # Lambda's default concurrent executions per region
     "s3_get_s": 0.03,  # one small GET (a grove's metadata) from Lambda
-    "s3_read_threads": 16.0,  # merge reads grove metadata 16 at a time (merge.READ_THREADS)
     "s3_mb_per_s": 100.0,  # one function's S3 download throughput (votes, grove files)
 }
 
@@ -49,14 +71,66 @@ def phase_seconds(history: list[dict[str, Any]], state: str) -> float:
     return (times[-1] - times[0]).total_seconds()
 
 
+def import_seconds(function: str, repeat: int = 5) -> float:
+    """Median seconds a fresh interpreter at one core takes to import ``function``'s entry
+    point, its step and boto3: the function's cold start beyond the runtime's."""
+    code = (
+        f"import sys, time; sys.path.insert(0, 'functions/{function}'); t = time.perf_counter()\n"
+        f"import app, boto3, {STEP_MODULES[function]}; print(time.perf_counter() - t)"
+    )
+    core = str(min(os.sched_getaffinity(0)))
+    runs = [
+        float(
+            subprocess.run(
+                ["taskset", "-c", core, sys.executable, "-c", code],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        for _ in range(repeat)
+    ]
+    return statistics.median(runs)
+
+
+def two_core_grove_seconds(source: str, grove: int) -> float | None:
+    """Median seconds of a grove trained with two threads on two cores (two groves, one at a
+    time), or None on a one-core machine. Run in a process of its own, whose workers fork from
+    a server of their own, before this one keeps to one core."""
+    if len(os.sched_getaffinity(0)) < 2:
+        return None
+    command = [sys.executable, __file__, "--two-core-grove", source, "--grove", str(grove)]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return float(done.stdout.split()[-1])
+
+
+def print_two_core_grove(source: str, grove: int) -> None:
+    """``--two-core-grove``: train two groves at two cores and print a grove's median seconds."""
+    from groves.engine.local import run_local
+    from groves.store.storage import get_json, open_store
+
+    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:2]))
+    with tempfile.TemporaryDirectory(prefix="groves-project-2-") as store:
+        request = {"build_id": "p2", "dataset": source, "n_trees": 2 * grove, "grove_size": grove}
+        run = run_local({**request, "max_concurrency": 1}, store, workers=1)
+        assert run.status == "SUCCEEDED", run.cause
+        opened = open_store(store)
+        prefix = f"p2/runs/{run.output['run_id']}/groves/"
+        metas = [get_json(opened, k) for k in opened.list_keys(prefix) if k.endswith(".json")]
+    print(statistics.median(m["seconds"] for m in metas))
+
+
 def measure(source: str, trees: int, grove: int, batch_rows: int) -> dict[str, float]:
     """One-core times: plan, a grove (median), merge and scoring per grove, the sizes of a
-    grove's files, and one tile of batch prediction (its trees on ``batch_rows`` rows)."""
+    grove's files, and one tile of batch prediction (its trees on ``batch_rows`` rows); a
+    grove at two cores; each function's imports."""
     import numpy as np
 
     from groves.engine.local import run_local
     from groves.store.storage import get_json, open_store
 
+    two_core_grove_s = two_core_grove_seconds(source, grove)
     # one core for this process and the workers it starts: each invocation gets one thread
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     with tempfile.TemporaryDirectory(prefix="groves-project-") as store:
@@ -65,6 +139,7 @@ def measure(source: str, trees: int, grove: int, batch_rows: int) -> dict[str, f
         assert run.status == "SUCCEEDED", run.cause
         opened = open_store(store)
         run_id = run.output["run_id"]
+        plan_usage = get_json(opened, f"p/runs/{run_id}/plan.json")["usage"]
         metas = [
             get_json(opened, key)
             for key in opened.list_keys(f"p/runs/{run_id}/groves/")
@@ -86,7 +161,8 @@ def measure(source: str, trees: int, grove: int, batch_rows: int) -> dict[str, f
         ]
     n_groves = len(metas)
     return {
-        "plan_s": phase_seconds(run.history, "Plan"),
+        # the plan invocation's own duration: its worker's imports are in import_plan_s
+        "plan_s": plan_usage["billed_ms"] / 1000,
         "grove_s": statistics.median(m["seconds"] for m in metas),
         "grove_peak_mib": max(m["peak_rss_mb"] for m in metas),
         "grove_mib": statistics.median(m["bytes"] for m in metas) / 2**20,
@@ -94,7 +170,27 @@ def measure(source: str, trees: int, grove: int, batch_rows: int) -> dict[str, f
         "merge_per_grove_s": phase_seconds(run.history, "Merge") / n_groves,
         "score_per_grove_s": phase_seconds(run.history, "Predict") / n_groves,
         "tile_per_tree_per_krow_s": tile["seconds"] / trees / (batch_rows / 1000),
+        "grove_two_core_s": two_core_grove_s or math.nan,
+        **{f"import_{name}_s": import_seconds(name) for name in STEP_MODULES},
     }
+
+
+def vcpus(function: str) -> float:
+    """The CPU share of ``function`` at the template's default memory."""
+    return TEMPLATE_MEMORY_MB[function] / ASSUMPTIONS["mb_per_vcpu"]
+
+
+def cold_start(measured: dict[str, float], function: str) -> float:
+    return ASSUMPTIONS["lambda_init_s"] + measured[f"import_{function}_s"]
+
+
+def grove_seconds(measured: dict[str, float]) -> float:
+    """A grove at train_grove's CPU share: its one-core time over the speedup its threads get,
+    at most the two-core speedup measured here (past two vCPUs nothing more is assumed)."""
+    speedup = measured["grove_s"] / measured["grove_two_core_s"]
+    if math.isnan(speedup):
+        speedup = 1.0
+    return measured["grove_s"] / max(1.0, min(vcpus("train_grove"), speedup))
 
 
 def project(measured: dict[str, float], trees: int, grove: int, per_batch: int) -> dict[str, float]:
@@ -103,19 +199,20 @@ def project(measured: dict[str, float], trees: int, grove: int, per_batch: int) 
     n_groves = math.ceil(trees / grove)
     children = math.ceil(n_groves / per_batch)
     waves = math.ceil(children / min(a["concurrency"], 10_000))
-    child_s = a["lambda_invoke_s"] + per_batch * measured["grove_s"]
+    child_s = a["lambda_invoke_s"] + per_batch * grove_seconds(measured)
     train = (
-        a["lambda_cold_start_s"]
+        cold_start(measured, "train_grove")
         + children / a["child_start_per_s"]  # the last child starts this late
         + waves * child_s
     )
-    metadata_s = max(measured["merge_per_grove_s"], a["s3_get_s"] / a["s3_read_threads"])
+    metadata_s = max(measured["merge_per_grove_s"], a["s3_get_s"] / READ_THREADS)
     votes_s = measured["votes_mib"] / a["s3_mb_per_s"] + measured["score_per_grove_s"]
     phases = {
-        "plan": measured["plan_s"] + a["lambda_cold_start_s"],
+        # plan reads and encodes in one thread: slower below one vCPU, no faster above
+        "plan": cold_start(measured, "plan") + measured["plan_s"] / min(1.0, vcpus("plan")),
         "train (Distributed Map)": train,
-        "merge (commit)": a["lambda_cold_start_s"] + metadata_s * n_groves,
-        "score (optional)": a["lambda_cold_start_s"] + votes_s * n_groves,
+        "merge (commit)": cold_start(measured, "merge") + metadata_s * n_groves,
+        "score (optional)": cold_start(measured, "predict") + votes_s * n_groves,
         "transitions": 6 * a["state_transition_s"],
     }
     phases["total"] = sum(phases.values())
@@ -148,7 +245,11 @@ def project_batch(
         "chunks": chunks,
         "tiles": tiles,
         "tile seconds": tile_s,
-        "total": 3 * a["lambda_cold_start_s"] + tiles / a["child_start_per_s"] + waves * tile_s,
+        "total": sum(
+            cold_start(measured, f) for f in ("plan_batch", "predict_chunk", "assemble_predictions")
+        )
+        + tiles / a["child_start_per_s"]
+        + waves * tile_s,
     }
 
 
@@ -160,13 +261,21 @@ def main() -> None:
     parser.add_argument("--grove", type=int, default=10)
     parser.add_argument("--groves-per-invocation", type=int, default=1)
     parser.add_argument("--batch-rows", type=int, default=20_000, help="rows of the measured tile")
+    parser.add_argument("--two-core-grove", metavar="SOURCE", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.two_core_grove:
+        return print_two_core_grove(args.two_core_grove, args.grove)
     with tempfile.TemporaryDirectory(prefix="groves-project-data-") as tmp:
         source = large_dataset(Path(tmp) / "data.npz", args.rows, args.features)
         measured = measure(source, args.trees, args.grove, args.batch_rows)
     print(f"measured at one core on {args.rows:,} x {args.features} rows, groves of {args.grove}:")
     for name, value in measured.items():
         print(f"  {name:22} {value:10.4f}")
+    print(
+        f"  {'grove at train_grove':22} {grove_seconds(measured):10.4f}"
+        f"  ({vcpus('train_grove'):.2f} vCPU at {TEMPLATE_MEMORY_MB['train_grove']:,} MB)"
+    )
+    print(f"  {'S3 reads at once':22} {READ_THREADS:10d}  (groves.store.storage.READ_THREADS)")
     print("assumed (not measured here):")
     for name, value in ASSUMPTIONS.items():
         print(f"  {name:22} {value:10.4g}")
