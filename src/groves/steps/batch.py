@@ -51,9 +51,11 @@ from groves.store.artifacts import (
     read_verified,
 )
 from groves.store.storage import (
+    MISSING_BUCKET,
     ArtifactNotFound,
     Store,
     dump_npy,
+    error_code,
     get_json,
     load_npy,
     locked_output,
@@ -166,7 +168,7 @@ def _check_bucket(output: str) -> None:
     try:
         client.head_bucket(Bucket=bucket)
     except client.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+        if error_code(exc) in MISSING_BUCKET:
             raise RequestError("output", f"{output!r}: bucket {bucket!r} does not exist") from exc
 
 

@@ -21,6 +21,9 @@ from typing import Any, Protocol
 
 from groves.errors import CorruptFile, RequestError
 
+# S3's error codes for an object, or a bucket, that is not there (a HEAD has no body: "404")
+MISSING_OBJECT = frozenset({"404", "NotFound", "NoSuchKey"})
+MISSING_BUCKET = frozenset({"404", "NotFound", "NoSuchBucket"})
 READ_THREADS = 64  # small objects a step reads at once: S3 reads wait on the network, ~30 ms each
 
 # lz4 level 1: measured against zlib 1/3/6, lz4 3 and none on 300k-row forests, it writes a
@@ -245,7 +248,7 @@ class S3Store:
                 Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
             )
         except self.client.exceptions.ClientError as exc:
-            if exc.response["Error"]["Code"] in CONDITION_FAILED:
+            if error_code(exc) in CONDITION_FAILED:
                 return False
             raise
         return True
@@ -268,7 +271,7 @@ class S3Store:
                     Bucket=self.bucket, Key=self._key(key), Body=json_bytes(new), **condition
                 )
             except self.client.exceptions.ClientError as exc:
-                if exc.response["Error"]["Code"] in CONDITION_FAILED:
+                if error_code(exc) in CONDITION_FAILED:
                     continue
                 raise
             return new
@@ -284,7 +287,7 @@ class S3Store:
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         except self.client.exceptions.ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) in MISSING_OBJECT:
                 return False
             raise
         return True
@@ -331,7 +334,7 @@ class S3Store:
             with atomic_file(path) as tmp:
                 self.client.download_file(self.bucket, self._key(key), str(tmp))
         except self.client.exceptions.ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) in MISSING_OBJECT:
                 raise ArtifactNotFound(f"{self.uri}/{key} does not exist") from exc
             raise
         return path
@@ -369,13 +372,13 @@ def check_store(store: Store) -> None:
         try:
             store.client.head_bucket(Bucket=store.bucket)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            reason = {"404": "does not exist", "NoSuchBucket": "does not exist"}.get(
-                code,
-                "is not accessible (access denied)"
-                if code in ("403", "AccessDenied")
-                else f"answers {code or 'an error'}",
-            )
+            code = error_code(exc)
+            if code in MISSING_BUCKET:
+                reason = "does not exist"
+            elif code in ("403", "AccessDenied"):
+                reason = "is not accessible (access denied)"
+            else:
+                reason = f"answers {code or 'an error'}"
             raise RequestError("store", f"bucket {store.bucket!r} {reason}") from exc
         except BotoCoreError as exc:
             raise RequestError("store", f"S3 cannot be reached: {exc}") from exc
@@ -426,6 +429,11 @@ def bucket_stores(store: Store) -> dict[str, Store]:
     if isinstance(store, LocalStore):
         return {LOCAL_BUCKET: LocalStore(store.root)}
     raise TypeError(f"no bucket for a {type(store).__name__}")
+
+
+def error_code(error: Any) -> str:
+    """A botocore ``ClientError``'s S3 error code."""
+    return error.response.get("Error", {}).get("Code", "")
 
 
 def s3_client() -> Any:
@@ -489,7 +497,7 @@ def download_uri(uri: str, path: Path) -> None:
     try:
         client.download_file(bucket, key, str(path))
     except client.exceptions.ClientError as exc:
-        if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+        if error_code(exc) in MISSING_OBJECT:
             raise ArtifactNotFound(f"{uri} does not exist") from exc
         raise
 
