@@ -20,7 +20,7 @@ from groves.steps.cost import TEMPLATE_MEMORY_MB
 from groves.steps.plan import validate_request
 from groves.steps.search import search_key, validate_search
 from groves.store import artifacts
-from groves.store.artifacts import GROVE_SUFFIX
+from groves.store.artifacts import GROVE_SUFFIX, VOTES_SUFFIX
 
 ASL = ROOT / "statemachine" / "forest.asl.json"
 # Each state machine: its resource, its definition, its Distributed Map, and its Fail state.
@@ -162,7 +162,7 @@ WRITES = {
         artifacts.data_key("b", RUN, "X_train"),
     ],
     "TrainGroveFunction": [
-        artifacts.grove_key("b", RUN, 7, s) for s in (GROVE_SUFFIX, "json", "votes.npy")
+        artifacts.grove_key("b", RUN, 7, s) for s in (GROVE_SUFFIX, "json", VOTES_SUFFIX)
     ],
     "MergeFunction": [
         artifacts.manifest_key("b", RUN),

@@ -17,7 +17,14 @@ from groves.engine.local import run_local
 from groves.errors import BuildError
 from groves.steps import handlers
 from groves.steps.commit import META_FIELDS, read_grove_metas
-from groves.store.artifacts import advance_latest, grove_key, latest_key, manifest_key, new_run_id
+from groves.store.artifacts import (
+    VOTES_SUFFIX,
+    advance_latest,
+    grove_key,
+    latest_key,
+    manifest_key,
+    new_run_id,
+)
 from groves.store.storage import LocalStore, get_json, open_store, put_json
 
 
@@ -113,8 +120,8 @@ def test_a_commit_that_broke_off_is_finished_by_resume(
 
 def test_a_missing_votes_file_fails_merge_before_anything_is_written(tmp_path: Path) -> None:
     plan = planned_and_trained(str(tmp_path))
-    (tmp_path / grove_key("t", plan["run_id"], 1, "votes.npy")).unlink()
-    with pytest.raises(BuildError, match=r"grove 1: .*grove_00001\.votes\.npy is missing"):
+    (tmp_path / grove_key("t", plan["run_id"], 1, VOTES_SUFFIX)).unlink()
+    with pytest.raises(BuildError, match=r"grove 1: .*grove_00001\.votes\.npy\.lz4 is missing"):
         merge(plan)
     run = tmp_path / "t" / "runs" / plan["run_id"]
     assert not (run / "manifest.json").exists()

@@ -19,7 +19,14 @@ from groves.engine.local import run_local
 from groves.errors import BuildError
 from groves.forest.format import read_grove, write_grove
 from groves.steps import handlers
-from groves.store.artifacts import FORMAT, GROVE_SUFFIX, digest, grove_key, manifest_key
+from groves.store.artifacts import (
+    FORMAT,
+    GROVE_SUFFIX,
+    VOTES_SUFFIX,
+    digest,
+    grove_key,
+    manifest_key,
+)
 from groves.store.storage import LocalStore, get_json, open_store, put_json
 
 
@@ -208,11 +215,14 @@ def test_a_corrupt_grove_whose_record_matches_gets_a_clear_error(local_store, tr
 def test_a_tampered_votes_file_is_refused_by_scoring(local_store, trained) -> None:
     merge(local_store, trained)
     run = trained["run_id"]
-    key = grove_key("t", run, 1, "votes.npy")
-    local_store.put_bytes(key, local_store.get_bytes(grove_key("t", run, 0, "votes.npy")))
-    with pytest.raises(BuildError, match=r"^grove 1: .*votes\.npy .*not loaded"):
-        handlers.predict({"store": local_store.uri, "build_id": "t", "run_id": run})
-    assert not local_store.exists(f"t/runs/{run}/metrics.json")
+    key = grove_key("t", run, 1, VOTES_SUFFIX)
+    own = local_store.get_bytes(key)
+    flipped = own[:-1] + bytes([own[-1] ^ 1])  # same size: only the sha256 tells
+    for forged in (local_store.get_bytes(grove_key("t", run, 0, VOTES_SUFFIX)), flipped):
+        local_store.put_bytes(key, forged)
+        with pytest.raises(BuildError, match=r"^grove 1: .*votes\.npy\.lz4 .*not loaded"):
+            handlers.predict({"store": local_store.uri, "build_id": "t", "run_id": run})
+        assert not local_store.exists(f"t/runs/{run}/metrics.json")
 
 
 def test_predict_defaults_to_the_latest_committed_run(local_store, trained) -> None:

@@ -19,7 +19,7 @@ from groves.engine.asl.history import failure, status
 from groves.engine.local import FUNCTIONS, local_machine, run_local
 from groves.forest.format import read_grove
 from groves.steps import handlers
-from groves.store.artifacts import metrics_key, plan_key
+from groves.store.artifacts import VOTES_SUFFIX, metrics_key, plan_key
 from groves.store.storage import get_json, open_store
 
 LambdaThrottled = type("Lambda.TooManyRequestsException", (Exception,), {})
@@ -203,7 +203,7 @@ def test_run_on_s3_with_worker_processes(s3_server: str) -> None:
             *(
                 f"{folder}/groves/grove_{i:05d}.{suffix}"
                 for i in range(3)
-                for suffix in ("json", "trees", "votes.npy")
+                for suffix in ("json", "trees", VOTES_SUFFIX)
             ),
             f"{folder}/groves.json",
             f"{folder}/history/{executions.history_name(run.started_at)}",

@@ -23,7 +23,7 @@ from groves.engine.asl.history import entered, failure, status
 from groves.engine.local import FUNCTIONS, run_local
 from groves.errors import RequestError
 from groves.steps import handlers
-from groves.store.artifacts import grove_key
+from groves.store.artifacts import VOTES_SUFFIX, grove_key
 from groves.store.storage import LocalStore, get_json
 
 SMALL_FLAGS = ["-t", "7", "-g", "3", "--dataset", "iris", "--seed", "3"]
@@ -86,7 +86,7 @@ def test_resume_retrains_a_grove_whose_file_fails_its_check(tmp_path: Path) -> N
     assert resumed.status == "SUCCEEDED", resumed.cause
     after = grove_files(tmp_path)
     changed = sorted(k for k in after if after[k] != done[k])
-    suffixes = ("json", "trees", "votes.npy")
+    suffixes = ("json", "trees", VOTES_SUFFIX)
     assert changed == [f"t/runs/{run}/groves/grove_00002.{s}" for s in suffixes]
 
 

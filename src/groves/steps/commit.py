@@ -24,6 +24,7 @@ from groves.steps.planned import n_groves, planned_groves
 from groves.store.artifacts import (
     FORMAT,
     GROVE_SUFFIX,
+    VOTES_SUFFIX,
     advance_latest,
     commit,
     grove_key,
@@ -175,7 +176,7 @@ def check_grove_files(store: Store, plan: dict[str, Any], metas: list[dict[str, 
     sizes = store.list_sizes(groves_prefix(build_id, run_id))
     for meta in metas:
         gid = meta["grove_id"]
-        for suffix, record in ((GROVE_SUFFIX, meta), ("votes.npy", meta["votes"])):
+        for suffix, record in ((GROVE_SUFFIX, meta), (VOTES_SUFFIX, meta["votes"])):
             key = grove_key(build_id, run_id, gid, suffix)
             found = sizes.get(key)
             if found != record["bytes"]:

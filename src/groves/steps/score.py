@@ -15,13 +15,14 @@ from groves.data.prepared import read_prepared
 from groves.forest.votes import Target
 from groves.steps.cost import Invocation, run_cost
 from groves.store.artifacts import (
+    VOTES_SUFFIX,
     grove_key,
     metrics_key,
     read_manifest,
     read_plan,
     read_verified,
 )
-from groves.store.storage import READ_THREADS, Store, load_npy, put_json
+from groves.store.storage import READ_THREADS, Store, load_npy_lz4, put_json
 
 
 def stored_votes(
@@ -32,13 +33,13 @@ def stored_votes(
     and the files are read in threads (S3 reads wait on the network)."""
 
     def read(record: dict[str, Any]) -> bytes:
-        key = grove_key(build_id, run_id, record["grove_id"], "votes.npy")
+        key = grove_key(build_id, run_id, record["grove_id"], VOTES_SUFFIX)
         return read_verified(store, key, record["votes"], f"grove {record['grove_id']}")
 
     with ThreadPoolExecutor(READ_THREADS) as pool:
         blobs = list(pool.map(read, records))
     for record, blob in zip(records, blobs, strict=True):
-        yield record, load_npy(blob)
+        yield record, load_npy_lz4(blob)
 
 
 def score_build(

@@ -21,8 +21,15 @@ from groves.forest.votes import forest_classes, summed_votes
 from groves.steps.cost import N_JOBS_ENV, Invocation
 from groves.steps.plan import ESTIMATORS
 from groves.steps.planned import planned_grove
-from groves.store.artifacts import GROVE_SUFFIX, digest, grove_key, read_plan, read_verified
-from groves.store.storage import Store, dump_npy, get_json, put_json
+from groves.store.artifacts import (
+    GROVE_SUFFIX,
+    VOTES_SUFFIX,
+    digest,
+    grove_key,
+    read_plan,
+    read_verified,
+)
+from groves.store.storage import Store, dump_npy_lz4, get_json, put_json
 
 
 def peak_rss_mb() -> float:
@@ -70,7 +77,7 @@ def verified_grove(
     try:
         gid = grove["grove_id"]
         read_verified(store, grove_key(build_id, run_id, gid, GROVE_SUFFIX), meta, "")
-        read_verified(store, grove_key(build_id, run_id, gid, "votes.npy"), meta["votes"], "")
+        read_verified(store, grove_key(build_id, run_id, gid, VOTES_SUFFIX), meta["votes"], "")
     except (BuildError, KeyError, TypeError):
         return None
     return meta
@@ -153,9 +160,9 @@ def fit_grove(
     fit_started = time.perf_counter()
     forest.fit(split.X_train, split.y_train, sample_weight=split.w_train)
     fit_seconds = time.perf_counter() - fit_started
-    votes = dump_npy(summed_votes(forest, split.X_test))
+    votes = dump_npy_lz4(summed_votes(forest, split.X_test))
     blob = write_grove(forest)
-    store.put_bytes(grove_key(build_id, run_id, gid, "votes.npy"), votes)
+    store.put_bytes(grove_key(build_id, run_id, gid, VOTES_SUFFIX), votes)
     store.put_bytes(grove_key(build_id, run_id, gid, GROVE_SUFFIX), blob)
     meta = {
         **grove,

@@ -13,7 +13,8 @@ Every execution is a *run* with a folder of its own; nothing of one run is writt
     <build_id>/runs/<run_id>/groves/grove_NNNNN.trees   a fitted grove as data, whose loading
                                                         runs no code (train_grove, first;
                                                         groves.forest.format)
-    <build_id>/runs/<run_id>/groves/grove_NNNNN.votes.npy  its summed votes on the test rows
+    <build_id>/runs/<run_id>/groves/grove_NNNNN.votes.npy.lz4  its summed votes on the test
+                                                        rows (.npy in an lz4 frame)
     <build_id>/runs/<run_id>/groves/grove_NNNNN.json    its metadata with the files' sha256 and
                                                         size (train_grove, last: the grove's commit)
     <build_id>/runs/<run_id>/manifest.json              every grove's sha256 and size (merge, from
@@ -66,6 +67,7 @@ BUILD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 RUN_ID = re.compile(r"\d{8}T\d{9}Z-[0-9a-f]{8}")
 RUN_ID_FORM = "a run id such as 20261125T120301123Z-1a2b3c4d"
 GROVE_SUFFIX = "trees"  # a grove file: grove_NNNNN.trees
+VOTES_SUFFIX = "votes.npy.lz4"  # its summed votes on the held-out rows, an lz4-framed .npy
 FORMAT = "groves-trees/1"  # the grove files' format (groves.forest.format), in each manifest
 
 

@@ -555,6 +555,20 @@ def dump_npy(array: Any) -> bytes:
     return buffer.getvalue()
 
 
+def dump_npy_lz4(array: Any) -> bytes:
+    """An array as ``.npy`` bytes in an lz4 frame: a grove's votes, whose few distinct values
+    (whole numbers of trees, for fully grown ones) shrink 4.5x, so scoring downloads less."""
+    import lz4.frame
+
+    return lz4.frame.compress(dump_npy(array))
+
+
+def load_npy_lz4(data: bytes) -> Any:
+    import lz4.frame
+
+    return load_npy(lz4.frame.decompress(data))
+
+
 def load_npy(data: bytes) -> Any:
     import numpy as np
 
