@@ -126,7 +126,7 @@ def file_and_load(source: str, trees: int, grove: int, repeat: int, tmp: Path) -
     run_id = json.loads((tmp / "store" / "m" / "latest.json").read_text())["run_id"]
     folder = tmp / "store" / "m" / "runs" / run_id
     grove_files = sorted(
-        p for p in (folder / "groves").iterdir() if not p.name.endswith(("json", "npy"))
+        p for p in (folder / "groves").iterdir() if not p.name.endswith(("json", "npy", "lz4"))
     )
     model_file = folder / "model.joblib"
     if not model_file.exists():  # no step writes a model file now: the user's export
