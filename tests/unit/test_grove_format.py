@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 from typing import Any
 
 import lz4.frame
@@ -17,7 +19,8 @@ from sklearn.datasets import load_diabetes, load_iris, make_multilabel_classific
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from groves.errors import BuildError
-from groves.forest.format import MAGIC, read_grove, write_grove
+from groves.forest.format import MAGIC, write_grove
+from groves.forest.trees import read_grove
 
 
 def differences(a: Any, b: Any, path: str = "forest") -> list[str]:
@@ -116,10 +119,10 @@ def test_any_damage_is_refused_or_still_predicts_safely(payload: Any, data: Any)
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda h: h.update(estimator="os.system"), "not a groves-trees/1 file"),
-        (lambda h: h["classes"][0].update(dtype="|O"), "classes are numbers or text"),
+        (lambda h: h.update(estimator="os.system"), "estimator must be one of"),
+        (lambda h: h["classes"][0].update(dtype="|O"), "classes are numbers, booleans or text"),
         (lambda h: h["tree"].update(criterion={"__reduce__": "x"}), "not a number, text or null"),
-        (lambda h: h["trees"][0].update(node_count=10**9), "sizes its header gives"),
+        (lambda h: h["trees"][0].update(node_count=10**9), "more than its"),
     ],
 )
 def test_a_forged_header_is_refused(payload: Any, change: Any, message: str) -> None:
@@ -132,3 +135,165 @@ def test_a_forged_header_is_refused(payload: Any, change: Any, message: str) -> 
     forged = MAGIC + struct.pack("<I", len(head)) + head + raw[start + size :]
     with pytest.raises(BuildError, match=message):
         read_grove(lz4.frame.compress(forged))
+
+
+def forged(raw: bytes, change: Any = None, arrays: Any = None, magic: bytes = MAGIC) -> bytes:
+    """A grove file rebuilt from ``raw`` (decompressed) with its header changed by ``change``
+    and its arrays replaced by ``arrays`` (a function of the old arrays' bytes)."""
+    (size,) = struct.unpack_from("<I", raw, len(MAGIC))
+    start = len(MAGIC) + 4
+    header = json.loads(raw[start : start + size])
+    body = raw[start + size :]
+    if change is not None:
+        change(header)
+    if arrays is not None:
+        body = arrays(body)
+    head = json.dumps(header).encode()
+    return lz4.frame.compress(magic + struct.pack("<I", len(head)) + head + body)
+
+
+@pytest.mark.parametrize("depth", [0, -1, 1000])
+def test_a_header_whose_depth_is_not_its_trees_is_refused(payload: Any, depth: int) -> None:
+    """scikit-learn sizes decision_path's buffer from max_depth: a forged one crashed it."""
+    raw, _ = payload
+    with pytest.raises(BuildError, match=r"max_depth must be|depth is not the depth"):
+        read_grove(forged(raw, lambda h: h["trees"][0].update(max_depth=depth)))
+
+
+def test_a_read_grove_walks_every_path_scikit_learn_offers(payload: Any) -> None:
+    raw, X = payload
+    forest = read_grove(lz4.frame.compress(raw))
+    indicator, ptr = forest.decision_path(X)
+    assert indicator.shape[0] == len(X) and ptr[-1] == indicator.shape[1]
+    assert forest.apply(X).shape == (len(X), 3)
+
+
+def test_a_small_file_claiming_many_nodes_is_refused_before_it_expands(payload: Any) -> None:
+    """An lz4 bomb: megabytes of zeros behind a header that claims them."""
+    raw, _ = payload
+    zeros = b"\0" * (200 << 20)
+    blob = forged(raw, lambda h: h["trees"][0].update(node_count=3 << 20), lambda b: zeros)
+    assert len(blob) < 2 << 20
+    with pytest.raises(BuildError, match=r"more than its .* bytes can hold"):
+        read_grove(blob)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda h: h.update(n_outputs=10**9), "n_outputs must be"),
+        (lambda h: h.update(n_features="4"), "n_features must be"),
+        (lambda h: h.update(trees=[]), "trees must be a list"),
+        (lambda h: h["trees"].__setitem__(0, "x"), "trees\\[0\\] is not an object"),
+        (lambda h: h["trees"][0].update(random_state=-1), "random_state must be"),
+        (lambda h: h["classes"][0].update(dtype="<i1", values=[0, 1, 300]), "does not fit"),
+        (lambda h: h["classes"][0].update(values=[2, 1, 0]), "sorted and distinct"),
+        (lambda h: h["classes"][0].update(dtype="<U100000"), "numbers, booleans or text"),
+        (lambda h: h["forest"].update(n_jobs="many"), "parameters are not valid"),
+        (lambda h: h["node_layout"]["fields"].append(["x", "<i8", 0]), "not one groves reads"),
+        (lambda h: h["node_layout"]["fields"].pop(), "lack missing_go_to_left"),
+        (lambda h: h.update(format="groves-trees/1"), "not a groves-trees/2 file"),
+    ],
+)
+def test_a_forged_header_field_is_refused_naming_it(
+    payload: Any, change: Any, message: str
+) -> None:
+    raw, _ = payload
+    with pytest.raises(BuildError, match=message):
+        read_grove(forged(raw, change))
+
+
+def test_a_deeply_nested_header_is_refused_in_one_line() -> None:
+    head = b"[" * 2000 + b"]" * 2000
+    blob = lz4.frame.compress(MAGIC + struct.pack("<I", len(head)) + head)
+    with pytest.raises(BuildError, match="header is not JSON"):
+        read_grove(blob)
+
+
+def test_a_newer_format_is_refused_saying_to_upgrade(payload: Any) -> None:
+    raw, _ = payload
+    with pytest.raises(BuildError, match=r"GROVES-TREES/3, a newer format .* upgrade groves"):
+        read_grove(forged(raw, magic=b"GROVES-TREES/3\n"))
+
+
+def test_a_node_with_two_parents_is_refused(payload: Any) -> None:
+    """Both children of the root are the same node: forward, inside the tree, not a tree."""
+    raw, _ = payload
+
+    def twin(body: bytes) -> bytes:
+        nodes = bytearray(body)
+        nodes[8:16] = nodes[0:8]  # right_child := left_child
+        return bytes(nodes)
+
+    with pytest.raises(BuildError, match="no parent or more than one"):
+        read_grove(forged(raw, arrays=twin))
+
+
+def test_a_format_1_file_reads_as_scikit_learn_1_6_to_1_9_wrote_it(payload: Any) -> None:
+    """Files written before the format recorded its node layout keep loading."""
+    raw, X = payload
+
+    def as_version_1(header: dict[str, Any]) -> None:
+        header["format"] = "groves-trees/1"
+        for field in ("sklearn_version", "node_layout", "value_dtype"):
+            del header[field]
+
+    old = read_grove(forged(raw, as_version_1, magic=b"GROVES-TREES/1\n"))
+    now = read_grove(lz4.frame.compress(raw))
+    np.testing.assert_array_equal(old.predict_proba(X), now.predict_proba(X))
+
+
+def test_another_byte_order_and_index_width_map_by_field_name(payload: Any) -> None:
+    """A layout written elsewhere (big-endian, 32-bit indices, fields in another order) reads
+    as the same trees, field by field, as scikit-learn's own unpickling maps them."""
+    raw, X = payload
+    now = read_grove(lz4.frame.compress(raw))
+    states = [t.tree_.__getstate__() for t in now.estimators_]
+    nodes = np.concatenate([s["nodes"] for s in states])
+    values = np.concatenate([s["values"] for s in states])
+    other = np.dtype(
+        [
+            ("missing_go_to_left", "u1"),
+            ("threshold", ">f8"),
+            ("left_child", ">i4"),
+            ("right_child", ">i4"),
+            ("feature", ">i4"),
+            ("impurity", ">f8"),
+            ("n_node_samples", ">i4"),
+            ("weighted_n_node_samples", ">f8"),
+        ]
+    )
+    moved = np.zeros(len(nodes), other)
+    for name in other.names:
+        moved[name] = nodes[name]
+
+    def relayout(header: dict[str, Any]) -> None:
+        header["node_layout"] = {
+            "itemsize": other.itemsize,
+            "fields": [[n, other.fields[n][0].str, other.fields[n][1]] for n in other.names],
+        }
+
+    back = read_grove(forged(raw, relayout, lambda b: moved.tobytes() + values.tobytes()))
+    np.testing.assert_array_equal(back.predict_proba(X), now.predict_proba(X))
+
+
+def test_boolean_and_integer_labels_read_back_with_their_dtype() -> None:
+    X, y = load_iris(return_X_y=True)
+    for labels in (y == 1, (y + 2**40).astype(np.int64), y.astype(np.uint64) + np.uint64(2**63)):
+        forest = RandomForestClassifier(2, random_state=0).fit(X, labels)
+        back = read_grove(write_grove(forest))
+        assert back.classes_.dtype == forest.classes_.dtype
+        np.testing.assert_array_equal(back.predict(X), forest.predict(X))
+
+
+def test_decoding_a_grove_needs_no_scikit_learn(payload: Any, tmp_path: Any) -> None:
+    """The serving path decodes groves with numpy and lz4 alone."""
+    raw, _ = payload
+    path = tmp_path / "g.trees"
+    path.write_bytes(lz4.frame.compress(raw))
+    code = (
+        "import sys; from groves.forest.format import decode_grove; "
+        f"g = decode_grove(open({str(path)!r}, 'rb').read()); "
+        "assert g.n_trees == 3 and 'sklearn' not in sys.modules, sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -14,7 +14,7 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 import groves
 from groves.data.prepared import read_prepared
 from groves.errors import BuildError, RequestError
-from groves.forest.format import read_grove
+from groves.forest.trees import read_grove
 from groves.steps import handlers
 from groves.store.artifacts import GROVE_SUFFIX, digest, grove_key, manifest_key, read_plan
 from groves.store.storage import get_json, open_store, put_json

@@ -17,10 +17,10 @@ from conftest import small_request, train_batch
 import groves
 from groves.engine.local import run_local
 from groves.errors import BuildError
-from groves.forest.format import read_grove, write_grove
+from groves.forest.format import FORMAT, write_grove
+from groves.forest.trees import read_grove
 from groves.steps import handlers
 from groves.store.artifacts import (
-    FORMAT,
     GROVE_SUFFIX,
     VOTES_SUFFIX,
     digest,

@@ -17,7 +17,7 @@ from groves.engine.asl import Interpreter, execute
 from groves.engine.asl.history import entered as states_entered
 from groves.engine.asl.history import failure, status
 from groves.engine.local import FUNCTIONS, local_machine, run_local
-from groves.forest.format import read_grove
+from groves.forest.trees import read_grove
 from groves.steps import handlers
 from groves.store.artifacts import VOTES_SUFFIX, metrics_key, plan_key
 from groves.store.storage import get_json, open_store

@@ -50,14 +50,16 @@ def list_runs(store: Store) -> list[dict[str, Any]]:
 
 
 def run_row(store: Store, build_id: str, run_id: str, latest: str | None) -> dict[str, Any] | None:
-    """One run's row, or ``None`` for a folder with no plan."""
-    plan = _json(store, plan_key(build_id, run_id))
-    if plan is None:
-        return None
+    """One run's row, or ``None`` for a folder with neither a manifest nor a plan. A run is
+    committed when its manifest exists (as for every reader: ``artifacts.is_committed``),
+    whether or not its plan is still there."""
     manifest = _json(store, manifest_key(build_id, run_id))
+    plan = _json(store, plan_key(build_id, run_id))
+    if plan is None and manifest is None:
+        return None
     metrics = _json(store, metrics_key(build_id, run_id)) or {}
     cost = run_cost(manifest, metrics) if manifest else None
-    searched = "search_id" in plan
+    searched = plan is not None and "search_id" in plan
     if manifest is not None:  # a search's committed best says so
         status = ("latest" if run_id == latest else "committed") + (" (search)" if searched else "")
     else:
@@ -66,12 +68,12 @@ def run_row(store: Store, build_id: str, run_id: str, latest: str | None) -> dic
         "build_id": build_id,
         "run_id": run_id,
         "status": status,
-        "trees": plan["spec"]["n_trees"],
+        "trees": (manifest or plan)["spec"]["n_trees"],
         "score": metrics.get("score"),
         "metric": metrics.get("metric"),
         "seconds": (manifest or {}).get("timings", {}).get("fit_seconds_total"),
         "usd": cost["usd"]["total"] if cost else None,
-        "created_at": plan["created_at"],
+        "created_at": (plan or manifest)["created_at"],
     }
 
 

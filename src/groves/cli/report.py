@@ -37,7 +37,7 @@ from groves.forest.votes import Target
 from groves.steps.cost import describe, run_cost
 from groves.steps.score import stored_votes
 from groves.steps.search import search_key
-from groves.store.artifacts import metrics_key, plan_key, read_manifest, run_prefix
+from groves.store.artifacts import metrics_key, read_committed_plan, read_manifest, run_prefix
 from groves.store.storage import ArtifactNotFound, Store, get_json
 
 REPORT = "report.html"
@@ -251,7 +251,7 @@ def build(
     ``histories`` (a deployed execution's, read from Step Functions) or from the store."""
     manifest = read_manifest(store, build_id, run_id)
     run_id = manifest["run_id"]
-    plan = get_json(store, plan_key(build_id, run_id))
+    plan = read_committed_plan(store, manifest)
     metrics = _optional(lambda: get_json(store, metrics_key(build_id, run_id)))
     search_id = plan.get("search_id")
     search_build = plan.get("search_build", build_id)  # where the search's record is

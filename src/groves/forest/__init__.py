@@ -1,8 +1,11 @@
 """The model as groves: how fitted groves are kept, summed and put together as the
 scikit-learn model a user holds.
 
-- ``format``: a grove file (``groves-trees/1``): a fitted forest as data, written by
-  train_grove and read without running code.
+- ``format``: a grove file (``groves-trees/2``): a fitted forest's trees as data, written by
+  train_grove and decoded and verified with numpy alone (``GroveArrays``), without running
+  code, crashing or expanding without bound.
+- ``trees``: a grove's verified arrays as scikit-learn's forest, its node records mapped by
+  field name onto the installed scikit-learn's.
 - ``votes``: trees' votes summed in the forest's order, and the labels, values and scores read
   from them (training, scoring, search and batch prediction share it); ``Target``.
 - ``loading``: ``load_model``, a committed run's plain forest from its verified groves (with

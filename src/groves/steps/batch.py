@@ -46,7 +46,6 @@ from groves.store.artifacts import (
     file_digest,
     new_run_id,
     read_manifest,
-    read_plan,
     read_record,
     read_verified,
 )
@@ -219,12 +218,11 @@ def plan_batch(store: Store, request: Any, invocation: Invocation | None = None)
     except BuildError as exc:
         raise RequestError("run_id" if spec["run_id"] else "build_id", str(exc)) from exc
     run_id = manifest["run_id"]
-    plan = read_plan(store, build_id, run_id)
     batch_id = new_run_id()
     with tempfile.TemporaryDirectory(prefix="groves-batch-") as folder:
         rows = Path(folder) / "X.npy"
         kept = Path(folder) / "keep.arrow"
-        n_rows, n_features = write_rows(spec["data"], plan["data"], spec["keep"], rows, kept)
+        n_rows, n_features = write_rows(spec["data"], manifest["data"], spec["keep"], rows, kept)
         n_chunks = math.ceil(n_rows / spec["rows_per_chunk"])
         per = groves_per_shard(spec, manifest)
         n_shards = math.ceil(len(manifest["groves"]) / per)
@@ -253,9 +251,9 @@ def plan_batch(store: Store, request: Any, invocation: Invocation | None = None)
         "n_shards": n_shards,
         "n_tiles": n_chunks * n_shards,
         "X": written,
-        "estimator": plan["spec"]["estimator"],
-        "classes": plan["data"]["classes"],
-        "n_outputs": plan["data"].get("n_outputs", 1),
+        "estimator": manifest["spec"]["estimator"],
+        "classes": manifest["data"]["classes"],
+        "n_outputs": manifest["data"].get("n_outputs", 1),
         "n_trees": manifest["n_trees"],
         "model": manifest["model"],
     }

@@ -19,10 +19,10 @@ import numpy as np
 
 from groves import __version__
 from groves.errors import BuildError
+from groves.forest.format import FORMAT
 from groves.steps.cost import Invocation, training_cost
 from groves.steps.planned import n_groves, planned_groves
 from groves.store.artifacts import (
-    FORMAT,
     GROVE_SUFFIX,
     VOTES_SUFFIX,
     advance_latest,
@@ -31,7 +31,7 @@ from groves.store.artifacts import (
     groves_prefix,
     is_committed,
     manifest_key,
-    read_plan,
+    plan_and_digest,
     run_prefix,
 )
 from groves.store.storage import READ_THREADS, ArtifactNotFound, Store, get_json
@@ -117,7 +117,7 @@ def merge_build(
     run's ``cost`` so far), then ``latest.json``."""
     invocation = invocation or Invocation.begin("merge")
     started = time.perf_counter()
-    plan = read_plan(store, build_id, run_id)
+    plan, plan_digest = plan_and_digest(store, build_id, run_id)
     if is_committed(store, build_id, run_id):  # committed before: never rewritten, only finished
         manifest = get_json(store, manifest_key(build_id, run_id))
         advance_latest(store, build_id, run_id, manifest["created_at"])
@@ -136,6 +136,7 @@ def merge_build(
         "n_groves": len(metas),
         "groves": [{k: m[k] for k in GROVE_RECORD} for m in metas],
         "data": plan["data"],
+        "plan": plan_digest,  # readers of a committed run verify its plan.json by it
         "model": model_record(metas),
         "versions": {
             "groves": __version__,

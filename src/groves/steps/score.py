@@ -18,8 +18,8 @@ from groves.store.artifacts import (
     VOTES_SUFFIX,
     grove_key,
     metrics_key,
+    read_committed_plan,
     read_manifest,
-    read_plan,
     read_verified,
 )
 from groves.store.storage import READ_THREADS, Store, load_npy_lz4, put_json
@@ -56,7 +56,7 @@ def score_build(
     started = time.perf_counter()
     manifest = read_manifest(store, build_id, run_id)
     run_id = manifest["run_id"]
-    plan = read_plan(store, build_id, run_id)
+    plan = read_committed_plan(store, manifest)
     y_test = read_prepared(store, plan, ("y_test",)).y_test
     target = Target.of(plan["data"])
     total: np.ndarray | None = None

@@ -61,14 +61,13 @@ from pathlib import Path
 from typing import Any
 
 from groves.errors import BuildError, RequestError
-from groves.store.storage import ArtifactNotFound, Store, get_json, json_bytes
+from groves.store.storage import ArtifactNotFound, Store, get_json, json_bytes, parse_json
 
 BUILD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 RUN_ID = re.compile(r"\d{8}T\d{9}Z-[0-9a-f]{8}")
 RUN_ID_FORM = "a run id such as 20261125T120301123Z-1a2b3c4d"
 GROVE_SUFFIX = "trees"  # a grove file: grove_NNNNN.trees
 VOTES_SUFFIX = "votes.npy.lz4"  # its summed votes on the held-out rows, an lz4-framed .npy
-FORMAT = "groves-trees/1"  # the grove files' format (groves.forest.format), in each manifest
 
 
 def new_run_id() -> str:
@@ -274,9 +273,43 @@ def committed_run(store: Store, build_id: str, run_id: str | None = None) -> str
 
 def read_plan(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
     """The stored plan of a run."""
-    plan = get_json(store, plan_key(build_id, check_run_id(run_id)))
-    if (plan["build_id"], plan["run_id"]) != (build_id, run_id):
+    return plan_and_digest(store, build_id, run_id)[0]
+
+
+def plan_and_digest(store: Store, build_id: str, run_id: str) -> tuple[dict[str, Any], Any]:
+    """The stored plan of a run and the ``digest`` of its bytes (merge records it in the
+    manifest, so a committed run's plan is verified like its groves)."""
+    key = plan_key(build_id, check_run_id(run_id))
+    blob = store.get_bytes(key)
+    plan = parse_json(blob, f"{store.uri}/{key}")
+    if not isinstance(plan, dict) or (plan.get("build_id"), plan.get("run_id")) != (
+        build_id,
+        run_id,
+    ):
         raise BuildError(f"the plan of run {run_id} of build {build_id!r} names another run")
+    return plan, digest(blob)
+
+
+def read_committed_plan(store: Store, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The plan of a committed run, verified against its manifest: by the sha256 the manifest
+    records, or (runs committed before it did) by the data and request the manifest copied
+    from it. An edited plan (swapped classes or categories) is refused, never used."""
+    build_id, run_id = manifest["build_id"], manifest["run_id"]
+    what = f"run {run_id} of build {build_id!r}"
+    try:
+        plan, found = plan_and_digest(store, build_id, run_id)
+    except ArtifactNotFound as exc:
+        raise BuildError(f"{what}: its plan.json is missing") from exc
+    recorded = manifest.get("plan")
+    if recorded is not None:
+        same = found == {"sha256": recorded.get("sha256"), "bytes": recorded.get("bytes")}
+    else:
+        same = (plan.get("data"), plan.get("spec")) == (manifest["data"], manifest["spec"])
+    if not same:
+        raise BuildError(
+            f"{what}: its plan.json is not the one it was committed with (edited or replaced); "
+            "it was not used"
+        )
     return plan
 
 

@@ -538,12 +538,17 @@ def put_json(store: Store, key: str, value: Any) -> None:
 
 
 def get_json(store: Store, key: str) -> Any:
-    """The JSON at ``key``; a file that is not JSON (truncated, damaged) is a ``CorruptFile``
-    naming it, not a parser's traceback."""
+    """The JSON at ``key``; a file that is not JSON (truncated, damaged, nested past Python's
+    recursion limit) is a ``CorruptFile`` naming it, not a parser's traceback."""
+    return parse_json(store.get_bytes(key), f"{store.uri}/{key}")
+
+
+def parse_json(blob: bytes, name: str) -> Any:
+    """``blob`` as JSON, or a ``CorruptFile`` naming ``name``."""
     try:
-        return json.loads(store.get_bytes(key))
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise CorruptFile(f"{store.uri}/{key} is not valid JSON (truncated or damaged)") from exc
+        return json.loads(blob)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise CorruptFile(f"{name} is not valid JSON (truncated or damaged)") from exc
 
 
 def dump_npy(array: Any) -> bytes:

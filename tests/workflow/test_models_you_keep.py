@@ -1,0 +1,81 @@
+"""A committed build is always usable and reads only what its manifest covers: every model that
+commits loads, predicts and exports; an edited plan is refused, never used; and one rule (the
+manifest exists) decides what a committed run is, for every command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris
+
+import groves
+from groves.cli.listing import list_runs
+from groves.engine.local import run_local
+from groves.errors import BuildError
+from groves.steps.score import score_build
+from groves.store.artifacts import plan_key
+from groves.store.storage import LocalStore
+
+FAST = {"n_trees": 4, "grove_size": 2, "seed": 1}
+
+
+def train(store: Path, build_id: str, dataset: str, **request: Any) -> dict[str, Any]:
+    result = run_local({"build_id": build_id, "dataset": dataset, **FAST, **request}, str(store))
+    assert result.status == "SUCCEEDED", result.cause
+    return result.output
+
+
+@pytest.mark.parametrize("shape", ["1-D", "2-D"])
+def test_a_boolean_target_commits_a_model_that_loads_and_predicts(tmp_path: Path, shape) -> None:
+    X, y = load_iris(return_X_y=True)
+    labels = (y == 1) if shape == "1-D" else np.c_[y == 1, y == 2]
+    np.savez(tmp_path / "b.npz", X=X, y=labels)
+    train(tmp_path / "s", "b", str(tmp_path / "b.npz"), predict=True)
+    model = groves.load_model(str(tmp_path / "s"), "b")
+    classes = model.classes_ if shape == "1-D" else model.classes_[0]
+    assert classes.dtype == bool and classes.tolist() == [False, True]
+    assert model.predict(X).dtype == bool
+    assert (model.predict(X) == labels).mean() > 0.9
+    path = groves.export_model(str(tmp_path / "s"), "b", tmp_path / "b.joblib")
+    assert path.stat().st_size > 0
+
+
+def test_an_edited_plan_is_refused_by_every_reader(tmp_path: Path) -> None:
+    """Swapping the classes in plan.json flipped every label of groves predict while
+    load_model answered right; now prediction reads the manifest and scoring and the report
+    verify the plan against it."""
+    store = tmp_path / "s"
+    X, y = load_iris(return_X_y=True)
+    frame = pd.DataFrame(X, columns=list("abcd")).assign(
+        target=np.array(["setosa", "versicolor", "virginica"])[y]
+    )
+    frame.to_csv(tmp_path / "iris.csv", index=False)
+    out = train(store, "e", str(tmp_path / "iris.csv"))
+    run_id = out["run_id"]
+    key = store / plan_key("e", run_id)
+    plan = json.loads(key.read_text())
+    plan["data"]["classes"] = plan["data"]["classes"][::-1]
+    key.write_text(json.dumps(plan))
+    frame.drop(columns="target").to_csv(tmp_path / "new.csv", index=False)
+    groves.predict("e", str(tmp_path / "new.csv"), str(tmp_path / "p.csv"), store=str(store))
+    labels = pd.read_csv(tmp_path / "p.csv")["prediction"]
+    expected = groves.load_model(str(store), "e").predict(frame.drop(columns="target"))
+    assert labels.tolist() == expected.tolist()
+    with pytest.raises(BuildError, match="not the one it was committed with"):
+        score_build(LocalStore(store), "e", run_id)
+
+
+def test_a_committed_run_without_its_plan_is_still_listed(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    out = train(store, "d", "iris")
+    (store / plan_key("d", out["run_id"])).unlink()
+    rows = list_runs(LocalStore(store))
+    assert [(r["build_id"], r["run_id"], r["status"], r["trees"]) for r in rows] == [
+        ("d", out["run_id"], "latest", 4)
+    ]
+    assert len(groves.load_model(str(store), "d").estimators_) == 4
