@@ -79,3 +79,58 @@ def test_a_committed_run_without_its_plan_is_still_listed(tmp_path: Path) -> Non
         ("d", out["run_id"], "latest", 4)
     ]
     assert len(groves.load_model(str(store), "d").estimators_) == 4
+
+
+def _edit(path: Path, change: Any) -> None:
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps(change(record)))
+
+
+@pytest.mark.parametrize(
+    ("file", "change", "message"),
+    [
+        ("manifest.json", lambda m: {**m, "groves": []}, "groves must be a list of 1"),
+        ("manifest.json", lambda m: [m], "the record must be an object"),
+        ("manifest.json", lambda m: "text", "the record must be an object"),
+        ("manifest.json", lambda m: {**m, "n_trees": "4"}, "n_trees must be a whole number"),
+        (
+            "manifest.json",
+            lambda m: {**m, "groves": [{**m["groves"][0], "sha256": None}, *m["groves"][1:]]},
+            r"groves\[0\].sha256 must be text",
+        ),
+        (
+            "manifest.json",
+            lambda m: {**m, "groves": [{**m["groves"][0], "grove_id": "0"}, *m["groves"][1:]]},
+            r"groves\[0\].grove_id must be a whole number",
+        ),
+        (
+            "manifest.json",
+            lambda m: {**m, "groves": [m["groves"][0], m["groves"][0]]},
+            "groves are not 0..n-1 once each",
+        ),
+        ("manifest.json", lambda m: {**m, "n_trees": 9}, "do not add up to its trees"),
+        ("latest.json", lambda m: [], "latest record"),
+        ("latest.json", lambda m: {**m, "build_id": "other"}, "names another build"),
+    ],
+)
+def test_a_damaged_record_is_one_line_naming_the_file_and_field(
+    tmp_path: Path, file: str, change: Any, message: str
+) -> None:
+    store = tmp_path / "s"
+    out = train(store, "r", "iris")
+    path = (
+        store / "r" / file if file == "latest.json" else store / "r" / "runs" / out["run_id"] / file
+    )
+    _edit(path, change)
+    with pytest.raises(BuildError, match=message) as raised:
+        groves.load_model(str(store), "r")
+    assert "\n" not in str(raised.value) and file in str(raised.value)
+
+
+def test_a_record_nested_past_the_recursion_limit_is_one_line(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    out = train(store, "n", "iris")
+    path = store / "n" / "runs" / out["run_id"] / "manifest.json"
+    path.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(BuildError, match="is not valid JSON"):
+        groves.load_model(str(store), "n")
