@@ -16,7 +16,8 @@ from sklearn.datasets import load_iris
 import groves
 from groves.cli.listing import list_runs
 from groves.engine.local import run_local
-from groves.errors import BuildError
+from groves.errors import BuildError, RequestError
+from groves.forest import loading
 from groves.steps.score import score_build
 from groves.store.artifacts import plan_key
 from groves.store.storage import LocalStore
@@ -81,6 +82,13 @@ def test_a_committed_run_without_its_plan_is_still_listed(tmp_path: Path) -> Non
     assert len(groves.load_model(str(store), "d").estimators_) == 4
 
 
+def predict(build_id: str, folder: Path, data: str) -> dict[str, Any]:
+    """groves predict of ``folder/data`` into ``folder/p.csv`` from the store ``folder/s``."""
+    return groves.predict(
+        build_id, str(folder / data), str(folder / "p.csv"), store=str(folder / "s")
+    )
+
+
 def _edit(path: Path, change: Any) -> None:
     record = json.loads(path.read_text())
     path.write_text(json.dumps(change(record)))
@@ -134,3 +142,78 @@ def test_a_record_nested_past_the_recursion_limit_is_one_line(tmp_path: Path) ->
     path.write_text("[" * 200_000 + "]" * 200_000)
     with pytest.raises(BuildError, match="is not valid JSON"):
         groves.load_model(str(store), "n")
+
+
+def test_booleans_in_a_csv_keep_their_kind_as_feature_and_as_target(tmp_path: Path) -> None:
+    """A true/false feature with no text column beside it was recorded as a number, so
+    predicting the same rows failed; a True/False target came back as classes 0 and 1."""
+    X, y = load_iris(return_X_y=True)
+    frame = pd.DataFrame({"a": X[:, 2], "flag": np.where(X[:, 3] > 1, "true", "false")})
+    frame.assign(target=np.where(y == 1, "True", "False")).to_csv(tmp_path / "f.csv", index=False)
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    train(tmp_path / "s", "f", str(tmp_path / "f.csv"))
+    model = groves.load_model(str(tmp_path / "s"), "f")
+    assert model.classes_.tolist() == [False, True]
+    groves.predict(
+        "f", str(tmp_path / "new.csv"), str(tmp_path / "p.csv"), store=str(tmp_path / "s")
+    )
+    predicted = pd.read_csv(tmp_path / "p.csv")["prediction"]
+    parsed = frame.assign(flag=frame["flag"] == "true")
+    assert predicted.tolist() == model.predict(parsed).tolist()
+
+
+def test_an_all_missing_text_column_loads_and_predicts_as_groves_predict_does(
+    tmp_path: Path,
+) -> None:
+    X, y = load_iris(return_X_y=True)
+    frame = pd.DataFrame({"a": X[:, 2], "t": pd.Series([None] * 150, dtype="string"), "u": "k"})
+    frame.assign(target=y).to_parquet(tmp_path / "n.parquet")
+    train(tmp_path / "s", "n", str(tmp_path / "n.parquet"))
+    model = groves.load_model(str(tmp_path / "s"), "n")
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    read_back = pd.read_csv(tmp_path / "new.csv")  # pandas reads the empty column as numbers
+    assert read_back["t"].dtype.kind == "f"
+    groves.predict(
+        "n", str(tmp_path / "new.csv"), str(tmp_path / "p.csv"), store=str(tmp_path / "s")
+    )
+    expected = pd.read_csv(tmp_path / "p.csv")["prediction"].tolist()
+    assert model.predict(read_back).tolist() == expected
+    assert model.predict(frame.assign(t="never seen")).tolist() == expected
+
+
+def test_ids_past_two_to_the_53_train_and_bad_input_files_are_one_line(tmp_path: Path) -> None:
+    X, y = load_iris(return_X_y=True)
+    ids = (np.arange(150) + 2**60).astype(np.int64)
+    frame = pd.DataFrame({"id": ids, "a": X[:, 2], "t": np.where(y == 0, "x", "y")})
+    frame.assign(target=y).to_csv(tmp_path / "big.csv", index=False)
+    train(tmp_path / "s", "b", str(tmp_path / "big.csv"))
+    latin = frame.assign(t=np.where(y == 0, "caf\xe9", "y")).to_csv(index=False)
+    (tmp_path / "latin.csv").write_bytes(latin.encode("latin-1"))
+    with pytest.raises(RequestError, match=r"latin.csv' is not UTF-8 text"):
+        groves.predict(
+            "b", str(tmp_path / "latin.csv"), str(tmp_path / "p.csv"), store=str(tmp_path / "s")
+        )
+    lists = frame.assign(t=[["x"]] * 150)
+    lists.to_parquet(tmp_path / "lists.parquet")
+    with pytest.raises(RequestError, match=r"column 't' .* has type list<"):
+        groves.predict(
+            "b", str(tmp_path / "lists.parquet"), str(tmp_path / "p.csv"), store=str(tmp_path / "s")
+        )
+
+
+def test_an_export_that_fails_leaves_the_file_that_was_there(tmp_path: Path, monkeypatch) -> None:
+    store = tmp_path / "s"
+    train(store, "x", "iris")
+    path = groves.export_model(str(store), "x", tmp_path / "model.joblib")
+    before = path.read_bytes()
+    real = loading.committed_groves
+
+    def full_disk(*args: Any, **kwargs: Any) -> Any:
+        yield next(real(*args, **kwargs))  # the first grove is written, then the disk fills
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(loading, "committed_groves", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        groves.export_model(str(store), "x", path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".model")] == []
