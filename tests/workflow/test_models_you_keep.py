@@ -217,3 +217,25 @@ def test_an_export_that_fails_leaves_the_file_that_was_there(tmp_path: Path, mon
         groves.export_model(str(store), "x", path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".model")] == []
+
+
+@pytest.mark.parametrize("store", ["/dev/null/store", "s3://no-such-bucket-groves/p"])
+def test_the_plan_step_names_a_store_that_cannot_exist(s3, store: str) -> None:
+    """Deployed or local, the plan handler refuses such a store in one line (it raised
+    botocore's NoSuchBucket and a raw NotADirectoryError)."""
+    from groves.steps import handlers
+
+    request = {"build_id": "t", "n_trees": 2, "grove_size": 1, "dataset": "iris"}
+    with pytest.raises(RequestError, match=r"^store: .*(cannot be written|does not exist)"):
+        handlers.plan({"store": store, "request": request})
+
+
+def test_a_kept_column_may_not_take_a_name_the_output_gives_its_own(tmp_path: Path) -> None:
+    """A multi-output model writes prediction_0, prediction_1: keeping an input column so
+    named wrote two columns of one name (and a Parquet file pandas cannot read)."""
+    from groves.steps.batch import check_keep
+
+    for name in ("prediction", "prediction_0", "proba_1_0"):
+        with pytest.raises(RequestError, match=f"^keep: '{name}' is a name the output gives"):
+            check_keep([name], "new.csv")
+    check_keep(["predictions", "id"], "new.csv")
