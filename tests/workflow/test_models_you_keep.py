@@ -239,3 +239,20 @@ def test_a_kept_column_may_not_take_a_name_the_output_gives_its_own(tmp_path: Pa
         with pytest.raises(RequestError, match=f"^keep: '{name}' is a name the output gives"):
             check_keep([name], "new.csv")
     check_keep(["predictions", "id"], "new.csv")
+
+
+def test_a_run_stopped_while_scoring_resumes_and_is_scored(tmp_path: Path) -> None:
+    """kill -9 during the scoring of `groves run -p` left a committed run without
+    metrics.json, and --resume said there was nothing to resume: the score was lost."""
+    store = tmp_path / "s"
+    out = train(store, "k", "iris", predict=True)
+    metrics = store / "k" / "runs" / out["run_id"] / "metrics.json"
+    scored = json.loads(metrics.read_text())
+    metrics.unlink()  # the state a kill -9 during scoring leaves
+    model = (store / "k" / "runs" / out["run_id"] / "manifest.json").read_bytes()
+    resumed = run_local({"build_id": "k", "resume": True}, str(store))
+    assert resumed.status == "SUCCEEDED", resumed.cause
+    assert json.loads(metrics.read_text())["score"] == scored["score"]
+    assert (store / "k" / "runs" / out["run_id"] / "manifest.json").read_bytes() == model
+    again = run_local({"build_id": "k", "resume": True}, str(store))
+    assert again.status == "FAILED" and "no uncommitted run" in (again.cause or "")

@@ -249,9 +249,16 @@ def read_latest(store: Store, build_id: str) -> str:
 
 
 def is_finished(store: Store, build_id: str, run_id: str) -> bool:
-    """Committed, and ``latest`` names it or a newer run: nothing of the commit is left."""
+    """Committed, ``latest`` names it or a newer run, and scored if its request asked to be
+    (``predict``): nothing of the run is left to do (a run stopped while scoring resumes)."""
     latest = latest_run(store, build_id)
-    return is_committed(store, build_id, run_id) and latest is not None and latest >= run_id
+    if not (is_committed(store, build_id, run_id) and latest is not None and latest >= run_id):
+        return False
+    try:
+        asked = bool(read_plan(store, build_id, run_id)["spec"].get("predict"))
+    except ArtifactNotFound:
+        return True
+    return not asked or store.exists(metrics_key(build_id, run_id))
 
 
 def latest_uncommitted(store: Store, build_id: str) -> str | None:
