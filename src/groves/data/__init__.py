@@ -7,6 +7,9 @@
   and the held-out split (and a search's validation split) every grove shares.
 - ``prepared``: the run's split written once: the training rows as shards, the held-out rows
   as ``.npy`` arrays memory-mapped by groves and scoring.
+- ``stream``: a CSV or Parquet table (a file, or a folder of them) planned in bounded memory:
+  scanned, then encoded block by block into the training shards and the held-out rows, split
+  row by row by a seeded hash.
 - ``shards``: training rows as shards of verified stripes, of which a grove reads a seeded
   sample with parallel ranged reads.
 - ``encoding``: each column's kind, text columns' categories and codes, and the ``Pipeline``

@@ -35,9 +35,16 @@ def write_prepared(store: Store, build_id: str, run_id: str, split: Split) -> di
     """Write the split's arrays; return what plan records of them: the training rows' shards,
     and each held-out array's sha256, size and shape."""
     prefix = data_prefix(build_id, run_id)
-    records = {"train": write_rows(store, prefix, split.X_train, split.y_train, split.w_train)}
-    for name in HELD_OUT:
-        array = getattr(split, name)
+    train = write_rows(store, prefix, split.X_train, split.y_train, split.w_train)
+    return {"train": train, **write_held_out(store, build_id, run_id, split.X_test, split.y_test)}
+
+
+def write_held_out(
+    store: Store, build_id: str, run_id: str, X_test: np.ndarray, y_test: np.ndarray
+) -> dict[str, Any]:
+    """Write the held-out rows as ``.npy`` arrays; what plan records of each."""
+    records = {}
+    for name, array in zip(HELD_OUT, (X_test, y_test), strict=True):
         blob = dump_npy(np.ascontiguousarray(array))
         store.put_bytes(data_key(build_id, run_id, name), blob)
         records[name] = {**digest(blob), "shape": list(array.shape), "dtype": array.dtype.str}

@@ -46,6 +46,16 @@ def builtin(name: str) -> Any:
 BUILTIN_NAMES = ("digits", "breast_cancer", "iris", "wine", "diabetes")
 
 
+def is_folder(source: str) -> bool:
+    """Whether ``source`` names a folder of table files (a directory, or a path or ``s3://``
+    prefix ending in ``/``)."""
+    if source.lower().endswith(FILE_SUFFIXES):  # a directory so named is refused as a file
+        return False
+    if source.startswith("s3://"):
+        return source.endswith("/") and len(source.removeprefix("s3://").strip("/")) > 0
+    return source.endswith("/") or Path(source.removeprefix("file://")).expanduser().is_dir()
+
+
 def check_source(source: str, target: str | None, field: str = "dataset") -> None:
     """Reject a dataset name or path by its form alone, naming the allowed values."""
     if source in BUILTIN_NAMES:
@@ -54,18 +64,19 @@ def check_source(source: str, target: str | None, field: str = "dataset") -> Non
         return
     if "\x00" in source:
         raise RequestError(field, "a path cannot contain a NUL character")
-    if not source.lower().endswith(FILE_SUFFIXES):
+    if not source.lower().endswith(FILE_SUFFIXES) and not is_folder(source):
         raise RequestError(
             field,
             f"{source!r} is neither a built-in dataset ({', '.join(BUILTIN_NAMES)}) nor a file "
-            f"ending in {', '.join(FILE_SUFFIXES)} (local path or s3://bucket/key)",
+            f"ending in {', '.join(FILE_SUFFIXES)} or a folder of .csv or .parquet files (local "
+            "path or s3://bucket/key, a folder ending in /)",
         )
     if source.startswith("s3://"):
         try:
-            key = split_s3_uri(source)[1]
+            bucket, key = split_s3_uri(source)
         except ValueError:
-            key = ""
-        if not key:
+            bucket, key = "", ""
+        if not (key or (bucket and is_folder(source))):
             raise RequestError(field, f"{source!r} is not s3://BUCKET/KEY with a valid bucket name")
     if source.lower().endswith(".npz") and target is not None:
         raise RequestError("target", "does not apply to .npz files, which hold arrays X and y")

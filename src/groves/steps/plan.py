@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
-from groves.data import datasets
-from groves.data.prepared import write_prepared
-from groves.data.tables import check_source
+from groves.data import datasets, stream
+from groves.data.prepared import write_held_out, write_prepared
+from groves.data.shards import RowWriter
+from groves.data.tables import DEFAULT_TARGET, check_source, is_folder
 from groves.errors import RequestError
 from groves.steps.cost import TEMPLATE_MEMORY_MB, Invocation
 from groves.steps.planned import n_groves, planned_groves
@@ -21,6 +22,7 @@ from groves.store.artifacts import (
     RUN_ID_FORM,
     check_build_id,
     check_run_id,
+    data_prefix,
     is_finished,
     items_key,
     latest_uncommitted,
@@ -84,6 +86,7 @@ def validate_request(request: Any) -> dict[str, Any]:
         )
     if spec["rows_per_grove"] is not None:
         _check_int(spec, "rows_per_grove", 1, 2**62)
+    _check_int(spec, "max_test_rows", 1, 2**62)
     if not isinstance(spec["predict"], bool):
         raise RequestError("predict", f"{spec['predict']!r} must be true or false")
     if spec["predict"] and test_size == 0:
@@ -166,6 +169,26 @@ def plan_build(store: Store, request: Any, invocation: Invocation | None = None)
         return resume_plan(store, request)
     spec = validate_request(request)
     check_store(store)  # a store that cannot exist is one line naming it, as on the CLI
+    run_id = new_run_id()
+    if is_table(spec["dataset"]):
+        data = plan_table(store, spec, run_id)
+    else:
+        data = plan_arrays(store, spec, run_id)
+    write_items(store, spec, run_id)
+    plan = run_plan(spec, run_id, data)
+    plan["usage"] = (invocation or Invocation.begin("plan")).usage()
+    put_json(store, plan_key(spec["build_id"], run_id), plan)
+    return plan
+
+
+def is_table(source: str) -> bool:
+    """CSV and Parquet files and folders of them are planned in bounded memory (``stream``);
+    arrays (``.npz``, scikit-learn's datasets) are loaded whole, as numpy reads them."""
+    return source.lower().endswith((".csv", ".parquet")) or is_folder(source)
+
+
+def plan_arrays(store: Store, spec: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """An array dataset's split (stratified by scikit-learn) written, and its data record."""
     dataset = datasets.load_dataset(spec["dataset"], spec["target"], spec["weight"])
     held_out = spec["test_size"] > 0
     classes = datasets.check_target(dataset, spec["estimator"], spec["dataset"], held_out)
@@ -173,23 +196,49 @@ def plan_build(store: Store, request: Any, invocation: Invocation | None = None)
     if not datasets.every_class_trains(split.y_train, classes):
         raise RequestError("test_size", "leaves some class without training rows; lower it")
     check_params_against_data(spec["params"], split.y_train, classes)
-    run_id = new_run_id()
     prepared = write_prepared(store, spec["build_id"], run_id, split)
-    write_items(store, spec, run_id)
-    plan = run_plan(spec, run_id, dataset, split, classes, prepared)
-    plan["usage"] = (invocation or Invocation.begin("plan")).usage()
-    put_json(store, plan_key(spec["build_id"], run_id), plan)
-    return plan
+    return data_record(dataset, split, classes, prepared)
+
+
+def plan_table(store: Store, spec: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """A table streamed twice (``groves.data.stream``): scanned, then its rows written as the
+    training shards and the (capped) held-out rows; its data record."""
+    classify = spec["estimator"] == "classifier"
+    target = spec["target"] or DEFAULT_TARGET
+    found = stream.scan(
+        spec["dataset"], target, spec["weight"], classify, spec["test_size"], spec["seed"]
+    )
+    classes = stream.classes(found) if classify else None
+    n_train = found.n_rows - found.n_test
+    check_params_against_data(spec["params"], np.empty(n_train), classes)
+    prefix = data_prefix(spec["build_id"], run_id)
+    done = stream.prepare(
+        lambda layout, rows: RowWriter(store, prefix, layout, rows),
+        found,
+        spec["test_size"],
+        spec["seed"],
+        spec["max_test_rows"],
+    )
+    held = write_held_out(store, spec["build_id"], run_id, done.X_test, done.y_test)
+    return {
+        "n_rows": found.n_rows,
+        "n_features": len(found.names),
+        "n_train": done.n_train,
+        "n_test": len(done.y_test),
+        "n_held_out": found.n_test,
+        "classes": classes,
+        "n_outputs": 1,
+        "split_fingerprint": done.fingerprint,
+        "feature_names": list(found.names),
+        "named": True,
+        "columns": found.columns(),
+        "weighted": found.weight is not None,
+        "prepared": {"train": done.train, **held},
+    }
 
 
 def run_plan(
-    spec: dict[str, Any],
-    run_id: str,
-    dataset: datasets.Dataset,
-    split: datasets.Split,
-    classes: list[Any] | None,
-    prepared: dict[str, Any],
-    prepared_run: str | None = None,
+    spec: dict[str, Any], run_id: str, data: dict[str, Any], prepared_run: str | None = None
 ) -> dict[str, Any]:
     """A run's ``plan.json``. ``prepared_run`` names another run of the build whose prepared
     data this run shares (a search's candidates share one copy)."""
@@ -199,25 +248,35 @@ def run_plan(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "spec": spec,
         "n_groves": n_groves(spec),
-        "data": {
-            "n_rows": len(dataset.y),
-            "n_features": dataset.X.shape[1],
-            "n_train": len(split.y_train),
-            "n_test": len(split.y_test),
-            "classes": classes,
-            "n_outputs": datasets.n_outputs(dataset.y),
-            "split_fingerprint": split.fingerprint,
-            "feature_names": list(dataset.feature_names),
-            "named": dataset.named,
-            "columns": list(split.columns),
-            "weighted": split.w_train is not None,
-            "prepared": prepared,
-        },
+        "data": data,
     }
-    plan["sample"] = grove_sample(spec, prepared["train"])
+    plan["sample"] = grove_sample(spec, data["prepared"]["train"])
     if prepared_run is not None:
         plan["data"]["prepared_run"] = prepared_run
     return plan
+
+
+def data_record(
+    dataset: datasets.Dataset,
+    split: datasets.Split,
+    classes: list[Any] | None,
+    prepared: dict[str, Any],
+) -> dict[str, Any]:
+    """What a plan records of an array dataset and its split."""
+    return {
+        "n_rows": len(dataset.y),
+        "n_features": dataset.X.shape[1],
+        "n_train": len(split.y_train),
+        "n_test": len(split.y_test),
+        "classes": classes,
+        "n_outputs": datasets.n_outputs(dataset.y),
+        "split_fingerprint": split.fingerprint,
+        "feature_names": list(dataset.feature_names),
+        "named": dataset.named,
+        "columns": list(split.columns),
+        "weighted": split.w_train is not None,
+        "prepared": prepared,
+    }
 
 
 # A grove's memory while it fits (measured: fully grown trees on 1M rows of 26 float32 features,

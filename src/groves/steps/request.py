@@ -21,6 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "groves_per_invocation": 1,
     "predict": False,
     "rows_per_grove": None,  # null: every training row while they fit train_grove's memory
+    "max_test_rows": 200_000,  # held-out rows of a table kept for scoring, at most
 }
 FIELDS = ("build_id", *DEFAULTS, "resume")
 

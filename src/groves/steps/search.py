@@ -31,6 +31,7 @@ from groves.steps.commit import check_groves, read_grove_metas
 from groves.steps.cost import Invocation, search_transitions, step_cost, summarize
 from groves.steps.plan import (
     check_params_against_data,
+    data_record,
     run_plan,
     validate_params,
     validate_request,
@@ -193,7 +194,8 @@ def plan_search(store: Store, request: Any, invocation: Invocation | None = None
     for index, (run_id, candidate) in enumerate(zip(runs, candidates, strict=True)):
         params = {**spec["params"], **candidate}
         run_spec = {**base, "build_id": runs_build, "params": params, "predict": False}
-        plan = run_plan(run_spec, run_id, dataset, inner, classes, prepared, runs[0])
+        data = data_record(dataset, inner, classes, prepared)
+        plan = run_plan(run_spec, run_id, data, runs[0])
         plan["search_id"], plan["search_build"] = search_id, build_id
         put_json(store, plan_key(runs_build, run_id), plan)
         groves = planned_groves(run_spec)

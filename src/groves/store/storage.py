@@ -489,6 +489,23 @@ def read_uri(uri: str) -> bytes:
         raise ArtifactNotFound(f"{uri} does not exist") from exc
 
 
+def list_uri(uri: str) -> list[str]:
+    """The files directly in a local directory or under an ``s3://bucket/prefix/``, as paths
+    or URIs (an S3 prefix's objects at any depth)."""
+    if uri.startswith("s3://"):
+        bucket, prefix = split_s3_uri(uri)
+        pages = (
+            s3_client()
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=bucket, Prefix=prefix.rstrip("/") + "/")
+        )
+        return [f"s3://{bucket}/{o['Key']}" for page in pages for o in page.get("Contents", [])]
+    folder = Path(uri.removeprefix("file://")).expanduser()
+    if not folder.is_dir():
+        raise ArtifactNotFound(f"{uri} is not a directory")
+    return [str(p) for p in sorted(folder.iterdir()) if p.is_file()]
+
+
 def download_uri(uri: str, path: Path) -> None:
     """Download ``s3://bucket/key`` to ``path`` with boto3's transfer manager (parallel ranged
     GETs); a missing object is ``ArtifactNotFound``."""
