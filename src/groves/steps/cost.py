@@ -211,7 +211,7 @@ def run_cost(manifest: dict[str, Any], metrics: dict[str, Any] | None) -> dict[s
 def describe(cost: dict[str, Any]) -> str:
     """One line: ``$0.000123 (Lambda 12.3 GB-s in 14 invocations, 19 state transitions; ...)``."""
     how = (
-        "estimated at the template's memory sizes and this machine's durations"
+        "estimated at the memory sizes it ran with and this machine's durations"
         if cost["estimated"]
         else "measured in Lambda"
     )
