@@ -71,13 +71,15 @@ def train(
     state_machine_arn: str | None = None,
     session: Any = None,
     progress: bool = False,
+    memory_mb: int | None = None,
     **request: Any,
 ) -> dict[str, Any]:
     """Train a build: the request's fields as keywords (``n_trees``, ``grove_size``,
     ``dataset``, ``target``, ``estimator``, ``test_size``, ``seed``, ``params``,
     ``max_concurrency``, ``groves_per_invocation``, ``predict``, or ``resume``). The execution's
     output: ``run_id``, ``model`` (where the model and manifest are, and the cost), ``metrics``
-    if scored."""
+    if scored. ``memory_mb`` (here only, 128 to 10,240) holds every function to that memory
+    size instead of the template's, as Lambda would (``groves run --memory-mb``)."""
     return run(
         "forest",
         {"build_id": build_id, **request},
@@ -86,6 +88,7 @@ def train(
         state_machine_arn,
         session,
         progress,
+        memory_mb,
     )
 
 
@@ -133,10 +136,22 @@ def run(
     arn: str | None,
     session: Any,
     progress: bool,
+    memory_mb: int | None = None,
 ) -> dict[str, Any]:
-    """Run a state machine here, or on AWS when it is named; its output, or the error."""
+    """Run a state machine here, or on AWS when it is named; its output, or the error. Here,
+    every function is held to its memory size in the template, or to ``memory_mb``."""
+    if memory_mb is not None and (stack_name is not None or arn is not None):
+        raise RequestError(
+            "memory_mb",
+            "holds functions run on this machine; deployed, each function's memory is the "
+            "stack's (parameters PlanMemorySize, TrainMemorySize, MergeMemorySize)",
+        )
     if stack_name is None and arn is None:
+        from groves.engine.limits import check_memory_mb
         from groves.engine.local import run_local
+
+        if memory_mb is not None:
+            check_memory_mb(memory_mb)
 
         shown = Progress(sys.stderr, unit=MACHINES[machine][2]) if progress else None
         execution = run_local(
@@ -145,6 +160,7 @@ def run(
             on_progress=shown,
             on_event=shown.event if shown else None,
             machine=machine,
+            memory_mb=memory_mb,
         )
         if execution.status != "SUCCEEDED":
             raise failed(*local_root_cause(execution))

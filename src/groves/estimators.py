@@ -12,6 +12,8 @@ manifest); ``predict``, ``predict_proba`` and ``score`` use it. ``feature_names_
 as scikit-learn's forests do (cross-validation is the caller's); ``test_size`` above 0 holds
 out that share of them instead, and the forest's score on them is ``holdout_score_``.
 Each ``fit`` is a run of its own of build ``build_id``: cross-validation folds never mix.
+``memory_mb`` holds every function of a local ``fit`` to that memory size, as
+``groves run --memory-mb`` does.
 
 They are plain estimators: ``clone``, ``get_params``/``set_params``, ``Pipeline``,
 ``GridSearchCV`` and ``cross_val_score`` work with them.
@@ -116,6 +118,7 @@ class _GrovesForest(BaseEstimator):
             store=store_uri,
             stack_name=self.stack_name,
             state_machine_arn=self.state_machine_arn,
+            memory_mb=self.memory_mb,
             **self._request(f"{store.uri}/{key}"),
             **columns,
         )
@@ -247,6 +250,7 @@ class GrovesClassifier(ClassifierMixin, _GrovesForest):
         build_id: str | None = None,
         max_concurrency: int = DEFAULTS["max_concurrency"],
         groves_per_invocation: int = DEFAULTS["groves_per_invocation"],
+        memory_mb: int | None = None,
         stack_name: str | None = None,
         state_machine_arn: str | None = None,
     ) -> None:
@@ -306,6 +310,7 @@ class GrovesRegressor(RegressorMixin, _GrovesForest):
         build_id: str | None = None,
         max_concurrency: int = DEFAULTS["max_concurrency"],
         groves_per_invocation: int = DEFAULTS["groves_per_invocation"],
+        memory_mb: int | None = None,
         stack_name: str | None = None,
         state_machine_arn: str | None = None,
     ) -> None:

@@ -16,7 +16,7 @@ from packaging.requirements import Requirement
 from groves.engine.local import FUNCTIONS, STORE_SUBSTITUTION, definition_path
 from groves.steps import handlers
 from groves.steps.batch import OUTPUTS_PREFIX, validate_batch_request
-from groves.steps.cost import TEMPLATE_MEMORY_MB
+from groves.steps.cost import TEMPLATE_MEMORY_MB, TEMPLATE_TIMEOUT_SECONDS
 from groves.steps.plan import validate_request
 from groves.steps.search import search_key, validate_search
 from groves.store import artifacts
@@ -377,16 +377,26 @@ def test_events_cover_every_function() -> None:
     assert folders <= names and "execution" in names
 
 
-def test_cost_estimates_use_the_templates_memory_sizes(template) -> None:
-    """A local run's cost is estimated at each function's default MemorySize in the template."""
+def test_local_limits_and_cost_estimates_use_the_templates_memory_sizes_and_timeouts(
+    template,
+) -> None:
+    """A local run holds each function to its default MemorySize and Timeout in the template
+    (its own, or the Globals'), and estimates its cost at that memory size."""
     parameters = template["Parameters"]
-    sizes = {}
+    defaults = template["Globals"]["Function"]
+
+    def default(value: Any) -> Any:
+        return parameters[value["Ref"]]["Default"] if isinstance(value, dict) else value
+
+    sizes, timeouts = {}, {}
     for resource in template["Resources"].values():
         if resource["Type"] == "AWS::Serverless::Function":
-            step = resource["Properties"]["CodeUri"].strip("/").split("/")[-1]
-            size = resource["Properties"]["MemorySize"]
-            sizes[step] = parameters[size["Ref"]]["Default"] if isinstance(size, dict) else size
+            properties = {**defaults, **resource["Properties"]}
+            step = properties["CodeUri"].strip("/").split("/")[-1]
+            sizes[step] = default(properties["MemorySize"])
+            timeouts[step] = default(properties["Timeout"])
     assert sizes == TEMPLATE_MEMORY_MB
+    assert timeouts == TEMPLATE_TIMEOUT_SECONDS
 
 
 def test_only_the_table_readers_may_read_the_data_bucket(template) -> None:

@@ -60,7 +60,10 @@ def test_cli_reports_a_killed_worker_and_resume_trains_only_the_missing_grove(
     monkeypatch.setitem(local.FUNCTIONS, "TrainGroveFunctionArn", killed_on_grove_1)
     assert cli.main(["run", "t", *SMALL_FLAGS, "--store", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert "build failed: Lambda.Unknown: Runtime exited with error: signal: killed" in err
+    assert (
+        "build failed: Lambda.Unknown: Runtime.ExitError: Runtime exited with error: signal: killed"
+        in err
+    )
     assert "Traceback" not in err
     done = grove_files(tmp_path)
     names = {Path(k).name for k in done}

@@ -20,6 +20,7 @@ from groves.cli.options import (
     batch_arguments,
     build_request,
     deployed_arguments,
+    limits_argument,
     request_arguments,
     store_argument,
 )
@@ -36,9 +37,8 @@ from groves.errors import BuildError, RequestError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    code, done = run_here(
-        "forest", build_request(args, args.parser), args.store, "groves", "build failed"
-    )
+    request = build_request(args, args.parser)
+    code, done = run_here("forest", request, args.store, "groves", "build failed", args.memory_mb)
     if done is not None:
         print("\n".join(summary_lines(done.output, done.seconds)))
     return code
@@ -74,7 +74,12 @@ def cmd_start(args: argparse.Namespace, session: Any = None) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     code, done = run_here(
-        "batch_predict", batch_request(args), args.store, "chunks", "prediction failed"
+        "batch_predict",
+        batch_request(args),
+        args.store,
+        "chunks",
+        "prediction failed",
+        args.memory_mb,
     )
     if done is not None:
         print(batch_summary(done.output, done.seconds))
@@ -124,6 +129,7 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the state machine on this machine")
     request_arguments(run)
     store_argument(run)
+    limits_argument(run)
     run.set_defaults(func=cmd_run, parser=run)
     start = commands.add_parser("start", help="start an execution of the deployed state machine")
     request_arguments(start)
@@ -132,6 +138,7 @@ def parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="predict new rows with a build, on this machine")
     batch_arguments(predict)
     store_argument(predict, " of the build")
+    limits_argument(predict)
     predict.set_defaults(func=cmd_predict, parser=predict)
     start_predict = commands.add_parser(
         "start-predict", help="predict new rows with the deployed batch prediction state machine"

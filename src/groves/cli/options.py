@@ -213,6 +213,18 @@ class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action) or ""
 
 
+def limits_argument(parser: argparse.ArgumentParser) -> None:
+    """The local runner's limits (not a request field: deployed, the template sets them)."""
+    parser.add_argument(
+        "--memory-mb",
+        type=int,
+        metavar="N",
+        help="hold every function to N MB (128 to 10240) instead of its MemorySize in "
+        "template.yaml, as Lambda would: an invocation over it fails with Runtime.OutOfMemory "
+        "(default: each function's own)",
+    )
+
+
 def store_argument(parser: argparse.ArgumentParser, what: str = "") -> None:
     parser.add_argument(
         "--store",

@@ -7,8 +7,9 @@ import sys
 from typing import Any
 
 from groves.engine.console import Progress, local_root_cause, report_failure
+from groves.engine.limits import check_memory_mb
 from groves.engine.local import run_local, start_workers
-from groves.steps.cost import describe
+from groves.steps.cost import TEMPLATE_MEMORY_MB, describe
 
 
 def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
@@ -31,6 +32,9 @@ def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
     cost = (metrics or model).get("cost")
     if cost:
         lines.append(f"cost      {describe(cost)}")
+        memory = memory_line(cost)
+        if memory:
+            lines.append(memory)
     lines += [
         f"model     groves.load_model(store, {output['build_id']!r}), or one file: "
         f"groves export {output['build_id']} --out model.joblib",
@@ -55,17 +59,39 @@ def rows_line(sample: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def memory_line(cost: dict[str, Any]) -> str | None:
+    """Each step's peak resident memory against its memory size: ``memory   plan 140/2048 MB,
+    train_grove 152/3008 MB (peak of 10 invocations), ...`` (none for a run recorded before
+    steps recorded their peaks)."""
+    parts = []
+    order = list(TEMPLATE_MEMORY_MB)  # the steps in the order they run
+    for name, step in sorted(cost["steps"].items(), key=lambda s: order.index(s[0])):
+        if "peak_rss_mb" in step:
+            n = step["invocations"]
+            of = f" (peak of {n} invocations)" if n > 1 else ""
+            parts.append(f"{name} {step['peak_rss_mb']:.0f}/{step['memory_mb']} MB{of}")
+    return f"memory    {', '.join(parts)}" if parts else None
+
+
 def run_here(
-    machine: str, request: dict[str, Any], store: str, unit: str, failed: str
+    machine: str,
+    request: dict[str, Any],
+    store: str,
+    unit: str,
+    failed: str,
+    memory_mb: int | None = None,
 ) -> tuple[int, Any]:
     """Run a state machine on this machine with warm workers and a progress bar of ``unit``;
     on failure print one line (``failed: error: cause``). The exit code, and the execution
-    if it succeeded.
+    if it succeeded. Every function is held to its template's memory size and timeout, or to
+    ``memory_mb`` (``--memory-mb``: a ``RequestError`` naming it unless 128 to 10,240).
 
     The first step validates the request before any work, in a warm worker: this process never
     imports scikit-learn, and on 2 cores does not compete with the workers doing so."""
+    if memory_mb is not None:
+        check_memory_mb(memory_mb, "--memory-mb")
     progress = Progress(sys.stderr, unit=unit)
-    with start_workers() as pool:
+    with start_workers(memory_mb=memory_mb) as pool:
         execution = run_local(
             request,
             store,

@@ -6,7 +6,13 @@ import argparse
 import json
 from typing import Any
 
-from groves.cli.options import build_request, parse_param, request_arguments, store_argument
+from groves.cli.options import (
+    build_request,
+    limits_argument,
+    parse_param,
+    request_arguments,
+    store_argument,
+)
 from groves.cli.running import run_here
 from groves.engine.console import UsageError
 from groves.steps.cost import describe
@@ -80,6 +86,7 @@ def add_parser(commands: Any) -> None:
         "its latest (default: NAME; the search's record stays under NAME)",
     )
     store_argument(search)
+    limits_argument(search)
     search.set_defaults(func=cmd_search, parser=search)
 
 
@@ -138,7 +145,10 @@ def replaced_lines(build_id: str, replaced: dict[str, Any] | None) -> list[str]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    code, done = run_here("search", search_request(args), args.store, "candidates", "search failed")
+    request = search_request(args)
+    code, done = run_here(
+        "search", request, args.store, "candidates", "search failed", args.memory_mb
+    )
     if done is not None:
         print("\n".join(leaderboard_lines(args.store, done.output)))
     return code

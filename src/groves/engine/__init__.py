@@ -5,6 +5,8 @@
 - ``local``: the deployed definitions (``statemachine/*.asl.json``) run here, each Task's
   function ARN mapped to its handler in ``groves.steps.handlers``.
 - ``workers``: warm worker processes, as Lambda execution environments.
+- ``limits``: each function's memory size and timeout (the template's, or ``--memory-mb``),
+  enforced on every invocation in a worker as Lambda enforces them.
 - ``executions``: execution histories, stored locally or read from Step Functions.
 - ``console``: progress while an execution runs, following a deployed one, and the root cause
   of a failure in one line.

@@ -18,6 +18,7 @@ from typing import Any
 from groves import steps
 from groves.engine.asl import Execution, Interpreter, call_handler, execute
 from groves.engine.executions import save as save_history
+from groves.engine.limits import function_limits
 from groves.engine.workers import WorkerPool
 from groves.steps.cost import N_JOBS_ENV
 from groves.store.storage import DEFAULT_STORE, bucket_stores, check_store, open_store
@@ -106,15 +107,27 @@ def local_resources(
 
 
 def start_workers(
-    workers: int | None = None, functions: Mapping[str, Callable[..., Any]] = FUNCTIONS
+    workers: int | None = None,
+    functions: Mapping[str, Callable[..., Any]] = FUNCTIONS,
+    *,
+    memory_mb: int | None = None,
+    timeout_seconds: float | None = None,
 ) -> WorkerPool:
     """Warm workers for ``run_local``. Started first thing, they import scikit-learn while the
     caller does its own start-up: the handlers' modules and every step, which a handler imports
-    only when called (a Lambda function loads its own step; a local worker serves them all)."""
+    only when called (a Lambda function loads its own step; a local worker serves them all).
+    Each invocation is held to its function's memory size and timeout in the template, or to
+    ``memory_mb`` (128 to 10,240: a ``RequestError`` naming ``memory_mb`` otherwise) and at
+    most ``timeout_seconds``."""
+    limits = function_limits(
+        {LOCAL_ARN.format(name): name for name in functions}, memory_mb, timeout_seconds
+    )
     resources = local_resources(functions)
     modules = {getattr(h, "module", None) or h.__module__ for h in functions.values()}
     modules |= {f"{steps.__name__}.{m.name}" for m in pkgutil.iter_modules(steps.__path__)}
-    return WorkerPool(workers or usable_cores(), resources, call_handler, preload=sorted(modules))
+    return WorkerPool(
+        workers or usable_cores(), resources, call_handler, preload=sorted(modules), limits=limits
+    )
 
 
 def run_local(
@@ -127,6 +140,8 @@ def run_local(
     functions: Mapping[str, Callable[..., Any]] = FUNCTIONS,
     pool: WorkerPool | None = None,
     machine: str = "forest",
+    memory_mb: int | None = None,
+    timeout_seconds: float | None = None,
 ) -> Execution:
     """Execute the state machine on ``request``. Every Task invocation runs in one of
     ``workers`` warm worker processes (``pool``, or ones started here), as a Lambda would;
@@ -134,9 +149,13 @@ def run_local(
     handlers, as a fault would on AWS. ``machine`` names the state machine: ``forest``
     (training), ``batch_predict`` or ``search``. The execution's history is stored in the
     folder of the run (or batch, or search) it planned, also when it is stopped. A store that
-    cannot be written is a ``RequestError`` naming ``store`` before any work."""
+    cannot be written is a ``RequestError`` naming ``store`` before any work. Each invocation
+    is held to its function's memory size and timeout, as Lambda holds it: the template's, or
+    ``memory_mb`` for every function and at most ``timeout_seconds`` (workers started here;
+    ``pool`` has its own)."""
     check_store(open_store(store))
-    with nullcontext(pool) if pool else start_workers(workers, functions) as running:
+    limits = {"memory_mb": memory_mb, "timeout_seconds": timeout_seconds}
+    with nullcontext(pool) if pool else start_workers(workers, functions, **limits) as running:
         name = request.get("build_id")
         definition, interpreter = local_machine(
             store,

@@ -5,6 +5,9 @@ the runner, so that a crash, an out-of-memory kill or a stop request ends only w
   where there is none), take the runner's environment, and serve one invocation at a time.
 - A worker that dies (killed, out of memory) fails exactly the invocation it was running with
   Step Functions' error for a Lambda that exited: ``Lambda.Unknown``; a fresh worker replaces it.
+- Each function's memory size and timeout (``limits``) are enforced as Lambda enforces them: a
+  worker over either is killed and its invocation fails as Lambda's would
+  (``Runtime.OutOfMemory``, ``Sandbox.Timedout``; see ``groves.engine.limits``).
 - ``close()`` terminates every worker (SIGTERM, then SIGKILL after a grace period), so a stopped
   build leaves no process behind; a worker whose runner dies exits on its own.
 - Workers ignore SIGINT: Ctrl-C reaches the whole process group, and the runner decides.
@@ -27,6 +30,16 @@ from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context, parent_process, spawn
 from multiprocessing.connection import Connection, wait
 from typing import Any
+
+from groves.engine.limits import (
+    MEMORY_ENV,
+    POLL_SECONDS,
+    Limit,
+    out_of_memory,
+    peak_mb,
+    reset_peak,
+    timed_out,
+)
 
 # ("ok", result) or ("error", error name, cause), as Step Functions sees a Lambda invocation end.
 Outcome = tuple[str, Any] | tuple[str, str, str]
@@ -79,7 +92,8 @@ class _Worker:
 
 
 class WorkerPool:
-    """``size`` worker processes serving ``invoke(resource, payload)`` from any thread."""
+    """``size`` worker processes serving ``invoke(resource, payload)`` from any thread, each
+    invocation held to its resource's ``limits`` (none for a resource without one)."""
 
     def __init__(
         self,
@@ -87,12 +101,14 @@ class WorkerPool:
         handlers: Mapping[str, Callable[[Any], Any]],
         call: Call,
         preload: Sequence[str] = (),
+        limits: Mapping[str, Limit] | None = None,
     ):
         self._context = get_context(START_METHOD)
         if START_METHOD == "forkserver":
             # workers fork from one server that imported these modules once
             self._context.set_forkserver_preload(list(preload))
         self._handlers, self._call = dict(handlers), call
+        self.limits = dict(limits or {})
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
@@ -171,22 +187,53 @@ class WorkerPool:
         worker.conn.close()
 
     def invoke(self, resource: str, payload: Any, env: Mapping[str, str]) -> Outcome:
-        """Run one invocation in an idle worker and wait for its outcome."""
+        """Run one invocation in an idle worker and wait for its outcome; a worker that goes
+        over its limits is killed, and the invocation fails as Lambda's would."""
         worker = self._take()
+        limit = self.limits.get(resource)
+        if limit is not None:
+            env = {**env, MEMORY_ENV: str(limit.memory_mb)}
+        over: Outcome | None = None
+        reply = None
         try:
             worker.conn.send((resource, payload, dict(env)))
-            wait([worker.conn, worker.process.sentinel])
-            outcome = worker.conn.recv() if worker.conn.poll() else None
+            over = self._watch(worker, limit)
+            if over is None and worker.conn.poll():
+                reply = worker.conn.recv()
         except (EOFError, OSError):
-            outcome = None
-        if outcome is not None:
-            self._idle.put(worker)
-            return outcome
+            reply = None
+        if reply is not None:
+            outcome, peak = reply
+            if limit is None or peak is None or peak <= limit.memory_mb:
+                self._idle.put(worker)
+                return outcome
+            over = out_of_memory(limit, peak, worker.process.pid)  # between two readings
+        if over is not None:
+            worker.process.kill()
         worker.process.join(GRACE_SECONDS)
         if self.closed:
             raise PoolClosed("the build is stopping")
         self._forget(worker)
-        return _exited(worker.process.pid, worker.process.exitcode)
+        return over or _exited(worker.process.pid, worker.process.exitcode)
+
+    @staticmethod
+    def _watch(worker: _Worker, limit: Limit | None) -> Outcome | None:
+        """Wait for the worker's reply (or its end); what the invocation fails with if it
+        goes over ``limit`` first: its memory size, read every ``POLL_SECONDS``, or its
+        timeout."""
+        ready = [worker.conn, worker.process.sentinel]
+        if limit is None:
+            wait(ready)
+            return None
+        pid = worker.process.pid
+        deadline = time.monotonic() + limit.timeout_seconds
+        while not wait(ready, min(POLL_SECONDS, max(0.0, deadline - time.monotonic()))):
+            peak = peak_mb(pid)
+            if peak is not None and peak > limit.memory_mb:
+                return out_of_memory(limit, peak, pid)
+            if time.monotonic() >= deadline:
+                return timed_out(limit, pid)
+        return None
 
     def close(self, interrupted: bool = False) -> None:
         """Terminate every worker; kill the ones still alive after a grace period. When the
@@ -322,10 +369,16 @@ def _serve(
     os.environ.update(environ)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, daemon=True).start()
+    pid = os.getpid()
+    reset_peak()
     while True:
         try:
             resource, payload, env = conn.recv()
         except (EOFError, OSError):
             return
         os.environ.update(env)
-        conn.send(call(handlers[resource], payload))
+        outcome = call(handlers[resource], payload)
+        # the invocation's peak memory; the next one's starts from what the worker keeps
+        peak = peak_mb(pid)
+        reset_peak()
+        conn.send((outcome, peak))

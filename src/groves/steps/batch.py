@@ -32,10 +32,9 @@ from groves.data.tables import check_source
 from groves.errors import BuildError, RequestError
 from groves.forest.loading import WARM, committed_groves
 from groves.forest.votes import Target, add_votes
-from groves.steps.cost import Invocation, batch_transitions, step_cost, summarize
+from groves.steps.cost import Invocation, batch_transitions, peak_rss_mb, step_cost, summarize
 from groves.steps.plan import MAX_GROVES
 from groves.steps.request import BATCH_DEFAULTS, BATCH_FIELDS, check_fields
-from groves.steps.train import peak_rss_mb
 from groves.store.artifacts import (
     BUILD_ID,
     batch_key,

@@ -25,12 +25,17 @@ from __future__ import annotations
 
 import math
 import os
+import resource
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 N_JOBS_ENV = "GROVES_N_JOBS"  # the threads an invocation may use (scikit-learn's n_jobs)
+# An invocation's memory size, as Lambda sets it in a function's environment; the local runner
+# sets it to the size it holds the invocation to.
+MEMORY_ENV = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 
 # Published on-demand prices, us-east-1, x86_64: check them before relying on an estimate.
 PRICES = {
@@ -54,7 +59,16 @@ TEMPLATE_MEMORY_MB = {
     "score_candidates": 4096,
     "score_best": 4096,
 }
+# The template's Timeout of each step's function (every function: Globals, FunctionTimeout).
+TEMPLATE_TIMEOUT_SECONDS = dict.fromkeys(TEMPLATE_MEMORY_MB, 900)
 TRAINING_STEPS = ("plan", "train_grove", "merge")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory, in MiB: since the invocation began in a local
+    worker (which resets the peak for each), since the process started in Lambda."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 @dataclass
@@ -85,7 +99,7 @@ class Invocation:
             )
         return cls(
             step,
-            TEMPLATE_MEMORY_MB[step],
+            int(os.environ.get(MEMORY_ENV) or TEMPLATE_MEMORY_MB[step]),
             str(uuid.uuid4()),
             f"local worker {os.getpid()}",
             deployed=False,
@@ -103,6 +117,7 @@ class Invocation:
             "billed_ms": billed_ms,
             "gb_seconds": round(self.memory_mb / 1024 * billed_ms / 1000, 6),
             "estimated": not self.deployed,
+            "peak_rss_mb": peak_rss_mb(),
         }
 
 
@@ -137,13 +152,16 @@ def price(gb_seconds: float, invocations: int, transitions: int) -> dict[str, fl
 
 
 def step_cost(usages: list[dict[str, Any]]) -> dict[str, Any]:
-    """One step's invocations (distinct request ids), GB-seconds and billed seconds."""
+    """One step's invocations (distinct request ids), GB-seconds, billed seconds, memory size
+    and peak resident memory (the largest of its invocations')."""
+    peaks = [u["peak_rss_mb"] for u in usages if "peak_rss_mb" in u]
     return {
         "invocations": len({u["request_id"] for u in usages}),
         "gb_seconds": round(sum(u["gb_seconds"] for u in usages), 6),
         "billed_seconds": round(sum(u["billed_ms"] for u in usages) / 1000, 3),
         "memory_mb": max(u["memory_mb"] for u in usages),
         "estimated": any(u["estimated"] for u in usages),
+        **({"peak_rss_mb": max(peaks)} if peaks else {}),  # runs before it had none
     }
 
 
@@ -193,7 +211,7 @@ def run_cost(manifest: dict[str, Any], metrics: dict[str, Any] | None) -> dict[s
 def describe(cost: dict[str, Any]) -> str:
     """One line: ``$0.000123 (Lambda 12.3 GB-s in 14 invocations, 19 state transitions; ...)``."""
     how = (
-        "estimated at the template's memory sizes and this machine's durations"
+        "estimated at the memory sizes it ran with and this machine's durations"
         if cost["estimated"]
         else "measured in Lambda"
     )

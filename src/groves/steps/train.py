@@ -5,8 +5,6 @@ rows, so that scoring never has to load the forest."""
 from __future__ import annotations
 
 import os
-import resource
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +16,7 @@ from groves.data.prepared import read_prepared
 from groves.errors import BuildError
 from groves.forest.format import write_grove
 from groves.forest.votes import forest_classes, summed_votes
-from groves.steps.cost import N_JOBS_ENV, Invocation
+from groves.steps.cost import N_JOBS_ENV, Invocation, peak_rss_mb
 from groves.steps.plan import ESTIMATORS
 from groves.steps.planned import planned_grove
 from groves.store.artifacts import (
@@ -30,12 +28,6 @@ from groves.store.artifacts import (
     read_verified,
 )
 from groves.store.storage import Store, dump_npy_lz4, get_json, put_json
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 def make_forest(

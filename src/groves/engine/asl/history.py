@@ -107,11 +107,16 @@ class Scope:
 
 def failure_message(error: str | None, cause: str | None) -> str:
     """``error: message``, the message of a Lambda error's JSON cause (``errorMessage``) if the
-    cause is one, else the cause as it is."""
+    cause is one, else the cause as it is. For ``Lambda.Unknown`` (the runtime exited, ran out
+    of memory or timed out) Lambda's own error type comes first: ``Lambda.Unknown:
+    Runtime.OutOfMemory: ...``."""
     try:
-        detail = json.loads(cause or "")["errorMessage"]
+        body = json.loads(cause or "")
+        detail = body["errorMessage"]
     except (ValueError, KeyError, TypeError):
-        detail = cause
+        return f"{error}: {cause or ''}"
+    if error == "Lambda.Unknown" and isinstance(body.get("errorType"), str):
+        detail = f"{body['errorType']}: {detail}"
     return f"{error}: {detail or ''}"
 
 
