@@ -97,6 +97,18 @@ def test_a_table_larger_than_a_groves_memory_is_sampled_by_default() -> None:
     sample = grove_sample(spec, record)
     assert sample["rows"] == sample["fits"] < 400_000_000 and not sample["asked"]
     # what it holds: twice its rows' bytes and the trees' share, in train_grove's memory
-    assert 5_000_000 < sample["fits"] < 10_000_000
+    assert 3_000_000 < sample["fits"] < 8_000_000
     small = grove_sample(spec, {**record, "n_rows": 1_000})
     assert small["rows"] is None
+
+
+def test_a_run_held_to_less_memory_samples_what_its_groves_hold(tmp_path: Path, table: str) -> None:
+    """The plan sizes each grove's sample by train_grove's memory as the run holds it (the
+    template's, or --memory-mb), which the runner passes to plan as the template does."""
+    request = {"build_id": "m", "dataset": table, "n_trees": 4, "grove_size": 2, "seed": 1}
+    held = run_local(request, str(tmp_path / "st"), workers=1, memory_mb=1024)
+    assert held.status == "SUCCEEDED", held.cause
+    sample = held.output["sample"]
+    assert sample["memory_mb"] == 1024 and not sample["asked"]
+    record = {"n_rows": sample["of"], "n_features": 8, "weighted": False}
+    assert sample["fits"] < grove_sample({"rows_per_grove": None}, record)["fits"]

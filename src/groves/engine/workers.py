@@ -40,6 +40,7 @@ from groves.engine.limits import (
     reset_peak,
     timed_out,
 )
+from groves.steps.cost import TRAIN_MEMORY_ENV
 
 # ("ok", result) or ("error", error name, cause), as Step Functions sees a Lambda invocation end.
 Outcome = tuple[str, Any] | tuple[str, str, str]
@@ -193,6 +194,9 @@ class WorkerPool:
         limit = self.limits.get(resource)
         if limit is not None:
             env = {**env, MEMORY_ENV: str(limit.memory_mb)}
+        train = next((x for x in self.limits.values() if x.step == "train_grove"), None)
+        if train is not None:  # plan sizes each grove's sample by it, as the template says
+            env = {**env, TRAIN_MEMORY_ENV: str(train.memory_mb)}
         over: Outcome | None = None
         reply = None
         try:

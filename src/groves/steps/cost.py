@@ -36,6 +36,9 @@ N_JOBS_ENV = "GROVES_N_JOBS"  # the threads an invocation may use (scikit-learn'
 # An invocation's memory size, as Lambda sets it in a function's environment; the local runner
 # sets it to the size it holds the invocation to.
 MEMORY_ENV = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+# train_grove's memory size, which plan sizes each grove's sample of rows by: the template sets
+# it in the plan function's environment, the local runner to what it holds train_grove to.
+TRAIN_MEMORY_ENV = "GROVES_TRAIN_MEMORY_MB"
 
 # Published on-demand prices, us-east-1, x86_64: check them before relying on an estimate.
 PRICES = {

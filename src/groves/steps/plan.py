@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from groves.data.prepared import write_held_out, write_prepared
 from groves.data.shards import RowWriter
 from groves.data.tables import DEFAULT_TARGET, check_source, is_folder
 from groves.errors import RequestError
-from groves.steps.cost import TEMPLATE_MEMORY_MB, Invocation
+from groves.steps.cost import TEMPLATE_MEMORY_MB, TRAIN_MEMORY_ENV, Invocation
 from groves.steps.planned import n_groves, planned_groves
 from groves.steps.request import DEFAULTS, FIELDS, check_fields
 from groves.store.artifacts import (
@@ -281,19 +282,22 @@ def data_record(
 
 # A grove's memory while it fits (measured: fully grown trees on 1M rows of 26 float32 features,
 # two threads): its rows as read and assembled (twice their bytes at the peak) and ~250 bytes a
-# row of trees and sample indices, beside ~512 MB for the runtime and its imports.
+# row of trees and sample indices, beside the runtime and its imports (~140 MB measured in a
+# local worker; 256 MB allowed), and never more than three quarters of the memory.
 FIT_BYTES_PER_ROW = 256
-RUNTIME_MB = 512
+RUNTIME_MB = 256
 
 
 def grove_sample(spec: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
     """How many training rows each grove reads: ``rows_per_grove`` if given, else every row
-    while they fit train_grove's memory (``TEMPLATE_MEMORY_MB``), else as many as fit; and
+    while they fit train_grove's memory (``GROVES_TRAIN_MEMORY_MB``, else the template's), else
+    as many as fit; and
     why, for the run's summary. ``rows`` is ``None`` when every grove reads every row."""
     n_train = train["n_rows"]
-    memory_mb = TEMPLATE_MEMORY_MB["train_grove"]
+    memory_mb = int(os.environ.get(TRAIN_MEMORY_ENV) or TEMPLATE_MEMORY_MB["train_grove"])
     row_bytes = 4 * train["n_features"] + 16 + (8 if train["weighted"] else 0)
-    fits = max(1, (memory_mb - RUNTIME_MB) * 2**20 // (2 * row_bytes + FIT_BYTES_PER_ROW))
+    usable = min(memory_mb - RUNTIME_MB, memory_mb * 3 // 4) * 2**20
+    fits = max(1, usable // (2 * row_bytes + FIT_BYTES_PER_ROW))
     asked = spec.get("rows_per_grove")
     rows = asked if asked is not None else fits
     return {
