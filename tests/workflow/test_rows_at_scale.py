@@ -14,6 +14,7 @@ from sklearn.datasets import make_classification
 
 import groves
 from groves.data import shards
+from groves.data.prepared import read_prepared
 from groves.engine.local import run_local
 from groves.steps import handlers
 from groves.steps.plan import grove_sample
@@ -112,3 +113,93 @@ def test_a_run_held_to_less_memory_samples_what_its_groves_hold(tmp_path: Path, 
     assert sample["memory_mb"] == 1024 and not sample["asked"]
     record = {"n_rows": sample["of"], "n_features": 8, "weighted": False}
     assert sample["fits"] < grove_sample({"rows_per_grove": None}, record)["fits"]
+
+
+def messy(rows: int, seed: int) -> Any:
+    """A table as users have them: text with gaps, numbers with gaps, a boolean, text labels."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    carrier = rng.choice(["AA", "B6", "DL", "UA", None], rows)
+    delay = np.where(rng.random(rows) < 0.1, np.nan, rng.normal(10, 30, rows))
+    weekend = rng.random(rows) < 0.3
+    late = (np.nan_to_num(delay) > 20) ^ (rng.random(rows) < 0.1)
+    return pd.DataFrame(
+        {
+            "carrier": carrier,
+            "delay": delay,
+            "weekend": weekend,
+            "status": np.where(late, "late", "on time"),
+        }
+    )
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_folder_of_files_plans_as_the_same_rows_in_one_file(tmp_path: Path, kind: str) -> None:
+    """A folder's files read in name order are one table: the same plan, the same model."""
+    import pandas as pd
+
+    parts = [messy(700, seed) for seed in range(3)]
+    (tmp_path / "parts").mkdir()
+    for i, part in enumerate(parts):
+        path = tmp_path / "parts" / f"part-{i}.{kind}"
+        part.to_parquet(path) if kind == "parquet" else part.to_csv(path, index=False)
+    whole = tmp_path / f"whole.{kind}"
+    frame = pd.concat(parts, ignore_index=True)
+    frame.to_parquet(whole) if kind == "parquet" else frame.to_csv(whole, index=False)
+    request = {"n_trees": 4, "grove_size": 2, "seed": 2, "target": "status", "predict": True}
+    store = str(tmp_path / "st")
+    one = run_local({"build_id": "one", "dataset": str(whole), **request}, store, workers=1)
+    folder = run_local({"build_id": "many", "dataset": f"{tmp_path}/parts/", **request}, store)
+    assert one.status == folder.status == "SUCCEEDED", (one.cause, folder.cause)
+    plans = [
+        read_plan(LocalStore(store), b, r.output["run_id"])
+        for b, r in (("one", one), ("many", folder))
+    ]
+    assert plans[0]["data"]["columns"] == plans[1]["data"]["columns"]
+    assert plans[0]["data"]["split_fingerprint"] == plans[1]["data"]["split_fingerprint"]
+    a, b = (groves.load_model(store, name) for name in ("one", "many"))
+    X = frame.drop(columns="status")
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert one.output["metrics"]["score"] == folder.output["metrics"]["score"] > 0.7
+
+
+def test_an_s3_prefix_of_parquet_files_trains_on_a_moto_server(
+    tmp_path: Path, s3_server: str
+) -> None:
+    import boto3
+
+    client = boto3.client("s3")
+    for i in range(3):
+        path = tmp_path / f"p{i}.parquet"
+        messy(500, i).to_parquet(path)
+        client.upload_file(str(path), s3_server, f"tables/flights/part-{i}.parquet")
+    client.put_object(Bucket=s3_server, Key="tables/flights/_SUCCESS", Body=b"")
+    request = {"build_id": "s3", "dataset": f"s3://{s3_server}/tables/flights/", "target": "status"}
+    run = run_local(
+        {**request, "n_trees": 4, "grove_size": 2, "predict": True},
+        f"s3://{s3_server}/builds",
+        workers=1,
+    )
+    assert run.status == "SUCCEEDED", run.cause
+    assert run.output["data"]["n_rows"] == 1500
+
+
+def test_held_out_rows_are_capped_for_scoring_and_split_by_row(tmp_path: Path) -> None:
+    frame = messy(4000, 7)
+    frame.to_parquet(tmp_path / "t.parquet")
+    request = {"build_id": "c", "dataset": str(tmp_path / "t.parquet"), "target": "status"}
+    run = run_local(
+        {**request, "n_trees": 2, "grove_size": 2, "max_test_rows": 300, "predict": True},
+        str(tmp_path / "st"),
+        workers=1,
+    )
+    assert run.status == "SUCCEEDED", run.cause
+    plan = read_plan(LocalStore(tmp_path / "st"), "c", run.output["run_id"])
+    data = plan["data"]
+    assert 0.22 < data["n_held_out"] / 4000 < 0.28  # test_size 0.25, row by row
+    assert data["n_test"] <= 330 and data["n_train"] + data["n_held_out"] == 4000
+    assert run.output["metrics"]["n_test"] == data["n_test"]
+    late = (frame["status"] == "late").mean()
+    split = read_prepared(LocalStore(tmp_path / "st"), plan)
+    assert abs((split.y_train == "late").mean() - late) < 0.03  # stratified in expectation

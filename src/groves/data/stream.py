@@ -419,12 +419,17 @@ def prepare(
             writer.add(X[train], y[train], None if w is None else w[train])
             tests_X.append(X[keep])
             tests_y.append(y[keep])
-            digest.update(np.packbits(test).tobytes())
             row += len(y)
     record = writer.finish()
-    digest.update(str((found.n_rows, seed, test_size)).encode())
     X_test = np.concatenate(tests_X) if tests_X else np.empty((0, len(columns)), np.float32)
     y_test = np.concatenate(tests_y) if tests_y else np.empty(0, dtype)
+    # the split's identity: its rows (every training stripe's sha256, through the shards'
+    # indexes, and the held-out rows kept), however the table was cut into files and blocks
+    digest.update(str((found.n_rows, seed, test_size, max_test_rows)).encode())
+    for shard in record["shards"]:
+        digest.update(shard["index"]["sha256"].encode())
+    digest.update(np.ascontiguousarray(X_test).data)
+    digest.update(np.ascontiguousarray(y_test).data)
     return Prepared(record, X_test, y_test, n_train, digest.hexdigest())
 
 
