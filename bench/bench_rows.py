@@ -1,0 +1,212 @@
+"""Rows at any scale, measured: memory flat as the table grows, and what sampling per grove
+costs in accuracy.
+
+    python bench/bench_rows.py memory --rows 5000000 20000000 --memory-mb 1024
+    python bench/bench_rows.py accuracy --rows 1500000
+
+``memory`` generates a wide messy table (6 text columns with thousands of values, 50 numbers and
+a boolean, 10% of every feature missing, a text label) as Parquet in several files (and, with
+``--csv``, as CSV files), then runs a build on it with every function held to ``--memory-mb``
+(the local runner kills an invocation over it, as Lambda does), and prints the plan's and the
+groves' peak memory, the prepared rows' bytes and the times, side by side for each size.
+
+``accuracy`` trains forests on the messy table (``bench/messy_table.py``) whose groves each
+sample 1%, 5%, 10%, 25% and 100% of the training rows, and one scikit-learn forest on a single
+global 10% sample (the field's anchor), all scored on the same held-out rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from messy_table import written
+
+TEXT = {"carrier": 16, "tailnum": 4000, "origin": 3, "dest": 105, "model": 1200, "maker": 35}
+NUMBERS = 50
+CHUNK = 1_000_000  # rows generated at once: the generator's memory is bounded too
+
+
+def wide_chunk(rows: int, seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    columns: dict[str, pa.Array] = {}
+    codes = {name: rng.zipf(1.3, rows) % count for name, count in TEXT.items()}
+    for name, count in TEXT.items():
+        words = np.array([f"{name[:2].upper()}{i:04d}" for i in range(count)], dtype=object)
+        columns[name] = pa.array(words[codes[name]], mask=rng.random(rows) < 0.1)
+    numbers = rng.normal(size=(rows, NUMBERS)).astype(np.float32)
+    for j in range(NUMBERS):
+        columns[f"x{j:02d}"] = pa.array(numbers[:, j], mask=rng.random(rows) < 0.1)
+    weekend = rng.random(rows) < 2 / 7
+    columns["weekend"] = pa.array(weekend, mask=rng.random(rows) < 0.1)
+    score = numbers[:, :5].sum(axis=1) * 0.4 + 0.5 * (codes["carrier"] % 4 == 1) + 0.2 * weekend
+    late = score + rng.normal(0, 0.8, rows) > 0.3
+    columns["status"] = pa.array(np.where(late, "late", "on time"))
+    return pa.table(columns)
+
+
+def generate(rows: int, files: int, folder: Path, csv: bool) -> Path:
+    """The wide table in ``files`` Parquet (or CSV) files under ``folder``, made once."""
+    kind = "csv" if csv else "parquet"
+    out = folder / f"wide-{rows}-{kind}"
+    if out.exists():
+        return out
+    partial = out.with_name(out.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    per_file = -(-rows // files)
+    for i in range(files):
+        path = partial / f"part-{i:03d}.{kind}"
+        n = min(per_file, rows - i * per_file)
+        writer = None
+        for start in range(0, n, CHUNK):
+            chunk = wide_chunk(min(CHUNK, n - start), seed=i * 1000 + start // CHUNK)
+            if csv:
+                if writer is None:
+                    writer = pa_csv.CSVWriter(path, chunk.schema)
+                writer.write_table(chunk)
+            else:
+                if writer is None:
+                    writer = pq.ParquetWriter(path, chunk.schema)
+                writer.write_table(chunk)
+        if writer is not None:
+            writer.close()
+    partial.rename(out)
+    return out
+
+
+def build(dataset: str, store: str, memory_mb: int | None, **request: object) -> dict:
+    from groves.engine.local import run_local
+
+    started = time.perf_counter()
+    run = run_local({"dataset": dataset, "target": "status", **request}, store, memory_mb=memory_mb)
+    seconds = time.perf_counter() - started
+    if run.status != "SUCCEEDED":
+        raise SystemExit(f"{request['build_id']}: {run.error}: {run.cause}")
+    return {"seconds": seconds, **run.output}
+
+
+def memory(args: argparse.Namespace) -> None:
+    from groves.store.artifacts import read_plan
+    from groves.store.storage import open_store
+
+    rows_seen = []
+    for rows in args.rows:
+        folder = generate(rows, args.files, args.out, args.csv)
+        size = sum(p.stat().st_size for p in folder.iterdir())
+        store = str(args.out / "store")
+        out = build(
+            f"{folder}/",
+            store,
+            args.memory_mb,
+            build_id=f"rows-{rows}",
+            n_trees=args.trees,
+            grove_size=1,
+            predict=True,
+        )
+        plan = read_plan(open_store(store), f"rows-{rows}", out["run_id"])
+        train = plan["data"]["prepared"]["train"]
+        prepared = sum(s["bytes"] for s in train["shards"])
+        steps = out["metrics"]["cost"]["steps"]
+        row = {
+            "rows": rows,
+            "input MB": size / 1e6,
+            "prepared MB": prepared / 1e6,
+            "x memory": prepared / (args.memory_mb * 2**20),
+            "plan peak MB": steps["plan"]["peak_rss_mb"],
+            "grove peak MB": steps["train_grove"]["peak_rss_mb"],
+            "grove rows": plan["sample"]["rows"] or plan["sample"]["of"],
+            "plan s": steps["plan"]["billed_ms"] / 1000,
+            "build s": out["seconds"],
+            "score": out["metrics"]["score"],
+        }
+        rows_seen.append(row)
+        print(
+            "  ".join(
+                f"{k} {v:,.2f}" if isinstance(v, float) else f"{k} {v:,}" for k, v in row.items()
+            ),
+            flush=True,
+        )
+    if len(rows_seen) > 1:
+        first, last = rows_seen[0], rows_seen[-1]
+        print(
+            f"{last['rows']:,} / {first['rows']:,} rows: plan peak x"
+            f"{last['plan peak MB'] / first['plan peak MB']:.2f}, grove peak x"
+            f"{last['grove peak MB'] / first['grove peak MB']:.2f}, prepared x"
+            f"{last['prepared MB'] / first['prepared MB']:.2f}"
+        )
+
+
+def accuracy(args: argparse.Namespace) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    from groves.data.prepared import read_prepared
+    from groves.store.artifacts import read_plan
+    from groves.store.storage import open_store
+
+    _, parquet = written(args.rows, args.out)
+    store = str(args.out / "store-accuracy")
+    results = {}
+    n_train = None
+    for share in args.shares:
+        request = {"build_id": f"acc-{share}", "n_trees": args.trees, "grove_size": 10}
+        if share < 1:
+            request["rows_per_grove"] = max(1, int(share * (n_train or args.rows * 0.75)))
+        out = build(str(parquet), store, None, predict=True, seed=0, **request)
+        n_train = out["data"]["n_train"]
+        results[share] = (out["metrics"]["score"], out["seconds"])
+        print(
+            f"groves sampling {share:>5.0%} of {n_train:,} rows each: accuracy "
+            f"{out['metrics']['score']:.4f} in {out['seconds']:.1f} s",
+            flush=True,
+        )
+    plan = read_plan(open_store(store), f"acc-{args.shares[-1]}", out["run_id"])
+    split = read_prepared(open_store(store), plan)
+    rng = np.random.default_rng(0)
+    chosen = rng.choice(len(split.y_train), size=len(split.y_train) // 10, replace=False)
+    started = time.perf_counter()
+    forest = RandomForestClassifier(args.trees, n_jobs=-1, random_state=0)
+    forest.fit(split.X_train[chosen], split.y_train[chosen])
+    score = forest.score(split.X_test, split.y_test)
+    print(
+        f"one forest on one global 10% sample: accuracy {score:.4f} in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+    if 1.0 in results and 0.1 in results:
+        print(
+            f"10% per grove vs all rows: {100 * (results[0.1][0] - results[1.0][0]):+.2f} "
+            f"points; vs one global 10% sample: {100 * (results[0.1][0] - score):+.2f} points"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    mem = commands.add_parser("memory", help="peak memory as the table grows")
+    mem.add_argument("--rows", type=int, nargs="+", default=[5_000_000, 20_000_000])
+    mem.add_argument("--files", type=int, default=10, help="files the table is cut into")
+    mem.add_argument("--csv", action="store_true", help="CSV files instead of Parquet")
+    mem.add_argument("--memory-mb", type=int, default=1024, help="every function held to it")
+    mem.add_argument("--trees", type=int, default=4, help="trees, one a grove")
+    mem.add_argument("--out", type=Path, default=Path("/tmp/groves-bench"))
+    mem.set_defaults(run=memory)
+    acc = commands.add_parser("accuracy", help="sampling per grove against all rows")
+    acc.add_argument("--rows", type=int, default=1_500_000)
+    acc.add_argument("--trees", type=int, default=100)
+    acc.add_argument("--shares", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.25, 1.0])
+    acc.add_argument("--out", type=Path, default=Path("/tmp/groves-bench"))
+    acc.set_defaults(run=accuracy)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
