@@ -1,0 +1,358 @@
+"""Models you can keep: any byte or field of any stored file of a committed build damaged, and
+every entry point (load_model, export, predict, batch, report, ls, history, scoring) either
+answers exactly as before or refuses with one line: a ``GrovesError`` whose message is one
+line, or for a command an exit code other than 0, one line on stderr and no traceback.
+
+The suite runs a small budget; ``bench/fuzz_store.py N`` runs N probes and counts them (clean,
+refused in one line, silently wrong, tracebacks by exception type). Both share ``probe``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import tempfile
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.datasets import load_iris
+
+import groves
+from groves import cli
+from groves.engine.local import run_local
+from groves.errors import GrovesError
+from groves.steps.score import score_build
+from groves.store.storage import LocalStore
+
+BUILD = "d"
+STORE = "store"
+# What of scoring's answer is the model's and the data's (not this invocation's time or cost).
+SCORED = ("metric", "score", "n_test", "n_trees", "n_groves", "grove_score_min")
+SCORED += ("grove_score_mean", "grove_score_max")
+DEEP = 2_000  # a nested list this deep: a JSON parser's recursion
+
+
+# ---- the template: one committed build, a batch prediction, and every entry point's answer ---
+
+
+@dataclass
+class Template:
+    root: Path  # holds STORE, the input tables and nothing else a probe writes
+    frame: pd.DataFrame  # the rows predicted (with the text column)
+    encoded: np.ndarray  # the same rows as the plain forest takes them
+    files: list[str]  # every file of the build, relative to the store
+    baseline: dict[str, Any] = field(default_factory=dict)
+
+
+def make_template(root: Path) -> Template:
+    """Train build ``d`` (iris with a text column, 6 trees in groves of 3, scored) into
+    ``root/store``, predict one batch with it, and record each entry point's answer."""
+    X, y = load_iris(return_X_y=True)
+    colours = np.array(["red", "green", "blue", "red", "blue"])[np.arange(len(y)) % 5]
+    frame = pd.DataFrame(X, columns=list("abcd")).assign(colour=colours)
+    frame.assign(target=np.array(["setosa", "versicolor", "virginica"])[y]).to_csv(
+        root / "d.csv", index=False
+    )
+    rows = frame.iloc[::4].reset_index(drop=True)
+    rows.to_csv(root / "new.csv", index=False)
+    request = {"build_id": BUILD, "dataset": str(root / "d.csv"), "n_trees": 6, "grove_size": 3}
+    done = run_local({**request, "seed": 1, "predict": True}, str(root / STORE), workers=1)
+    assert done.status == "SUCCEEDED", done.cause
+    groves.predict(BUILD, str(root / "new.csv"), str(root / "first.csv"), store=str(root / STORE))
+    model = groves.load_model(str(root / STORE), BUILD)
+    encoded = model[:-1].transform(rows)
+    build = root / STORE / BUILD
+    files = sorted(str(p.relative_to(root / STORE)) for p in build.rglob("*") if p.is_file())
+    template = Template(root, rows, encoded, files)
+    first = answers(template, copied(template, root / "baseline-1"))
+    again = answers(template, copied(template, root / "baseline-2"))
+    assert first == again, "the entry points' answers must be deterministic"
+    assert all(kind == "answer" for kind, _ in first.values()), first
+    template.baseline = first
+    return template
+
+
+def copied(template: Template, where: Path) -> Path:
+    shutil.copytree(template.root / STORE, where / STORE)
+    return where
+
+
+# ---- the entry points ------------------------------------------------------------------------
+
+
+def _api(call: Any) -> tuple[str, Any]:
+    """("answer", value), ("refused", message) for a GrovesError, ("raised", type name)."""
+    try:
+        return "answer", call()
+    except GrovesError as exc:
+        return "refused", str(exc)
+    except Exception as exc:  # what the probe counts: every other exception is a finding
+        return "raised", f"{type(exc).__name__}: {_last_frame(exc)}"
+
+
+def _last_frame(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    inside = [f for f in frames if "/groves/" in f.filename] or frames
+    last = inside[-1] if inside else None
+    where = f"{Path(last.filename).name}:{last.lineno} {last.name}" if last else "?"
+    return f"{where}: {str(exc)[:150]}"
+
+
+def _cli(argv: list[str], read: Any = None) -> tuple[str, Any]:
+    """The command's answer (stdout, or what ``read`` reads after it), or how it failed."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(argv)
+    except Exception as exc:
+        return "raised", f"{type(exc).__name__}: {_last_frame(exc)}"
+    lines = [line for line in err.getvalue().splitlines() if line.strip()]
+    if code != 0:
+        if "Traceback" in err.getvalue():
+            return "raised", f"traceback on stderr, exit {code}"
+        message = [line for line in lines if not _progress(line)]
+        return ("refused" if len(message) == 1 else "lines"), "\n".join(message)
+    return "answer", read() if read else out.getvalue()
+
+
+def _progress(line: str) -> bool:
+    """A progress line of a local run's stderr (the Map's counts), not a message."""
+    return line.lstrip().startswith(("PlanBatch", "PredictChunks", "AssemblePredictions", "\r"))
+
+
+def answers(template: Template, where: Path) -> dict[str, tuple[str, Any]]:
+    """Every entry point's outcome on the store in ``where``: reading ones first, then
+    prediction (a new batch) and scoring (which rewrites metrics.json)."""
+    store = str(where / STORE)
+    found: dict[str, tuple[str, Any]] = {}
+    found["ls"] = _cli(["ls", "--store", store])
+    found["history"] = _cli(["history", BUILD, "--store", store])
+    found["history --batch"] = _cli(["history", BUILD, "--batch", "--store", store])
+    report = where / "report"
+    found["report"] = _cli(
+        ["report", BUILD, "--out", str(report), "--store", store],
+        lambda: _without_files((report / "report.html").read_text()),
+    )
+
+    def load() -> tuple[Any, Any]:
+        model = groves.load_model(store, BUILD)
+        return model.predict(template.frame).tolist(), model.predict_proba(template.frame).tolist()
+
+    found["load_model"] = _api(load)
+    exported = where / "model.joblib"
+    found["export"] = _cli(
+        ["export", BUILD, "--out", str(exported), "--store", store],
+        lambda: joblib.load(exported).predict_proba(template.encoded).tolist(),
+    )
+    new = str(template.root / "new.csv")
+    found["predict"] = _cli(
+        ["predict", BUILD, "--data", new, "--out", str(where / "p.csv"), "--store", store],
+        lambda: (where / "p.csv").read_text(),
+    )
+    found["batch"] = _api(
+        lambda: (
+            groves.predict(BUILD, new, str(where / "b.csv"), store=store)
+            and (where / "b.csv").read_text()
+        )
+    )
+
+    def scored() -> dict[str, Any]:
+        summary = score_build(LocalStore(where / STORE), BUILD)
+        return {key: summary[key] for key in SCORED}
+
+    found["scoring"] = _api(scored)
+    return {name: _normalized(outcome, store) for name, outcome in found.items()}
+
+
+def _without_files(page: str) -> str:
+    """The report without its list of the run's files and their sizes (a truncated file is
+    listed at its size: that is the store as it is, not an answer about the model)."""
+    return page.split("<h2>Files of the run</h2>")[0]
+
+
+def _normalized(outcome: tuple[str, Any], store: str) -> tuple[str, Any]:
+    kind, value = outcome
+    return (kind, value.replace(store, "<store>")) if isinstance(value, str) else outcome
+
+
+# ---- damage ----------------------------------------------------------------------------------
+
+NUMBERS = [2**80, -(2**63) - 1, -1, 0, 1.5, float("nan"), True]
+VALUES = st.sampled_from([None, *NUMBERS, "", "xxx", [], [1, "a"], {}, {"a": {"b": None}}, "DEEP"])
+
+
+def _deep() -> list[Any]:
+    value: list[Any] = []
+    for _ in range(DEEP):
+        value = [value]
+    return value
+
+
+@st.composite
+def damages(draw: Any, files: list[str]) -> tuple[str, str, Any]:
+    """(file, a description of the damage, a function of the file's bytes)."""
+    name = draw(st.sampled_from(files))
+    fields = ["replace", "delete", "duplicate"] if name.endswith(".json") else []
+    kind = draw(st.sampled_from(["bytes", "truncate", *fields]))
+    if kind == "bytes":
+        spots = draw(st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255))))
+        spots = spots or [(draw(st.floats(0, 1, exclude_max=True)), draw(st.integers(0, 255)))]
+
+        def overwrite(blob: bytes) -> bytes:
+            changed = bytearray(blob)
+            for where, byte in spots:
+                if changed:
+                    changed[int(where * len(changed))] = byte
+            return bytes(changed)
+
+        return name, f"bytes {spots[:3]}{'...' if len(spots) > 3 else ''}", overwrite
+    if kind == "truncate":
+        keep = draw(st.floats(0, 1, exclude_max=True))
+        return name, f"truncate to {keep:.2f}", lambda blob: blob[: int(keep * len(blob))]
+    steps = draw(st.lists(st.integers(0, 10**6), max_size=6))
+    value = draw(VALUES)
+    return (
+        name,
+        f"{kind} at {steps}" + (f" with {value!r}" if kind == "replace" else ""),
+        (lambda blob: edited(blob, kind, steps, value)),
+    )
+
+
+def edited(blob: bytes, kind: str, steps: list[int], value: Any) -> bytes:
+    """The JSON document ``blob`` with one field (found by ``steps``, each an index into the
+    children of a dict or list, as deep as they go) replaced, deleted or duplicated; a file
+    that is not JSON, or whose document has no field there, is left as it is."""
+    try:
+        document = json.loads(blob)
+    except ValueError:
+        return blob
+    parent, key = None, None
+    node = document
+    for step in steps:
+        children = (
+            list(node)
+            if isinstance(node, dict)
+            else range(len(node))
+            if isinstance(node, list)
+            else []
+        )
+        if not children:
+            break
+        parent, key = node, list(children)[step % len(children)]
+        node = parent[key]
+    if parent is None:  # the document itself
+        if kind != "replace":
+            return blob
+        return json.dumps(_deep() if value == "DEEP" else value).encode()
+    if kind == "replace":
+        parent[key] = _deep() if value == "DEEP" else value
+    elif kind == "delete":
+        del parent[key]
+    elif isinstance(parent, list):
+        parent.insert(key, parent[key])
+    else:
+        parent[f"{key}"] = node  # a dict's entry twice: as the text writes it, the last wins
+        text = json.dumps(document)
+        entry = json.dumps({key: node})[1:-1]
+        return text.replace(entry, f"{entry}, {entry}", 1).encode()
+    return json.dumps(document).encode()
+
+
+def damage(where: Path, name: str, change: Any) -> bool:
+    """Apply ``change`` to ``name`` in the store at ``where``; whether the bytes changed."""
+    path = where / STORE / name
+    before = path.read_bytes()
+    after = change(before)
+    path.write_bytes(after)
+    return after != before
+
+
+# ---- one probe -------------------------------------------------------------------------------
+
+
+def verdict(name: str, outcome: tuple[str, Any], baseline: tuple[str, Any]) -> str:
+    """clean, refused, wrong (a different answer, or a refusal in more than one line), or
+    raised: Type (a traceback)."""
+    kind, value = outcome
+    if kind == "answer":
+        if _same(value, baseline[1]):
+            return "clean"
+        if name == "ls" and all(" damaged " in line for line in _changed_lines(value, baseline[1])):
+            return "refused"  # the run is listed as damaged, naming the file: one line
+        return "wrong"
+    if kind == "refused":
+        return "refused" if "\n" not in value else "wrong: multi-line"
+    if kind == "lines":
+        return "wrong: multi-line"
+    return f"raised: {value.split(':')[0]}"
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        np.testing.assert_equal(a, b)
+    except AssertionError:
+        return False
+    return True
+
+
+def _changed_lines(now: str, before: str) -> list[str]:
+    return [line for line in now.splitlines() if line not in before.splitlines()]
+
+
+def probe(template: Template, name: str, change: Any) -> dict[str, tuple[str, Any]]:
+    """Every entry point's verdict and outcome on a fresh copy of the template with ``name``
+    damaged by ``change``."""
+    with tempfile.TemporaryDirectory(prefix="groves-damage-") as folder:
+        where = copied(template, Path(folder))
+        if not damage(where, name, change):
+            return {}
+        found = answers(template, where)
+    return {
+        entry: (verdict(entry, outcome, template.baseline[entry]), outcome)
+        for entry, outcome in found.items()
+    }
+
+
+def tally(results: list[dict[str, tuple[str, Any]]]) -> Counter[str]:
+    return Counter(v for result in results for v, _ in result.values())
+
+
+# ---- the suite's budget ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    return make_template(tmp_path_factory.mktemp("damage"))
+
+
+def test_the_template_lists_every_kind_of_stored_file(template: Template) -> None:
+    kinds = {
+        Path(f).name.split(".", 1)[-1] if "grove_" in f else Path(f).name for f in template.files
+    }
+    expected = {"latest.json", "plan.json", "groves.json", "manifest.json", "metrics.json"}
+    expected |= {"trees", "json", "votes.npy.lz4", "batch.json", "chunks.json", "X.npy"}
+    assert expected <= kinds
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_damage_is_answered_as_before_or_refused_in_one_line(template: Template, data) -> None:
+    name, described, change = data.draw(damages(template.files))
+    found = probe(template, name, change)
+    bad = {e: v for e, v in found.items() if v[0] not in ("clean", "refused")}
+    assert not bad, f"{name} ({described}): {bad}"
