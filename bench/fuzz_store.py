@@ -50,7 +50,12 @@ def main() -> int:
         @given(data=st.data())
         def run(data) -> None:
             name, described, change = data.draw(damages(template.files))
-            found = probe(template, name, change)
+            try:
+                found = probe(template, name, change)
+            except Exception as exc:  # the harness's own fault: counted, shown, not fatal
+                per_probe["harness error"] += 1
+                failures.append((name, described, "harness", "harness error", repr(exc)))
+                return
             if not found:
                 per_probe["unchanged"] += 1
                 return

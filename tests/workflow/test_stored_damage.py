@@ -191,11 +191,14 @@ NUMBERS = [2**80, -(2**63) - 1, -1, 0, 1.5, float("nan"), True]
 VALUES = st.sampled_from([None, *NUMBERS, "", "xxx", [], [1, "a"], {}, {"a": {"b": None}}, "DEEP"])
 
 
-def _deep() -> list[Any]:
-    value: list[Any] = []
-    for _ in range(DEEP):
-        value = [value]
-    return value
+PLACEHOLDER = "\u0000deep\u0000"
+
+
+def _dumped(document: Any) -> bytes:
+    """``document`` as JSON text, the value ``"DEEP"`` written as a list nested ``DEEP``
+    levels (more than ``json.dumps`` itself can write)."""
+    text = json.dumps(document)
+    return text.replace(json.dumps(PLACEHOLDER), "[" * DEEP + "]" * DEEP).encode()
 
 
 @st.composite
@@ -250,22 +253,21 @@ def edited(blob: bytes, kind: str, steps: list[int], value: Any) -> bytes:
             break
         parent, key = node, list(children)[step % len(children)]
         node = parent[key]
+    value = PLACEHOLDER if value == "DEEP" else value
     if parent is None:  # the document itself
-        if kind != "replace":
-            return blob
-        return json.dumps(_deep() if value == "DEEP" else value).encode()
+        return _dumped(value) if kind == "replace" else blob
     if kind == "replace":
-        parent[key] = _deep() if value == "DEEP" else value
+        parent[key] = value
     elif kind == "delete":
         del parent[key]
     elif isinstance(parent, list):
         parent.insert(key, parent[key])
     else:
-        parent[f"{key}"] = node  # a dict's entry twice: as the text writes it, the last wins
+        # a dict's entry written twice (JSON text allows it; the last one wins)
         text = json.dumps(document)
         entry = json.dumps({key: node})[1:-1]
         return text.replace(entry, f"{entry}, {entry}", 1).encode()
-    return json.dumps(document).encode()
+    return _dumped(document)
 
 
 def damage(where: Path, name: str, change: Any) -> bool:
