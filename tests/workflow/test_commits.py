@@ -16,7 +16,7 @@ from conftest import BUCKET, small_request, train_batch
 from groves.engine.local import run_local
 from groves.errors import BuildError
 from groves.steps import handlers
-from groves.steps.commit import META_FIELDS, read_grove_metas
+from groves.steps.commit import read_grove_metas
 from groves.store.artifacts import (
     VOTES_SUFFIX,
     advance_latest,
@@ -158,8 +158,12 @@ def test_merge_reads_grove_records_on_s3_with_a_connection_per_thread(
     threads discarded 54 connections in 300 reads, each a new connection to S3 next time)."""
     store, run_id = open_store(f"s3://{s3_server}"), new_run_id()
     plan = {"build_id": "t", "run_id": run_id, "spec": {"n_trees": 200, "grove_size": 1}}
+    digest = {"sha256": "0" * 64, "bytes": 1}
+    record = {"build_id": "t", "run_id": run_id, "seed": 1, "n_trees": 1, **digest}
+    record |= {"votes": digest, "split_fingerprint": "f", "n_features": 1, "classes": [0, 1]}
+    record |= {"sklearn_version": "1.9"}
     for gid in range(200):
-        put_json(store, grove_key("t", run_id, gid, "json"), dict.fromkeys(META_FIELDS, gid))
+        put_json(store, grove_key("t", run_id, gid, "json"), {**record, "grove_id": gid})
     with caplog.at_level(logging.WARNING, logger="urllib3"):
         metas = read_grove_metas(store, plan)
     assert [meta["grove_id"] for meta in metas] == list(range(200))

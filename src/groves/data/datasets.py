@@ -73,7 +73,7 @@ def load_dataset(source: str, target: str | None = None, weight: str | None = No
     and no message quotes the file's contents (the caller may not be allowed to read them)."""
     check_source(source, target)
     words: dict[int, np.ndarray] = {}
-    w, labels = None, None
+    w, labels, kinds = None, None, None
     if source in BUILTIN_NAMES:
         bunch = builtin(source)
         names = tuple(str(n) for n in getattr(bunch, "feature_names", ()))
@@ -107,7 +107,7 @@ def load_dataset(source: str, target: str | None = None, weight: str | None = No
     y.setflags(write=False)
     named = bool(names)
     names = names or tuple(f"x{i}" for i in range(X.shape[1]))
-    if words:
+    if kinds:  # a table's columns keep their kinds (booleans too, with or without text)
         columns = tuple({"name": n, "kind": k} for n, k in zip(names, kinds, strict=True))
     else:
         columns = tuple({"name": n, "kind": "number"} for n in names)

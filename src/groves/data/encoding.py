@@ -34,6 +34,9 @@ NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 # A text column whose values are numbers but for fewer than this share is taken for a numeric
 # column with a typo (refused, naming the row) rather than for categories.
 TYPO_SHARE = 0.01
+# The one category of a text column that had no value in the training rows (all missing): an
+# OrdinalEncoder needs one; every value but this one is unknown, NaN, as groves predict has it.
+NO_CATEGORY = "\x00groves: no category"
 
 
 def column_kind(name: str, kind: pa.DataType, where: str) -> str:
@@ -130,7 +133,9 @@ def to_numbers(
             f"column {name!r} of {where} has type {kind}; the model was trained with numbers "
             "in this column",
         )
-    column = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
+    # integers past 2**53 (ids) round, as they would to float32 anyway
+    exact = not pa.types.is_integer(values.type)
+    column = pc.cast(values, pa.float64(), safe=exact).to_numpy(zero_copy_only=False)
     wide = np.asarray(column, dtype=np.float64)
     bad = ~np.isnan(wide) & (np.abs(wide) > FLOAT32_MAX)
     if bad.any():
@@ -209,6 +214,12 @@ def encode_table(
     X = np.empty((table.num_rows, len(columns)), dtype=np.float32)
     for j, column in enumerate(columns):
         values = table.column(column["name"])
+        if not is_scalar(values.type):
+            raise RequestError(
+                field,
+                f"column {column['name']!r} of {where} has type {values.type}; the model was "
+                f"trained with {column['kind']} values in this column",
+            )
         if column["kind"] == "category":
             X[:, j] = category_codes(values, column["categories"])
         else:
@@ -246,6 +257,21 @@ def _and_more(names: list[str]) -> str:
     return f" (and {len(names) - 1} more)" if len(names) > 1 else ""
 
 
+def is_scalar(kind: pa.DataType) -> bool:
+    """Whether a column's values are single numbers, booleans or text (not lists, structs,
+    binary or times), which prediction can encode."""
+    if pa.types.is_dictionary(kind):
+        return is_text(kind.value_type)
+    return (
+        is_text(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_null(kind)
+    )
+
+
 def has_categories(columns: Sequence[dict[str, Any]]) -> bool:
     return any(c["kind"] == "category" for c in columns)
 
@@ -256,19 +282,27 @@ def pipeline(columns: Sequence[dict[str, Any]], forest: Any) -> Any:
     by column name, in any column order, as ``groves predict`` does."""
     import pandas as pd
     from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OrdinalEncoder
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
 
     steps, run, run_kind = [], [], None
     for column in [*columns, None]:
         kind = None if column is None else column["kind"] == "category"
         if run and kind != run_kind:
             if run_kind:
-                encoder = OrdinalEncoder(
-                    categories=[c["categories"] for c in run],
-                    handle_unknown="use_encoded_value",
-                    unknown_value=np.nan,
-                    encoded_missing_value=np.nan,
+                encoder = make_pipeline(
+                    # a column pandas read as numbers (all empty: NaN) is text all the same
+                    FunctionTransformer(
+                        pd.DataFrame.astype,
+                        kw_args={"dtype": object},
+                        feature_names_out="one-to-one",
+                    ),
+                    OrdinalEncoder(
+                        categories=[c["categories"] or [NO_CATEGORY] for c in run],
+                        handle_unknown="use_encoded_value",
+                        unknown_value=np.nan,
+                        encoded_missing_value=np.nan,
+                    ),
                 )
                 steps.append((f"text_{len(steps)}", encoder, [c["name"] for c in run]))
             else:

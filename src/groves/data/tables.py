@@ -227,7 +227,7 @@ def _csv_batches(
         raise RequestError(field, f"{source!r} is not UTF-8 text") from exc
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         found = re.search(r"In CSV column #(\d+)", str(exc))
-        if found is None:
+        if found is None or "UTF8" in str(exc):
             raise RequestError(field, csv_problem(exc, source)) from exc
         header = pa_csv.open_csv(path, read_options=read).schema.names
         name = header[int(found[1])]
@@ -342,7 +342,8 @@ def checked_labels(y: np.ndarray, source: str) -> np.ndarray:
 
 
 def arrow_labels(values: pa.ChunkedArray, source: str) -> np.ndarray:
-    """A target column as numpy labels: text as ``str``, numbers as they are (null: NaN)."""
+    """A target column as numpy labels: text as ``str``, booleans as ``bool`` (as
+    scikit-learn keeps them), numbers as they are (null: NaN)."""
     values = decoded(values)
     kind = values.type
     if is_text(kind):
@@ -354,7 +355,9 @@ def arrow_labels(values: pa.ChunkedArray, source: str) -> np.ndarray:
                 f"{first + 1})",
             )
         return np.asarray(values.to_numpy(zero_copy_only=False).astype(str))
-    if (pa.types.is_boolean(kind) or pa.types.is_integer(kind)) and values.null_count == 0:
+    if pa.types.is_boolean(kind) and values.null_count == 0:  # classes [False, True]
+        return np.asarray(values.to_numpy(zero_copy_only=False), dtype=bool)
+    if pa.types.is_integer(kind) and values.null_count == 0:
         return np.asarray(values.cast(pa.int64()).to_numpy(zero_copy_only=False))
     if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_decimal(kind):
         return np.asarray(values.cast(pa.float64()).to_numpy(zero_copy_only=False), np.float64)

@@ -100,6 +100,12 @@ def validate_batch_request(request: Any) -> dict[str, Any]:
 RESERVED = "prediction"  # the output's own column, and the prefix of its probabilities
 
 
+def is_reserved(name: str) -> bool:
+    """Whether the output may name a column of its own so: ``prediction``, ``prediction_<j>``
+    (several outputs) or ``proba_*``."""
+    return name == RESERVED or name.startswith((f"{RESERVED}_", "proba_"))
+
+
 def check_keep(keep: Any, data: str) -> None:
     """Columns of the input to carry into the output beside the predictions."""
     if not isinstance(keep, list) or not all(isinstance(n, str) and n for n in keep):
@@ -108,10 +114,12 @@ def check_keep(keep: Any, data: str) -> None:
         raise RequestError("keep", "names a column twice")
     if keep and not data.lower().endswith((".csv", ".parquet")):
         raise RequestError("keep", "applies only to CSV and Parquet input, whose columns are named")
-    clash = [n for n in keep if n == RESERVED or n.startswith("proba_")]
+    clash = [n for n in keep if is_reserved(n)]
     if clash:
         raise RequestError(
-            "keep", f"{clash[0]!r} is a name the output gives its own columns (prediction, proba_*)"
+            "keep",
+            f"{clash[0]!r} is a name the output gives its own columns (prediction, "
+            "prediction_<j>, proba_*)",
         )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from groves import __version__
-from groves.errors import BuildError
+from groves.errors import BuildError, CorruptFile
 from groves.forest.format import FORMAT
 from groves.steps.cost import Invocation, training_cost
 from groves.steps.planned import n_groves, planned_groves
@@ -34,6 +34,7 @@ from groves.store.artifacts import (
     plan_and_digest,
     run_prefix,
 )
+from groves.store.records import checked
 from groves.store.storage import READ_THREADS, ArtifactNotFound, Store, get_json
 
 CONSISTENT_FIELDS = ("split_fingerprint", "n_features", "classes", "sklearn_version")
@@ -49,7 +50,6 @@ GROVE_RECORD = (
     "votes",
     "usage",
 )
-META_FIELDS = {*GROVE_RECORD, *CONSISTENT_FIELDS, "build_id", "run_id"}
 
 
 def check_groves(plan: dict[str, Any], metas: list[dict[str, Any]]) -> None:
@@ -94,9 +94,10 @@ def read_grove_metas(store: Store, plan: dict[str, Any]) -> list[dict[str, Any]]
             return None
         except ValueError as exc:
             raise BuildError(f"grove {gid}: {key} is not JSON") from exc
-        if not isinstance(meta, dict) or not set(meta) >= META_FIELDS:
-            raise BuildError(f"grove {gid}: {key} lacks the fields merge checks")
-        return meta
+        try:
+            return checked(meta, "grove", key)
+        except CorruptFile as exc:
+            raise BuildError(f"grove {gid}: {exc}") from exc
 
     with ThreadPoolExecutor(READ_THREADS) as pool:
         found = list(pool.map(read, range(count)))

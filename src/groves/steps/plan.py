@@ -28,7 +28,7 @@ from groves.store.artifacts import (
     plan_key,
     read_plan,
 )
-from groves.store.storage import ArtifactNotFound, Store, put_json
+from groves.store.storage import ArtifactNotFound, Store, check_store, put_json
 
 # The Distributed Map reads its items from the store, so the grove count is not bound by Step
 # Functions' 256 KB payload limit; 100,000 groves of 1 tree each are allowed.
@@ -163,6 +163,7 @@ def plan_build(store: Store, request: Any, invocation: Invocation | None = None)
     if isinstance(request, dict) and "resume" in request:
         return resume_plan(store, request)
     spec = validate_request(request)
+    check_store(store)  # a store that cannot exist is one line naming it, as on the CLI
     dataset = datasets.load_dataset(spec["dataset"], spec["target"], spec["weight"])
     held_out = spec["test_size"] > 0
     classes = datasets.check_target(dataset, spec["estimator"], spec["dataset"], held_out)

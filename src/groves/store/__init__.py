@@ -5,4 +5,6 @@
 - ``artifacts``: every key a run, a batch and a search write (the layout), how a run is
   committed (manifest, then ``latest.json``, never backwards), and reading a file only after
   its size and sha256 match what its writer recorded.
+- ``records``: one schema per kind of stored JSON record (latest, plan, manifest, grove,
+  metrics), checked whenever one is read back: a damaged record is one ``CorruptFile`` line.
 """

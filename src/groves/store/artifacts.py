@@ -60,7 +60,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from groves.errors import BuildError, RequestError
+from groves.errors import BuildError, CorruptFile, RequestError
+from groves.store.records import check_manifest, checked
 from groves.store.storage import ArtifactNotFound, Store, get_json, json_bytes, parse_json
 
 BUILD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
@@ -233,15 +234,31 @@ def advance_latest(store: Store, build_id: str, run_id: str, committed_at: str) 
 def latest_run(store: Store, build_id: str) -> str | None:
     """The run ``latest.json`` names, if any."""
     try:
-        return str(get_json(store, latest_key(build_id))["run_id"])
+        return read_latest(store, build_id)
     except ArtifactNotFound:
         return None
 
 
+def read_latest(store: Store, build_id: str) -> str:
+    """The run a build's ``latest.json`` names (checked: it names this build and a run id)."""
+    key = latest_key(build_id)
+    latest = checked(get_json(store, key), "latest", f"{store.uri}/{key}")
+    if latest["build_id"] != build_id:
+        raise CorruptFile(f"{store.uri}/{key} names another build")
+    return latest["run_id"]
+
+
 def is_finished(store: Store, build_id: str, run_id: str) -> bool:
-    """Committed, and ``latest`` names it or a newer run: nothing of the commit is left."""
+    """Committed, ``latest`` names it or a newer run, and scored if its request asked to be
+    (``predict``): nothing of the run is left to do (a run stopped while scoring resumes)."""
     latest = latest_run(store, build_id)
-    return is_committed(store, build_id, run_id) and latest is not None and latest >= run_id
+    if not (is_committed(store, build_id, run_id) and latest is not None and latest >= run_id):
+        return False
+    try:
+        asked = bool(read_plan(store, build_id, run_id)["spec"].get("predict"))
+    except ArtifactNotFound:
+        return True
+    return not asked or store.exists(metrics_key(build_id, run_id))
 
 
 def latest_uncommitted(store: Store, build_id: str) -> str | None:
@@ -262,7 +279,7 @@ def committed_run(store: Store, build_id: str, run_id: str | None = None) -> str
     """``run_id`` if that run is committed, or by default the run ``latest.json`` names."""
     if run_id is None:
         try:
-            run_id = check_run_id(get_json(store, latest_key(build_id))["run_id"])
+            run_id = read_latest(store, build_id)
         except ArtifactNotFound as exc:
             raise BuildError(f"build {build_id!r} has no committed run in {store.uri}") from exc
     check_run_id(run_id)
@@ -281,11 +298,8 @@ def plan_and_digest(store: Store, build_id: str, run_id: str) -> tuple[dict[str,
     manifest, so a committed run's plan is verified like its groves)."""
     key = plan_key(build_id, check_run_id(run_id))
     blob = store.get_bytes(key)
-    plan = parse_json(blob, f"{store.uri}/{key}")
-    if not isinstance(plan, dict) or (plan.get("build_id"), plan.get("run_id")) != (
-        build_id,
-        run_id,
-    ):
+    plan = checked(parse_json(blob, f"{store.uri}/{key}"), "plan", f"{store.uri}/{key}")
+    if (plan["build_id"], plan["run_id"]) != (build_id, run_id):
         raise BuildError(f"the plan of run {run_id} of build {build_id!r} names another run")
     return plan, digest(blob)
 
@@ -316,7 +330,8 @@ def read_committed_plan(store: Store, manifest: dict[str, Any]) -> dict[str, Any
 def read_manifest(store: Store, build_id: str, run_id: str | None = None) -> dict[str, Any]:
     """The manifest of a committed run (by default the latest)."""
     run_id = committed_run(store, build_id, run_id)
-    manifest = get_json(store, manifest_key(build_id, run_id))
-    if (manifest.get("build_id"), manifest.get("run_id")) != (build_id, run_id):
+    key = manifest_key(build_id, run_id)
+    manifest = check_manifest(get_json(store, key), f"{store.uri}/{key}")
+    if (manifest["build_id"], manifest["run_id"]) != (build_id, run_id):
         raise BuildError(f"the manifest of run {run_id} of build {build_id!r} names another run")
     return manifest

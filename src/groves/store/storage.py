@@ -602,7 +602,9 @@ def dump_streamed(obj: Any, attribute: str, items: Iterator[Any], path: Path) ->
     setattr(obj, attribute, _StreamedList(items))
     method, level = JOBLIB_COMPRESSION
     assert method == "lz4"
-    with lz4.frame.open(path, "wb", compression_level=level) as out:
+    # written beside ``path`` and renamed over it only once whole: a failure (a full disk, a
+    # damaged grove) leaves the file that was there, never half a model
+    with atomic_file(path) as tmp, lz4.frame.open(tmp, "wb", compression_level=level) as out:
         pickler = pickle.Pickler(out, protocol=5)
         pickler.fast = True  # no memo: a pickled item is not kept alive by the pickler
         pickler.dump(obj)
