@@ -289,8 +289,8 @@ def verdict(name: str, outcome: tuple[str, Any], baseline: tuple[str, Any]) -> s
     if kind == "answer":
         if _same(value, baseline[1]):
             return "clean"
-        if name == "ls" and all(" damaged " in line for line in _changed_lines(value, baseline[1])):
-            return "refused"  # the run is listed as damaged, naming the file: one line
+        if name == "ls" and _listed_as_damaged(value, baseline[1]):
+            return "refused"  # the run (or latest.json) is listed as damaged, naming the file
         return "wrong"
     if kind == "refused":
         return "refused" if "\n" not in value else "wrong: multi-line"
@@ -307,8 +307,13 @@ def _same(a: Any, b: Any) -> bool:
     return True
 
 
-def _changed_lines(now: str, before: str) -> list[str]:
-    return [line for line in now.splitlines() if line not in before.splitlines()]
+def _listed_as_damaged(now: str, before: str) -> bool:
+    """Whether ``groves ls`` lists a damaged record as one ``damaged`` row naming it, and
+    otherwise the same rows (the run a damaged ``latest.json`` named is then ``committed``)."""
+    changed = [line for line in now.splitlines() if line not in before.splitlines()]
+    damaged = [line for line in changed if " damaged " in line]
+    demoted = {line.replace(" latest    ", " committed ") for line in before.splitlines()}
+    return bool(damaged) and all(line in damaged or line in demoted for line in changed)
 
 
 def probe(template: Template, name: str, change: Any) -> dict[str, tuple[str, Any]]:
