@@ -363,3 +363,33 @@ def test_damage_is_answered_as_before_or_refused_in_one_line(template: Template,
     found = probe(template, name, change)
     bad = {e: v for e, v in found.items() if v[0] not in ("clean", "refused")}
     assert not bad, f"{name} ({described}): {bad}"
+
+
+# ---- what the fuzz found, pinned -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("folder", "argv", "change"),
+    [
+        ("runs", [], lambda h: h["events"][3].update(timestamp=1.5)),
+        ("runs", [], lambda h: h.update(execution=None)),
+        ("predictions", ["--batch"], lambda h: h["events"][2].update(stateEnteredEventDetails=[])),
+        ("predictions", ["--batch"], lambda h: h["childExecutions"][0].update(status=None)),
+    ],
+)
+def test_a_damaged_history_is_refused_in_one_line(template: Template, folder, argv, change) -> None:
+    """A stored history is not covered by a sha256: a field of the wrong type was a TypeError
+    or an AttributeError in ``groves history``; now one line naming the file."""
+
+    def edit(blob: bytes) -> bytes:
+        history = json.loads(blob)
+        change(history)
+        return json.dumps(history).encode()
+
+    with tempfile.TemporaryDirectory() as folder_path:
+        where = copied(template, Path(folder_path))
+        (name,) = [f for f in template.files if f"/{folder}/" in f and "/history/" in f]
+        damage(where, name, edit)
+        kind, message = _cli(["history", BUILD, *argv, "--store", str(where / STORE)])
+    assert kind == "refused", message
+    assert f"{name} is not a valid execution history" in message
