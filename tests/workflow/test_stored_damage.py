@@ -393,3 +393,39 @@ def test_a_damaged_history_is_refused_in_one_line(template: Template, folder, ar
         kind, message = _cli(["history", BUILD, *argv, "--store", str(where / STORE)])
     assert kind == "refused", message
     assert f"{name} is not a valid execution history" in message
+
+
+def _edited_json(change: Any) -> Any:
+    def edit(blob: bytes) -> bytes:
+        record = json.loads(blob)
+        change(record)
+        return json.dumps(record).encode()
+
+    return edit
+
+
+def _run_file(template: Template, name: str) -> str:
+    (found,) = [f for f in template.files if f.startswith(f"{BUILD}/runs/") and f.endswith(name)]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        ("manifest.json", lambda m: m["cost"]["steps"]["plan"].update(gb_seconds=[1, "a"])),
+        ("manifest.json", lambda m: m["cost"].update(steps=None)),
+        ("metrics.json", lambda m: m["usage"].update(billed_ms="x")),
+    ],
+)
+def test_a_damaged_cost_is_refused_in_one_line(template: Template, name, change) -> None:
+    """The manifest's cost and scoring's usage are records no sha256 covers: a field of the
+    wrong type was a TypeError in scoring and the report; now one line naming the file."""
+    with tempfile.TemporaryDirectory() as folder:
+        where = copied(template, Path(folder))
+        damage(where, _run_file(template, name), _edited_json(change))
+        found = answers(template, where)
+    for entry in ("report", "scoring") if name == "manifest.json" else ("report",):
+        assert found[entry][0] == "refused", found[entry]
+        assert f"its {name} is not a valid record: " in found[entry][1]
+    assert " damaged " in found["ls"][1]
+    assert found["load_model"] == template.baseline["load_model"]
