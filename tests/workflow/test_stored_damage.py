@@ -429,3 +429,25 @@ def test_a_damaged_cost_is_refused_in_one_line(template: Template, name, change)
         assert f"its {name} is not a valid record: " in found[entry][1]
     assert " damaged " in found["ls"][1]
     assert found["load_model"] == template.baseline["load_model"]
+
+
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        ("metrics.json", lambda blob: blob[: len(blob) // 2]),
+        ("metrics.json", _edited_json(lambda m: m.update(score_by_trees=None))),
+        ("metrics.json", _edited_json(lambda m: m.update(grove_scores=[]))),
+        ("manifest.json", _edited_json(lambda m: m["groves"][1]["usage"].update(ended_at="x"))),
+        ("manifest.json", _edited_json(lambda m: m.pop("timings"))),
+    ],
+)
+def test_the_report_refuses_a_damaged_record_in_one_line(template: Template, name, change):
+    """A truncated metrics.json was reported as a run never scored ("not scored: run with
+    --predict"), and a field of the wrong type was a TypeError or KeyError while drawing."""
+    with tempfile.TemporaryDirectory() as folder:
+        where = copied(template, Path(folder))
+        damage(where, _run_file(template, name), change)
+        report = where / "report"
+        kind, message = _cli(["report", BUILD, "--out", str(report), "--store", str(where / STORE)])
+    assert kind == "refused", message
+    assert name in message
