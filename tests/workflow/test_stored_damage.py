@@ -435,6 +435,7 @@ def test_a_damaged_cost_is_refused_in_one_line(template: Template, name, change)
     ("name", "change"),
     [
         ("metrics.json", lambda blob: blob[: len(blob) // 2]),
+        ("metrics.json", lambda blob: b"null"),
         ("metrics.json", _edited_json(lambda m: m.update(score_by_trees=None))),
         ("metrics.json", _edited_json(lambda m: m.update(grove_scores=[]))),
         ("manifest.json", _edited_json(lambda m: m["groves"][1]["usage"].update(ended_at="x"))),
@@ -451,3 +452,14 @@ def test_the_report_refuses_a_damaged_record_in_one_line(template: Template, nam
         kind, message = _cli(["report", BUILD, "--out", str(report), "--store", str(where / STORE)])
     assert kind == "refused", message
     assert name in message
+
+
+@pytest.mark.parametrize("blob", [b"null", b"[]", b"7"])
+def test_ls_lists_a_run_whose_metrics_are_not_an_object_as_damaged(template: Template, blob):
+    """A metrics.json of ``null`` was listed as a run without a score."""
+    with tempfile.TemporaryDirectory() as folder:
+        where = copied(template, Path(folder))
+        damage(where, _run_file(template, "metrics.json"), lambda _: blob)
+        kind, listed = answers(template, where)["ls"]
+    assert kind == "answer" and _listed_as_damaged(listed, template.baseline["ls"][1]), listed
+    assert "metrics.json is not a valid metrics record" in listed

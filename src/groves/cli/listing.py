@@ -13,6 +13,7 @@ from groves.store.artifacts import (
     plan_key,
     run_ids,
 )
+from groves.store.records import checked
 from groves.store.storage import ArtifactNotFound, Store, get_json
 
 
@@ -49,6 +50,16 @@ def list_runs(store: Store) -> list[dict[str, Any]]:
     return rows
 
 
+def _metrics(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
+    """A run's metrics.json, ``{}`` if it has none; a damaged one (not an object, say) is a
+    ``CorruptFile``: the run is listed as damaged, never as a run without a score."""
+    key = metrics_key(build_id, run_id)
+    try:
+        return checked(get_json(store, key), "metrics", f"{store.uri}/{key}")
+    except ArtifactNotFound:
+        return {}
+
+
 def run_row(store: Store, build_id: str, run_id: str, latest: str | None) -> dict[str, Any] | None:
     """One run's row, or ``None`` for a folder with neither a manifest nor a plan. A run is
     committed when its manifest exists (as for every reader: ``artifacts.is_committed``),
@@ -57,7 +68,7 @@ def run_row(store: Store, build_id: str, run_id: str, latest: str | None) -> dic
     plan = _json(store, plan_key(build_id, run_id))
     if plan is None and manifest is None:
         return None
-    metrics = _json(store, metrics_key(build_id, run_id)) or {}
+    metrics = _metrics(store, build_id, run_id)
     cost = run_cost(manifest, metrics) if manifest else None
     searched = plan is not None and "search_id" in plan
     if manifest is not None:  # a search's committed best says so

@@ -44,7 +44,7 @@ from groves.store.artifacts import (
     read_manifest,
     run_prefix,
 )
-from groves.store.records import List, Rec, check
+from groves.store.records import List, Rec, check, checked
 from groves.store.storage import ArtifactNotFound, Store, get_json
 
 REPORT = "report.html"
@@ -292,8 +292,9 @@ def build(
     run_id = manifest["run_id"]
     _reported(manifest, REPORTED_MANIFEST, store, manifest_key(build_id, run_id))
     plan = read_committed_plan(store, manifest)
-    metrics = _optional(lambda: get_json(store, metrics_key(build_id, run_id)))
-    _reported(metrics, REPORTED_METRICS, store, metrics_key(build_id, run_id))
+    key = metrics_key(build_id, run_id)
+    metrics = _optional(lambda: checked(get_json(store, key), "metrics", f"{store.uri}/{key}"))
+    _reported(metrics, REPORTED_METRICS, store, key)
     search_id = plan.get("search_id")
     search_build = plan.get("search_build", build_id)  # where the search's record is
     searched = search_results(store, search_build, search_id, run_id) if search_id else None
