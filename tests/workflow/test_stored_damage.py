@@ -476,12 +476,14 @@ def test_the_report_refuses_a_damaged_record_in_one_line(template: Template, nam
     assert name in message
 
 
+@pytest.mark.parametrize("name", ["metrics.json", "manifest.json", "plan.json"])
 @pytest.mark.parametrize("blob", [b"null", b"[]", b"7"])
-def test_ls_lists_a_run_whose_metrics_are_not_an_object_as_damaged(template: Template, blob):
-    """A metrics.json of ``null`` was listed as a run without a score."""
+def test_ls_lists_a_run_whose_record_is_not_an_object_as_damaged(template: Template, name, blob):
+    """A metrics.json of ``null`` was listed as a run without a score, a manifest.json of
+    ``null`` as an uncommitted run."""
     with tempfile.TemporaryDirectory() as folder:
         where = copied(template, Path(folder))
-        damage(where, _run_file(template, "metrics.json"), lambda _: blob)
+        damage(where, _run_file(template, name), lambda _: blob)
         kind, listed = answers(template, where)["ls"]
     assert kind == "answer" and _listed_as_damaged(listed, template.baseline["ls"][1]), listed
-    assert "metrics.json is not a valid metrics record" in listed
+    assert f"{name} is not a valid {name.split('.')[0]} record" in listed
