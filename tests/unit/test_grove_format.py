@@ -19,7 +19,7 @@ from sklearn.datasets import load_diabetes, load_iris, make_multilabel_classific
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from groves.errors import BuildError
-from groves.forest.format import MAGIC, write_grove
+from groves.forest.format import MAGIC, decode_grove, write_grove
 from groves.forest.trees import read_grove
 
 
@@ -297,3 +297,45 @@ def test_decoding_a_grove_needs_no_scikit_learn(payload: Any, tmp_path: Any) -> 
         "assert g.n_trees == 3 and 'sklearn' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_threads_decoding_at_once_never_hold_more_than_the_budget() -> None:
+    """Four threads reading groves whose arrays together exceed the budget take turns."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sklearn.datasets import make_classification
+
+    from groves.forest import format as grove_format
+
+    X, y = make_classification(20_000, 10, random_state=0)
+    blob = write_grove(RandomForestClassifier(3, random_state=0).fit(X, y))
+    one = decode_grove(blob)
+    size = one.nodes.nbytes + one.values.nbytes
+    budget = grove_format.DecodeBudget(size + size // 2)  # room for one grove, not two
+    peak, lock, original = [0], threading.Lock(), grove_format.DECODING
+    hold = budget.hold
+
+    def watched(n: int) -> Any:
+        context = hold(n)
+
+        class Watch:
+            def __enter__(self) -> None:
+                context.__enter__()
+                with lock:
+                    peak[0] = max(peak[0], budget.held)
+
+            def __exit__(self, *exc: Any) -> None:
+                context.__exit__(*exc)
+
+        return Watch()
+
+    budget.hold = watched  # type: ignore[method-assign]
+    grove_format.DECODING = budget
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            found = list(pool.map(lambda _: decode_grove(blob).n_trees, range(16)))
+    finally:
+        grove_format.DECODING = original
+    assert found == [3] * 16
+    assert peak[0] == size  # never two groves at once

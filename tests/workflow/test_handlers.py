@@ -108,8 +108,9 @@ def test_merge_refuses_groves_of_another_run_or_data(s3) -> None:
     run = plan["run_id"]
     key = grove_key("t", run, 1, "json")
     meta = get_json(store, key)
-    put_json(store, key, {**meta, "run_id": "stale"})
-    with pytest.raises(BuildError, match="grove 1 belongs to run stale"):
+    stale = "20200101T000000000Z-00000000"  # another run's id
+    put_json(store, key, {**meta, "run_id": stale})
+    with pytest.raises(BuildError, match=f"grove 1 belongs to run {stale}"):
         handlers.merge({"store": STORE, "build_id": "t", "run_id": run})
     put_json(store, key, {**meta, "split_fingerprint": "other"})
     with pytest.raises(BuildError, match="grove 1 has split_fingerprint 'other'"):

@@ -241,8 +241,8 @@ def zeros_in_place(path: Path) -> None:
 
 def test_swapped_prepared_rows_are_refused_before_training(local_store) -> None:
     plan = handlers.plan({"store": local_store.uri, "request": small_request()})
-    zeros_in_place(Path(local_store.uri) / f"t/runs/{plan['run_id']}/data/X_train.npy")
-    with pytest.raises(BuildError, match=r"X_train\.npy does not match its recorded sha256"):
+    zeros_in_place(Path(local_store.uri) / f"t/runs/{plan['run_id']}/data/rows_00000.bin")
+    with pytest.raises(BuildError, match=r"shard 0: stripe \d+ does not match its recorded sha256"):
         train_batch(plan)
     assert not list((Path(local_store.uri) / f"t/runs/{plan['run_id']}").glob("groves/*"))
 
@@ -256,7 +256,7 @@ def test_a_tampered_download_cache_is_fetched_again_and_a_tampered_object_refuse
     store = open_store(store_uri)
     stored = read_plan(store, "t", plan["run_id"])
     good = np.array(read_prepared(store, stored).X_train)
-    key = f"t/runs/{plan['run_id']}/data/X_train.npy"
+    key = f"t/runs/{plan['run_id']}/data/rows_00000.bin"
     zeros_in_place(store.local_path(key))  # someone else's process rewrote /tmp
     np.testing.assert_array_equal(read_prepared(store, stored).X_train, good)
     blob = s3.get_object(Bucket="groves-test", Key=f"cache/{key}")["Body"].read()

@@ -199,7 +199,9 @@ def test_run_on_s3_with_worker_processes(s3_server: str) -> None:
     assert open_store(store).list_keys("t/") == sorted(
         [
             "t/latest.json",
-            *(f"{folder}/data/{name}.npy" for name in ("X_test", "X_train", "y_test", "y_train")),
+            *(f"{folder}/data/{name}.npy" for name in ("X_test", "y_test")),
+            f"{folder}/data/rows_00000.bin",
+            f"{folder}/data/rows_00000.index",
             *(
                 f"{folder}/groves/grove_{i:05d}.{suffix}"
                 for i in range(3)

@@ -26,6 +26,7 @@ REQUEST_OPTIONS = {
     "max_concurrency": "max_concurrency",
     "groves_per_invocation": "groves_per_invocation",
     "predict": "predict",
+    "rows_per_grove": "rows_per_grove",
 }
 
 
@@ -98,6 +99,13 @@ def request_arguments(
         metavar="NAME=VALUE",
         help="a forest parameter; VALUE is JSON (12, 0.5, null, true) or else a bare string "
         "(sqrt), e.g. max_depth=12 or max_features=sqrt",
+    )
+    parser.add_argument(
+        "--rows-per-grove",
+        type=int,
+        default=DEFAULTS["rows_per_grove"],
+        help="training rows each grove reads, a seeded sample of its own (default: every row "
+        "while they fit train_grove's memory, else as many as fit)",
     )
     parser.add_argument(
         "--max-concurrency",

@@ -18,6 +18,7 @@ def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
         f"groves    {output['n_groves']}",
         f"trees     {model.get('n_trees')}",
         f"seconds   {seconds:.2f}",
+        *rows_line(output.get("sample")),
         f"run       {model.get('run')}/",
     ]
     metrics = output.get("metrics")
@@ -38,6 +39,20 @@ def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
     if metrics:
         lines.append(f"metrics   {metrics['metrics']}")
     return lines
+
+
+def rows_line(sample: dict[str, Any] | None) -> list[str]:
+    """How many training rows each grove read, and what chose it."""
+    if not sample:
+        return []
+    holds = f"train_grove's {sample['memory_mb']:,} MB holds about {sample['fits']:,}"
+    if sample["rows"] is None:
+        return [f"rows      every grove read all {sample['of']:,} training rows ({holds})"]
+    why = "rows_per_grove" if sample["asked"] else "as many as fit"
+    return [
+        f"rows      each grove read a sample of {sample['rows']:,} of {sample['of']:,} training "
+        f"rows ({why}; {holds})"
+    ]
 
 
 def run_here(

@@ -5,8 +5,10 @@
   field and the column.
 - ``datasets``: a dataset loaded once per process, its target checked against the estimator,
   and the held-out split (and a search's validation split) every grove shares.
-- ``prepared``: the run's split written once as ``.npy`` arrays and memory-mapped by groves and
-  scoring.
+- ``prepared``: the run's split written once: the training rows as shards, the held-out rows
+  as ``.npy`` arrays memory-mapped by groves and scoring.
+- ``shards``: training rows as shards of verified stripes, of which a grove reads a seeded
+  sample with parallel ranged reads.
 - ``encoding``: each column's kind, text columns' categories and codes, and the ``Pipeline``
   that encodes a DataFrame as the build did.
 - ``rows``: new rows for prediction, read block by block in the training columns' order.

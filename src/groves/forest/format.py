@@ -21,6 +21,8 @@ Reading trusts nothing in the file:
   header and node records expand at most ``NODE_RATIO`` times the file (real ones 1.5-7x),
   and the values by the outputs and classes the header gives, which the caller checks against
   the run's manifest (``expected``) before anything past the header is decompressed;
+- threads decoding at once hold at most ``DECODE_BYTES`` of arrays between them (one grove
+  alone always proceeds);
 - the header is checked field by field (``BuildError`` naming the file and field), classes
   are numbers, booleans or text of a bounded dtype, sorted and distinct;
 - the node records are read by field name from the recorded layout (any byte order or index
@@ -37,8 +39,11 @@ whose node layout is ``NODE_LAYOUT``; they read as such.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +68,7 @@ MAX_HEADER = 64 << 20  # bytes of JSON header at most
 # classes; lz4 itself reaches ~255x, which only repeated bytes give. Values grow with the
 # classes (2 classes 3.5x, 1,000 classes 73x), so they are bounded by the manifest's classes.
 NODE_RATIO = 16
+DECODE_BYTES = 512 << 20  # grove arrays decoded at once in a process, all threads together
 MAX_TREES = 1_000_000
 MAX_FEATURES = 1 << 31
 MAX_OUTPUTS = 1 << 16
@@ -207,6 +213,30 @@ def write_grove(forest: Any) -> bytes:
 # ---- reading ---------------------------------------------------------------------------------
 
 
+class DecodeBudget:
+    """Bytes of grove arrays being decompressed and checked at once, across threads: a thread
+    whose grove would take the total past ``limit`` waits until others finish (one grove alone
+    always proceeds), so reading groves in threads never multiplies a large file's expansion."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.held, self.changed = limit, 0, threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, size: int) -> Iterator[None]:
+        with self.changed:
+            self.changed.wait_for(lambda: self.held == 0 or self.held + size <= self.limit)
+            self.held += size
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.held -= size
+                self.changed.notify_all()
+
+
+DECODING = DecodeBudget(DECODE_BYTES)
+
+
 class _Reader:
     """The frame decompressed only as far as asked."""
 
@@ -265,13 +295,14 @@ def decode_grove(
             f"hold (at most {NODE_RATIO}x); it was not decompressed"
         )
     width = head.n_outputs * int(head.n_classes.max())
-    node_bytes = reader.take(n_nodes * layout.itemsize, "node records")
-    value_bytes = reader.take(n_nodes * width * 8, "values")
-    reader.finish()
-    nodes = _nodes(node_bytes, layout, n_nodes)
-    values = np.frombuffer(value_bytes, "<f8").astype(np.float64, copy=False)
-    values = values.reshape(n_nodes, head.n_outputs, -1)
-    depths = _check_trees(nodes, values, head, what)
+    with DECODING.hold(n_nodes * (layout.itemsize + 8 * width)):
+        node_bytes = reader.take(n_nodes * layout.itemsize, "node records")
+        value_bytes = reader.take(n_nodes * width * 8, "values")
+        reader.finish()
+        nodes = _nodes(node_bytes, layout, n_nodes)
+        values = np.frombuffer(value_bytes, "<f8").astype(np.float64, copy=False)
+        values = values.reshape(n_nodes, head.n_outputs, -1)
+        depths = _check_trees(nodes, values, head, what)
     return GroveArrays(
         estimator=head.estimator,
         n_features=head.n_features,

@@ -20,6 +20,7 @@ DEFAULTS: dict[str, Any] = {
     "max_concurrency": 10,
     "groves_per_invocation": 1,
     "predict": False,
+    "rows_per_grove": None,  # null: every training row while they fit train_grove's memory
 }
 FIELDS = ("build_id", *DEFAULTS, "resume")
 

@@ -118,6 +118,7 @@ def train_groves(
         if not is_planned(plan["spec"], grove):
             raise BuildError(f"grove {grove!r} is not part of the plan of build {build_id!r}")
     split = None
+    sample = (plan.get("sample") or {}).get("rows")  # None: every grove reads every row
     share_started = invocation.started
     for grove in groves:
         started = time.perf_counter()
@@ -126,8 +127,10 @@ def train_groves(
             yield {**done, "reused": True}
             share_started = time.perf_counter()
             continue
-        if split is None:
-            split = read_prepared(store, plan, ("X_train", "y_train", "w_train", "X_test"))
+        if split is None or sample is not None:  # a sample of its own for each grove
+            names = ("X_train", "y_train", "w_train", "X_test")
+            split = None  # the previous grove's rows go before this one's are read
+            split = read_prepared(store, plan, names, (sample, grove["seed"]))
         share = Share(invocation, share_started)
         yield {**fit_grove(store, plan, split, grove, started, share), "reused": False}
         share_started = time.perf_counter()

@@ -7,9 +7,11 @@ Every execution is a *run* with a folder of its own; nothing of one run is writt
     <build_id>/runs/<run_id>/plan.json                  validated request, grove count, data (plan)
     <build_id>/runs/<run_id>/groves.json                one item per grove (id, seed, trees):
                                                         what the Map.s ItemReader reads (plan)
-    <build_id>/runs/<run_id>/data/X_train.npy           the prepared split, written once by plan:
-                        .../y_train.npy, X_test.npy, y_test.npy   what groves and scoring read
-                        .../w_train.npy                 the training rows' weights, if weighted
+    <build_id>/runs/<run_id>/data/rows_NNNNN.bin        the prepared training rows, written once
+                        .../rows_NNNNN.index            by plan: shards of stripes and each
+                                                        stripe's sha256 (groves.data.shards), of
+                                                        which each grove reads its sample
+    <build_id>/runs/<run_id>/data/X_test.npy, y_test.npy  the held-out rows (groves, scoring)
     <build_id>/runs/<run_id>/groves/grove_NNNNN.trees   a fitted grove as data, whose loading
                                                         runs no code (train_grove, first;
                                                         groves.forest.format)
@@ -125,8 +127,12 @@ def chunk_key(build_id: str, batch_id: str, chunk_id: int, shard: int, suffix: s
     return batch_key(build_id, batch_id, f"chunks/chunk_{chunk_id:05d}.shard_{shard:05d}.{suffix}")
 
 
+def data_prefix(build_id: str, run_id: str) -> str:
+    return f"{run_prefix(build_id, run_id)}/data/"
+
+
 def data_key(build_id: str, run_id: str, name: str) -> str:
-    return f"{run_prefix(build_id, run_id)}/data/{name}.npy"
+    return f"{data_prefix(build_id, run_id)}{name}.npy"
 
 
 def groves_prefix(build_id: str, run_id: str) -> str:

@@ -1,0 +1,288 @@
+"""The training rows as shards of stripes, so that a grove reads only its sample.
+
+Plan writes the training rows, in the split's order, as shard files of at most
+``SHARD_BYTES`` (``data/rows_NNNNN.bin``). A shard is a run of *stripes* of ``stripe_rows``
+rows each (the last may be shorter); a stripe holds its rows' features (float32, row-major),
+then their labels, then their weights if the rows are weighted, so one ranged read fetches a
+stripe whole. Each shard has an index (``rows_NNNNN.index``): the sha256 of every stripe, 32
+bytes each, itself recorded (size and sha256) in the plan; a reader checks every stripe it
+reads against the index, and the index against the plan.
+
+A grove reads a seeded sample of stripes (``sample_stripes``): all of them when its sample is
+the whole table (then it fits on exactly the rows every grove of a small table sees, in their
+order), else a uniform choice, read with parallel ranged reads (a whole shard is downloaded
+once when most of its stripes are wanted). Stripes are small (at most ``STRIPE_BYTES``, and at
+least ``MIN_STRIPES`` of them when the table has the rows), so a sample of stripes is close to a
+sample of rows; the split's rows are in random order, so a stripe is a random set of rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from groves.errors import BuildError
+from groves.store.artifacts import digest, read_verified
+from groves.store.storage import READ_THREADS, Store
+
+FORMAT = "groves-rows/1"
+SHARD_BYTES = 256 << 20
+STRIPE_BYTES = 1 << 20
+MIN_STRIPES = 1000
+HASH_BYTES = 32
+WHOLE_SHARD_SHARE = 0.5  # a shard most of whose stripes a grove wants is downloaded whole
+
+
+def rows_key(prefix: str, shard: int, suffix: str) -> str:
+    return f"{prefix}rows_{shard:05d}.{suffix}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What one row of a stripe holds."""
+
+    n_features: int
+    y_dtype: np.dtype
+    y_tail: tuple[int, ...]  # a label's shape: () or (n_outputs,)
+    weighted: bool
+
+    @property
+    def y_bytes(self) -> int:
+        return self.y_dtype.itemsize * math.prod(self.y_tail)
+
+    @property
+    def row_bytes(self) -> int:
+        return 4 * self.n_features + self.y_bytes + (8 if self.weighted else 0)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "n_features": self.n_features,
+            "y_dtype": self.y_dtype.str,
+            "y_shape": list(self.y_tail),
+            "weighted": self.weighted,
+        }
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> Layout:
+        dtype = np.dtype(record["y_dtype"])
+        if dtype.hasobject:
+            raise BuildError("prepared rows: labels are plain numbers or text")
+        return cls(record["n_features"], dtype, tuple(record["y_shape"]), record["weighted"])
+
+
+def stripe_rows(n_rows: int, row_bytes: int) -> int:
+    """Rows a stripe holds: at most ``STRIPE_BYTES``, and small enough for ``MIN_STRIPES``."""
+    return max(1, min(STRIPE_BYTES // row_bytes, math.ceil(n_rows / MIN_STRIPES)))
+
+
+def write_rows(
+    store: Store,
+    prefix: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray | None,
+    n_rows_hint: int | None = None,
+) -> dict[str, Any]:
+    """Write rows ``X, y, w`` as shards under ``prefix``; what the plan records of them."""
+    layout = Layout(int(X.shape[1]), y.dtype, tuple(y.shape[1:]), w is not None)
+    writer = RowWriter(store, prefix, layout, n_rows_hint or len(y))
+    writer.add(X, y, w)
+    return writer.finish()
+
+
+class RowWriter:
+    """Rows appended in blocks, written stripe by stripe into shard files (one shard's file on
+    local disk at a time), each shard uploaded with its index when it is full."""
+
+    def __init__(self, store: Store, prefix: str, layout: Layout, n_rows: int) -> None:
+        self.store, self.prefix, self.layout = store, prefix, layout
+        self.stripe_rows = stripe_rows(n_rows, layout.row_bytes)
+        self.per_shard = max(1, SHARD_BYTES // (self.stripe_rows * layout.row_bytes))
+        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+        self.pending_rows, self.n_rows, self.shards = 0, 0, []
+        self.folder = tempfile.TemporaryDirectory(prefix="groves-rows-")
+        self.handle: Any = None
+        self.hashes: list[bytes] = []
+
+    def add(self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> None:
+        self.pending.append((np.asarray(X, np.float32), np.asarray(y), w))
+        self.pending_rows += len(y)
+        while self.pending_rows >= self.stripe_rows:
+            self._stripe(self.stripe_rows)
+
+    def finish(self) -> dict[str, Any]:
+        if self.pending_rows:
+            self._stripe(self.pending_rows)
+        self._close_shard()
+        self.folder.cleanup()
+        return {
+            "format": FORMAT,
+            **self.layout.record(),
+            "n_rows": self.n_rows,
+            "stripe_rows": self.stripe_rows,
+            "stripes_per_shard": self.per_shard,
+            "shards": self.shards,
+        }
+
+    def _take(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        X = np.concatenate([p[0] for p in self.pending])
+        y = np.concatenate([p[1] for p in self.pending])
+        ws = [p[2] for p in self.pending]
+        w = None if ws[0] is None else np.concatenate(ws)
+        rest = (X[rows:], y[rows:], None if w is None else w[rows:])
+        self.pending = [rest] if len(y) > rows else []
+        self.pending_rows = len(y) - rows
+        return X[:rows], y[:rows], None if w is None else w[:rows]
+
+    def _stripe(self, rows: int) -> None:
+        X, y, w = self._take(rows)
+        parts = [np.ascontiguousarray(X, "<f4"), np.ascontiguousarray(y, self.layout.y_dtype)]
+        if self.layout.weighted:
+            parts.append(np.ascontiguousarray(w, "<f8"))
+        blob = b"".join(p.tobytes() for p in parts)
+        if self.handle is None:
+            self.path = Path(self.folder.name) / f"{len(self.shards)}.bin"
+            self.handle = self.path.open("wb")
+            self.shard_rows = 0
+        self.handle.write(blob)
+        self.hashes.append(hashlib.sha256(blob).digest())
+        self.shard_rows += rows
+        self.n_rows += rows
+        if len(self.hashes) == self.per_shard:
+            self._close_shard()
+
+    def _close_shard(self) -> None:
+        if self.handle is None:
+            return
+        self.handle.close()
+        self.handle = None
+        shard = len(self.shards)
+        index = b"".join(self.hashes)
+        self.store.put_file(rows_key(self.prefix, shard, "bin"), self.path)
+        self.store.put_bytes(rows_key(self.prefix, shard, "index"), index)
+        size = self.path.stat().st_size
+        self.path.unlink()
+        self.shards.append({"rows": self.shard_rows, "bytes": size, "index": digest(index)})
+        self.hashes = []
+
+
+def n_stripes(record: dict[str, Any]) -> int:
+    return math.ceil(record["n_rows"] / record["stripe_rows"]) if record["n_rows"] else 0
+
+
+def sample_stripes(record: dict[str, Any], rows: int | None, seed: int) -> list[int]:
+    """The stripes a grove reads: every one (in order) when ``rows`` is ``None`` or covers the
+    table, else a seeded uniform choice of enough stripes for ``rows`` rows, in order."""
+    total = n_stripes(record)
+    if rows is None or rows >= record["n_rows"]:
+        return list(range(total))
+    wanted = min(total, max(1, math.ceil(rows / record["stripe_rows"])))
+    chosen = np.random.default_rng(seed).choice(total, size=wanted, replace=False)
+    return sorted(int(s) for s in chosen)
+
+
+def read_rows(
+    store: Store, prefix: str, record: dict[str, Any], stripes: list[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The rows of ``stripes`` (``X`` float32, ``y``, ``w`` or ``None``), in order, each
+    stripe checked against its shard's index (the index against the plan) before it is used.
+    Shards' indexes, then stripes (ranged reads, or whole shards), are read in threads."""
+    layout = Layout.of(record)
+    per = record["stripes_per_shard"]
+    wanted: dict[int, list[int]] = {}
+    for stripe in stripes:
+        wanted.setdefault(stripe // per, []).append(stripe % per)
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        shards = list(pool.map(lambda s: _Shard(store, prefix, record, s, layout), wanted))
+        reads = []  # a whole shard in one read, or each stripe in a ranged read of its own
+        for shard in shards:
+            chosen = wanted[shard.number]
+            reads += [(shard, chosen)] if shard.whole(chosen) else [(shard, [s]) for s in chosen]
+        blocks: dict[tuple[int, int], tuple[int, bytes]] = {}
+        for found in pool.map(lambda read: read[0].read(read[1]), reads):
+            blocks.update(found)
+    order = [(shard, stripe) for shard in wanted for stripe in wanted[shard]]
+    n = sum(blocks[key][0] for key in order)
+    X = np.empty((n, layout.n_features), np.float32)
+    y = np.empty((n, *layout.y_tail), layout.y_dtype)
+    w = np.empty(n, np.float64) if layout.weighted else None
+    at, labels = 0, math.prod(layout.y_tail)
+    for key in order:
+        rows, blob = blocks[key]
+        x_end = rows * 4 * layout.n_features
+        X[at : at + rows] = np.frombuffer(blob, "<f4", rows * layout.n_features).reshape(rows, -1)
+        y_flat = np.frombuffer(blob, layout.y_dtype, rows * labels, x_end)
+        y[at : at + rows] = y_flat.reshape(rows, *layout.y_tail)
+        if w is not None:
+            w[at : at + rows] = np.frombuffer(blob, "<f8", rows, x_end + rows * layout.y_bytes)
+        at += rows
+    return X, y, w
+
+
+class _Shard:
+    """One shard of prepared rows: its verified index and its stripes' byte spans."""
+
+    def __init__(
+        self, store: Store, prefix: str, record: dict[str, Any], number: int, layout: Layout
+    ) -> None:
+        self.store, self.number = store, number
+        self.what = f"prepared rows, shard {number}"
+        entry = record["shards"][number]
+        self.index = read_verified(
+            store, rows_key(prefix, number, "index"), entry["index"], self.what
+        )
+        self.key, step = rows_key(prefix, number, "bin"), record["stripe_rows"]
+        count = len(self.index) // HASH_BYTES
+        self.rows = [min(step, entry["rows"] - s * step) for s in range(count)]
+        if sum(self.rows) != entry["rows"] or min(self.rows, default=1) < 1:
+            raise BuildError(f"{self.what}: its index does not match its rows")
+        ends = np.cumsum([rows * layout.row_bytes for rows in self.rows]).tolist()
+        if (ends[-1] if ends else 0) != entry["bytes"]:
+            raise BuildError(f"{self.what}: its index does not match its size")
+        self.spans = list(zip([0, *ends[:-1]], ends, strict=True))
+        self.bytes = entry["bytes"]
+
+    def whole(self, stripes: list[int]) -> bool:
+        """Whether to download the shard whole rather than read these stripes by range."""
+        return len(stripes) >= WHOLE_SHARD_SHARE * len(self.rows)
+
+    def read(self, stripes: list[int]) -> dict[tuple[int, int], tuple[int, bytes]]:
+        """The stripes' verified bytes, keyed by (shard, stripe). A whole shard comes through
+        the store's download cache: a cached copy that fails is fetched again once."""
+        if not self.whole(stripes):
+            return self._verified(
+                stripes, [self.store.get_range(self.key, *self.spans[s]) for s in stripes]
+            )
+        try:
+            return self._verified(stripes, self._whole(stripes))
+        except BuildError:
+            if not self.store.evict(self.key):
+                raise
+            return self._verified(stripes, self._whole(stripes))
+
+    def _whole(self, stripes: list[int]) -> list[bytes]:
+        whole = self.store.local_path(self.key).read_bytes()
+        if len(whole) != self.bytes:
+            raise BuildError(f"{self.what}: it has {len(whole)} bytes, not {self.bytes}")
+        return [whole[slice(*self.spans[s])] for s in stripes]
+
+    def _verified(
+        self, stripes: list[int], blobs: list[bytes]
+    ) -> dict[tuple[int, int], tuple[int, bytes]]:
+        out = {}
+        for stripe, blob in zip(stripes, blobs, strict=True):
+            recorded = self.index[stripe * HASH_BYTES : (stripe + 1) * HASH_BYTES]
+            if hashlib.sha256(blob).digest() != recorded:
+                raise BuildError(
+                    f"{self.what}: stripe {stripe} does not match its recorded sha256 "
+                    "(corrupt or replaced)"
+                )
+            out[(self.number, stripe)] = (self.rows[stripe], blob)
+        return out
