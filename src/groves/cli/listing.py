@@ -13,14 +13,19 @@ from groves.store.artifacts import (
     plan_key,
     run_ids,
 )
+from groves.store.records import check_manifest, checked
 from groves.store.storage import ArtifactNotFound, Store, get_json
 
 
-def _json(store: Store, key: str) -> Any:
+def _json(store: Store, key: str, kind: str) -> Any:
+    """The record at ``key``, checked against its kind's schema, or ``None`` if there is none:
+    a damaged record (``null``, say) is a ``CorruptFile``, never taken for a missing one."""
+    name = f"{store.uri}/{key}"
     try:
-        return get_json(store, key)
+        found = get_json(store, key)
     except ArtifactNotFound:
         return None
+    return check_manifest(found, name) if kind == "manifest" else checked(found, kind, name)
 
 
 def list_runs(store: Store) -> list[dict[str, Any]]:
@@ -35,7 +40,7 @@ def list_runs(store: Store) -> list[dict[str, Any]]:
         if "runs" not in store.list_children(build_id):
             continue  # not a build (map-runs/, outputs/, ...)
         try:
-            latest = (_json(store, latest_key(build_id)) or {}).get("run_id")
+            latest = (_json(store, latest_key(build_id), "latest") or {}).get("run_id")
         except (CorruptFile, AttributeError) as exc:
             latest = None
             rows.append(damaged(build_id, "-", exc))
@@ -49,15 +54,25 @@ def list_runs(store: Store) -> list[dict[str, Any]]:
     return rows
 
 
+def _metrics(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
+    """A run's metrics.json, ``{}`` if it has none; a damaged one (not an object, say) is a
+    ``CorruptFile``: the run is listed as damaged, never as a run without a score."""
+    key = metrics_key(build_id, run_id)
+    try:
+        return checked(get_json(store, key), "metrics", f"{store.uri}/{key}")
+    except ArtifactNotFound:
+        return {}
+
+
 def run_row(store: Store, build_id: str, run_id: str, latest: str | None) -> dict[str, Any] | None:
     """One run's row, or ``None`` for a folder with neither a manifest nor a plan. A run is
     committed when its manifest exists (as for every reader: ``artifacts.is_committed``),
     whether or not its plan is still there."""
-    manifest = _json(store, manifest_key(build_id, run_id))
-    plan = _json(store, plan_key(build_id, run_id))
+    manifest = _json(store, manifest_key(build_id, run_id), "manifest")
+    plan = _json(store, plan_key(build_id, run_id), "plan")
     if plan is None and manifest is None:
         return None
-    metrics = _json(store, metrics_key(build_id, run_id)) or {}
+    metrics = _metrics(store, build_id, run_id)
     cost = run_cost(manifest, metrics) if manifest else None
     searched = plan is not None and "search_id" in plan
     if manifest is not None:  # a search's committed best says so

@@ -31,13 +31,20 @@ import numpy as np
 from groves.data.prepared import read_prepared
 from groves.engine.asl.history import state_name
 from groves.engine.executions import stored
-from groves.errors import BuildError
+from groves.errors import BuildError, CorruptFile
 from groves.forest.loading import load_forest
 from groves.forest.votes import Target
 from groves.steps.cost import describe, run_cost
 from groves.steps.score import stored_votes
 from groves.steps.search import search_key
-from groves.store.artifacts import metrics_key, read_committed_plan, read_manifest, run_prefix
+from groves.store.artifacts import (
+    manifest_key,
+    metrics_key,
+    read_committed_plan,
+    read_manifest,
+    run_prefix,
+)
+from groves.store.records import List, Rec, check, checked
 from groves.store.storage import ArtifactNotFound, Store, get_json
 
 REPORT = "report.html"
@@ -55,11 +62,43 @@ class Report:
 
 
 def _optional(read: Callable[[], Any]) -> Any:
-    """What ``read`` reads, or ``None`` for a run without it (no scores, no history)."""
+    """What ``read`` reads, or ``None`` for a run without it (no scores, no history); a
+    damaged file is refused (``CorruptFile``), never drawn as a run without it."""
     try:
         return read()
+    except CorruptFile:
+        raise
     except (ArtifactNotFound, BuildError):
         return None
+
+
+# What the report reads of metrics.json and of the manifest beyond its schema (records no
+# sha256 covers): a damaged one is one CorruptFile line naming the file and the field.
+REPORTED_METRICS = Rec(
+    {
+        "metric": str,
+        "score": float,
+        "grove_score_min": float,
+        "grove_score_max": float,
+        "grove_scores": List(float, 1),
+        "score_by_trees": List(Rec({"n_trees": int, "score": float}), 1),
+    }
+)
+REPORTED_MANIFEST = Rec(
+    {
+        "timings": Rec({"fit_seconds_total": float}),
+        "groves": List(
+            Rec({}, {"usage": Rec({"started_at": float, "ended_at": float, "environment": str})})
+        ),
+    }
+)
+
+
+def _reported(record: Any, schema: Any, store: Store, key: str) -> Any:
+    problem = None if record is None else check(record, schema)
+    if problem:
+        raise CorruptFile(f"{store.uri}/{key} is not a valid record for the report: {problem}")
+    return record
 
 
 def _png(figure: Any) -> bytes:
@@ -251,8 +290,11 @@ def build(
     ``histories`` (a deployed execution's, read from Step Functions) or from the store."""
     manifest = read_manifest(store, build_id, run_id)
     run_id = manifest["run_id"]
+    _reported(manifest, REPORTED_MANIFEST, store, manifest_key(build_id, run_id))
     plan = read_committed_plan(store, manifest)
-    metrics = _optional(lambda: get_json(store, metrics_key(build_id, run_id)))
+    key = metrics_key(build_id, run_id)
+    metrics = _optional(lambda: checked(get_json(store, key), "metrics", f"{store.uri}/{key}"))
+    _reported(metrics, REPORTED_METRICS, store, key)
     search_id = plan.get("search_id")
     search_build = plan.get("search_build", build_id)  # where the search's record is
     searched = search_results(store, search_build, search_id, run_id) if search_id else None

@@ -22,8 +22,9 @@ from typing import Any
 
 from groves.engine.asl import Execution
 from groves.engine.asl.history import failure_message, state_name, status
-from groves.errors import BuildError
+from groves.errors import BuildError, CorruptFile
 from groves.store.artifacts import RUN_ID
+from groves.store.records import ANY, List, Match, Maybe, Rec, check
 from groves.store.storage import Store, get_json, put_json
 
 FAILED_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
@@ -110,9 +111,66 @@ def stored(
         folder = f"{build_id}/{kind}/{candidate}/{HISTORY}"
         names = sorted(n for n in store.list_children(folder) if n.endswith(".json"))
         if names:
-            return [get_json(store, f"{folder}/{name}") for name in names]
+            return [checked_history(store, f"{folder}/{name}") for name in names]
     which = f"{kind} {run_id} of build {build_id!r}" if run_id else f"build {build_id!r}"
     raise BuildError(f"{which} has no stored history of {kind} in {store.uri}")
+
+
+# What ``table`` and the report read of a stored history (a local execution's, as written by
+# ``save``); a history is written by the runner and not covered by any sha256, so a damaged one
+# is refused naming the file rather than read into a traceback.
+TIMESTAMP = Match(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}:\d{2}")
+DETAILS = Rec(
+    {},
+    {"error": Maybe(str), "cause": Maybe(str), "resource": str, "name": str, "mapRunArn": ANY},
+)
+EVENT = Rec({"id": int, "type": str, "timestamp": TIMESTAMP}, {"previousEventId": Maybe(int)})
+STORED_HISTORY = Rec(
+    {
+        "execution": Rec(
+            {},
+            {
+                "startDate": Maybe(TIMESTAMP),
+                "stopDate": Maybe(TIMESTAMP),
+                "error": Maybe(str),
+                "cause": Maybe(str),
+            },
+        ),
+        "events": List(EVENT),
+    },
+    {
+        "mapRuns": List(Rec({"mapRunArn": ANY}, {"executionCounts": Rec({})})),
+        "childExecutions": List(
+            Rec(
+                {"name": str},
+                {
+                    "startDate": Maybe(TIMESTAMP),
+                    "stopDate": Maybe(TIMESTAMP),
+                    "index": Maybe(int),
+                    "status": str,
+                    "events": Maybe(List(EVENT)),
+                },
+            )
+        ),
+    },
+)
+
+
+def checked_history(store: Store, key: str) -> dict[str, Any]:
+    """A stored history that has the fields and types ``table`` and the report read; else a
+    ``CorruptFile`` naming the file and the field."""
+    history = get_json(store, key)
+    problem = check(history, STORED_HISTORY)
+    events = [] if problem else list(history["events"])
+    for child in [] if problem else history.get("childExecutions", []):
+        events += child.get("events") or []
+    for event in events:  # each event's details: one field ending in EventDetails, an object
+        for field, details in event.items():
+            if problem is None and field.endswith("EventDetails"):
+                problem = check(details, DETAILS, f"events[{event['id']}].{field}.")
+    if problem:
+        raise CorruptFile(f"{store.uri}/{key} is not a valid execution history: {problem}")
+    return history
 
 
 def deployed(sfn: Any, execution_arn: str) -> dict[str, Any]:

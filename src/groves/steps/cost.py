@@ -32,6 +32,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from groves.errors import CorruptFile
+from groves.store.records import Rec, check
+
 N_JOBS_ENV = "GROVES_N_JOBS"  # the threads an invocation may use (scikit-learn's n_jobs)
 # An invocation's memory size, as Lambda sets it in a function's environment; the local runner
 # sets it to the size it holds the invocation to.
@@ -200,15 +203,53 @@ def training_cost(
     return summarize(steps, training_transitions(children, spec.get("predict", False)))
 
 
+# What ``run_cost`` reads of the manifest's ``cost`` and of scoring's ``usage`` in metrics.json
+# (records the manifest's sha256s do not cover).
+STEP = Rec(
+    {
+        "invocations": int,
+        "gb_seconds": float,
+        "billed_seconds": float,
+        "memory_mb": float,
+        "estimated": bool,
+    }
+)
+COST = Rec({"steps": Rec({}), "state_transitions": int})
+USAGE = Rec(
+    {
+        "request_id": str,
+        "gb_seconds": float,
+        "billed_ms": float,
+        "memory_mb": float,
+        "estimated": bool,
+    }
+)
+
+
 def run_cost(manifest: dict[str, Any], metrics: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A run's whole cost: the manifest's, plus scoring's if it was scored."""
+    """A run's whole cost: the manifest's, plus scoring's if it was scored. A cost or usage
+    that is not one (a damaged record) is a ``CorruptFile`` naming the file and the field."""
     cost = manifest.get("cost")
     if cost is None:
         return None
+    problem = check(cost, COST, "cost.")
+    for name, step in {} if problem else cost["steps"].items():
+        problem = problem or check(step, STEP, f"cost.steps.{name}.")
+    if problem:
+        raise CorruptFile(f"{_run(manifest)}: its manifest.json is not a valid record: {problem}")
     steps = dict(cost["steps"])
     if metrics and "usage" in metrics:
+        problem = check(metrics["usage"], USAGE, "usage.")
+        if problem:
+            raise CorruptFile(
+                f"{_run(manifest)}: its metrics.json is not a valid record: {problem}"
+            )
         steps["predict"] = step_cost([metrics["usage"]])
     return summarize(steps, cost["state_transitions"])
+
+
+def _run(manifest: dict[str, Any]) -> str:
+    return f"run {manifest.get('run_id')} of build {manifest.get('build_id')!r}"
 
 
 def describe(cost: dict[str, Any]) -> str:
