@@ -124,7 +124,7 @@ def memory(args: argparse.Namespace) -> None:
             "plan peak MB": steps["plan"]["peak_rss_mb"],
             "grove peak MB": steps["train_grove"]["peak_rss_mb"],
             "grove rows": plan["sample"]["rows"] or plan["sample"]["of"],
-            "plan s": steps["plan"]["billed_ms"] / 1000,
+            "plan s": steps["plan"]["billed_seconds"],
             "build s": out["seconds"],
             "score": out["metrics"]["score"],
         }
