@@ -194,7 +194,17 @@ SCHEMAS: dict[str, Any] = {
         },
         GROVE.optional,
     ),
-    "metrics": Rec({}, {"score": Maybe(float), "metric": Maybe(str)}),
+    "metrics": Rec(
+        {
+            "build_id": Match(BUILD_ID),
+            "run_id": Match(RUN_ID),
+            "metric": Match("accuracy|r2"),
+            "score": float,
+            "n_test": COUNT,
+            "n_trees": Range(1, 1 << 31),
+        },
+        {"grove_scores": List(float), "score_by_trees": ANY, "cost": ANY},
+    ),
 }
 
 
