@@ -255,10 +255,10 @@ def test_a_tampered_download_cache_is_fetched_again_and_a_tampered_object_refuse
     plan = handlers.plan({"store": store_uri, "request": small_request()})
     store = open_store(store_uri)
     stored = read_plan(store, "t", plan["run_id"])
-    good = np.array(read_prepared(store, stored).X_train)
-    key = f"t/runs/{plan['run_id']}/data/rows_00000.bin"
+    good = np.array(read_prepared(store, stored).X_test)
+    key = f"t/runs/{plan['run_id']}/data/X_test.npy"
     zeros_in_place(store.local_path(key))  # someone else's process rewrote /tmp
-    np.testing.assert_array_equal(read_prepared(store, stored).X_train, good)
+    np.testing.assert_array_equal(read_prepared(store, stored).X_test, good)
     blob = s3.get_object(Bucket="groves-test", Key=f"cache/{key}")["Body"].read()
     s3.put_object(
         Bucket="groves-test", Key=f"cache/{key}", Body=blob[:128] + bytes(len(blob) - 128)

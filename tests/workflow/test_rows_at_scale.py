@@ -95,10 +95,12 @@ def test_every_grove_reads_every_row_by_default_and_fits_as_scikit_learn(
 def test_a_table_larger_than_a_groves_memory_is_sampled_by_default() -> None:
     spec = {"rows_per_grove": None}
     record = {"n_rows": 400_000_000, "n_features": 26, "weighted": False}
+    record |= {"y_dtype": "<i8", "y_shape": []}
     sample = grove_sample(spec, record)
     assert sample["rows"] == sample["fits"] < 400_000_000 and not sample["asked"]
     # what it holds: twice its rows' bytes and the trees' share, in train_grove's memory
-    assert 3_000_000 < sample["fits"] < 8_000_000
+    # its rows and ~256 bytes a row of fitting, in 60% of train_grove's 3,008 MB
+    assert sample["fits"] == int(0.6 * 3008 * 2**20) // (4 * 26 + 8 + 256)
     small = grove_sample(spec, {**record, "n_rows": 1_000})
     assert small["rows"] is None
 
@@ -112,6 +114,7 @@ def test_a_run_held_to_less_memory_samples_what_its_groves_hold(tmp_path: Path, 
     sample = held.output["sample"]
     assert sample["memory_mb"] == 1024 and not sample["asked"]
     record = {"n_rows": sample["of"], "n_features": 8, "weighted": False}
+    record |= {"y_dtype": "<i8", "y_shape": []}
     assert sample["fits"] < grove_sample({"rows_per_grove": None}, record)["fits"]
 
 

@@ -10,10 +10,12 @@ reads against the index, and the index against the plan.
 
 A grove reads a seeded sample of stripes (``sample_stripes``): all of them when its sample is
 the whole table (then it fits on exactly the rows every grove of a small table sees, in their
-order), else a uniform choice, read with parallel ranged reads (a whole shard is downloaded
-once when most of its stripes are wanted). Stripes are small (at most ``STRIPE_BYTES``, and at
-least ``MIN_STRIPES`` of them when the table has the rows), so a sample of stripes is close to a
-sample of rows; the split's rows are in random order, so a stripe is a random set of rows.
+order), else a uniform choice, each with a ranged read of its own, in parallel threads, copied
+into place as soon as it is verified (memory holds the rows and the reads in flight). A stripe
+is a run of consecutive training rows (a table's in file order, arrays' in the shuffled order
+of scikit-learn's split), small (at most ``STRIPE_BYTES``, and at least ``MIN_STRIPES`` stripes
+when the table has the rows), so a sample of stripes drawn across the whole table is close to a
+sample of rows unless the table is sorted within runs of a stripe's length.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ SHARD_BYTES = 256 << 20
 STRIPE_BYTES = 1 << 20
 MIN_STRIPES = 1000
 HASH_BYTES = 32
-WHOLE_SHARD_SHARE = 0.5  # a shard most of whose stripes a grove wants is downloaded whole
 
 
 def rows_key(prefix: str, shard: int, suffix: str) -> str:
@@ -193,7 +194,9 @@ def read_rows(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The rows of ``stripes`` (``X`` float32, ``y``, ``w`` or ``None``), in order, each
     stripe checked against its shard's index (the index against the plan) before it is used.
-    Shards' indexes, then stripes (ranged reads, or whole shards), are read in threads."""
+    Shards' indexes, then stripes (each a ranged read), are read in threads, each
+    copied into its place as soon as it is verified: memory holds the rows and the reads in
+    flight, not the rows twice."""
     layout = Layout.of(record)
     per = record["stripes_per_shard"]
     wanted: dict[int, list[int]] = {}
@@ -201,29 +204,42 @@ def read_rows(
         wanted.setdefault(stripe // per, []).append(stripe % per)
     with ThreadPoolExecutor(READ_THREADS) as pool:
         shards = list(pool.map(lambda s: _Shard(store, prefix, record, s, layout), wanted))
-        reads = []  # a whole shard in one read, or each stripe in a ranged read of its own
+        starts, n = {}, 0  # each stripe's first row in the result
         for shard in shards:
-            chosen = wanted[shard.number]
-            reads += [(shard, chosen)] if shard.whole(chosen) else [(shard, [s]) for s in chosen]
-        blocks: dict[tuple[int, int], tuple[int, bytes]] = {}
-        for found in pool.map(lambda read: read[0].read(read[1]), reads):
-            blocks.update(found)
-    order = [(shard, stripe) for shard in wanted for stripe in wanted[shard]]
-    n = sum(blocks[key][0] for key in order)
-    X = np.empty((n, layout.n_features), np.float32)
-    y = np.empty((n, *layout.y_tail), layout.y_dtype)
-    w = np.empty(n, np.float64) if layout.weighted else None
-    at, labels = 0, math.prod(layout.y_tail)
-    for key in order:
-        rows, blob = blocks[key]
-        x_end = rows * 4 * layout.n_features
-        X[at : at + rows] = np.frombuffer(blob, "<f4", rows * layout.n_features).reshape(rows, -1)
-        y_flat = np.frombuffer(blob, layout.y_dtype, rows * labels, x_end)
-        y[at : at + rows] = y_flat.reshape(rows, *layout.y_tail)
-        if w is not None:
-            w[at : at + rows] = np.frombuffer(blob, "<f8", rows, x_end + rows * layout.y_bytes)
-        at += rows
+            for stripe in wanted[shard.number]:
+                starts[(shard.number, stripe)] = n
+                n += shard.rows[stripe]
+        X = np.empty((n, layout.n_features), np.float32)
+        y = np.empty((n, *layout.y_tail), layout.y_dtype)
+        w = np.empty(n, np.float64) if layout.weighted else None
+
+        def place(blocks: dict[tuple[int, int], tuple[int, bytes]]) -> None:
+            for key, (rows, blob) in blocks.items():
+                at = starts[key]
+                _unpack(blob, rows, layout, X[at : at + rows], y[at : at + rows], w, at)
+
+        reads = [(shard, [stripe]) for shard in shards for stripe in wanted[shard.number]]
+        for future in [pool.submit(lambda r: place(r[0].read(r[1])), read) for read in reads]:
+            future.result()
     return X, y, w
+
+
+def _unpack(
+    blob: bytes,
+    rows: int,
+    layout: Layout,
+    X: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray | None,
+    at: int,
+) -> None:
+    """One stripe's bytes into its rows of ``X``, ``y`` and ``w`` (from row ``at``)."""
+    x_end = rows * 4 * layout.n_features
+    X[:] = np.frombuffer(blob, "<f4", rows * layout.n_features).reshape(rows, -1)
+    labels = np.frombuffer(blob, layout.y_dtype, rows * math.prod(layout.y_tail), x_end)
+    y[:] = labels.reshape(rows, *layout.y_tail)
+    if w is not None:
+        w[at : at + rows] = np.frombuffer(blob, "<f8", rows, x_end + rows * layout.y_bytes)
 
 
 class _Shard:
@@ -249,29 +265,11 @@ class _Shard:
         self.spans = list(zip([0, *ends[:-1]], ends, strict=True))
         self.bytes = entry["bytes"]
 
-    def whole(self, stripes: list[int]) -> bool:
-        """Whether to download the shard whole rather than read these stripes by range."""
-        return len(stripes) >= WHOLE_SHARD_SHARE * len(self.rows)
-
     def read(self, stripes: list[int]) -> dict[tuple[int, int], tuple[int, bytes]]:
-        """The stripes' verified bytes, keyed by (shard, stripe). A whole shard comes through
-        the store's download cache: a cached copy that fails is fetched again once."""
-        if not self.whole(stripes):
-            return self._verified(
-                stripes, [self.store.get_range(self.key, *self.spans[s]) for s in stripes]
-            )
-        try:
-            return self._verified(stripes, self._whole(stripes))
-        except BuildError:
-            if not self.store.evict(self.key):
-                raise
-            return self._verified(stripes, self._whole(stripes))
-
-    def _whole(self, stripes: list[int]) -> list[bytes]:
-        whole = self.store.local_path(self.key).read_bytes()
-        if len(whole) != self.bytes:
-            raise BuildError(f"{self.what}: it has {len(whole)} bytes, not {self.bytes}")
-        return [whole[slice(*self.spans[s])] for s in stripes]
+        """The stripes' verified bytes, keyed by (shard, stripe): one ranged read each."""
+        return self._verified(
+            stripes, [self.store.get_range(self.key, *self.spans[s]) for s in stripes]
+        )
 
     def _verified(
         self, stripes: list[int], blobs: list[bytes]
