@@ -90,6 +90,7 @@ class PoolClosed(RuntimeError):
 class _Worker:
     process: Any
     conn: Connection
+    resource: str | None = None  # the function it last served
 
 
 class WorkerPool:
@@ -192,6 +193,9 @@ class WorkerPool:
         over its limits is killed, and the invocation fails as Lambda's would."""
         worker = self._take()
         limit = self.limits.get(resource)
+        if limit is not None and worker.resource not in (None, resource):
+            worker = self._fresh(worker)
+        worker.resource = resource
         if limit is not None:
             env = {**env, MEMORY_ENV: str(limit.memory_mb)}
         train = next((x for x in self.limits.values() if x.step == "train_grove"), None)
@@ -219,6 +223,15 @@ class WorkerPool:
             raise PoolClosed("the build is stopping")
         self._forget(worker)
         return over or _exited(worker.process.pid, worker.process.exitcode)
+
+    def _fresh(self, worker: _Worker) -> _Worker:
+        """A new worker in place of an idle one that served another function: on Lambda each
+        function has sandboxes of its own, so what plan's process kept (its allocator's freed
+        pages) must not count against a grove's memory size."""
+        worker.process.kill()
+        worker.process.join(GRACE_SECONDS)
+        self._forget(worker)
+        return self._start()
 
     @staticmethod
     def _watch(worker: _Worker, limit: Limit | None) -> Outcome | None:
