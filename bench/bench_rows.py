@@ -187,6 +187,92 @@ def accuracy(args: argparse.Namespace) -> None:
         )
 
 
+# What a deployed build adds that a local run does not measure (stated, not measured); the
+# same figures as bench/project_aws.py's where they overlap.
+ASSUMPTIONS = {
+    "mb_per_vcpu": 1769.0,  # Lambda's CPU share: one vCPU at 1,769 MB, six at 10,240 MB
+    "s3_read_mb_per_s": 100.0,  # one function's S3 reads (a file's download; ranged stripes)
+    "s3_write_mb_per_s": 100.0,  # one function's S3 writes (plan's shards)
+    "lambda_init_s": 3.0,  # a cold start with scikit-learn's imports
+    "child_start_per_s": 100.0,  # child executions a Distributed Map starts per second
+    "concurrency": 1000.0,  # Lambda's default concurrent executions per region
+    "merge_and_score_s": 30.0,  # merge's metadata reads and scoring's capped votes (measured
+    # at 10,000 trees by project_aws.py: 3.0 s and 11.8 s), rounded up
+}
+
+
+def project(args: argparse.Namespace) -> None:
+    """A deployed build of ``--target-rows`` rows from the last ``memory`` run's measurements:
+    plan's rows a second (two passes and the shards written, at this machine's cores), a
+    grove's fit seconds a tree for its sample, the input's bytes a row."""
+    import json
+    import math
+
+    from groves.steps.cost import TEMPLATE_MEMORY_MB
+    from groves.steps.plan import grove_sample
+    from groves.store.artifacts import read_plan
+    from groves.store.storage import open_store
+
+    store = open_store(str(args.out / "store"))
+    build = f"rows-{args.measured_rows}"
+    run = sorted(store.list_children(f"{build}/runs/"))[-1]
+    plan = read_plan(store, build, run)
+    manifest = json.loads(store.get_bytes(f"{build}/runs/{run}/manifest.json"))
+    steps = manifest["cost"]["steps"]
+    folder = args.out / f"wide-{args.measured_rows}-parquet"
+    input_per_row = sum(p.stat().st_size for p in folder.iterdir()) / args.measured_rows
+    train = plan["data"]["prepared"]["train"]
+    row_bytes = 4 * train["n_features"] + 16
+    plan_rows_per_s = args.measured_rows / steps["plan"]["billed_seconds"]  # at 2 cores
+    groves = manifest["groves"]
+    sampled = plan["sample"]["rows"] or plan["sample"]["of"]
+    fit_per_tree = sum(g["fit_seconds"] for g in groves) / sum(g["n_trees"] for g in groves)
+    a = ASSUMPTIONS
+    rows = args.target_rows
+    plan_vcpu = TEMPLATE_MEMORY_MB["plan"] / a["mb_per_vcpu"]
+    plan_cpu = rows / (plan_rows_per_s * min(plan_vcpu, 2) / 2)
+    plan_io = (2 * rows * input_per_row + 0.75 * rows * row_bytes) / 1e6 / a["s3_read_mb_per_s"]
+    plan_s = plan_cpu + plan_io
+    record = {**train, "n_rows": int(rows * 0.75)}
+    sample = grove_sample({"rows_per_grove": None}, record, 200_000 * row_bytes)
+    per_grove = sample["rows"] or sample["of"]
+    train_vcpu = sample["memory_mb"] / a["mb_per_vcpu"]
+    scale = per_grove / sampled * math.log(per_grove) / math.log(sampled)
+    tree_s = fit_per_tree * scale
+    n_groves = math.ceil(args.trees / args.grove_size)
+    grove_s = (
+        a["lambda_init_s"]
+        + per_grove * row_bytes / 1e6 / a["s3_read_mb_per_s"]
+        + args.grove_size * tree_s / min(train_vcpu, args.grove_size)
+    )
+    waves = math.ceil(n_groves / a["concurrency"])
+    total = plan_s + n_groves / a["child_start_per_s"] + waves * grove_s + a["merge_and_score_s"]
+    print(
+        f"measured on {args.measured_rows:,} rows: plan {plan_rows_per_s:,.0f} rows/s at two "
+        f"cores, a tree {fit_per_tree:.1f} s on {sampled:,} rows, input {input_per_row:.0f} "
+        f"B/row, prepared {row_bytes} B/row"
+    )
+    print(
+        f"projected: {rows:,} rows ({rows * input_per_row / 1e9:.1f} GB of Parquet), "
+        f"{args.trees:,} trees in {n_groves:,} groves of {args.grove_size}"
+    )
+    print(
+        f"  plan      {plan_s:7.0f} s  ({plan_cpu:.0f} s of CPU at {plan_vcpu:.2f} vCPU, "
+        f"{plan_io:.0f} s reading the input twice and writing the shards)"
+        + ("  OVER Lambda's 900 s" if plan_s > 900 else "")
+    )
+    print(
+        f"  a grove   {grove_s:7.0f} s  ({per_grove:,} rows sampled by train_grove's "
+        f"{sample['memory_mb']:,} MB, {train_vcpu:.2f} vCPU; a tree {tree_s:.0f} s)"
+    )
+    print(
+        f"  build     {total:7.0f} s  = {total / 60:.1f} min ({waves} wave(s) of groves; "
+        "assumptions below)"
+    )
+    for name, value in a.items():
+        print(f"    {name} = {value}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +290,13 @@ def main() -> None:
     acc.add_argument("--shares", type=float, nargs="+", default=[0.01, 0.05, 0.1, 0.25, 1.0])
     acc.add_argument("--out", type=Path, default=Path("/tmp/groves-bench"))
     acc.set_defaults(run=accuracy)
+    pro = commands.add_parser("project", help="a deployed build of many rows, projected")
+    pro.add_argument("--measured-rows", type=int, default=20_000_000)
+    pro.add_argument("--target-rows", type=int, default=100_000_000)
+    pro.add_argument("--trees", type=int, default=1000)
+    pro.add_argument("--grove-size", type=int, default=2)
+    pro.add_argument("--out", type=Path, default=Path("/tmp/groves-bench"))
+    pro.set_defaults(run=project)
     args = parser.parse_args()
     args.run(args)
 
