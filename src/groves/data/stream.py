@@ -28,7 +28,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 
 from groves.data import encoding
 from groves.data.shards import Layout, RowWriter
@@ -39,6 +38,7 @@ from groves.data.tables import (
     frame_columns,
     is_folder,
     local_file,
+    parquet_file,
     readable,
 )
 from groves.errors import RequestError
@@ -72,7 +72,7 @@ def file_batches(
     with local_file(uri, "dataset") as path:
         if kind == "parquet":
             try:
-                parquet = pq.ParquetFile(path)
+                parquet = parquet_file(path)
                 columns = frame_columns(parquet.schema_arrow)
                 yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns)
             except (pa.ArrowException, OSError) as exc:
