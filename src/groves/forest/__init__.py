@@ -12,4 +12,7 @@ scikit-learn model a user holds.
   ``feature_names_in_`` when trained on named columns, or the ``Pipeline`` of the text
   encoding and the forest); ``export_model``, that forest as one joblib file; the groves a
   warm process keeps decoded.
+- ``kernel``: a forest as flat arrays (16 bytes a node), every tree walked at once with numpy;
+  predicts as scikit-learn does, without it (the serve function's engine).
+- ``served``: a committed run's verified groves as a ``kernel`` with the encoder of its rows.
 """
