@@ -14,14 +14,13 @@ from hypothesis import strategies as st
 from sklearn.datasets import load_diabetes, load_digits, load_iris, make_multilabel_classification
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
-from groves.forest.format import write_grove
+from groves.forest.format import decode_grove, write_grove
 from groves.forest.kernel import NODE, kernel_of
-from groves.forest.served import decode
 
 
 def kernel(*forests: Any) -> Any:
     """The kernel of forests written as grove files and decoded, in order (as a run's groves)."""
-    return kernel_of([decode(write_grove(f), f"grove {i}") for i, f in enumerate(forests)])
+    return kernel_of([decode_grove(write_grove(f), f"grove {i}") for i, f in enumerate(forests)])
 
 
 def with_gaps(X: np.ndarray, share: float, seed: int) -> np.ndarray:

@@ -402,3 +402,29 @@ def test_groves_serve_from_python(built: tuple[Path, pd.DataFrame]) -> None:
     with groves.serve("s", str(store), port=0) as running:
         status, payload = post(running.url, {"rows": records(new.iloc[:2])})
     assert status == 200 and payload["build_id"] == "s"
+
+
+def test_the_serve_function_answers_without_scikit_learn_or_pyarrow(
+    built: tuple[Path, pd.DataFrame],
+) -> None:
+    """GIVEN the serve function's entry point in a fresh interpreter, WHEN it loads the model
+    and answers, THEN neither scikit-learn, scipy, pandas nor pyarrow was imported."""
+    store, new = built
+    code = (
+        "import json, sys; sys.path.insert(0, 'functions/serve'); import app; "
+        f"event = json.loads(sys.argv[1]); response = app.handler(event, None); "
+        "print(response['statusCode'], "
+        "sorted({'sklearn', 'scipy', 'pandas', 'pyarrow', 'joblib'} & set(sys.modules)))"
+    )
+    event = function_url_event(json.dumps({"rows": records(new.iloc[:3])}).encode())
+    env = {**os.environ, "GROVES_STORE": str(store), "GROVES_BUILD": "s"}
+    env["PYTHONPATH"] = str(ROOT / "src")
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(event)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert done.stdout.strip() == "200 []"

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+
+from groves.forest.format import GroveArrays
 
 NODE = np.dtype([("feature", "<i4"), ("threshold", "<f4"), ("left", "<i4"), ("right", "<i4")])
 LEAF = -1  # scikit-learn's TREE_LEAF
@@ -141,10 +142,10 @@ class Part:
     depth: int
 
 
-def flatten(grove: Any) -> Part:
-    """One grove (a ``groves.forest.format.GroveArrays``) as flat nodes with tree-local
-    indices made grove-local, thresholds rounded down to float32, missing values' side folded
-    into the feature index, and leaves pointing at rows of the grove's distinct leaf values."""
+def flatten(grove: GroveArrays) -> Part:
+    """One grove's verified arrays (``format.decode_grove``) as flat nodes: tree-local indices
+    made grove-local, thresholds rounded down to float32, missing values' side folded into the
+    feature index, leaves pointing at rows of the grove's distinct leaf values."""
     raw, counts = grove.nodes, np.asarray(grove.counts, dtype=np.int64)
     n_nodes, n_features = len(raw), int(grove.n_features)
     first = np.repeat(np.cumsum(counts) - counts, counts)  # each node's tree's first node
@@ -174,11 +175,11 @@ def flatten(grove: Any) -> Part:
         nodes,
         counts,
         table,
-        tree_depth(nodes, counts),
+        int(np.max(grove.depths, initial=0)),
     )
 
 
-def leaf_values(grove: Any, leaf: np.ndarray) -> np.ndarray:
+def leaf_values(grove: GroveArrays, leaf: np.ndarray) -> np.ndarray:
     """The leaves' votes as each tree gives them: a classifier's ``predict_proba`` (each
     output's values over their sum, a zero sum left as is, as scikit-learn normalises), the
     outputs side by side; a regressor's values."""
@@ -202,23 +203,6 @@ def distinct_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keys = values.view(np.dtype((np.void, values.dtype.itemsize * values.shape[1]))).ravel()
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     return values[first], inverse.ravel()
-
-
-def tree_depth(nodes: np.ndarray, counts: np.ndarray) -> int:
-    """Steps from a root to its deepest leaf, of the deepest tree: walked level by level from
-    the roots along the children (every node is reached once, children after parents)."""
-    n_nodes = len(nodes)
-    internal = ~np.isnan(nodes["threshold"])
-    level = (np.cumsum(counts) - counts).astype(np.int64)
-    depth = 0
-    while True:
-        level = level[internal[level]]
-        if not len(level):
-            return depth
-        depth += 1
-        level = np.concatenate([nodes["left"][level], nodes["right"][level]])
-        if depth > n_nodes:  # a cycle; decode_grove refuses such files
-            raise ValueError("a tree's nodes do not end in leaves")
 
 
 def assemble(parts: Sequence[Part]) -> Kernel:
@@ -256,6 +240,6 @@ def assemble(parts: Sequence[Part]) -> Kernel:
     )
 
 
-def kernel_of(groves: Sequence[Any]) -> Kernel:
+def kernel_of(groves: Sequence[GroveArrays]) -> Kernel:
     """A forest's kernel from its groves (``GroveArrays``), in grove order."""
     return assemble([flatten(g) for g in groves])

@@ -13,6 +13,7 @@ from typing import Any
 
 from groves.data.records import RowEncoder, feature_columns
 from groves.errors import BuildError
+from groves.forest.format import decode_grove
 from groves.forest.kernel import Kernel, Part, assemble, flatten
 from groves.store import artifacts
 from groves.store.artifacts import GROVE_SUFFIX
@@ -53,54 +54,14 @@ def _categories(column: dict[str, Any]) -> dict[str, Any]:
     return {"categories": column["categories"]} if column["kind"] == "category" else {}
 
 
-def decode(blob: bytes, what: str) -> Any:
-    """A grove file's verified arrays (``groves.forest.format.decode_grove``)."""
-    from groves.forest import format as grove_format
-
-    if hasattr(grove_format, "decode_grove"):
-        return grove_format.decode_grove(blob, what)
-    return _arrays(grove_format.read_grove(blob, what))  # TEMPORARY: until issue 21 lands
-
-
-def _arrays(forest: Any) -> Any:  # TEMPORARY: GroveArrays' fields from a rebuilt forest
-    from types import SimpleNamespace
-
-    import numpy as np
-
-    states = [t.tree_.__getstate__() for t in forest.estimators_]
-    classes = None
-    if hasattr(forest, "classes_"):
-        classes = forest.classes_ if forest.n_outputs_ > 1 else [forest.classes_]
-    return SimpleNamespace(
-        estimator="classifier" if classes is not None else "regressor",
-        n_features=forest.n_features_in_,
-        n_outputs=forest.n_outputs_,
-        classes=classes,
-        n_classes=np.array([len(c) for c in classes] if classes else [1] * forest.n_outputs_),
-        counts=np.array([s["node_count"] for s in states], np.int64),
-        nodes=np.concatenate([s["nodes"] for s in states]),
-        values=np.concatenate([s["values"] for s in states]),
-        header={},
-    )
-
-
 def _grove_part(store: Store, manifest: dict[str, Any], record: dict[str, Any]) -> Part:
+    """One grove, verified (sha256, then its arrays and header against the run's record of
+    its trees, features and classes), flattened; the decoded arrays are dropped."""
     gid = record["grove_id"]
     key = artifacts.grove_key(manifest["build_id"], manifest["run_id"], gid, GROVE_SUFFIX)
-    grove = decode(artifacts.read_verified(store, key, record, f"grove {gid}"), f"grove {gid}")
-    data = manifest["data"]
-    found = (len(grove.counts), int(grove.n_features), _labels(grove))
-    if found != (record["n_trees"], data["n_features"], data["classes"]):
-        raise BuildError(f"grove {gid}: its trees do not match the run's record of them")
-    return flatten(grove)
-
-
-def _labels(grove: Any) -> Any:
-    """A grove's classes as a manifest records them (as ``votes.forest_classes``)."""
-    if grove.classes is None:
-        return None
-    labels = [c.tolist() for c in grove.classes]
-    return labels[0] if int(grove.n_outputs) == 1 else labels
+    blob = artifacts.read_verified(store, key, record, f"grove {gid}")
+    expected = {**manifest["data"], "n_trees": record["n_trees"]}
+    return flatten(decode_grove(blob, f"grove {gid}", expected))
 
 
 def load_served(store: Store, build_id: str, run_id: str | None = None) -> ServedModel:
