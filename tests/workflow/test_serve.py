@@ -389,6 +389,9 @@ def test_groves_serve_on_the_command_line(built: tuple[Path, pd.DataFrame]) -> N
         assert process.stdout is not None
         first = process.stdout.readline()
         assert first.startswith("serving   s (run ") and "following its latest" in first
+        memory = process.stdout.readline()
+        assert memory.startswith("lambda    ServeMemorySize=") and "MiB flat" in memory
+        assert int(memory.split("=")[1].split()[0]) >= 1769
         url = process.stdout.readline().split()[1]
         status, payload = post(url, {"rows": records(new.iloc[:3])})
         assert status == 200 and len(payload["predictions"]) == 3
@@ -412,7 +415,7 @@ def test_the_serve_function_answers_without_scikit_learn_or_pyarrow(
     store, new = built
     code = (
         "import json, sys; sys.path.insert(0, 'functions/serve'); import app; "
-        f"event = json.loads(sys.argv[1]); response = app.handler(event, None); "
+        "event = json.loads(sys.argv[1]); response = app.handler(event, None); "
         "print(response['statusCode'], "
         "sorted({'sklearn', 'scipy', 'pandas', 'pyarrow', 'joblib'} & set(sys.modules)))"
     )

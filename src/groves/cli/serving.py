@@ -24,8 +24,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"{kernel.n_trees} trees, loaded in {model.load_seconds:.2f} s",
         flush=True,
     )
-    print(f'listening {server.url}  (POST {{"rows": [...]}}, GET for its columns)', flush=True)
     try:
+        print(
+            f"lambda    ServeMemorySize={model.lambda_memory_mb()} fits this model "
+            f"({kernel.nbytes / 2**20:.1f} MiB flat, {len(kernel.nodes):,} nodes)",
+            flush=True,
+        )
+        print(f'listening {server.url}  (POST {{"rows": [...]}}, GET for its columns)', flush=True)
         server.serve_forever()
     except BaseException as stop:  # Ctrl-C, SIGTERM (cli.main's Stopped): a clean stop
         if isinstance(stop, Exception):

@@ -140,6 +140,7 @@ class Part:
     counts: np.ndarray
     table: np.ndarray
     depth: int
+    decoded_bytes: int  # the grove's decoded arrays, while it was flattened
 
 
 def flatten(grove: GroveArrays) -> Part:
@@ -176,6 +177,7 @@ def flatten(grove: GroveArrays) -> Part:
         counts,
         table,
         int(np.max(grove.depths, initial=0)),
+        grove.nodes.nbytes + grove.values.nbytes,
     )
 
 

@@ -20,6 +20,8 @@ from groves.store.artifacts import GROVE_SUFFIX
 from groves.store.storage import Store
 
 READ_THREADS = 4  # groves read, decoded and flattened at once (lz4 and numpy release the GIL)
+BASELINE_BYTES = 160 * 2**20  # Python, numpy, boto3 and the runtime (measured: about 110 MB)
+ONE_VCPU_MB = 1769  # Lambda gives one whole vCPU at 1,769 MB: the walk uses one
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,14 @@ class ServedModel:
     encoder: RowEncoder
     classes: Any  # as the manifest records them: a list, one list per output, or None
     load_seconds: float
+    decoded_bytes: int  # the largest grove's decoded arrays (what loading holds per thread)
+
+    def lambda_memory_mb(self) -> int:
+        """The serve function's memory for this model: the process and its libraries, two
+        models (while the build's latest is swapped in), a grove decoding and flattening per
+        loading thread; at least one whole vCPU (1,769 MB), in 64 MB steps."""
+        need = BASELINE_BYTES + 2 * self.kernel.nbytes + READ_THREADS * 2 * self.decoded_bytes
+        return max(ONE_VCPU_MB, -(-need // (64 * 2**20)) * 64)
 
     def describe(self) -> dict[str, Any]:
         """What a client needs to call the model: its columns and what it answers."""
@@ -86,4 +96,5 @@ def load_served(store: Store, build_id: str, run_id: str | None = None) -> Serve
         encoder=encoder,
         classes=data["classes"],
         load_seconds=time.perf_counter() - started,
+        decoded_bytes=max(p.decoded_bytes for p in parts),
     )

@@ -64,6 +64,7 @@ TEMPLATE_MEMORY_MB = {
     "plan_search": 2048,
     "score_candidates": 4096,
     "score_best": 4096,
+    "serve": 1769,
 }
 # The template's Timeout of each step's function (every function: Globals, FunctionTimeout).
 TEMPLATE_TIMEOUT_SECONDS = dict.fromkeys(TEMPLATE_MEMORY_MB, 900)
