@@ -15,4 +15,6 @@ scikit-learn model a user holds.
 - ``kernel``: a forest as flat arrays (16 bytes a node), every tree walked at once with numpy;
   predicts as scikit-learn does, without it (the serve function's engine).
 - ``served``: a committed run's verified groves as a ``kernel`` with the encoder of its rows.
+- ``onnx_export``: that model and its text encodings as an ONNX model (``groves export
+  --format onnx``), built with ``onnx.helper`` from the flat arrays.
 """

@@ -100,7 +100,8 @@ class Service:
                     self._model = load_served(self.store, self.build_id, self.pinned)
                     self._checked = self.clock()
                 return self._model
-        if self.pinned or self.clock() - self._checked < self.refresh_seconds:
+        elapsed = self.clock() - self._checked  # negative after a SnapStart restore: due
+        if self.pinned or 0 <= elapsed < self.refresh_seconds:
             return current
         if not self._loading.acquire(blocking=False):
             return current
