@@ -31,8 +31,9 @@ import app
 print(json.dumps({"init_seconds": time.perf_counter() - started}), flush=True)
 for line in sys.stdin:
     print(json.dumps(app.handler(json.loads(line), None)), flush=True)
+from groves.forest import native
 heavy = {"sklearn", "scipy", "pandas", "pyarrow", "joblib"} & set(sys.modules)
-print(json.dumps({"modules": sorted(heavy)}))
+print(json.dumps({"modules": sorted(heavy), "compiled": str(native.compiled())}))
 """
 
 
@@ -72,6 +73,7 @@ def test_the_serve_layer_is_small_and_has_no_scikit_learn_or_pyarrow(layer: dict
     assert f"ServeLayer: {size} bytes unzipped" in layer["output"]
     top = {p.name for p in layer["python"].iterdir()}
     assert {"groves", "numpy", "lz4"} <= top
+    assert (layer["python"] / "groves" / "forest" / "_walk.so").is_file()
     assert not top & {"sklearn", "scipy", "pyarrow", "pandas", "joblib"}
     assert not [p for p in files if p.suffix == ".pyc"]
 
@@ -140,7 +142,10 @@ def test_the_serve_function_answers_from_s3_under_lambdas_python(
     out = [json.loads(line) for line in done.stdout.splitlines()]
     answer, described, refused = (json.loads(r["body"]) for r in out[1:4])
     assert [r["statusCode"] for r in out[1:4]] == [200, 200, 400]
-    assert out[-1] == {"modules": []}
+    assert out[-1] == {
+        "modules": [],
+        "compiled": str(layer["python"] / "groves" / "forest" / "_walk.so"),
+    }
 
     import pandas as pd
 

@@ -1,7 +1,7 @@
 """The lean kernel (groves.forest.kernel): a forest flattened from its grove files predicts
 as scikit-learn does: the same leaf in every tree for every row (missing values, values at
 the split thresholds themselves, best-first trees), probabilities and values bit for bit,
-the same labels; in 16 bytes a node."""
+the same labels; in 16 bytes a node. Each test runs with the compiled walk and with numpy's."""
 
 from __future__ import annotations
 
@@ -14,8 +14,19 @@ from hypothesis import strategies as st
 from sklearn.datasets import load_diabetes, load_digits, load_iris, make_multilabel_classification
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
+from groves.forest import native
 from groves.forest.format import decode_grove, write_grove
 from groves.forest.kernel import NODE, kernel_of
+
+
+@pytest.fixture(params=["compiled", "numpy"], autouse=True)
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test with each walk: the compiled one (walk.c) and numpy's."""
+    walk = native.walker() if request.param == "compiled" else None
+    if request.param == "compiled" and walk is None:
+        pytest.skip("no compiled walk here (no C compiler): numpy's alone")
+    monkeypatch.setattr(native, "_walker", walk)
+    return request.param
 
 
 def kernel(*forests: Any) -> Any:

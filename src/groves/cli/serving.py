@@ -9,6 +9,7 @@ from typing import Any
 
 from groves.cli.options import serve_arguments, store_argument
 from groves.engine.server import serve
+from groves.forest import native
 from groves.steps.serve import Service
 from groves.store.storage import open_store
 
@@ -21,7 +22,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(
         f"serving   {model.build_id} (run {model.run_id}"
         f"{', pinned' if args.run else ', following its latest'}): "
-        f"{kernel.n_trees} trees, loaded in {model.load_seconds:.2f} s",
+        f"{kernel.n_trees} trees, loaded in {model.load_seconds:.2f} s, "
+        f"walked by {'the compiled walk' if native.walker() else 'numpy'}",
         flush=True,
     )
     try:

@@ -19,6 +19,7 @@ DRAIN_BYTES = 16 * 2**20  # a body over the limit is read and dropped up to this
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else headers, then body: 40 ms of delayed ACK a request
     server: LocalServer
 
     def _answer(self, method: str) -> None:

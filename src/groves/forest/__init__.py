@@ -14,6 +14,8 @@ scikit-learn model a user holds.
   warm process keeps decoded.
 - ``kernel``: a forest as flat arrays (16 bytes a node), every tree walked at once with numpy;
   predicts as scikit-learn does, without it (the serve function's engine).
+- ``native``: the kernel's walk compiled (``walk.c`` through ``ctypes``), built with the serve
+  layer or compiled once here; numpy's walk when there is none.
 - ``served``: a committed run's verified groves as a ``kernel`` with the encoder of its rows.
 - ``onnx_export``: that model and its text encodings as an ONNX model (``groves export
   --format onnx``), built with ``onnx.helper`` from the flat arrays.
