@@ -431,3 +431,16 @@ def test_the_serve_function_answers_without_scikit_learn_or_pyarrow(
         check=True,
     )
     assert done.stdout.strip() == "200 []"
+
+
+def test_the_command_line_starts_without_the_serve_functions_code() -> None:
+    """``groves serve`` imports the server and the model's code when it runs: every other
+    command starts as fast as before (no numpy at start-up)."""
+    code = (
+        "import sys, groves.cli; print(sorted({'numpy', 'groves.steps.serve'} & set(sys.modules)))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.strip() == "[]"

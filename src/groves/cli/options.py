@@ -10,8 +10,7 @@ import json
 from typing import Any
 
 from groves.engine.console import UsageError
-from groves.steps.request import BATCH_DEFAULTS, DEFAULTS
-from groves.steps.serve import REFRESH_SECONDS
+from groves.steps.request import BATCH_DEFAULTS, DEFAULTS, REFRESH_SECONDS
 from groves.store.storage import DEFAULT_STORE
 
 # Each request option's argparse dest and the request field it sets.

@@ -1,5 +1,6 @@
 """``groves serve``: the serve function behind a local HTTP server, in the foreground until
-Ctrl-C (``groves.engine.server``)."""
+Ctrl-C (``groves.engine.server``, imported when the command runs: other commands start
+without numpy)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import sys
 from typing import Any
 
 from groves.cli.options import serve_arguments, store_argument
-from groves.engine.server import serve
-from groves.forest import native
-from groves.steps.serve import Service
 from groves.store.storage import open_store
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from groves.engine.server import serve  # numpy and the model's code: not at every start
+    from groves.forest import native
+    from groves.steps.serve import Service
+
     service = Service(open_store(args.store), args.build_id, args.run, args.refresh_seconds)
     model = service.model()  # loaded before listening: a missing build fails here
     server = serve(service, args.host, args.port)

@@ -33,11 +33,11 @@ from typing import Any
 
 from groves.errors import GrovesError, RequestError
 from groves.forest.served import ServedModel, load_served
+from groves.steps.request import REFRESH_SECONDS
 from groves.store.artifacts import check_build_id, check_run_id, latest_run
 from groves.store.storage import Store, open_store
 
 log = logging.getLogger("groves")
-REFRESH_SECONDS = 5.0  # how often latest.json is read
 MAX_ROWS = 1_000  # rows a request may hold
 MAX_BODY_BYTES = 2**20  # a request's body (a Function URL takes up to 6 MB)
 JSON_HEADERS = {"content-type": "application/json"}
