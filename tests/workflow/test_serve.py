@@ -444,3 +444,22 @@ def test_the_command_line_starts_without_the_serve_functions_code() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_a_new_run_that_does_not_load_leaves_the_current_one_answering(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = tmp_path / "store"
+    first = train(store, "iris")["run_id"]
+    service = Service(LocalStore(store), "s", refresh_seconds=0)
+    names = service.model().encoder.names
+    request = {"rows": [dict(zip(names, [5.1, 3.5, 1.4, 0.2], strict=True))]}
+    second = train(store, "iris", seed=5)["run_id"]
+    grove = store / "s" / "runs" / second / "groves" / "grove_00000.trees"
+    grove.write_bytes(b"\x00" * grove.stat().st_size)  # damaged after its commit
+    with caplog.at_level("WARNING", logger="groves"):
+        answer = service.predict(request)
+    assert answer["run_id"] == first
+    assert (
+        f"kept run {first}" in caplog.text and "does not match its recorded sha256" in caplog.text
+    )

@@ -62,11 +62,9 @@ class Service:
     ) -> None:
         self.store, self.build_id = store, check_build_id({"build_id": build_id})
         self.pinned = None if run_id is None else check_run_id(run_id)
-        self.refresh_seconds, self.max_rows, self.max_body_bytes = (
-            refresh_seconds,
-            max_rows,
-            max_body_bytes,
-        )
+        self.refresh_seconds = refresh_seconds
+        self.max_rows = max_rows
+        self.max_body_bytes = max_body_bytes
         self.clock = clock
         self._model: ServedModel | None = None
         self._checked = -float("inf")
@@ -111,9 +109,7 @@ class Service:
             if latest is not None and latest != current.run_id:
                 self._model = load_served(self.store, self.build_id, latest)
                 log.info("serving run %s of %s (was %s)", latest, self.build_id, current.run_id)
-        except (GrovesError, OSError, ValueError) as exc:  # keep answering from the current run
-            log.warning("kept run %s of %s: %s", current.run_id, self.build_id, exc)
-        except Exception as exc:  # botocore's errors: the store did not answer
+        except Exception as exc:  # a run that does not load, a store that does not answer
             log.warning("kept run %s of %s: %r", current.run_id, self.build_id, exc)
         finally:
             self._loading.release()
