@@ -179,6 +179,7 @@ BAD_REQUESTS = [
     ),
     (json.dumps({"rows": [[1, 2, 3, 4]]}).encode(), 400, "rows[0]", "has named columns"),
     (json.dumps({"rows": ["red"]}).encode(), 400, "rows[0]", "must be an object"),
+    (b"[" * 200_000 + b"]" * 200_000, 400, "body", "is nested too deeply"),
 ]
 
 
@@ -202,7 +203,9 @@ def test_good_values_of_every_kind_and_the_methods_and_paths(
     service = Service(LocalStore(store), "s")
     loose = {"color": None, "size": "9.5", "flag": 1, "count": True}  # as groves predict reads
     strict = {"color": None, "size": 9.5, "flag": True, "count": 1}
+    text = {"color": None, "size": " 9.5 ", "flag": "TRUE", "count": "1"}
     assert service.predict({"rows": [loose]}) == service.predict({"rows": [strict]})
+    assert service.predict({"rows": [text]}) == service.predict({"rows": [strict]})
     assert service.respond("GET", "/", b"")[1]["columns"][0] == {
         "name": "color",
         "kind": "category",

@@ -7,7 +7,8 @@ plain list of values in training order. By column kind (``groves.data.encoding``
 
 - ``number``: a JSON number, a numeric string (``"1.5"``, as a CSV cell) or a boolean (0/1);
   ``null`` (or NaN) is missing. Infinite values and values beyond float32's range are refused.
-- ``bool``: ``true``/``false`` (1/0), or a number; ``null`` is missing.
+- ``bool``: ``true``/``false`` (1/0; also as text, any case), or a number; ``null`` is
+  missing.
 - ``category``: a string, coded by the training categories; ``null`` and a category never
   seen in training are missing. Numbers and booleans are refused (``3`` is not ``"3"``).
 
@@ -26,6 +27,7 @@ import numpy as np
 from groves.errors import RequestError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+TRUTH = {"true": 1.0, "false": 0.0}  # a boolean column's values as text, as a CSV cell reads
 NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")  # as encoding.NUMBER
 
 
@@ -110,6 +112,8 @@ class RowEncoder:
             return codes.get(value, math.nan)
         if isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and column["kind"] == "bool" and value.lower() in TRUTH:
+            return TRUTH[value.lower()]
         if isinstance(value, str) and NUMBER.match(value):
             value = float(value)
         if not isinstance(value, int | float):

@@ -181,6 +181,8 @@ def parse_body(body: bytes) -> Any:
         raise RequestError("body", "is not UTF-8 text") from exc
     try:
         return json.loads(text)
+    except RecursionError as exc:
+        raise RequestError("body", "is nested too deeply") from exc
     except ValueError as exc:
         raise RequestError("body", f"is not JSON ({exc})") from exc
 
