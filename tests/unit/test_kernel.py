@@ -184,3 +184,18 @@ def test_random_forests_on_coarse_values_with_gaps_predict_alike(
     probe = np.concatenate([probe, at_thresholds(forest, np.nan_to_num(X))])
     np.testing.assert_array_equal(k.leaves(probe) - k.roots[:, None], sklearn_leaves(forest, probe))
     np.testing.assert_array_equal(k.predict(probe), forest.predict(probe))
+
+
+@pytest.mark.parametrize("mix", [None, 0])
+def test_distinct_leaf_rows_are_exact_even_when_their_hashes_collide(
+    mix: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from groves.forest import kernel as module
+
+    if mix is not None:  # every row of the same last word collides: the check falls back
+        monkeypatch.setattr(module, "MIX", np.uint64(mix))
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 3, (500, 3)).astype(np.float64) / 2
+    table, rows = module.distinct_rows(values)
+    np.testing.assert_array_equal(table[rows], values)
+    assert len(table) == len(np.unique(values, axis=0))

@@ -37,6 +37,7 @@ NODE = np.dtype([("feature", "<i4"), ("threshold", "<f4"), ("left", "<i4"), ("ri
 LEAF = -1  # scikit-learn's TREE_LEAF
 BLOCK = 1 << 16  # (row, tree) pairs walked at once: bounds the walk's and the sums' memory
 CHECK = 4  # steps between looks for pairs that reached their leaf
+MIX = np.uint64(0x9E3779B97F4A7C15)  # folds a leaf row's words into one 64-bit key
 
 
 @dataclass(frozen=True)
@@ -165,25 +166,30 @@ def flatten(grove: GroveArrays) -> Part:
     made grove-local, thresholds rounded down to float32, missing values' side folded into the
     feature index, leaves pointing at rows of the grove's distinct leaf values."""
     raw, counts = grove.nodes, np.asarray(grove.counts, dtype=np.int64)
-    n_nodes, n_features = len(raw), int(grove.n_features)
-    first = np.repeat(np.cumsum(counts) - counts, counts)  # each node's tree's first node
-    leaf = raw["left_child"] == LEAF
-    nodes = np.empty(n_nodes, NODE)
+    n_features = int(grove.n_features)
+    nodes = np.empty(len(raw), NODE)
+    left = raw["left_child"].astype(np.int32)  # each field read once, into int32
+    leaf = left == LEAF
+    where_leaf = np.flatnonzero(leaf)
+    first = np.repeat((np.cumsum(counts) - counts).astype(np.int32), counts)  # its tree's root
     with np.errstate(over="ignore"):  # beyond float32: +-inf, then rounded down
         threshold = raw["threshold"].astype(np.float32)
-    above = threshold.astype(np.float64) > raw["threshold"]
+    above = np.flatnonzero(threshold > raw["threshold"])
     threshold[above] = np.nextafter(threshold[above], np.float32(-np.inf))
-    threshold[leaf] = np.nan
+    threshold[where_leaf] = np.nan
     nodes["threshold"] = threshold
-    side = np.where(raw["missing_go_to_left"] != 0, 0, n_features)
-    nodes["feature"] = np.where(leaf, 0, raw["feature"] + side)
-    self_index = np.arange(n_nodes, dtype=np.int64)
-    values = leaf_values(grove, leaf)
-    table, rows = distinct_rows(values)
-    left = raw["left_child"] + first
-    left[leaf] = rows
+    feature = raw["feature"].astype(np.int32)
+    feature[raw["missing_go_to_left"] == 0] += n_features  # missing values go right: x as is
+    feature[where_leaf] = 0
+    nodes["feature"] = feature
+    table, rows = distinct_rows(leaf_values(grove, leaf))
+    left += first
+    left[where_leaf] = rows
     nodes["left"] = left
-    nodes["right"] = np.where(leaf, self_index, raw["right_child"] + first)
+    right = raw["right_child"].astype(np.int32)
+    right += first
+    right[where_leaf] = where_leaf
+    nodes["right"] = right
     classes = None if grove.classes is None else tuple(np.asarray(c) for c in grove.classes)
     return Part(
         grove.estimator,
@@ -216,12 +222,23 @@ def leaf_values(grove: GroveArrays, leaf: np.ndarray) -> np.ndarray:
 
 def distinct_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct rows of ``values`` (by their bytes) and each row's index among them:
-    fully grown classifiers' leaves hold a handful of distinct probability rows."""
+    fully grown classifiers' leaves hold a handful of distinct probability rows. Rows are
+    told apart by a 64-bit hash of their words, checked: a collision falls back to sorting
+    the rows' bytes."""
     if not len(values):
         return values, np.empty(0, np.int64)
-    keys = values.view(np.dtype((np.void, values.dtype.itemsize * values.shape[1]))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return values[first], inverse.ravel()
+    words = np.ascontiguousarray(values).view(np.uint64)
+    key = words[:, 0].copy()
+    for j in range(1, words.shape[1]):
+        key *= MIX
+        key ^= words[:, j]
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    if not np.array_equal(words[first][inverse], words):  # two rows share a hash
+        keys = words.view(np.dtype((np.void, words.itemsize * words.shape[1]))).ravel()
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
+    return values[first], inverse
 
 
 def assemble(parts: Sequence[Part]) -> Kernel:
