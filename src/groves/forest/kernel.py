@@ -159,6 +159,7 @@ class Part:
     table: np.ndarray
     depth: int
     decoded_bytes: int  # the grove's decoded arrays, while it was flattened
+    leaves: np.ndarray  # where its leaves are
 
 
 def flatten(grove: GroveArrays) -> Part:
@@ -201,6 +202,7 @@ def flatten(grove: GroveArrays) -> Part:
         table,
         int(np.max(grove.depths, initial=0)),
         grove.nodes.nbytes + grove.values.nbytes,
+        where_leaf,
     )
 
 
@@ -242,35 +244,33 @@ def distinct_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def assemble(parts: Sequence[Part]) -> Kernel:
-    """Groves' parts, in grove order, as one ``Kernel``: indices made global, leaf rows moved
-    past the tables of the groves before, and the tables' rows made distinct once more."""
+    """Groves' parts, in grove order, as one ``Kernel``: indices made global (each part moved
+    past the nodes of the parts before it), the parts' tables made one of distinct rows, and
+    each leaf pointed at its row there."""
     head = parts[0]
     sizes = [len(p.nodes) for p in parts]
     if sum(sizes) >= 2**31:
         raise ValueError("a forest of 2^31 nodes or more does not fit a kernel's int32 indices")
-    nodes = np.concatenate([p.nodes for p in parts])
-    node_shift = np.repeat(np.cumsum(sizes) - sizes, sizes)
-    row_shift = np.cumsum([len(p.table) for p in parts]) - [len(p.table) for p in parts]
-    leaf = np.isnan(nodes["threshold"])
-    nodes["right"] += node_shift.astype(np.int32)
-    left = nodes["left"]
-    left[~leaf] += node_shift[~leaf].astype(np.int32)
-    left[leaf] += np.repeat(row_shift, sizes)[leaf].astype(np.int32)
     table, rows = distinct_rows(np.concatenate([p.table for p in parts]))
-    left[leaf] = rows[left[leaf]]
-    roots = np.concatenate(
-        [
-            np.cumsum(p.counts) - p.counts + shift
-            for p, shift in zip(parts, np.cumsum(sizes) - sizes, strict=True)
-        ]
-    ).astype(np.int32)
+    rows = rows.astype(np.int32)
+    nodes = np.empty(sum(sizes), NODE)
+    roots, start, row_start = [], 0, 0
+    for part, size in zip(parts, sizes, strict=True):
+        out = nodes[start : start + size]
+        local = part.nodes["left"][part.leaves]  # a leaf's row of its part's table
+        out[...] = part.nodes
+        out["right"] += start  # a leaf's right is itself: moved too
+        out["left"] += start
+        out["left"][part.leaves] = rows[local + row_start]
+        roots.append(np.cumsum(part.counts) - part.counts + start)
+        start, row_start = start + size, row_start + len(part.table)
     return Kernel(
         estimator=head.estimator,
         n_features=head.n_features,
         n_outputs=head.n_outputs,
         classes=head.classes,
         nodes=nodes,
-        roots=roots,
+        roots=np.concatenate(roots).astype(np.int32),
         table=table,
         depth=max(p.depth for p in parts),
     )
