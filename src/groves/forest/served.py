@@ -38,10 +38,11 @@ class ServedModel:
     decoded_bytes: int  # the largest grove's decoded arrays (what loading holds per thread)
 
     def lambda_memory_mb(self) -> int:
-        """The serve function's memory for this model: the process and its libraries, two
-        models (while the build's latest is swapped in), a grove decoding and flattening per
-        loading thread; at least one whole vCPU (1,769 MB), in 64 MB steps."""
-        need = BASELINE_BYTES + 2 * self.kernel.nbytes + READ_THREADS * 2 * self.decoded_bytes
+        """The serve function's memory for this model: the process and its libraries; while
+        the build's latest is swapped in, the model answering, the new one's flattened groves
+        and the new model they make; a grove decoding and flattening per loading thread; at
+        least one whole vCPU (1,769 MB), in 64 MB steps."""
+        need = BASELINE_BYTES + 3 * self.kernel.nbytes + READ_THREADS * 2 * self.decoded_bytes
         return max(ONE_VCPU_MB, -(-need // (64 * 2**20)) * 64)
 
     def describe(self) -> dict[str, Any]:
