@@ -5,6 +5,8 @@ the same labels; in 16 bytes a node. Each test runs with the compiled walk and w
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -199,3 +201,26 @@ def test_distinct_leaf_rows_are_exact_even_when_their_hashes_collide(
     table, rows = module.distinct_rows(values)
     np.testing.assert_array_equal(table[rows], values)
     assert len(table) == len(np.unique(values, axis=0))
+
+
+def test_the_walk_is_compiled_once_into_the_cache_and_numpy_walks_without_a_compiler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(native, "BUILT", tmp_path / "not-built.so")
+    monkeypatch.setattr(native, "_walker", native._UNSET)
+    if shutil.which("cc") or shutil.which("gcc"):
+        path = native.compiled()
+        assert path is not None and path.parent == tmp_path / "cache" / "groves"
+        assert native.walker() is not None
+    monkeypatch.setattr(native, "_walker", native._UNSET)
+    monkeypatch.setenv("GROVES_KERNEL", "numpy")
+    assert native.walker() is None
+    monkeypatch.delenv("GROVES_KERNEL")
+    monkeypatch.setattr(native, "_walker", native._UNSET)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no compiler to be found
+    assert native.compiled() is None and native.walker() is None
+    X, y = load_iris(return_X_y=True)
+    forest = RandomForestClassifier(3, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(kernel(forest).predict(X), forest.predict(X))

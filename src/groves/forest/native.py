@@ -6,8 +6,9 @@ Where the library comes from, first found:
 
 1. ``_walk.so`` beside this module: the serve function's layer compiles it at build time
    (``layer/serve/Makefile``);
-2. a copy compiled here, once, with the system's C compiler (``cc``), cached by the source's
-   sha256 under ``$XDG_CACHE_HOME/groves`` (``~/.cache/groves``) for ``groves serve``;
+2. a copy compiled here, once, with the system's C compiler (``cc``), cached by the machine's
+   architecture and the source's sha256 under ``$XDG_CACHE_HOME/groves`` (``~/.cache/groves``)
+   for ``groves serve``;
 3. none (no compiler, a library that does not load): ``walker()`` is ``None`` and the kernel
    walks with numpy. ``GROVES_KERNEL=numpy`` chooses numpy whatever is found.
 
@@ -20,6 +21,7 @@ import ctypes
 import hashlib
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -49,7 +51,8 @@ def compiled() -> Path | None:
     if not SOURCE.is_file():
         return None
     source = SOURCE.read_bytes()
-    target = cache_dir() / f"walk-{hashlib.sha256(source).hexdigest()[:16]}.so"
+    name = f"walk-{platform.machine()}-{hashlib.sha256(source).hexdigest()[:16]}.so"
+    target = cache_dir() / name
     if target.is_file():
         return target
     compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
