@@ -15,6 +15,7 @@ from conftest import ROOT, allowed, object_patterns, statements
 from packaging.requirements import Requirement
 
 from groves.engine.local import FUNCTIONS, STORE_SUBSTITUTION, definition_path
+from groves.forest.served import ONE_VCPU_MB
 from groves.steps import handlers
 from groves.steps.batch import OUTPUTS_PREFIX, validate_batch_request
 from groves.steps.cost import TEMPLATE_MEMORY_MB, TEMPLATE_TIMEOUT_SECONDS
@@ -437,6 +438,9 @@ def test_local_limits_and_cost_estimates_use_the_templates_memory_sizes_and_time
             step = properties["CodeUri"].strip("/").split("/")[-1]
             sizes[step] = default(properties["MemorySize"])
             timeouts[step] = default(properties["Timeout"])
+    # the serve function is no state machine's step: no local run holds it to limits; its
+    # default memory is the one vCPU ServedModel.lambda_memory_mb never goes below
+    assert sizes.pop("serve") == ONE_VCPU_MB and timeouts.pop("serve") == 60
     assert sizes == TEMPLATE_MEMORY_MB
     assert timeouts == TEMPLATE_TIMEOUT_SECONDS
 

@@ -64,11 +64,9 @@ TEMPLATE_MEMORY_MB = {
     "plan_search": 2048,
     "score_candidates": 4096,
     "score_best": 4096,
-    "serve": 1769,
 }
-# The template's Timeout of each step's function (Globals' FunctionTimeout; the serve function
-# answers requests: its own 60 s).
-TEMPLATE_TIMEOUT_SECONDS = dict.fromkeys(TEMPLATE_MEMORY_MB, 900) | {"serve": 60}
+# The template's Timeout of each step's function (every function: Globals, FunctionTimeout).
+TEMPLATE_TIMEOUT_SECONDS = dict.fromkeys(TEMPLATE_MEMORY_MB, 900)
 TRAINING_STEPS = ("plan", "train_grove", "merge")
 
 
