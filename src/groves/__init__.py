@@ -14,6 +14,7 @@ LAZY = {
     "predict": "groves.api",
     "load_model": "groves.api",
     "export_model": "groves.api",
+    "serve": "groves.api",
     "GrovesClassifier": "groves.estimators",
     "GrovesRegressor": "groves.estimators",
 }

@@ -7,6 +7,7 @@ runs, here (``store`` a directory or ``s3://``) or, given ``stack_name`` or
 - ``load_model(store, build_id)``: a committed run's scikit-learn forest (or the ``Pipeline`` of
   its text encoding and forest), verified
 - ``export_model(store, build_id, path)``: that forest as one joblib file
+- ``serve(build_id)``: ``groves serve``: the serve function behind a local HTTP server
 
 A failed execution raises ``RequestError`` (naming the field, before any work) or ``BuildError``.
 The estimators ``GrovesClassifier``/``GrovesRegressor`` are in ``groves.estimators``.
@@ -30,9 +31,12 @@ from groves.engine.console import (
     stack_output,
     state_machine_arn,
 )
+from groves.engine.server import LocalServer
+from groves.engine.server import serve as start_server
 from groves.errors import BuildError, GrovesError, RequestError
 from groves.forest import loading
 from groves.steps.request import BATCH_DEFAULTS
+from groves.steps.serve import REFRESH_SECONDS, Service
 from groves.store.storage import DEFAULT_STORE, Store, open_store
 
 # Each state machine: the stack output naming it, its Map, and what an item of the Map is.
@@ -57,6 +61,25 @@ def export_model(
     """Write the plain forest ``load_model`` gives (without a text encoding step) to ``path``
     as a joblib file, drawing one grove at a time; ``joblib.load`` reads it back."""
     return loading.export_model(_opened(store), build_id, Path(path), run_id)
+
+
+def serve(
+    build_id: str,
+    store: Store | str = DEFAULT_STORE,
+    *,
+    run_id: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    refresh_seconds: float = REFRESH_SECONDS,
+) -> LocalServer:
+    """The serve function answering for ``build_id``'s latest committed run (or ``run_id``)
+    on ``http://host:port/`` (``port=0``: a free one), started in a background thread: POST
+    ``{"rows": [...]}`` to its ``url``; ``close()`` it, or use it in a ``with`` block. The
+    model is loaded before it returns (a build without a committed run raises
+    ``BuildError``) and follows the build's latest every ``refresh_seconds``."""
+    service = Service(_opened(store), build_id, run_id, refresh_seconds)
+    service.model()
+    return start_server(service, host, port).start()
 
 
 def _opened(store: Store | str) -> Store:

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import re
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from conftest import ROOT, allowed, object_patterns, statements
 from packaging.requirements import Requirement
 
 from groves.engine.local import FUNCTIONS, STORE_SUBSTITUTION, definition_path
+from groves.forest.served import ONE_VCPU_MB
 from groves.steps import handlers
 from groves.steps.batch import OUTPUTS_PREFIX, validate_batch_request
 from groves.steps.cost import TEMPLATE_MEMORY_MB, TEMPLATE_TIMEOUT_SECONDS
@@ -190,6 +192,7 @@ WRITES = {
         search_key("b", RUN, name) for name in ("leaderboard.json", "usage.json")
     ],
     "ScoreBestFunction": [search_key("b", RUN, "result.json")],
+    "ServeFunction": [],  # answers requests, writes nothing
 }
 
 
@@ -335,19 +338,59 @@ def test_the_bucket_refuses_requests_without_tls(template) -> None:
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
+def pinned(path: Path) -> list[Requirement]:
+    lines = path.read_text().splitlines()
+    return [Requirement(line) for line in lines if line and not line.startswith("#")]
+
+
 def test_lambda_pins_fall_inside_the_package_ranges() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     ranges = {Requirement(r).name: Requirement(r).specifier for r in project["dependencies"]}
-    pins = [
-        Requirement(line)
-        for line in (ROOT / "layer" / "requirements.txt").read_text().splitlines()
-        if line and not line.startswith("#")
-    ]
+    pins = pinned(ROOT / "layer" / "requirements.txt")
     assert {"scikit-learn", "joblib", "numpy"} <= {pin.name for pin in pins}
     for pin in pins:
         (version,) = [s.version for s in pin.specifier]
         if pin.name in ranges:
             assert version in ranges[pin.name], (pin.name, version)
+    # the serve layer: numpy and lz4 alone, the very versions the other functions run
+    serve = {str(pin) for pin in pinned(ROOT / "layer" / "serve" / "requirements.txt")}
+    assert serve == {str(pin) for pin in pins if pin.name in ("numpy", "lz4")}
+    assert len(serve) == 2
+
+
+def test_the_serve_function_has_its_own_layer_a_url_and_its_builds_files_alone(template) -> None:
+    """The serve function: its own small layer (the others' has scikit-learn and pyarrow), a
+    Function URL signed by default, its build and run from the parameters, concurrency and
+    SnapStart as parameters, and reads of its build's model files alone."""
+    resources, parameters = template["Resources"], template["Parameters"]
+    assert "Layers" not in template["Globals"]["Function"]  # lists in Globals are prepended
+    for name, resource in resources.items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            layer = "ServeLayer" if name == "ServeFunction" else "GrovesLayer"
+            assert resource["Properties"]["Layers"] == [{"Ref": layer}], name
+    assert resources["ServeLayer"]["Properties"]["ContentUri"] == "layer/serve/"
+    serve = resources["ServeFunction"]
+    assert serve["Condition"] == "Serves" and resources["ServeLogGroup"]["Condition"] == "Serves"
+    properties = serve["Properties"]
+    assert properties["FunctionUrlConfig"]["AuthType"] == {"Ref": "ServeAuthType"}
+    assert parameters["ServeAuthType"]["Default"] == "AWS_IAM"
+    assert "NONE opens it to anyone" in parameters["ServeAuthType"]["Description"]
+    variables = properties["Environment"]["Variables"]
+    assert variables["GROVES_BUILD"] == {"Ref": "ServeBuild"}
+    assert variables["GROVES_RUN"] == {"Ref": "ServeRun"}
+    assert properties["MemorySize"] == {"Ref": "ServeMemorySize"}
+    assert properties["ReservedConcurrentExecutions"]["Fn::If"][0] == "ReservesServing"
+    assert properties["ProvisionedConcurrencyConfig"]["Fn::If"][0] == "ProvisionsServing"
+    assert properties["SnapStart"]["Fn::If"][0] == "SnapStartsServing"
+    reads = [
+        p
+        for s in statements(properties["Policies"])
+        if s["Action"] == "s3:GetObject"
+        for p in object_patterns(s["Resource"])
+    ]
+    assert reads and all(p.startswith("${Bucket}/${Build}/") for p in reads)
+    built = [r["Fn::Sub"][1]["Build"] for r in statements(properties["Policies"])[0]["Resource"]]
+    assert built == [{"Ref": "ServeBuild"}] * len(reads)
 
 
 @pytest.mark.parametrize("name", ["execution", "plan"])
@@ -395,6 +438,9 @@ def test_local_limits_and_cost_estimates_use_the_templates_memory_sizes_and_time
             step = properties["CodeUri"].strip("/").split("/")[-1]
             sizes[step] = default(properties["MemorySize"])
             timeouts[step] = default(properties["Timeout"])
+    # the serve function is no state machine's step: no local run holds it to limits; its
+    # default memory is the one vCPU ServedModel.lambda_memory_mb never goes below
+    assert sizes.pop("serve") == ONE_VCPU_MB and timeouts.pop("serve") == 60
     assert sizes == TEMPLATE_MEMORY_MB
     assert timeouts == TEMPLATE_TIMEOUT_SECONDS
 

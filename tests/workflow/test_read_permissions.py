@@ -27,6 +27,8 @@ from groves.engine.local import FUNCTIONS, local_machine
 from groves.forest.loading import WARM
 from groves.steps.plan import validate_request
 from groves.steps.planned import planned_grove
+from groves.steps.serve import Service
+from groves.store.storage import open_store
 
 STORE = f"s3://{BUCKET}/builds"
 READS = ("GetObject", "HeadObject")  # both need s3:GetObject
@@ -130,12 +132,28 @@ def every_step_read(recorded: dict[str, set[str]], s3: Any) -> dict[str, set[str
 
     searched = {k: v for k, v in request.items() if k != "predict"}
     run_machine("search", {**searched, "build_id": "s", "search": {"grid": {"max_depth": [2, 3]}}})
+
+    # the serve function, deployed for build b: it loads the latest run, answers, and reads
+    # latest.json again for a newer run
+    token = CALLER.set("ServeFunction")
+    try:
+        service = Service(open_store(STORE), SERVED, refresh_seconds=0)
+        row = dict(zip(service.model().encoder.names, rows[0].tolist(), strict=True))
+        service.predict({"rows": [row]})
+    finally:
+        CALLER.reset(token)
     return recorded
 
 
+SERVED = "b"  # the serve function's build (its template parameter ServeBuild)
+
+
 def read_patterns(function: dict[str, Any]) -> list[str]:
+    """Its readable keys; the serve function's with its build (under this test's store
+    prefix: deployed, the store is the bucket's root) and any run filled in."""
+    build = f"{STORE.split(BUCKET + '/', 1)[1]}/{SERVED}"
     return [
-        pattern
+        pattern.replace("${Build}", build).replace("${Runs}", "*")
         for statement in statements(function["Properties"]["Policies"])
         if statement["Action"] == "s3:GetObject"
         for pattern in object_patterns(statement["Resource"])

@@ -69,6 +69,16 @@ def cmd_report(args: argparse.Namespace, session: Any = None) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    if args.format == "onnx":
+        try:
+            from groves.forest.onnx_export import export_onnx
+        except ImportError as exc:  # onnx is an optional extra
+            raise UsageError(
+                "--format onnx needs the onnx package: pip install 'groves[onnx]'"
+            ) from exc
+        path = export_onnx(open_store(args.store), args.build_id, Path(args.out), args.run)
+        print(f"model     {path} ({path.stat().st_size / 2**20:.1f} MiB; ONNX Runtime reads it)")
+        return 0
     from groves.forest.loading import export_model
 
     path = export_model(open_store(args.store), args.build_id, Path(args.out), args.run)
@@ -142,10 +152,20 @@ def add_parsers(commands: Any) -> None:
 
     export = commands.add_parser(
         "export",
-        help="write a committed run's forest as one joblib file (a pickle: for your own use)",
+        help="write a committed run's forest as one joblib file (a pickle: for your own use) "
+        "or as an ONNX model",
     )
     export.add_argument("build_id", metavar="NAME", help="a build in the store")
-    export.add_argument("--out", required=True, help="the file to write, e.g. model.joblib")
+    export.add_argument(
+        "--out", required=True, help="the file to write, e.g. model.joblib or model.onnx"
+    )
+    export.add_argument(
+        "--format",
+        choices=("joblib", "onnx"),
+        default="joblib",
+        help="joblib: the scikit-learn forest (a pickle); onnx: the forest and its text "
+        "encodings for ONNX Runtime (needs groves[onnx])",
+    )
     _store_and_run(export, "a committed run id (default: the build's latest)")
     export.set_defaults(func=cmd_export, parser=export)
 

@@ -2,7 +2,7 @@
 predict: ``run`` and ``predict`` (the state machines on this machine), ``start`` and
 ``start-predict`` (the deployed ones). ``search`` and the commands that read what runs left
 (``ls``, ``history``, ``report``, ``export``, ``event``) are in ``cli.search`` and
-``cli.inspect``; every option is defined once in ``cli.options``."""
+``cli.inspect``, ``serve`` in ``cli.serving``; every option is defined once in ``cli.options``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from groves.cli import inspect, search
+from groves.cli import inspect, search, serving
 from groves.cli.options import (
     DefaultsHelp,
     batch_arguments,
@@ -147,6 +147,7 @@ def parser() -> argparse.ArgumentParser:
     deployed_arguments(start_predict, "BatchPredictStateMachineArn")
     start_predict.set_defaults(func=cmd_start_predict, parser=start_predict)
     search.add_parser(commands)
+    serving.add_parser(commands)
     inspect.add_parsers(commands)
     return root
 

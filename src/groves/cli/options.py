@@ -1,6 +1,7 @@
 """The command line's options, one definition each, shared by every command that takes them:
 the training request's (``run``, ``start``, ``search``, ``event``), a batch prediction's
-(``predict``, ``start-predict``), the deployed stack's and the store's. Every option has help."""
+(``predict``, ``start-predict``), ``serve``'s, the deployed stack's and the store's. Every
+option has help."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 from typing import Any
 
 from groves.engine.console import UsageError
-from groves.steps.request import BATCH_DEFAULTS, DEFAULTS
+from groves.steps.request import BATCH_DEFAULTS, DEFAULTS, REFRESH_SECONDS
 from groves.store.storage import DEFAULT_STORE
 
 # Each request option's argparse dest and the request field it sets.
@@ -230,4 +231,21 @@ def store_argument(parser: argparse.ArgumentParser, what: str = "") -> None:
         "--store",
         default=DEFAULT_STORE,
         help=f"directory or s3://bucket[/prefix]{what} (default ./%(default)s)",
+    )
+
+
+def serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("build_id", metavar="NAME", help="the build whose model answers")
+    parser.add_argument(
+        "--run", help="a committed run id to pin (default: the build's latest, followed)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--port", type=int, default=8080, help="port to listen on (0: any free port)"
+    )
+    parser.add_argument(
+        "--refresh-seconds",
+        type=float,
+        default=REFRESH_SECONDS,
+        help="how often the build's latest.json is read for a newer run",
     )

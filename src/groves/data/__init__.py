@@ -15,4 +15,6 @@
 - ``encoding``: each column's kind, text columns' categories and codes, and the ``Pipeline``
   that encodes a DataFrame as the build did.
 - ``rows``: new rows for prediction, read block by block in the training columns' order.
+- ``records``: rows given as JSON records (the serve function's requests), encoded as
+  ``encoding`` encodes a table, without pyarrow; ``feature_columns``, a model's columns.
 """

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from groves.data.encoding import encode_table
+from groves.data.records import feature_columns
 from groves.data.tables import (
     BUILTIN_NAMES,
     builtin,
@@ -24,10 +25,7 @@ from groves.data.tables import (
 )
 from groves.errors import RequestError
 
-
-def feature_columns(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """A plan's feature columns with their encoding (plans older than encodings: numbers)."""
-    return data.get("columns") or [{"name": n, "kind": "number"} for n in data["feature_names"]]
+__all__ = ["feature_columns", "prediction_blocks", "write_rows"]
 
 
 def prediction_blocks(

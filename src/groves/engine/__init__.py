@@ -8,6 +8,7 @@
 - ``limits``: each function's memory size and timeout (the template's, or ``--memory-mb``),
   enforced on every invocation in a worker as Lambda enforces them.
 - ``executions``: execution histories, stored locally or read from Step Functions.
+- ``server``: the serve function (``groves.steps.serve``) behind a local HTTP server.
 - ``console``: progress while an execution runs, following a deployed one, and the root cause
   of a failure in one line.
 

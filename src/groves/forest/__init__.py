@@ -12,4 +12,11 @@ scikit-learn model a user holds.
   ``feature_names_in_`` when trained on named columns, or the ``Pipeline`` of the text
   encoding and the forest); ``export_model``, that forest as one joblib file; the groves a
   warm process keeps decoded.
+- ``kernel``: a forest as flat arrays (16 bytes a node), every tree walked at once with numpy;
+  predicts as scikit-learn does, without it (the serve function's engine).
+- ``native``: the kernel's walk compiled (``walk.c`` through ``ctypes``), built with the serve
+  layer or compiled once here; numpy's walk when there is none.
+- ``served``: a committed run's verified groves as a ``kernel`` with the encoder of its rows.
+- ``onnx_export``: that model and its text encodings as an ONNX model (``groves export
+  --format onnx``), built with ``onnx.helper`` from the flat arrays.
 """

@@ -8,6 +8,8 @@ each handler one module here. The state machines in ``statemachine/`` order them
 - ``score``: the held-out score from the groves' stored votes (metrics.json).
 - ``batch``: batch prediction: plan_batch (rows and tiles), predict_chunk (a tile), assemble.
 - ``search``: plan_search (one run per candidate), score_candidates, score_best.
+- ``serve``: the serve function: one build's model answering JSON rows over a Function URL
+  (and ``groves serve``), following the build's latest run; no scikit-learn, no pyarrow.
 - ``planned``: the groves a spec plans (count, trees and seed of each), numpy only.
 - ``request``: the request fields and their defaults; ``cost``: what each invocation costs;
   ``events``: a ready event for one step, for ``sam local invoke``.

@@ -51,3 +51,8 @@ def check_fields(request: Any, fields: tuple[str, ...]) -> None:
             unknown[0] or "request",
             f"unknown field {unknown[0]!r}; allowed fields are {', '.join(fields)}",
         )
+
+
+# The serve function (``groves.steps.serve``, ``groves serve``): how often it reads the build's
+# latest.json for a newer run, in seconds.
+REFRESH_SECONDS = 5.0
