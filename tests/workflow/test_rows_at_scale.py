@@ -206,3 +206,20 @@ def test_held_out_rows_are_capped_for_scoring_and_split_by_row(tmp_path: Path) -
     late = (frame["status"] == "late").mean()
     split = read_prepared(LocalStore(tmp_path / "st"), plan)
     assert abs((split.y_train == "late").mean() - late) < 0.03  # stratified in expectation
+
+
+def test_a_tables_regression_labels_are_checked_for_poisson_from_the_scan(tmp_path: Path) -> None:
+    """The streamed plan keeps no labels, yet a poisson criterion still needs non-negative
+    training labels with a positive sum (as for arrays)."""
+    from groves.errors import RequestError
+    from groves.steps.plan import plan_build
+    from groves.store.storage import LocalStore as Store
+
+    frame = messy(400, 3).assign(status=np.linspace(-5, 5, 400))
+    frame.to_parquet(tmp_path / "r.parquet")
+    request = {"build_id": "p", "dataset": str(tmp_path / "r.parquet"), "target": "status"}
+    request |= {"estimator": "regressor", "params": {"criterion": "poisson"}}
+    with pytest.raises(RequestError, match=r"params\.criterion: 'poisson' needs non-negative"):
+        plan_build(Store(tmp_path / "st"), request)
+    frame.assign(status=np.linspace(0, 5, 400)).to_parquet(tmp_path / "r.parquet")
+    assert plan_build(Store(tmp_path / "st"), request)["data"]["n_rows"] == 400

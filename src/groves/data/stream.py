@@ -20,6 +20,7 @@ object is downloaded, then read) and one shard.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,6 +123,8 @@ class Scan:
     words: dict[str, dict[Any, list[int]]] = field(default_factory=dict)  # [train count, row]
     labels: dict[Any, list[int]] = field(default_factory=dict)  # [rows, training rows]
     label_kind: str = ""
+    train_min: float = math.inf  # a regressor's least training label, and their sum
+    train_sum: float = 0.0
     missing_labels: int = 0
     first_missing: int | None = None
     label_width: int = 1
@@ -265,6 +268,10 @@ def _scan_labels(
                 f"'regressor' needs a numeric target but {found.source!r} has text labels; "
                 "use estimator 'classifier'",
             )
+        floats = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)[~test]
+        if len(floats):
+            found.train_min = min(found.train_min, float(floats.min()))
+            found.train_sum += float(floats.sum())
         return
     labels = values.to_numpy(zero_copy_only=False)
     unique, inverse = np.unique(labels, return_inverse=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -211,7 +212,8 @@ def plan_table(store: Store, spec: dict[str, Any], run_id: str) -> dict[str, Any
     )
     classes = stream.classes(found) if classify else None
     n_train = found.n_rows - found.n_test
-    check_params_against_data(spec["params"], np.empty(n_train), classes)
+    labels = TrainingLabels(n_train, 1, found.train_min, found.train_sum)
+    check_params_against_data(spec["params"], labels, classes)
     prefix = data_prefix(spec["build_id"], run_id)
     done = stream.prepare(
         lambda layout, rows: RowWriter(store, prefix, layout, rows),
@@ -313,13 +315,37 @@ def grove_sample(
     }
 
 
+@dataclass(frozen=True)
+class TrainingLabels:
+    """What the parameters' checks need of the training labels: their count, outputs, and
+    (a regressor's) least value and sum: from an array, or from a table's scan."""
+
+    n: int
+    n_outputs: int = 1
+    minimum: float = 0.0
+    total: float = 1.0
+
+    @classmethod
+    def of(cls, y: np.ndarray) -> TrainingLabels:
+        numeric = y.dtype.kind in "biuf" and len(y) > 0
+        return cls(
+            len(y),
+            1 if y.ndim == 1 else y.shape[1],
+            float(np.min(y)) if numeric else 0.0,
+            float(np.sum(y)) if numeric else 1.0,
+        )
+
+
 def check_params_against_data(
-    params: dict[str, Any], y_train: np.ndarray, classes: list[Any] | None = None
+    params: dict[str, Any],
+    y_train: np.ndarray | TrainingLabels,
+    classes: list[Any] | None = None,
 ) -> None:
     """Bound the parameters that scale a tree's memory by the data: a tree cannot use more
     samples, leaves or levels than there are training rows, and scikit-learn allocates for
     what is allowed (``max_leaf_nodes: 10**9`` asks for ~128 GB before the first split)."""
-    n_train = len(y_train)
+    labels = y_train if isinstance(y_train, TrainingLabels) else TrainingLabels.of(y_train)
+    n_train = labels.n
     for name in ("max_samples", "max_leaf_nodes", "max_depth"):
         value = params.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > n_train:
@@ -329,7 +355,7 @@ def check_params_against_data(
                 + (" (or a fraction in (0, 1])" if name == "max_samples" else ""),
             )
     weights = params.get("class_weight")
-    if isinstance(weights, dict) and y_train.ndim == 2:
+    if isinstance(weights, dict) and labels.n_outputs > 1:
         raise RequestError(
             "params.class_weight",
             "an object of class weights applies to one output; with several outputs use "
@@ -343,7 +369,7 @@ def check_params_against_data(
                 "params.class_weight",
                 f"{unknown[0]!r} is not a class of the training rows ({len(names)} classes)",
             )
-    if params.get("criterion") == "poisson" and (np.any(y_train < 0) or np.sum(y_train) <= 0):
+    if params.get("criterion") == "poisson" and (labels.minimum < 0 or labels.total <= 0):
         raise RequestError(
             "params.criterion", "'poisson' needs non-negative targets with a positive sum"
         )
