@@ -234,7 +234,7 @@ def project(args: argparse.Namespace) -> None:
     plan_io = (2 * rows * input_per_row + 0.75 * rows * row_bytes) / 1e6 / a["s3_read_mb_per_s"]
     plan_s = plan_cpu + plan_io
     record = {**train, "n_rows": int(rows * 0.75)}
-    sample = grove_sample({"rows_per_grove": None}, record, 200_000 * row_bytes)
+    sample = grove_sample({"rows_per_grove": args.rows_per_grove}, record, 200_000 * row_bytes)
     per_grove = sample["rows"] or sample["of"]
     train_vcpu = sample["memory_mb"] / a["mb_per_vcpu"]
     scale = per_grove / sampled * math.log(per_grove) / math.log(sampled)
@@ -295,6 +295,7 @@ def main() -> None:
     pro.add_argument("--target-rows", type=int, default=100_000_000)
     pro.add_argument("--trees", type=int, default=1000)
     pro.add_argument("--grove-size", type=int, default=2)
+    pro.add_argument("--rows-per-grove", type=int, help="default: as many as fit")
     pro.add_argument("--out", type=Path, default=Path("/tmp/groves-bench"))
     pro.set_defaults(run=project)
     args = parser.parse_args()
