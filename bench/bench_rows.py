@@ -262,7 +262,8 @@ def project(args: argparse.Namespace) -> None:
         + ("  OVER Lambda's 900 s" if plan_s > 900 else "")
     )
     print(
-        f"  a grove   {grove_s:7.0f} s  ({per_grove:,} rows sampled by train_grove's "
+        f"  a grove   {grove_s:7.0f} s  ({per_grove:,} rows each"
+        f" ({'rows_per_grove' if sample['asked'] else 'as many as fit'}), train_grove's "
         f"{sample['memory_mb']:,} MB, {train_vcpu:.2f} vCPU; a tree {tree_s:.0f} s)"
     )
     print(
