@@ -256,3 +256,20 @@ def test_a_run_stopped_while_scoring_resumes_and_is_scored(tmp_path: Path) -> No
     assert (store / "k" / "runs" / out["run_id"] / "manifest.json").read_bytes() == model
     again = run_local({"build_id": "k", "resume": True}, str(store))
     assert again.status == "FAILED" and "no uncommitted run" in (again.cause or "")
+
+
+@pytest.mark.parametrize("file", ["manifest.json", "plan.json", "latest.json"])
+def test_a_record_of_a_newer_format_is_refused_saying_to_upgrade(tmp_path: Path, file: str) -> None:
+    """Every record carries its format and version; a reader never misreads a newer one."""
+    store = tmp_path / "s"
+    out = train(store, "v", "iris", predict=True)
+    run = store / "v" / "runs" / out["run_id"]
+    path = store / "v" / file if file == "latest.json" else run / file
+    kind = file.removesuffix(".json")
+    record = json.loads(path.read_text())
+    assert record["format"] == f"groves-{kind}/1"
+    path.write_text(json.dumps({**record, "format": f"groves-{kind}/2"}))
+    with pytest.raises(BuildError, match=rf"is groves-{kind}/2, newer than this groves reads"):
+        groves.load_model(str(store), "v") if kind != "plan" else score_build(
+            LocalStore(store), "v", out["run_id"]
+        )

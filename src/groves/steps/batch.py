@@ -48,6 +48,7 @@ from groves.store.artifacts import (
     read_record,
     read_verified,
 )
+from groves.store.records import record_format
 from groves.store.storage import (
     MISSING_BUCKET,
     ArtifactNotFound,
@@ -245,6 +246,7 @@ def plan_batch(store: Store, request: Any, invocation: Invocation | None = None)
             store.put_file(batch_key(build_id, batch_id, "keep.arrow"), kept)
             written_keep = file_digest(kept)
     record = {
+        "format": record_format("batch"),
         "build_id": build_id,
         "run_id": run_id,
         "batch_id": batch_id,

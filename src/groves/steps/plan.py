@@ -32,6 +32,7 @@ from groves.store.artifacts import (
     plan_key,
     read_plan,
 )
+from groves.store.records import record_format
 from groves.store.storage import ArtifactNotFound, Store, check_store, put_json
 
 # The Distributed Map reads its items from the store, so the grove count is not bound by Step
@@ -246,6 +247,7 @@ def run_plan(
     """A run's ``plan.json``. ``prepared_run`` names another run of the build whose prepared
     data this run shares (a search's candidates share one copy)."""
     plan = {
+        "format": record_format("plan"),
         "build_id": spec["build_id"],
         "run_id": run_id,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

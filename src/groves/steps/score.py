@@ -22,6 +22,7 @@ from groves.store.artifacts import (
     read_manifest,
     read_verified,
 )
+from groves.store.records import record_format
 from groves.store.storage import READ_THREADS, Store, load_npy_lz4, put_json
 
 
@@ -69,6 +70,7 @@ def score_build(
             {"n_trees": n_trees, "score": target.score(y_test, target.decide(total, n_trees))}
         )
     metrics = {
+        "format": record_format("metrics"),
         "build_id": build_id,
         "run_id": run_id,
         "metric": target.metric,

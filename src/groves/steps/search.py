@@ -50,6 +50,7 @@ from groves.store.artifacts import (
     read_record,
     read_verified,
 )
+from groves.store.records import record_format
 from groves.store.storage import ArtifactNotFound, Store, dump_npy, get_json, load_npy, put_json
 
 MAX_CANDIDATES = 1_000
@@ -209,6 +210,7 @@ def plan_search(store: Store, request: Any, invocation: Invocation | None = None
         records.append({"candidate": index, "run_id": run_id, "params": candidate})
     put_json(store, search_key(build_id, search_id, "candidates.json"), items)
     record = {
+        "format": record_format("search"),
         "build_id": build_id,
         "search_id": search_id,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -27,6 +27,7 @@ from groves.store.artifacts import (
     read_plan,
     read_verified,
 )
+from groves.store.records import record_format
 from groves.store.storage import Store, dump_npy_lz4, get_json, put_json
 
 
@@ -160,6 +161,7 @@ def fit_grove(
     store.put_bytes(grove_key(build_id, run_id, gid, VOTES_SUFFIX), votes)
     store.put_bytes(grove_key(build_id, run_id, gid, GROVE_SUFFIX), blob)
     meta = {
+        "format": record_format("grove"),
         **grove,
         "build_id": build_id,
         "run_id": run_id,

@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from groves.errors import BuildError, CorruptFile, RequestError
-from groves.store.records import check_manifest, checked
+from groves.store.records import check_format, check_manifest, checked, stamped
 from groves.store.storage import ArtifactNotFound, Store, get_json, json_bytes, parse_json
 
 BUILD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
@@ -195,7 +195,11 @@ def read_record(store: Store, key: str, build_id: str, kind: str, record_id: str
         record = get_json(store, key)
     except ArtifactNotFound as exc:
         raise BuildError(f"build {build_id!r} has no {kind} {record_id}") from exc
-    if (record["build_id"], record[f"{kind}_id"]) != (build_id, record_id):
+    check_format(record, kind, f"{store.uri}/{key}")
+    if not isinstance(record, dict) or (record.get("build_id"), record.get(f"{kind}_id")) != (
+        build_id,
+        record_id,
+    ):
         raise BuildError(f"the record of {kind} {record_id} names another {kind}")
     return record
 
@@ -215,7 +219,7 @@ def is_committed(store: Store, build_id: str, run_id: str) -> bool:
 def commit(store: Store, build_id: str, run_id: str, manifest: dict[str, Any]) -> None:
     """Write the run's manifest (its commit mark) unless it exists (a committed run is never
     rewritten), then point ``latest.json`` at the run unless it names a newer one."""
-    store.create_bytes(manifest_key(build_id, run_id), json_bytes(manifest))
+    store.create_bytes(manifest_key(build_id, run_id), json_bytes(stamped(manifest, "manifest")))
     advance_latest(store, build_id, run_id, manifest["created_at"])
 
 
@@ -227,12 +231,13 @@ def advance_latest(store: Store, build_id: str, run_id: str, committed_at: str) 
     def forward(current: Any) -> dict[str, Any] | None:
         if isinstance(current, dict) and str(current.get("run_id", "")) >= run_id:
             return None
-        return {
+        latest = {
             "build_id": build_id,
             "run_id": run_id,
             "committed_at": committed_at,
             "manifest": manifest_key(build_id, run_id),
         }
+        return stamped(latest, "latest")
 
     return store.update_json(latest_key(build_id), forward)["run_id"] == run_id
 

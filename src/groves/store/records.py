@@ -111,8 +111,47 @@ def check(value: Any, schema: Any, path: str = "") -> str | None:
 _names = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}
 
 
+# Every record a step writes carries its format, ``groves-<kind>/<version>``; a record without
+# one was written before formats were recorded, as version 1. A reader refuses a newer version
+# than it knows (saying to upgrade groves) rather than misread it.
+VERSIONS = {
+    "latest": 1,
+    "plan": 1,
+    "manifest": 1,
+    "grove": 1,
+    "metrics": 1,
+    "batch": 1,
+    "search": 1,
+}
+
+
+def record_format(kind: str) -> str:
+    return f"groves-{kind}/{VERSIONS[kind]}"
+
+
+def stamped(record: dict[str, Any], kind: str) -> dict[str, Any]:
+    """``record`` with the format of its kind, as a writer stores it."""
+    return {**record, "format": record_format(kind)}
+
+
+def check_format(value: Any, kind: str, name: str) -> None:
+    """A record of ``kind`` in a format this groves reads; else one ``CorruptFile`` line."""
+    found = value.get("format") if isinstance(value, dict) else None
+    if found is None or found == record_format(kind):
+        return
+    match = re.fullmatch(rf"groves-{kind}/(\d+)", str(found))
+    if match and int(match[1]) > VERSIONS[kind]:
+        raise CorruptFile(
+            f"{name} is {found}, newer than this groves reads ({record_format(kind)}): "
+            "upgrade groves to read it"
+        )
+    raise CorruptFile(f"{name} is not a {kind} record (format {str(found)[:40]!r})")
+
+
 def checked(value: Any, kind: str, name: str) -> Any:
-    """``value`` if it fits the schema of ``kind``; else a ``CorruptFile`` naming ``name``."""
+    """``value`` if it is a record of ``kind`` in a format this groves reads and fits its
+    schema; else a ``CorruptFile`` naming ``name``."""
+    check_format(value, kind, name)
     problem = check(value, SCHEMAS[kind])
     if problem:
         raise CorruptFile(f"{name} is not a valid {kind} record: {problem}")
