@@ -52,8 +52,7 @@ def prediction_blocks(
         yield X, None
         return
     first_row = 0
-    for batch in iter_batches(source, columns, field):
-        table = pa.Table.from_batches([batch])
+    for table in iter_batches(source, columns, field):
         X = encode_table(table, columns, repr(source), field, keep, first_row)
         first_row += table.num_rows
         yield X, table.select(list(keep)) if keep else None

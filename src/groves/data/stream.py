@@ -34,6 +34,7 @@ from groves.data import encoding
 from groves.data.shards import Layout, RowWriter
 from groves.data.tables import (
     BATCH_ROWS,
+    blocks,
     csv_options,
     csv_problem,
     frame_columns,
@@ -68,14 +69,15 @@ def table_files(source: str) -> tuple[list[str], str]:
 
 def file_batches(
     uri: str, kind: str, types: dict[str, pa.DataType] | None = None
-) -> Iterator[pa.RecordBatch]:
-    """One file's blocks of rows (a CSV's columns of ``types`` read as those types)."""
+) -> Iterator[pa.Table]:
+    """One file's blocks of about ``BATCH_ROWS`` rows (a CSV's columns of ``types`` read as
+    those types)."""
     with local_file(uri, "dataset") as path:
         if kind == "parquet":
             try:
                 parquet = parquet_file(path)
                 columns = frame_columns(parquet.schema_arrow)
-                yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns)
+                yield from blocks(parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns))
             except (pa.ArrowException, OSError) as exc:
                 raise RequestError("dataset", f"{uri!r} is not a readable Parquet file") from exc
             return
@@ -83,7 +85,7 @@ def file_batches(
         try:
             reader = pa_csv.open_csv(path, read_options=read, convert_options=convert)
             reader.schema.names  # noqa: B018 (decodes the header: it must be UTF-8)
-            yield from reader
+            yield from blocks(reader)
         except UnicodeDecodeError as exc:
             raise RequestError("dataset", f"{uri!r} is not UTF-8 text") from exc
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -188,12 +190,12 @@ def _schema(found: Scan, schema: pa.Schema) -> None:
     found.words = {n: {} for n, k in zip(found.names, found.kinds, strict=True) if k == "category"}
 
 
-def _scan_batch(found: Scan, batch: pa.RecordBatch, classify: bool, size: float, seed: int) -> None:
+def _scan_batch(found: Scan, batch: pa.Table, classify: bool, size: float, seed: int) -> None:
     n, start = batch.num_rows, found.n_rows
     test = unit_hash(seed, 0, start, n) < size
     where = repr(found.source)
     for name, words in found.words.items():
-        values = encoding.decoded(pa.chunked_array([batch.column(name)]))
+        values = encoding.decoded(batch.column(name))
         text = pc.cast(values, pa.string()).combine_chunks()
         encoded = pc.dictionary_encode(text)
         indices = encoded.indices.to_numpy(zero_copy_only=False)
@@ -214,9 +216,7 @@ def _scan_batch(found: Scan, batch: pa.RecordBatch, classify: bool, size: float,
             )
     for name in found.names:
         if found.types[name] != pa.null() and name not in found.words:
-            encoding.to_numbers(
-                name, pa.chunked_array([batch.column(name)]), where, "dataset", start
-            )
+            encoding.to_numbers(name, batch.column(name), where, "dataset", start)
     _scan_labels(found, batch.column(found.target), test, classify, start)
     if found.weight is not None:
         _check_weights(found, batch.column(found.weight), start)
@@ -225,9 +225,9 @@ def _scan_batch(found: Scan, batch: pa.RecordBatch, classify: bool, size: float,
 
 
 def _scan_labels(
-    found: Scan, column: pa.Array, test: np.ndarray, classify: bool, start: int
+    found: Scan, column: pa.ChunkedArray, test: np.ndarray, classify: bool, start: int
 ) -> None:
-    values = encoding.decoded(pa.chunked_array([column]))
+    values = encoding.decoded(column)
     kind = values.type
     missing = values.is_null()
     if encoding.is_text(kind):
@@ -289,8 +289,7 @@ def _scan_labels(
         )
 
 
-def _check_weights(found: Scan, column: pa.Array, start: int) -> None:
-    values = pa.chunked_array([column])
+def _check_weights(found: Scan, values: pa.ChunkedArray, start: int) -> None:
     where = repr(found.source)
     if values.null_count:
         first = encoding.first_false(values.is_valid())
@@ -411,8 +410,7 @@ def prepare(
     row = 0
     kept = [n for n in (found.target, found.weight) if n is not None]
     for uri in found.files:
-        for batch in file_batches(uri, found.kind, found.types):
-            table = pa.Table.from_batches([batch])
+        for table in file_batches(uri, found.kind, found.types):
             X = encoding.encode_table(table, columns, where, "dataset", kept, row)
             y = _labels(table.column(found.target), dtype)
             w = None
