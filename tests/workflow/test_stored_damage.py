@@ -460,6 +460,9 @@ def test_a_damaged_cost_is_refused_in_one_line(template: Template, name, change)
         ("metrics.json", lambda blob: b"null"),
         ("metrics.json", _edited_json(lambda m: m.update(score_by_trees=None))),
         ("metrics.json", _edited_json(lambda m: m.update(grove_scores=[]))),
+        # numbers numpy cannot hold were an OverflowError while drawing (fuzz, 300 probes)
+        ("metrics.json", _edited_json(lambda m: m["grove_scores"].__setitem__(0, -(2**63) - 1))),
+        ("metrics.json", _edited_json(lambda m: m["score_by_trees"][0].update(n_trees=2**70))),
         ("manifest.json", _edited_json(lambda m: m["groves"][1]["usage"].update(ended_at="x"))),
         ("manifest.json", _edited_json(lambda m: m.pop("timings"))),
     ],

@@ -101,8 +101,10 @@ def check(value: Any, schema: Any, path: str = "") -> str | None:
         return None if ok else f"{where} must be a whole number from {schema.low} to {schema.high}"
     if schema is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
-    elif schema is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif schema is float:  # a number numpy holds (an integer within int64's range)
+        ok = isinstance(value, float) or (
+            isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+        )
     else:
         ok = isinstance(value, schema)
     return None if ok else f"{where} must be {_names.get(schema, schema.__name__)}"
@@ -242,7 +244,11 @@ SCHEMAS: dict[str, Any] = {
             "n_test": COUNT,
             "n_trees": Range(1, 1 << 31),
         },
-        {"grove_scores": List(float), "score_by_trees": ANY, "cost": ANY},
+        {
+            "grove_scores": List(float),
+            "score_by_trees": List(Rec({"n_trees": Range(1, 1 << 31), "score": float})),
+            "cost": ANY,
+        },
     ),
 }
 
