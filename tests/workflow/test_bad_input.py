@@ -383,3 +383,28 @@ def test_malformed_grove_batches_name_their_field(batch: dict, field: str) -> No
     with pytest.raises(RequestError) as caught:
         handlers.train_grove(batch)
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize("reader", ["table", "stream"])
+def test_a_missing_target_lists_the_columns_and_suggests_the_closest(
+    reader: str, tmp_path: Path
+) -> None:
+    """``--target churn`` on a table with ``Churn``: the message lists the columns and suggests
+    ``Churn`` (same name in another case first), from the table reader and the streamed one."""
+    from groves.data import datasets, stream
+
+    source = tmp_path / "c.csv"
+    source.write_text(
+        "id,Churn,tenure,churned_at\n" + "".join(f"{i},{i % 2},{i},{i}\n" for i in range(20))
+    )
+    expected = (
+        r"^target: column 'churn' is not in '.*c\.csv' \(did you mean 'Churn'\?\); its 4 "
+        r"columns: 'id', 'Churn', 'tenure', 'churned_at'$"
+    )
+    with pytest.raises(RequestError, match=expected):
+        if reader == "table":
+            datasets.table_features(str(source), "churn", None)
+        else:
+            stream.scan(str(source), "churn", None, True, 0.25, 0)
+    with pytest.raises(RequestError, match=r"\(did you mean 'tenure'\?\)"):
+        datasets.table_features(str(source), "tenur", None)
