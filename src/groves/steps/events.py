@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 from groves.errors import RequestError
-from groves.steps.planned import planned_groves
 from groves.store.artifacts import latest_run, plan_key, read_plan, run_ids
 from groves.store.storage import Store, get_json
 
@@ -59,6 +58,8 @@ def step_event(
     ids = {"store": store.uri, "build_id": build_id, "run_id": run_id}
     if step != "train_grove":
         return ids
+    from groves.steps.planned import planned_groves  # numpy: not at the CLI's start-up (STEPS)
+
     items = planned_groves(read_plan(store, build_id, run_id)["spec"])
     if grove is not None:
         if not 0 <= grove < len(items):
