@@ -240,7 +240,9 @@ def test_messages_never_quote_a_files_contents(tmp_path: Path) -> None:
                 "request": small_request(dataset=source, target="secret_q"),
             }
         )
-    assert "secret_a" not in str(caught.value)
+    # a missing column names the table's columns (its header), never a value of a row
+    assert "'secret_a', 'secret_b', 'target'" in str(caught.value)
+    assert all(f"secret_{v}" not in str(caught.value) for v in "xyz")
 
 
 def test_a_very_wide_csv_keeps_its_names_out_of_the_state_payload(tmp_path: Path) -> None:
