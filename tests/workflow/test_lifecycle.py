@@ -243,3 +243,13 @@ def test_a_run_built_without_p_says_how_to_score_it_and_groves_score_does(tmp_pa
     assert get_json(open_store(str(tmp_path)), f"u/runs/{run_id}/metrics.json")["n_test"] == 38
     with pytest.raises(BuildError):
         promote(open_store(str(tmp_path)), "u", new_run_id())
+
+
+def test_lifecycle_commands_refuse_a_name_that_is_not_a_build(tmp_path, capsys) -> None:
+    store = ["--store", str(tmp_path)]
+    assert cli.main(["run", "t", "-t", "2", "-g", "2", "--dataset", "iris", *store]) == 0
+    capsys.readouterr()
+    for argv in (["rm", "map-runs"], ["rm", "../t"], ["gc", "../t", "--keep", "1"]):
+        assert cli.main([*argv, *store]) == 2, argv
+        assert capsys.readouterr().err.startswith("invalid request: "), argv
+    assert (tmp_path / "map-runs").is_dir(), "the Map Runs' results are not a build"

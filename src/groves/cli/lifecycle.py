@@ -10,7 +10,14 @@ import argparse
 from typing import Any
 
 from groves.cli.options import store_argument
-from groves.store.storage import open_store
+from groves.store.artifacts import check_build_id, check_run_id
+from groves.store.storage import Store, open_store
+
+
+def opened(args: argparse.Namespace) -> Store:
+    """The store, once NAME is a build id (a ``RequestError`` naming it otherwise)."""
+    check_build_id({"build_id": args.build_id})
+    return open_store(args.store)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -19,7 +26,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from groves.steps.score import score_build
     from groves.store.artifacts import committed_run, read_plan
 
-    store = open_store(args.store)
+    store = opened(args)
     run_id = committed_run(store, args.build_id, args.run)
     plan = read_plan(store, args.build_id, run_id)
     if "search_id" in plan:
@@ -39,10 +46,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from groves.store.artifacts import check_run_id
     from groves.store.promotions import promote
 
-    record = promote(open_store(args.store), args.build_id, check_run_id(args.run, "--run"))
+    record = promote(opened(args), args.build_id, check_run_id(args.run, "--run"))
     before = record["from"] or "none"
     print(
         f"latest    build {args.build_id!r}: run {record['run_id']} (was {before}); pinned until "
@@ -64,10 +70,9 @@ def removed_line(removed: Any, what: str) -> str:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from groves.store.artifacts import check_run_id
     from groves.store.cleanup import remove_build, remove_run
 
-    store = open_store(args.store)
+    store = opened(args)
     if args.run is None:
         print(removed_line(remove_build(store, args.build_id), f"build {args.build_id!r}"))
         return 0
@@ -79,7 +84,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
 def cmd_gc(args: argparse.Namespace) -> int:
     from groves.store.cleanup import collect
 
-    removed = collect(open_store(args.store), args.build_id, args.keep)
+    removed = collect(opened(args), args.build_id, args.keep)
     kept = f"the latest and the {args.keep} newest committed runs kept"
     print(removed_line(removed, f"build {args.build_id!r} ({kept})"))
     return 0

@@ -154,9 +154,9 @@ def remove_run(store: Store, build_id: str, run_id: str) -> Removed:
 def remove_build(store: Store, build_id: str) -> Removed:
     """Delete every file of a build (runs, batches, searches, promotions, ``latest.json``);
     a ``RequestError`` naming ``NAME`` while work in progress uses any of its runs."""
-    sizes = store.list_sizes(f"{build_id}/")
-    if not sizes:
+    if "runs" not in store.list_children(build_id):  # not a build (map-runs/, outputs/, ...)
         raise RequestError("NAME", f"there is no build {build_id!r} in {store.uri}")
+    sizes = store.list_sizes(f"{build_id}/")
     used = in_use(store, build_id)
     if used:
         run_id, why = sorted(used.items())[0]
