@@ -253,3 +253,19 @@ def test_lifecycle_commands_refuse_a_name_that_is_not_a_build(tmp_path, capsys) 
         assert cli.main([*argv, *store]) == 2, argv
         assert capsys.readouterr().err.startswith("invalid request: "), argv
     assert (tmp_path / "map-runs").is_dir(), "the Map Runs' results are not a build"
+
+
+def test_gc_keeps_the_candidates_of_a_search_in_progress(tmp_path, capsys) -> None:
+    """GIVEN a search planned but not finished, WHEN gc runs, THEN its candidates' runs stay;
+    once the search has its result, they go."""
+    store = str(tmp_path)
+    latest = built(store)
+    request = {**small_request(), "search": {"grid": {"max_depth": [1, 2]}}}
+    search = handlers.plan_search({"store": store, "request": request})
+    assert cli.main(["gc", "t", "--keep", "0", "--store", store]) == 0
+    assert ": 0 runs" in capsys.readouterr().out
+    assert len(list((tmp_path / "t" / "runs").iterdir())) == 3
+    (tmp_path / "t" / "searches" / search["search_id"] / "result.json").write_text("{}")
+    assert cli.main(["gc", "t", "--keep", "0", "--store", store]) == 0
+    assert ": 2 runs" in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "t" / "runs").iterdir()] == [latest]
