@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,23 @@ def object_patterns(resources: Any) -> list[str]:
 def allowed(pattern: str, key: str) -> bool:
     """IAM resource matching: ``*`` matches any run of characters, ``/`` included."""
     return fnmatch.fnmatchcase(key, pattern.replace("${Bucket}/", "", 1))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_files_under_pytests_base(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """What the code under test puts in the temporary directory (the S3 download cache,
+    worker processes' files) goes under pytest's own base folder, never loose in /tmp."""
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("tmp"))
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+    yield
+    if saved is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved
+    tempfile.tempdir = None
 
 
 @pytest.fixture(autouse=True)

@@ -120,10 +120,12 @@ def test_layer_is_under_lambdas_limit_with_no_bytecode_of_another_python(
 
 
 def test_layer_runs_plan_train_merge_predict_under_lambdas_python(
-    built: dict[str, Any], lambda_python: str, s3_server: str, moto_server: str
+    built: dict[str, Any], lambda_python: str, s3_server: str, moto_server: str, tmp_path: Path
 ) -> None:
     env = {**FAKE_AWS, "AWS_ENDPOINT_URL_S3": moto_server, "AWS_EC2_METADATA_DISABLED": "true"}
     env["PATH"] = os.environ["PATH"]
+    (tmp_path / "lambda-tmp").mkdir()
+    env["TMPDIR"] = str(tmp_path / "lambda-tmp")  # the functions' /tmp: their S3 download cache
     store = f"s3://{s3_server}/layer"
 
     def invoke(step: str, event: dict[str, Any]) -> Any:

@@ -93,3 +93,13 @@ def test_the_merge_function_starts_without_scikit_learn() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert loaded.stdout.strip() == "[]"
+
+
+def test_the_cli_parses_its_arguments_without_numpy() -> None:
+    """The command line installs its signal handlers once its arguments are parsed: building
+    the parser imports no numpy (a Ctrl-C in those first tenths of a second is a traceback)."""
+    code = "import sys; from groves.cli import parser; parser(); print('numpy' in sys.modules)"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "False"

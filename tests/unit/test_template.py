@@ -154,7 +154,14 @@ def test_every_task_retries_lambda_errors_and_catches_to_a_fail_state(machine_id
     assert distributed["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
 
 
-FORBIDDEN = {"s3:*", "s3:DeleteObject", "s3:PutObjectAcl", "s3:PutLifecycleConfiguration"}
+# groves rm and groves gc delete client-side: no function may delete anything
+FORBIDDEN = {
+    "s3:*",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:PutObjectAcl",
+    "s3:PutLifecycleConfiguration",
+}
 RUN = "20261125T120301123Z-1a2b3c4d"
 # What each step writes, as groves.store.artifacts names it: the template must allow exactly these.
 WRITES = {

@@ -240,7 +240,9 @@ def test_messages_never_quote_a_files_contents(tmp_path: Path) -> None:
                 "request": small_request(dataset=source, target="secret_q"),
             }
         )
-    assert "secret_a" not in str(caught.value)
+    # a missing column names the table's columns (its header), never a value of a row
+    assert "'secret_a', 'secret_b', 'target'" in str(caught.value)
+    assert all(f"secret_{v}" not in str(caught.value) for v in "xyz")
 
 
 def test_a_very_wide_csv_keeps_its_names_out_of_the_state_payload(tmp_path: Path) -> None:
@@ -383,3 +385,28 @@ def test_malformed_grove_batches_name_their_field(batch: dict, field: str) -> No
     with pytest.raises(RequestError) as caught:
         handlers.train_grove(batch)
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize("reader", ["table", "stream"])
+def test_a_missing_target_lists_the_columns_and_suggests_the_closest(
+    reader: str, tmp_path: Path
+) -> None:
+    """``--target churn`` on a table with ``Churn``: the message lists the columns and suggests
+    ``Churn`` (same name in another case first), from the table reader and the streamed one."""
+    from groves.data import datasets, stream
+
+    source = tmp_path / "c.csv"
+    source.write_text(
+        "id,Churn,tenure,churned_at\n" + "".join(f"{i},{i % 2},{i},{i}\n" for i in range(20))
+    )
+    expected = (
+        r"^target: column 'churn' is not in '.*c\.csv' \(did you mean 'Churn'\?\); its 4 "
+        r"columns: 'id', 'Churn', 'tenure', 'churned_at'$"
+    )
+    with pytest.raises(RequestError, match=expected):
+        if reader == "table":
+            datasets.table_features(str(source), "churn", None)
+        else:
+            stream.scan(str(source), "churn", None, True, 0.25, 0)
+    with pytest.raises(RequestError, match=r"\(did you mean 'tenure'\?\)"):
+        datasets.table_features(str(source), "tenur", None)

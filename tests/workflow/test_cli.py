@@ -291,7 +291,22 @@ def test_ls_lists_builds_and_runs_with_status_trees_and_score(tmp_path: Path, ca
     rows = [line.split() for line in lines[1:]]
     assert [r[0] for r in rows] == ["b", "s", "s"]
     assert rows[0][2] == "latest" and rows[0][3] == "6" and rows[0][4] == "accuracy"
-    assert sorted(r[2] for r in rows[1:]) == ["candidate", "latest"], "the search's best is latest"
+    assert lines[0].split()[5:10] == ["wall", "s", "cpu", "s", "cost"]
+    assert sorted(r[2] for r in rows[1:]) == ["candidate", "committed"], "a search moves no latest"
+    # the search's best shows what the search measured: its held-out score and whole cost
+    best = next(r for r in rows[1:] if r[2] == "committed")
+    result = json.loads(next((tmp_path / "s" / "searches").glob("*/result.json")).read_text())
+    assert best[3:6] == ["(search)", "4", "accuracy"] and float(best[6]) == round(
+        result["test_score"], 4
+    )
+    assert float(best[9]) == pytest.approx(result["cost"]["usd"]["total"], abs=1e-6)
+    # wall time is the run's, end to end; cpu time its groves' fit seconds summed
+    manifest = json.loads(next((tmp_path / "b" / "runs").glob("*/manifest.json")).read_text())
+    groves_span = max(g["usage"]["ended_at"] for g in manifest["groves"]) - min(
+        g["usage"]["started_at"] for g in manifest["groves"]
+    )
+    assert float(rows[0][6]) >= round(groves_span, 1) - 0.05
+    assert float(rows[0][7]) == round(manifest["timings"]["fit_seconds_total"], 1)
     assert cli.main(["ls", "--store", str(tmp_path / "none")]) == 0
     assert "no builds in" in capsys.readouterr().err
 

@@ -3,11 +3,11 @@ check is a real groves build on the check's rows, in a store of its own."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sklearn.base import clone
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.utils import estimator_checks
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -20,7 +20,7 @@ LIKE_SCIKIT_LEARNS_FORESTS = {
     "check_sample_weight_equivalence_on_dense_data": "bootstrap sampling, as in RandomForest*",
     "check_sample_weight_equivalence_on_sparse_data": "bootstrap sampling, as in RandomForest*",
 }
-STORE = str(Path(tempfile.gettempdir()) / "groves-estimator-checks")  # one name: stable test ids
+STORE = "groves-estimator-checks"  # one name: stable test ids; each test runs in its tmp_path
 
 
 def expected_failures(estimator: Any) -> dict[str, str]:
@@ -34,8 +34,8 @@ def expected_failures(estimator: Any) -> dict[str, str]:
     ],
     expected_failed_checks=expected_failures,
 )
-def test_scikit_learn_estimator_checks(estimator: Any, check: Any) -> None:
-    check(estimator)
+def test_scikit_learn_estimator_checks(estimator: Any, check: Any, tmp_path: Path) -> None:
+    check(clone(estimator).set_params(store=str(tmp_path / STORE)))
 
 
 def check_names(estimator: Any) -> set[str]:

@@ -205,7 +205,7 @@ def test_a_search_runs_on_text_and_missing_values(tmp_path: Path) -> None:
         machine="search",
     )
     assert run.status == "SUCCEEDED", run.cause
-    model = groves.load_model(str(tmp_path / "store"), "s")
+    model = groves.load_model(str(tmp_path / "store"), "s", run.output["result"]["run_id"])
     assert isinstance(model, Pipeline)
     assert model.score(flights(200, seed=5).drop(columns="status"), flights(200, 5)["status"]) > 0.7
 

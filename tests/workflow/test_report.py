@@ -117,7 +117,7 @@ def test_a_searchs_best_reports_what_the_search_measured(tmp_path: Path, capsys)
     search read once, the search's rows, steps and whole cost (not 0 state transitions)."""
     store = str(tmp_path / "store")
     argv = ["search", "s", "-t", "4", "-g", "2", "--dataset", "iris", "--store", store]
-    assert cli.main([*argv, "--grid", "max_depth=2,3"]) == 0
+    assert cli.main([*argv, "--grid", "max_depth=2,3", "--commit"]) == 0
     out = tmp_path / "out"
     assert cli.main(["report", "s", "--store", store, "--out", str(out)]) == 0
     text = html.unescape((out / "report.html").read_text())

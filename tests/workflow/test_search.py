@@ -22,6 +22,7 @@ from groves.engine.local import local_machine, run_local
 from groves.errors import RequestError
 from groves.steps import handlers
 from groves.steps.search import search_key, validate_search
+from groves.store.artifacts import manifest_key
 from groves.store.storage import LocalStore, get_json
 
 GRID = {"max_depth": [1, 3, None], "max_features": ["sqrt", 1.0]}
@@ -58,16 +59,18 @@ def test_a_grid_search_picks_what_gridsearchcv_picks_on_the_same_validation_spli
         RandomForestClassifier(n_estimators=20, random_state=0), GRID, cv=PredefinedSplit(fold)
     ).fit(X, y)
     assert board[0]["params"] == sklearn_search.best_params_
-    # the best candidate is the build's committed model, a plain forest with its parameters
-    model = groves.load_model(str(tmp_path), "s")
+    # the best candidate is committed (not the build's latest unless asked: commit), a plain
+    # forest with its parameters
+    result = run.output["result"]
+    assert not store.exists("s/latest.json") and result["latest"] is False
+    assert result["promote"] == f"groves promote s --run {result['run_id']}"
+    model = groves.load_model(str(tmp_path), "s", result["run_id"])
     assert type(model) is RandomForestClassifier and len(model.estimators_) == 20
     assert {k: model.get_params()[k] for k in GRID} == board[0]["params"]
-    result = run.output["result"]
     accuracy = float(np.mean(model.predict(outer.X_test) == outer.y_test))
     assert result["test_score"] == pytest.approx(accuracy) and result["n_test"] == 450
     # the committed candidate's cost: its groves and its merge, not the forest's transitions
-    manifest = get_json(store, "s/latest.json")
-    cost = get_json(store, manifest["manifest"])["cost"]
+    cost = get_json(store, manifest_key("s", result["run_id"]))["cost"]
     assert set(cost["steps"]) == {"train_grove", "merge"} and cost["state_transitions"] == 0
     assert cost["search_id"] == run.output["search_id"]
 
@@ -161,16 +164,29 @@ def test_cli_search_prints_the_leaderboard(tmp_path: Path, capsys) -> None:
     assert result["best"]["params"]["max_depth"] in (1, None)
 
 
-def test_a_search_into_a_build_with_a_model_says_what_it_replaced(tmp_path: Path, capsys) -> None:
-    """GIVEN a build with a committed 9-tree model, WHEN a search commits its best into the
-    same build, THEN its output names the run it replaced as latest (which stays usable),
-    and groves ls marks the search's best."""
+def test_a_search_leaves_the_latest_alone_unless_asked_and_says_how_to_promote(
+    tmp_path: Path, capsys
+) -> None:
+    """GIVEN a build with a committed 9-tree model, WHEN a search runs without --commit, THEN
+    the build's latest stays (groves predict keeps using it) and the output says how to
+    promote the best; WHEN one runs with --commit, THEN the best is latest and the output
+    names the run it replaced (which stays usable), and groves ls marks the search's best."""
     store = ["--store", str(tmp_path)]
     assert cli.main(["run", "s", "-t", "9", "-g", "3", "--dataset", "iris", *store]) == 0
     before = json.loads((tmp_path / "s" / "latest.json").read_text())["run_id"]
     capsys.readouterr()
     argv = ["search", "s", "-t", "4", "-g", "2", "--dataset", "iris", *store]
     assert cli.main([*argv, "--grid", "max_depth=2,3"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads((tmp_path / "s" / "latest.json").read_text())["run_id"] == before
+    [promote] = [line for line in out.splitlines() if line.startswith("promote")]
+    best = promote.split()[5]
+    assert (
+        promote.startswith(f"promote   groves promote s --run {best} (") and "replaced" not in out
+    )
+    assert f"groves export s --run {best} --out model.joblib" in out
+    assert len(groves.load_model(str(tmp_path), "s").estimators_) == 9
+    assert cli.main([*argv, "--grid", "max_depth=2,3", "--commit"]) == 0
     out = capsys.readouterr().out
     assert f"replaced  build 's''s latest model until now, run {before} (9 trees)" in out
     assert cli.main(["ls", *store]) == 0
@@ -189,6 +205,7 @@ def test_build_puts_the_searchs_runs_and_best_in_a_build_of_its_own(tmp_path: Pa
     before = json.loads((tmp_path / "s" / "latest.json").read_text())["run_id"]
     capsys.readouterr()
     argv = ["search", "s", "-t", "4", "-g", "2", "--dataset", "iris", "--build", "s-tuned"]
+    argv.append("--commit")
     assert cli.main([*argv, "--grid", "max_depth=2,3", *store]) == 0
     out = capsys.readouterr().out
     assert "replaced" not in out and "groves export s-tuned" in out
@@ -202,6 +219,8 @@ def test_build_puts_the_searchs_runs_and_best_in_a_build_of_its_own(tmp_path: Pa
     with pytest.raises(RequestError) as caught:
         validate_search({**digits_search(), "winner_build": "no spaces"})
     assert caught.value.field == "winner_build"
+    with pytest.raises(RequestError, match=r"^commit: 'yes' must be true"):
+        validate_search({**digits_search(), "commit": "yes"})
 
 
 def test_resume_never_picks_a_search_candidate(tmp_path: Path) -> None:

@@ -73,3 +73,32 @@ def test_event_refuses_what_it_cannot_make(local_store, capsys) -> None:
     assert [g["grove_id"] for g in one["Items"]] == [1] and one["BatchInput"]["build_id"] == "e"
     assert cli.main(["event", "train_grove", "e", "--grove-id", "2", *store]) == 2
     assert "grove: 2 is not one of the run's 2 groves" in capsys.readouterr().err
+
+
+def test_events_default_to_the_latest_committed_run_never_a_search_candidate(
+    local_store, capsys
+) -> None:
+    """GIVEN a build with a model and a search of it (its candidates are newer runs), WHEN
+    groves event makes train_grove, merge and predict events, THEN each names the build's
+    latest committed run; a run that cannot be read says "cannot read", never "cannot write"."""
+    store = ["--store", local_store.uri]
+    assert cli.main(["run", "e", "-t", "4", "-g", "2", "--dataset", "iris", *store]) == 0
+    latest = get_json(local_store, "e/latest.json")["run_id"]
+    search = ["search", "e", "-t", "4", "-g", "2", "--dataset", "iris", "--grid", "max_depth=1,2"]
+    assert cli.main([*search, *store]) == 0
+    capsys.readouterr()
+    for step in ("train_grove", "merge", "predict"):
+        assert cli.main(["event", step, "e", *store]) == 0
+        event = json.loads(capsys.readouterr().out)
+        assert event.get("BatchInput", event)["run_id"] == latest, step
+    assert (
+        cli.main(["event", "train_grove", "e", "--run", "20200101T000000000Z-00000000", *store])
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("groves: cannot read: ") and "plan.json does not exist" in err
+    # a run the build planned itself after its latest is what the next step works on
+    assert cli.main(["event", "plan", "e", "-t", "4", "-g", "2", "--dataset", "iris", *store]) == 0
+    planned = handler_of("PlanFunction")(json.loads(capsys.readouterr().out), None)
+    assert cli.main(["event", "merge", "e", *store]) == 0
+    assert json.loads(capsys.readouterr().out)["run_id"] == planned["run_id"]

@@ -38,6 +38,9 @@ def cmd_history(args: argparse.Namespace, session: Any = None) -> int:
 
         session = session or boto3.session.Session()
         histories = [executions.deployed(session.client("stepfunctions"), args.execution_arn)]
+    elif args.build_id and args.promotions:
+        print("\n".join(promotion_lines(open_store(args.store), args.build_id)))
+        return 0
     elif args.build_id:
         chosen = [(kind, getattr(args, d)) for d, kind in KINDS if getattr(args, d) is not None]
         kind, which = chosen[0] if chosen else ("runs", args.run)
@@ -46,6 +49,19 @@ def cmd_history(args: argparse.Namespace, session: Any = None) -> int:
         raise UsageError("name a build (groves history NAME [--run ID]) or --execution-arn ARN")
     print("\n\n".join("\n".join(executions.table(history)) for history in histories))
     return 0
+
+
+def promotion_lines(store: Any, build_id: str) -> list[str]:
+    """A build's promotes, oldest first (``groves history NAME --promotions``)."""
+    from groves.store.promotions import promotions
+
+    found = promotions(store, build_id)
+    if not found:
+        return [f"build {build_id!r} has no promotes in {store.uri}"]
+    lines = [f"{'when':<26} {'run':<30} from"]
+    for record in found:
+        lines.append(f"{record['promoted_at']:<26} {record['run_id']:<30} {record['from'] or '-'}")
+    return lines
 
 
 def cmd_report(args: argparse.Namespace, session: Any = None) -> int:
@@ -130,6 +146,11 @@ def add_parsers(commands: Any) -> None:
             metavar="ID",
             help=f"a {dest} of the build instead of a run (default ID: its newest, in {kind}/)",
         )
+    which.add_argument(
+        "--promotions",
+        action="store_true",
+        help="the build's promotes (groves promote), oldest first, instead of an execution",
+    )
     history.add_argument(
         "--execution-arn", help="a deployed execution: read through get_execution_history"
     )

@@ -1,8 +1,10 @@
 """``groves``: the command line's parser and entry point, and the commands that train and
 predict: ``run`` and ``predict`` (the state machines on this machine), ``start`` and
-``start-predict`` (the deployed ones). ``search`` and the commands that read what runs left
-(``ls``, ``history``, ``report``, ``export``, ``event``) are in ``cli.search`` and
-``cli.inspect``, ``serve`` in ``cli.serving``; every option is defined once in ``cli.options``."""
+``start-predict`` (the deployed ones). ``search``, the commands that read what runs left
+(``ls``, ``history``, ``report``, ``export``, ``event``), ``serve``, and those that manage a
+model's life after training (``score``, ``promote``, ``rm``, ``gc``) are in ``cli.search``,
+``cli.inspect``, ``cli.serving`` and ``cli.lifecycle``; every option is defined once in
+``cli.options``."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from groves.cli import inspect, search, serving
+from groves.cli import inspect, lifecycle, search, serving
 from groves.cli.options import (
     DefaultsHelp,
     batch_arguments,
@@ -34,6 +36,7 @@ from groves.engine.console import (
     state_machine_arn,
 )
 from groves.errors import BuildError, RequestError
+from groves.store.storage import CannotRead
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -120,7 +123,9 @@ def parser() -> argparse.ArgumentParser:
         prog="groves",
         description="Random forests trained as groves: on this machine (run, predict, search) "
         "or on the deployed Step Functions state machines (start, start-predict); then look at "
-        "what they left (ls, history, report) or make a step's event for sam local invoke (event).",
+        "what they left (ls, history, report), score a run later (score), choose the model a "
+        "build serves (promote), clean up (rm, gc) or make a step's event for sam local invoke "
+        "(event).",
     )
     commands = root.add_subparsers(dest="command", required=True)
     commands.add_parser = functools.partial(  # type: ignore[method-assign]
@@ -149,6 +154,7 @@ def parser() -> argparse.ArgumentParser:
     search.add_parser(commands)
     serving.add_parser(commands)
     inspect.add_parsers(commands)
+    lifecycle.add_parsers(commands)
     return root
 
 
@@ -203,6 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BuildError as exc:
         print(f"groves: {exc}", file=sys.stderr)
+        return 1
+    except CannotRead as exc:  # a store could not read a key (missing, a directory, ...)
+        print(f"groves: cannot read: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # the store or an output refused a write (read-only, full)
         where = f" {exc.filename}" if exc.filename else ""

@@ -29,6 +29,13 @@ def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
             f"held-out rows (groves alone: {metrics['grove_score_min']:.4f}-"
             f"{metrics['grove_score_max']:.4f})"
         )
+    else:
+        lines.append(unscored_line(output))
+    if model.get("latest") is False:
+        lines.append(
+            f"latest    unchanged: build {output['build_id']!r}'s latest is a newer run, or a "
+            f"promoted one (groves promote {output['build_id']} --run {output['run_id']})"
+        )
     cost = (metrics or model).get("cost")
     if cost:
         lines.append(f"cost      {describe(cost)}")
@@ -43,6 +50,15 @@ def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
     if metrics:
         lines.append(f"metrics   {metrics['metrics']}")
     return lines
+
+
+def unscored_line(output: dict[str, Any]) -> str:
+    """What scoring a committed run takes: held-out rows, and the predict step (``-p`` runs it
+    at the end of a build, ``groves score`` later)."""
+    if not (output.get("data") or {}).get("n_test"):
+        return "score     not scored: no held-out rows (--test-size 0)"
+    name, run = output["build_id"], output["run_id"]
+    return f"score     not scored (-p scores a build at its end): groves score {name} --run {run}"
 
 
 def rows_line(sample: dict[str, Any] | None) -> list[str]:

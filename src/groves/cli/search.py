@@ -85,6 +85,12 @@ def add_parser(commands: Any) -> None:
         help="the build the candidates' runs and the best go to, so that NAME's model stays "
         "its latest (default: NAME; the search's record stays under NAME)",
     )
+    search.add_argument(
+        "--commit",
+        action="store_true",
+        help="make the best the build's latest (default: the best is committed beside it and "
+        "the search says how to promote it)",
+    )
     store_argument(search)
     limits_argument(search)
     search.set_defaults(func=cmd_search, parser=search)
@@ -103,7 +109,7 @@ def search_request(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(
             "give --grid NAME=V1,V2 (a grid), or --random N with --param-range NAME=LOW:HIGH"
         )
-    request = {**request, "validation_size": args.validation_size}
+    request = {**request, "validation_size": args.validation_size, "commit": args.commit}
     return {**request, "winner_build": args.build} if args.build else request
 
 
@@ -124,19 +130,39 @@ def leaderboard_lines(store: str, output: dict[str, Any]) -> list[str]:
         f"best      candidate {result['best']['candidate']}: held-out {result['metric']} "
         f"{result['test_score']:.4f} on {result['n_test']} rows (read once, after the choice)",
         f"cost      {describe(result['cost'])} (the whole search)",
-        f"model     groves.load_model(store, {winner!r}), or one file: "
-        f"groves export {winner} --out model.joblib",
+        model_line(winner, None if result.get("latest", True) else result["run_id"]),
         f"manifest  {output['model']['manifest']}",
-        *replaced_lines(winner, result.get("replaces")),
+        *latest_lines(winner, result),
         f"search    {store}/{output['build_id']}/searches/{output['search_id']}/",
     ]
     return lines
 
 
-def replaced_lines(build_id: str, replaced: dict[str, Any] | None) -> list[str]:
-    """What the committed best took the place of: the build's latest run until now."""
+def model_line(build_id: str, run_id: str | None) -> str:
+    """How to load the model: the build's latest, or a run of it."""
+    if run_id is None:
+        return (
+            f"model     groves.load_model(store, {build_id!r}), or one file: "
+            f"groves export {build_id} --out model.joblib"
+        )
+    return (
+        f"model     groves.load_model(store, {build_id!r}, run_id={run_id!r}), or one file: "
+        f"groves export {build_id} --run {run_id} --out model.joblib"
+    )
+
+
+def latest_lines(build_id: str, result: dict[str, Any]) -> list[str]:
+    """Whether the best is the build's latest now: if not, how to promote it; if so, what it
+    took the place of (the build's latest run until now)."""
+    if not result.get("latest", True):  # results before commit was a field: it moved
+        return [
+            f"promote   {result['promote']} (the best is committed beside build "
+            f"{build_id!r}'s latest, which groves predict {build_id} keeps using; --commit "
+            "promotes at once)"
+        ]
+    replaced = result.get("replaces")
     if not replaced:
-        return []
+        return [f"latest    the best is build {build_id!r}'s latest"]
     return [
         f"replaced  build {build_id!r}'s latest model until now, run {replaced['run_id']} "
         f"({replaced['n_trees']} trees): it stays, as groves predict {build_id} --run "

@@ -27,7 +27,7 @@ from groves.data.tables import (
     row_weights,
     suffix,
 )
-from groves.errors import RequestError
+from groves.errors import RequestError, missing_column
 
 MIN_ROWS = 4  # enough for a held-out split
 
@@ -125,9 +125,7 @@ def table_features(source: str, target: str, weight: str | None) -> tuple[Any, .
     if len(set(header)) != len(header):
         raise RequestError("dataset", f"{source!r} has columns with the same name")
     if target not in header:
-        raise RequestError(
-            "target", f"column {target!r} is not in {source!r} ({len(header)} columns)"
-        )
+        raise missing_column("target", target, repr(source), header)
     if weight is not None and (weight not in header or weight == target):
         raise RequestError(
             "weight", f"column {weight!r} is not a column of {source!r} besides the target"

@@ -43,7 +43,7 @@ from groves.data.tables import (
     parquet_file,
     readable,
 )
-from groves.errors import RequestError
+from groves.errors import RequestError, missing_column
 from groves.store.storage import list_uri
 
 SUFFIXES = (".csv", ".parquet")
@@ -175,9 +175,7 @@ def _schema(found: Scan, schema: pa.Schema) -> None:
     if len(set(header)) != len(header):
         raise RequestError("dataset", f"{where} has columns with the same name")
     if found.target not in header:
-        raise RequestError(
-            "target", f"column {found.target!r} is not in {where} ({len(header)} columns)"
-        )
+        raise missing_column("target", found.target, where, header)
     if found.weight is not None and (found.weight not in header or found.weight == found.target):
         raise RequestError(
             "weight", f"column {found.weight!r} is not a column of {where} besides the target"

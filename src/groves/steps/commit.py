@@ -112,17 +112,21 @@ def read_grove_metas(store: Store, plan: dict[str, Any]) -> list[dict[str, Any]]
 
 
 def merge_build(
-    store: Store, build_id: str, run_id: str, invocation: Invocation | None = None
+    store: Store,
+    build_id: str,
+    run_id: str,
+    invocation: Invocation | None = None,
+    latest: bool = True,
 ) -> dict[str, Any]:
     """Commit the run: ``manifest.json`` (every grove's record, the model's identity and the
-    run's ``cost`` so far), then ``latest.json``."""
+    run's ``cost`` so far), then, if ``latest``, ``latest.json`` (``artifacts.commit``)."""
     invocation = invocation or Invocation.begin("merge")
     started = time.perf_counter()
     plan, plan_digest = plan_and_digest(store, build_id, run_id)
     if is_committed(store, build_id, run_id):  # committed before: never rewritten, only finished
         manifest = get_json(store, manifest_key(build_id, run_id))
-        advance_latest(store, build_id, run_id, manifest["created_at"])
-        return merge_output(store, manifest)
+        moved = latest and advance_latest(store, build_id, run_id, manifest["created_at"])
+        return merge_output(store, manifest, moved)
     metas = read_grove_metas(store, plan)
     check_groves(plan, metas)
     check_grove_files(store, plan, metas)
@@ -152,12 +156,13 @@ def merge_build(
         },
     }
     manifest["cost"] = training_cost(plan, [m["usage"] for m in metas], invocation.usage())
-    commit(store, build_id, run_id, manifest)
-    return merge_output(store, get_json(store, manifest_key(build_id, run_id)))
+    moved = commit(store, build_id, run_id, manifest, latest)
+    return merge_output(store, get_json(store, manifest_key(build_id, run_id)), moved)
 
 
-def merge_output(store: Store, manifest: dict[str, Any]) -> dict[str, Any]:
-    """What merge passes on: where the committed run's files are, its size and cost."""
+def merge_output(store: Store, manifest: dict[str, Any], latest: bool) -> dict[str, Any]:
+    """What merge passes on: where the committed run's files are, its size and cost, and
+    whether it is the build's ``latest`` now."""
     build_id, run_id = manifest["build_id"], manifest["run_id"]
     return {
         "run": f"{store.uri}/{run_prefix(build_id, run_id)}",
@@ -167,6 +172,7 @@ def merge_output(store: Store, manifest: dict[str, Any]) -> dict[str, Any]:
         "n_groves": manifest["n_groves"],
         "model_bytes": manifest["model"]["bytes"],
         "cost": manifest["cost"],
+        "latest": latest,
     }
 
 

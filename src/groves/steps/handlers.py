@@ -7,7 +7,8 @@ Events (what the state machine passes; ``events/`` has samples):
 - plan:        ``{"store": URI, "request": {...}}``
 - train_grove: ``{"Items": [grove, ...], "BatchInput": {"store": URI, "build_id": ...,
   "run_id": ...}}``: one batch of the Distributed Map's ItemBatcher
-- merge:       ``{"store": URI, "build_id": ..., "run_id": ...}``
+- merge:       ``{"store": URI, "build_id": ..., "run_id": ...}``, and ``"latest": false`` to
+  commit without moving the build's ``latest`` (a search's best unless asked)
 - predict:     ``{"store": URI, "build_id": ..., "run_id": ...}`` (``run_id`` optional: the
   build's latest committed run)
 
@@ -22,7 +23,8 @@ the best is committed by merge):
 
 - plan_search:      ``{"store": URI, "request": {...training fields, "search": {...}}}``
 - score_candidates: ``{"store": URI, "build_id": ..., "search_id": ...}``
-- score_best:       ``{"store": URI, "build_id": ..., "search_id": ...}``
+- score_best:       ``{"store": URI, "build_id": ..., "search_id": ..., "latest": bool}``
+  (``latest``: whether MergeBest made the best its build's latest)
 
 Every run's files live under ``<build_id>/runs/<run_id>/``, a batch's under
 ``<build_id>/predictions/<batch_id>/`` (see ``groves.store.artifacts``).
@@ -149,7 +151,11 @@ def score_best(event: Any, context: Any = None) -> dict[str, Any]:
     from groves.steps import search
 
     store, (build_id, search_id) = _fields(event, "build_id", "search_id")
-    return search.score_best(store, build_id, check_run_id(search_id, "search_id"), invocation)
+    latest = event.get("latest")
+    if latest is not None and not isinstance(latest, bool):
+        raise RequestError("latest", f"{latest!r} must be true or false")
+    search_id = check_run_id(search_id, "search_id")
+    return search.score_best(store, build_id, search_id, invocation, latest)
 
 
 def merge(event: Any, context: Any = None) -> dict[str, Any]:
@@ -157,7 +163,10 @@ def merge(event: Any, context: Any = None) -> dict[str, Any]:
     from groves.steps.commit import merge_build
 
     store, (build_id, run_id) = _fields(event, "build_id", "run_id")
-    return merge_build(store, build_id, run_id, invocation)
+    latest = event.get("latest", True)
+    if not isinstance(latest, bool):
+        raise RequestError("latest", f"{latest!r} must be true or false")
+    return merge_build(store, build_id, run_id, invocation, latest=latest)
 
 
 def predict(event: Any, context: Any = None) -> dict[str, Any]:

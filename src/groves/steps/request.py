@@ -37,8 +37,14 @@ BATCH_FIELDS = ("build_id", "data", "output", *BATCH_DEFAULTS)
 
 # A hyper-parameter search request (``statemachine/search.asl.json``): the training fields, and
 # ``winner_build``: the build the candidates' runs and the committed best go to (default:
-# ``build_id``, where the search's own record is), so a search can leave a build's model alone.
-SEARCH_DEFAULTS: dict[str, Any] = {"search": None, "validation_size": 0.2, "winner_build": None}
+# ``build_id``, where the search's own record is); ``commit``: whether the best becomes that
+# build's ``latest`` (by default it does not: ``groves promote`` makes it so).
+SEARCH_DEFAULTS: dict[str, Any] = {
+    "search": None,
+    "validation_size": 0.2,
+    "winner_build": None,
+    "commit": False,
+}
 
 
 def check_fields(request: Any, fields: tuple[str, ...]) -> None:

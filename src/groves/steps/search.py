@@ -49,6 +49,7 @@ from groves.store.artifacts import (
     read_plan,
     read_record,
     read_verified,
+    search_key,
 )
 from groves.store.records import record_format
 from groves.store.storage import ArtifactNotFound, Store, dump_npy, get_json, load_npy, put_json
@@ -59,10 +60,6 @@ USAGE = "usage.json"  # the candidates' training and score_candidates, for the s
 # stay far below Step Functions' 256 KB payload limit.
 MAX_GROVES_PER_CANDIDATE = 1_000
 TRAINING_FIELDS = tuple(f for f in FIELDS if f not in ("resume", "predict"))
-
-
-def search_key(build_id: str, search_id: str, name: str) -> str:
-    return f"{build_id}/searches/{search_id}/{name}"
 
 
 def validate_search(request: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -82,6 +79,10 @@ def validate_search(request: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]
     size = spec["validation_size"]
     if isinstance(size, bool) or not isinstance(size, int | float) or not 0 < size < 1:
         raise RequestError("validation_size", f"{size!r} must be a number between 0 and 1")
+    if not isinstance(spec["commit"], bool):
+        raise RequestError(
+            "commit", f"{spec['commit']!r} must be true (the best becomes latest) or false"
+        )
     winner = spec["winner_build"]
     if winner is not None and (not isinstance(winner, str) or not BUILD_ID.fullmatch(winner)):
         raise RequestError(
@@ -223,7 +224,7 @@ def plan_search(store: Store, request: Any, invocation: Invocation | None = None
         "classes": classes,
         "n_outputs": datasets.n_outputs(dataset.y),
         "runs_build": runs_build,
-        "replaces": committed_before(store, runs_build),
+        "replaces": committed_before(store, runs_build) if spec["commit"] else None,
         "usage": (invocation or Invocation.begin("plan_search")).usage(),
     }
     put_json(store, search_key(build_id, search_id, "search.json"), record)
@@ -247,13 +248,28 @@ def search_cost(
 
 
 def committed_before(store: Store, build_id: str) -> dict[str, Any] | None:
-    """The build's latest committed run when the search starts (its best will replace it as
-    ``latest``; the run itself stays), or ``None``."""
+    """The build's latest committed run when a search that commits starts (its best will
+    replace it as ``latest``; the run itself stays), or ``None``."""
     run_id = latest_run(store, build_id)
     if run_id is None:
         return None
     manifest = read_manifest(store, build_id, run_id)
     return {"run_id": run_id, "n_trees": manifest["n_trees"]}
+
+
+def latest_after(
+    latest: bool, build_id: str, run_id: str, replaces: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Whether the committed best is its build's ``latest`` now (MergeBest's answer); if so
+    the run it replaced, else the command that makes it so (a search moves ``latest`` only
+    with ``commit``)."""
+    if latest:
+        return {"latest": True, "replaces": replaces}
+    return {
+        "latest": False,
+        "replaces": None,
+        "promote": f"groves promote {build_id} --run {run_id}",
+    }
 
 
 def state_output(store: Store, record: dict[str, Any]) -> dict[str, Any]:
@@ -265,6 +281,7 @@ def state_output(store: Store, record: dict[str, Any]) -> dict[str, Any]:
         "runs_build_id": record.get("runs_build", build_id),
         "n_candidates": len(record["candidates"]),
         "max_concurrency": record["spec"]["max_concurrency"],
+        "commit": bool(record["spec"].get("commit", False)),  # MergeBest: move latest or not
         "items": store.location(search_key(build_id, search_id, "candidates.json")),
     }
 
@@ -329,10 +346,15 @@ def score_candidates(
 
 
 def score_best(
-    store: Store, build_id: str, search_id: str, invocation: Invocation | None = None
+    store: Store,
+    build_id: str,
+    search_id: str,
+    invocation: Invocation | None = None,
+    latest: bool | None = None,
 ) -> dict[str, Any]:
     """Score the committed best candidate once on the held-out rows; write ``result.json``
-    with the search's whole cost."""
+    with the search's whole cost and whether the best is its build's ``latest`` (``latest``:
+    what MergeBest answered; by default, whether the search asked to ``commit``)."""
     started = time.perf_counter()
     invocation = invocation or Invocation.begin("score_best")
     record = read_search(store, build_id, search_id)
@@ -356,7 +378,12 @@ def score_best(
         "n_test": len(arrays["y_test"]),
         "model": manifest["model"],
         "run_id": best["run_id"],
-        "replaces": record.get("replaces"),
+        **latest_after(
+            bool(record["spec"].get("commit")) if latest is None else latest,
+            runs_build(record),
+            best["run_id"],
+            record.get("replaces"),
+        ),
         "seconds": round(time.perf_counter() - started, 3),
     }
     result["cost"] = search_cost(store, record, manifest, invocation.usage())

@@ -5,6 +5,10 @@
 - ``artifacts``: every key a run, a batch and a search write (the layout), how a run is
   committed (manifest, then ``latest.json``, never backwards), and reading a file only after
   its size and sha256 match what its writer recorded.
+- ``promotions``: ``groves promote`` (any committed run becomes ``latest``, pinned against runs
+  that started before it) and the build's record of every promote.
+- ``cleanup``: ``groves rm`` and ``groves gc``, which never delete the latest or a run that a
+  batch, search or build in progress uses.
 - ``records``: one schema per kind of stored JSON record (latest, plan, manifest, grove,
   metrics), checked whenever one is read back: a damaged record is one ``CorruptFile`` line.
 """

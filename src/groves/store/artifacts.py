@@ -24,6 +24,8 @@ Every execution is a *run* with a folder of its own; nothing of one run is writt
                                                         *committed* once it exists; its groves
                                                         are the model, groves.forest.loading)
     <build_id>/runs/<run_id>/metrics.json               held-out scores (predict, after the commit)
+    <build_id>/promotions/<promotion_id>.json           one record per ``groves promote``
+                                                        (append-only; ``store.promotions``)
 
 Batch predictions of new rows (``groves predict``) have folders of their own beside the runs::
 
@@ -151,6 +153,16 @@ def metrics_key(build_id: str, run_id: str) -> str:
     return f"{run_prefix(build_id, run_id)}/metrics.json"
 
 
+def search_key(build_id: str, search_id: str, name: str) -> str:
+    """A search's file (``groves.steps.search``)."""
+    return f"{build_id}/searches/{search_id}/{name}"
+
+
+def promotion_key(build_id: str, promotion_id: str) -> str:
+    """A promote's record (``groves.store.promotions``)."""
+    return f"{build_id}/promotions/{promotion_id}.json"
+
+
 # ---- integrity -----------------------------------------------------------------------------
 
 
@@ -216,28 +228,47 @@ def is_committed(store: Store, build_id: str, run_id: str) -> bool:
     return store.exists(manifest_key(build_id, run_id))
 
 
-def commit(store: Store, build_id: str, run_id: str, manifest: dict[str, Any]) -> None:
+def commit(
+    store: Store, build_id: str, run_id: str, manifest: dict[str, Any], latest: bool = True
+) -> bool:
     """Write the run's manifest (its commit mark) unless it exists (a committed run is never
-    rewritten), then point ``latest.json`` at the run unless it names a newer one."""
+    rewritten), then, if ``latest``, point ``latest.json`` at the run unless it names a newer
+    one or a promote pinned it (``advance_latest``). Whether ``latest`` now names the run."""
     store.create_bytes(manifest_key(build_id, run_id), json_bytes(stamped(manifest, "manifest")))
-    advance_latest(store, build_id, run_id, manifest["created_at"])
+    return latest and advance_latest(store, build_id, run_id, manifest["created_at"])
+
+
+def latest_record(build_id: str, run_id: str, committed_at: str) -> dict[str, Any]:
+    """What ``latest.json`` holds for a committed run (a promote adds ``promoted``)."""
+    latest = {
+        "build_id": build_id,
+        "run_id": run_id,
+        "committed_at": committed_at,
+        "manifest": manifest_key(build_id, run_id),
+    }
+    return stamped(latest, "latest")
+
+
+def pinned_until(latest: Any) -> str:
+    """The promote mark of a ``latest.json`` (a run-id-like time, ``""`` if none): commits of
+    runs that started before it do not move ``latest``."""
+    promoted = latest.get("promoted") if isinstance(latest, dict) else None
+    return str(promoted.get("at", "")) if isinstance(promoted, dict) else ""
 
 
 def advance_latest(store: Store, build_id: str, run_id: str, committed_at: str) -> bool:
-    """Point ``latest.json`` at ``run_id`` if it names no run or an older one (run ids sort
-    by start time): ``latest`` only moves forward, also when two builds commit at once (a
-    compare-and-swap). Whether it now names ``run_id``."""
+    """Point ``latest.json`` at ``run_id`` if it names no run, or an older one that no promote
+    pinned after ``run_id`` started (run ids sort by start time): ``latest`` only moves forward,
+    also when two builds commit at once (a compare-and-swap), and a commit never undoes a
+    promote made after its run started (``groves.store.promotions``). Whether it now names
+    ``run_id``."""
 
     def forward(current: Any) -> dict[str, Any] | None:
-        if isinstance(current, dict) and str(current.get("run_id", "")) >= run_id:
+        if isinstance(current, dict) and (
+            str(current.get("run_id", "")) >= run_id or pinned_until(current) >= run_id
+        ):
             return None
-        latest = {
-            "build_id": build_id,
-            "run_id": run_id,
-            "committed_at": committed_at,
-            "manifest": manifest_key(build_id, run_id),
-        }
-        return stamped(latest, "latest")
+        return latest_record(build_id, run_id, committed_at)
 
     return store.update_json(latest_key(build_id), forward)["run_id"] == run_id
 
@@ -252,18 +283,29 @@ def latest_run(store: Store, build_id: str) -> str | None:
 
 def read_latest(store: Store, build_id: str) -> str:
     """The run a build's ``latest.json`` names (checked: it names this build and a run id)."""
+    return read_latest_record(store, build_id)["run_id"]
+
+
+def read_latest_record(store: Store, build_id: str) -> dict[str, Any]:
+    """A build's ``latest.json``, checked: it names this build and a run id."""
     key = latest_key(build_id)
     latest = checked(get_json(store, key), "latest", f"{store.uri}/{key}")
     if latest["build_id"] != build_id:
         raise CorruptFile(f"{store.uri}/{key} names another build")
-    return latest["run_id"]
+    return latest
 
 
 def is_finished(store: Store, build_id: str, run_id: str) -> bool:
-    """Committed, ``latest`` names it or a newer run, and scored if its request asked to be
-    (``predict``): nothing of the run is left to do (a run stopped while scoring resumes)."""
-    latest = latest_run(store, build_id)
-    if not (is_committed(store, build_id, run_id) and latest is not None and latest >= run_id):
+    """Committed, ``latest`` names it or a newer run (or a promote pinned ``latest`` after the
+    run started, so its commit rightly left ``latest`` alone), and scored if its request asked
+    to be (``predict``): nothing of the run is left to do (a run stopped while scoring
+    resumes)."""
+    try:
+        latest = read_latest_record(store, build_id)
+    except ArtifactNotFound:
+        return False
+    moved = max(latest["run_id"], pinned_until(latest)) >= run_id
+    if not (is_committed(store, build_id, run_id) and moved):
         return False
     try:
         asked = bool(read_plan(store, build_id, run_id)["spec"].get("predict"))

@@ -124,6 +124,7 @@ VERSIONS = {
     "metrics": 1,
     "batch": 1,
     "search": 1,
+    "promotion": 1,
 }
 
 
@@ -203,7 +204,19 @@ GROVE = Rec(
     {"fit_seconds": float, "seconds": float, "peak_rss_mb": Maybe(float), "usage": ANY},
 )
 SCHEMAS: dict[str, Any] = {
-    "latest": Rec({"build_id": Match(BUILD_ID), "run_id": Match(RUN_ID)}),
+    "latest": Rec(
+        {"build_id": Match(BUILD_ID), "run_id": Match(RUN_ID)},
+        {"promoted": Rec({"at": Match(RUN_ID), "from": Maybe(Match(RUN_ID))})},
+    ),
+    "promotion": Rec(
+        {
+            "build_id": Match(BUILD_ID),
+            "promotion_id": Match(RUN_ID),
+            "run_id": Match(RUN_ID),
+            "from": Maybe(Match(RUN_ID)),
+            "promoted_at": str,
+        }
+    ),
     "plan": Rec(
         {"build_id": Match(BUILD_ID), "run_id": Match(RUN_ID), "spec": SPEC, "data": DATA},
         {"created_at": str},

@@ -42,9 +42,14 @@ FILE_MODE = 0o666 & ~_UMASK
 # S3's answers to a conditional write whose condition does not hold (or that raced another)
 CONDITION_FAILED = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 UPDATE_ATTEMPTS = 50
+DELETE_BATCH = 1000  # keys one S3 DeleteObjects request takes, at most
 
 
-class ArtifactNotFound(FileNotFoundError):
+class CannotRead(OSError):
+    """A store could not read a key (the CLI says ``cannot read``, never ``cannot write``)."""
+
+
+class ArtifactNotFound(FileNotFoundError, CannotRead):
     """A key that should exist in the store does not."""
 
 
@@ -78,6 +83,8 @@ class Store(Protocol):
     def evict(self, key: str) -> bool: ...
 
     def update_json(self, key: str, change: Callable[[Any], Any]) -> Any: ...
+
+    def delete(self, keys: list[str]) -> int: ...
 
 
 @contextlib.contextmanager
@@ -151,9 +158,32 @@ class LocalStore:
             return self._path(key).read_bytes()
         except FileNotFoundError as exc:
             raise ArtifactNotFound(f"{self.uri}/{key} does not exist") from exc
+        except OSError as exc:  # a directory, no permission
+            raise CannotRead(f"{self.uri}/{key}: {exc.strerror or exc}") from exc
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def delete(self, keys: list[str]) -> int:
+        """Remove these files (one missing already is not an error) and the folders they
+        leave empty; how many were removed. Only client-side commands delete (``groves rm``,
+        ``groves gc``): no step does."""
+        removed, folders = 0, set()
+        for key in keys:
+            path = self._path(key)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed += 1
+            folders.update(p for p in path.parents if self.root in p.parents)
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            for lock in folder.glob(".*.lock"):  # update_json's lock files
+                if not lock.with_name(lock.name[1:-5]).exists():
+                    lock.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not empty: something else is still there
+                folder.rmdir()
+        return removed
 
     def list_keys(self, prefix: str) -> list[str]:
         return list(self.list_sizes(prefix))
@@ -305,6 +335,25 @@ class S3Store:
         ):
             sizes.update((obj["Key"][strip:], obj["Size"]) for obj in page.get("Contents", []))
         return dict(sorted(sizes.items()))
+
+    def delete(self, keys: list[str]) -> int:
+        """Remove these objects with DeleteObjects, 1,000 keys a request; how many were asked
+        to be removed (S3 does not say which existed). A key S3 refuses is an ``OSError``
+        naming it. Only client-side commands delete: the template grants no function it."""
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = [{"Key": self._key(k)} for k in keys[start : start + DELETE_BATCH]]
+            answer = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+            )
+            errors = answer.get("Errors", [])
+            if errors:
+                first = errors[0]
+                raise OSError(
+                    f"S3 refused to delete {len(errors)} objects, first "
+                    f"s3://{self.bucket}/{first.get('Key')}: {first.get('Code')}: "
+                    f"{first.get('Message')}"
+                )
+        return len(keys)
 
     def put_file(self, key: str, path: Path) -> None:
         """Upload a local file with boto3's transfer manager (multipart, parts in parallel)."""
