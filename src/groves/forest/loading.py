@@ -3,8 +3,9 @@
 A committed run is its manifest and its verified groves; no step writes a whole-forest file.
 ``load_model`` reads the groves (each checked by size and sha256 against the manifest, then
 read as data: ``groves.forest.format``) in threads and puts their trees, in grove order, into
-one plain forest; ``export_model`` writes that forest as a joblib file for users who want one
-(a pickle: it is made here, from verified groves, never read from a store).
+one plain forest (with text columns, behind their encoding: ``model``); ``export_model`` writes
+exactly that model as a joblib file for users who want one (a pickle: it is made here, from
+verified groves, never read from a store).
 """
 
 from __future__ import annotations
@@ -146,20 +147,25 @@ def load_forest(store: Store, manifest: dict[str, Any]) -> Any:
     return _named(forest, manifest)
 
 
-def load_model(store: Store, build_id: str, run_id: str | None = None) -> Any:
-    """The run's plain forest (by default the latest committed run), every grove checked
-    against the manifest before it is read; with text columns, a ``Pipeline`` whose first
-    step encodes them as the build did (by column name, any column order) and whose last step
-    is that forest."""
-    manifest = artifacts.read_manifest(store, build_id, run_id)
-    forest = load_forest(store, manifest)
+def model(forest: Any, manifest: dict[str, Any]) -> Any:
+    """What a user predicts with: the run's forest, or, with text columns, a ``Pipeline`` whose
+    first step encodes them as the build did (by column name, any column order) and whose last
+    step is the forest."""
     columns = feature_columns(manifest["data"])
     return pipeline(columns, forest) if has_categories(columns) else forest
 
 
+def load_model(store: Store, build_id: str, run_id: str | None = None) -> Any:
+    """The run's ``model`` (by default the latest committed run), every grove checked against
+    the manifest before it is read."""
+    manifest = artifacts.read_manifest(store, build_id, run_id)
+    return model(load_forest(store, manifest), manifest)
+
+
 def export_model(store: Store, build_id: str, path: Path, run_id: str | None = None) -> Path:
-    """Write the run's plain forest to ``path`` as a joblib file (lz4; ``joblib.load`` reads
-    it), drawing the trees one grove at a time: memory holds a few groves, not the forest."""
+    """Write what ``load_model`` returns to ``path`` as a joblib file (lz4; ``joblib.load``
+    reads it), drawing the trees one grove at a time: memory holds a few groves, not the
+    forest."""
     manifest = artifacts.read_manifest(store, build_id, run_id)
     groves = committed_groves(store, manifest)
     first = next(groves)
@@ -171,5 +177,6 @@ def export_model(store: Store, build_id: str, path: Path, run_id: str | None = N
             yield from grove.estimators_
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    dump_streamed(_named(first, manifest), "estimators_", trees(), path)
+    forest = _named(first, manifest)
+    dump_streamed(model(forest, manifest), (forest, "estimators_"), trees(), path)
     return path
