@@ -9,6 +9,7 @@ from typing import Any
 from groves.engine.console import Progress, local_root_cause, report_failure
 from groves.engine.limits import check_memory_mb
 from groves.engine.local import run_local, start_workers
+from groves.forest.measures import described, per_class_lines
 from groves.steps.cost import TEMPLATE_MEMORY_MB, describe
 
 
@@ -29,6 +30,7 @@ def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
             f"held-out rows (groves alone: {metrics['grove_score_min']:.4f}-"
             f"{metrics['grove_score_max']:.4f})"
         )
+        lines += measure_lines(metrics)
     cost = (metrics or model).get("cost")
     if cost:
         lines.append(f"cost      {describe(cost)}")
@@ -42,6 +44,19 @@ def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
     ]
     if metrics:
         lines.append(f"metrics   {metrics['metrics']}")
+    return lines
+
+
+def measure_lines(metrics: dict[str, Any]) -> list[str]:
+    """The measures beside the score, and each class's when the output carries them (at most
+    ``score.SUMMARY_CLASSES``; else metrics.json and the report have them)."""
+    line = described(metrics)
+    lines = [f"measures  {line}"] if line else []
+    per_class = metrics.get("per_class")
+    if per_class:
+        lines += [f"class     {text}" for text in per_class_lines(per_class)]
+    elif line and "roc_auc" in metrics.get("scores", {}):
+        lines.append("class     each class's precision, recall and F1: metrics.json, groves report")
     return lines
 
 

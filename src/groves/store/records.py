@@ -149,6 +149,8 @@ DATA = Rec(
         "prepared": ANY,
     },
 )
+# metrics.json's measures beyond the score (``groves.forest.measures``)
+MEASURES = ("accuracy", "balanced_accuracy", "log_loss", "roc_auc", "r2", "mae", "rmse")
 SPEC = Rec({"n_trees": Range(1, 1 << 31), "estimator": Match("classifier|regressor")})
 GROVE = Rec(
     {
@@ -203,7 +205,23 @@ SCHEMAS: dict[str, Any] = {
             "n_test": COUNT,
             "n_trees": Range(1, 1 << 31),
         },
-        {"grove_scores": List(float), "score_by_trees": ANY, "cost": ANY},
+        {
+            "grove_scores": List(float),
+            "score_by_trees": ANY,
+            "cost": ANY,
+            "scores": Rec({}, {name: Maybe(float) for name in MEASURES}),
+            "per_class": List(
+                Rec(
+                    {
+                        "class": LABEL,
+                        "precision": float,
+                        "recall": float,
+                        "f1": float,
+                        "support": COUNT,
+                    }
+                )
+            ),
+        },
     ),
 }
 
