@@ -76,11 +76,12 @@ def train(
     **request: Any,
 ) -> dict[str, Any]:
     """Train a build: the request's fields as keywords (``n_trees``, ``grove_size``,
-    ``dataset``, ``target``, ``estimator``, ``test_size``, ``seed``, ``params``,
-    ``max_concurrency``, ``groves_per_invocation``, ``predict``, or ``resume``). The execution's
-    output: ``run_id``, ``model`` (where the model and manifest are, and the cost), ``metrics``
-    if scored. ``memory_mb`` (here only, 128 to 10,240) holds every function to that memory
-    size instead of the template's, as Lambda would (``groves run --memory-mb``)."""
+    ``dataset``, ``target``, ``weight``, ``features``, ``drop``, ``estimator``, ``test_size``,
+    ``seed``, ``params``, ``max_concurrency``, ``groves_per_invocation``, ``predict``, or
+    ``resume``). The execution's output: ``run_id``, ``model`` (where the model and manifest
+    are, and the cost), ``metrics`` if scored. ``memory_mb`` (here only, 128 to 10,240) holds
+    every function to that memory size instead of the template's, as Lambda would (``groves
+    run --memory-mb``)."""
     return run(
         "forest",
         {"build_id": build_id, **request},

@@ -21,6 +21,7 @@ def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
         f"trees     {model.get('n_trees')}",
         f"seconds   {seconds:.2f}",
         *rows_line(output.get("sample")),
+        *[f"warning   {warning}" for warning in output.get("warnings", [])],
         f"run       {model.get('run')}/",
     ]
     metrics = output.get("metrics")

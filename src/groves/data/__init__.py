@@ -12,6 +12,8 @@
   row by row by a seeded hash.
 - ``shards``: training rows as shards of verified stripes, of which a grove reads a seeded
   sample with parallel ranged reads.
+- ``selection``: the columns a build trains on (the request's ``features`` and ``drop``), and
+  the columns that look like ids, which plan warns of.
 - ``encoding``: each column's kind, text columns' categories and codes, and the ``Pipeline``
   that encodes a DataFrame as the build did.
 - ``rows``: new rows for prediction, read block by block in the training columns' order.

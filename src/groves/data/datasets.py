@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import type_of_target
 
-from groves.data import encoding
+from groves.data import encoding, selection
 from groves.data.tables import (
     BUILTIN_NAMES,
     DEFAULT_TARGET,
@@ -51,6 +51,7 @@ class Dataset:
     # text labels: their sorted distinct values and each row's index into them (hashed by
     # pyarrow, so that checks and stratification need no sort of the strings)
     labels: tuple[np.ndarray, np.ndarray] | None = None
+    dropped: tuple[str, ...] = ()  # a table's columns the request's features and drop left out
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,21 @@ class Split:
 
 
 @functools.lru_cache(maxsize=2)
-def load_dataset(source: str, target: str | None = None, weight: str | None = None) -> Dataset:
-    """Load a dataset once per process (warm Lambdas and local workers reuse it). Whatever is
-    wrong with the file is a ``RequestError`` naming ``dataset``, ``target`` or ``weight``,
-    and no message quotes the file's contents (the caller may not be allowed to read them)."""
+def load_dataset(
+    source: str,
+    target: str | None = None,
+    weight: str | None = None,
+    features: tuple[str, ...] | None = None,
+    drop: tuple[str, ...] = (),
+) -> Dataset:
+    """Load a dataset once per process (warm Lambdas and local workers reuse it), a table's
+    columns chosen by ``features`` and ``drop`` (``groves.data.selection``). Whatever is
+    wrong with the file is a ``RequestError`` naming ``dataset``, ``target``, ``weight``,
+    ``features`` or ``drop``, and no message quotes the file's contents (the caller may not
+    be allowed to read them)."""
     check_source(source, target)
     words: dict[int, np.ndarray] = {}
-    w, labels, kinds = None, None, None
+    w, labels, kinds, dropped = None, None, None, ()
     if source in BUILTIN_NAMES:
         bunch = builtin(source)
         names = tuple(str(n) for n in getattr(bunch, "feature_names", ()))
@@ -88,8 +97,8 @@ def load_dataset(source: str, target: str | None = None, weight: str | None = No
                 raise RequestError("weight", f"{source!r} holds no array named {weight!r}")
             w = arrays[weight]
     else:
-        X, y, w, names, words, kinds, labels = table_features(
-            source, target or DEFAULT_TARGET, weight
+        X, y, w, names, words, kinds, labels, dropped = table_features(
+            source, target or DEFAULT_TARGET, weight, features, drop
         )
     X, y = checked_features(np.asarray(X), source), checked_labels(np.asarray(y), source)
     if len(X) != len(y):
@@ -112,12 +121,20 @@ def load_dataset(source: str, target: str | None = None, weight: str | None = No
     else:
         columns = tuple({"name": n, "kind": "number"} for n in names)
     arrays = (X, y) if w is None else (X, y, w)
-    return Dataset(X, y, names, _fingerprint(*arrays), columns, words, w, named, labels)
+    fingerprint = _fingerprint(*arrays)
+    return Dataset(X, y, names, fingerprint, columns, words, w, named, labels, dropped)
 
 
-def table_features(source: str, target: str, weight: str | None) -> tuple[Any, ...]:
+def table_features(
+    source: str,
+    target: str,
+    weight: str | None,
+    features: tuple[str, ...] | None = None,
+    drop: tuple[str, ...] = (),
+) -> tuple[Any, ...]:
     """A CSV's or Parquet's features (text as table-wide codes), labels, weights, names, the
-    text columns' sorted values, every column's kind, and text labels' codes."""
+    text columns' sorted values, every column's kind, text labels' codes, and the columns
+    ``features`` and ``drop`` left out."""
     table = read_table(source)
     header = table.column_names
     if header.count(target) > 1:
@@ -132,10 +149,10 @@ def table_features(source: str, target: str, weight: str | None) -> tuple[Any, .
         raise RequestError(
             "weight", f"column {weight!r} is not a column of {source!r} besides the target"
         )
-    names = [n for n in header if n not in (target, weight)]
-    if not names:
-        raise RequestError("dataset", f"{source!r} has no feature columns besides {target!r}")
     where = repr(source)
+    if len(header) == 1 + (weight is not None):
+        raise RequestError("dataset", f"{source!r} has no feature columns besides {target!r}")
+    names = selection.feature_names(header, target, weight, features, drop, where)
     X = np.empty((table.num_rows, len(names)), dtype=np.float32)
     words: dict[int, np.ndarray] = {}
     kinds = []
@@ -160,7 +177,8 @@ def table_features(source: str, target: str, weight: str | None) -> tuple[Any, .
             first = encoding.first_false(values.is_valid())
             raise RequestError("weight", f"{where}: row {first + 1} has a missing weight")
         w = encoding.to_numbers(weight, values, where, "weight")
-    return X, y, w, tuple(names), words, kinds, labels
+    dropped = tuple(selection.left_out(header, names, target, weight))
+    return X, y, w, tuple(names), words, kinds, labels, dropped
 
 
 def check_target(

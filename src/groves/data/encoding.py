@@ -177,7 +177,8 @@ def training_categories(
         raise RequestError(
             "dataset",
             f"column {name!r} of {where} has {count:,} distinct values in the training rows; "
-            f"at most {MAX_CATEGORIES:,} for a text column (drop an id-like column, or bin it)",
+            f"at most {MAX_CATEGORIES:,} for a text column (bin it, or if it is an id, leave it "
+            f"out: drop [{name!r}], --drop {name})",
         )
     lookup = np.full(len(words), np.nan)
     lookup[seen] = np.arange(count)
@@ -206,11 +207,14 @@ def encode_table(
     field: str = "data",
     keep: Sequence[str] = (),
     first_row: int = 0,
+    ignore: Sequence[str] = (),
 ) -> np.ndarray:
     """The float32 features of ``table`` by the recorded ``columns`` (matched by name, in any
-    order): a missing column, or an extra one not in ``keep``, is an error naming it; a bad
-    value names its row, counting from ``first_row``."""
-    check_columns(table.column_names, [c["name"] for c in columns], where, field, keep)
+    order): a missing column, or an extra one not in ``keep`` or ``ignore`` (the columns the
+    build left out), is an error naming it; a bad value names its row, counting from
+    ``first_row``."""
+    names = [c["name"] for c in columns]
+    check_columns(table.column_names, names, where, field, keep, ignore)
     X = np.empty((table.num_rows, len(columns)), dtype=np.float32)
     for j, column in enumerate(columns):
         values = table.column(column["name"])
@@ -228,9 +232,15 @@ def encode_table(
 
 
 def check_columns(
-    header: Sequence[str], names: Sequence[str], where: str, field: str, keep: Sequence[str] = ()
+    header: Sequence[str],
+    names: Sequence[str],
+    where: str,
+    field: str,
+    keep: Sequence[str] = (),
+    ignore: Sequence[str] = (),
 ) -> None:
-    """The input has every training column, no duplicate, and nothing else but ``keep``."""
+    """The input has every training column, no duplicate, and nothing else but ``keep`` and
+    ``ignore``."""
     if len(set(header)) != len(header):
         raise RequestError(field, f"{where} has columns with the same name")
     missing = [name for name in names if name not in header]
@@ -243,7 +253,7 @@ def check_columns(
     absent = [name for name in keep if name not in header]
     if absent:
         raise RequestError("keep", f"column {absent[0]!r} is not in {where}")
-    extra = [name for name in header if name not in names and name not in keep]
+    extra = [name for name in header if name not in {*names, *keep, *ignore}]
     if extra:
         raise RequestError(
             field,

@@ -33,8 +33,9 @@ def feature_columns(data: dict[str, Any]) -> list[dict[str, Any]]:
 def prediction_blocks(
     source: str, data: dict[str, Any], keep: Sequence[str] = (), field: str = "data"
 ) -> Iterator[tuple[np.ndarray, pa.Table | None]]:
-    """Blocks of ``source``'s rows as the model's float32 features, with the ``keep`` columns;
-    an ``.npz``'s ``X`` or a built-in dataset must be as wide as the training features."""
+    """Blocks of ``source``'s rows as the model's float32 features, with the ``keep`` columns
+    (the columns the build left out, ``dropped``, may be there and are ignored); an ``.npz``'s
+    ``X`` or a built-in dataset must be as wide as the training features."""
     columns = feature_columns(data)
     if source in BUILTIN_NAMES or suffix(source) == "npz":
         if source in BUILTIN_NAMES:
@@ -56,7 +57,9 @@ def prediction_blocks(
     first_row = 0
     for batch in iter_batches(source, columns, field):
         table = pa.Table.from_batches([batch])
-        X = encode_table(table, columns, repr(source), field, keep, first_row)
+        X = encode_table(
+            table, columns, repr(source), field, keep, first_row, data.get("dropped", ())
+        )
         first_row += table.num_rows
         yield X, table.select(list(keep)) if keep else None
 

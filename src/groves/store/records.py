@@ -139,6 +139,8 @@ DATA = Rec(
     },
     {
         "columns": List(COLUMN),
+        "dropped": List(str),
+        "warnings": List(str),
         "feature_names": List(str),
         "named": bool,
         "n_outputs": Range(1, 1 << 16),
