@@ -278,9 +278,9 @@ def test_table_problems_name_the_column_and_row_before_any_work(tmp_path: Path) 
     refused(
         "weight", "'nope' is not a column", weight="nope", dataset=write(frame, tmp_path / "f.csv")
     )
-    timed = frame.assign(when=pd.Timestamp("2026-01-01") + pd.to_timedelta(frame.index, "h"))
+    timed = frame.assign(took=pd.to_timedelta(frame.index, "h"))  # dates train; durations not
     refused(
-        "dataset", "column 'when' .* holds timestamp", dataset=write(timed, tmp_path / "t.parquet")
+        "dataset", "column 'took' .* holds duration", dataset=write(timed, tmp_path / "t.parquet")
     )
     one = frame.assign(status="late")
     refused("target", "at least 2 classes", dataset=write(one, tmp_path / "one.csv"))

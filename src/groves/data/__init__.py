@@ -14,7 +14,8 @@
   sample with parallel ranged reads.
 - ``selection``: the columns a build trains on (the request's ``features`` and ``drop``), and
   the columns that look like ids, which plan warns of.
-- ``encoding``: each column's kind, text columns' categories and codes, and the ``Pipeline``
-  that encodes a DataFrame as the build did.
+- ``encoding``: each column's kind, text columns' categories and codes, date columns' parts.
+- ``pipeline``: the ``Pipeline`` that encodes a DataFrame as the build did, of scikit-learn and
+  pandas objects only.
 - ``rows``: new rows for prediction, read block by block in the training columns' order.
 """

@@ -82,7 +82,7 @@ def load_dataset(
     be allowed to read them)."""
     check_source(source, target)
     words: dict[int, np.ndarray] = {}
-    w, labels, kinds, dropped = None, None, None, ()
+    w, labels, table_columns, dropped = None, None, None, ()
     if source in BUILTIN_NAMES:
         bunch = builtin(source)
         names = tuple(str(n) for n in getattr(bunch, "feature_names", ()))
@@ -97,7 +97,7 @@ def load_dataset(
                 raise RequestError("weight", f"{source!r} holds no array named {weight!r}")
             w = arrays[weight]
     else:
-        X, y, w, names, words, kinds, labels, dropped = table_features(
+        X, y, w, names, words, table_columns, labels, dropped = table_features(
             source, target or DEFAULT_TARGET, weight, features, drop
         )
     X, y = checked_features(np.asarray(X), source), checked_labels(np.asarray(y), source)
@@ -116,10 +116,8 @@ def load_dataset(
     y.setflags(write=False)
     named = bool(names)
     names = names or tuple(f"x{i}" for i in range(X.shape[1]))
-    if kinds:  # a table's columns keep their kinds (booleans too, with or without text)
-        columns = tuple({"name": n, "kind": k} for n, k in zip(names, kinds, strict=True))
-    else:
-        columns = tuple({"name": n, "kind": "number"} for n in names)
+    # a table's columns keep their kinds (booleans too, with or without text); arrays are numbers
+    columns = tuple(table_columns or ({"name": n, "kind": "number"} for n in names))
     arrays = (X, y) if w is None else (X, y, w)
     fingerprint = _fingerprint(*arrays)
     return Dataset(X, y, names, fingerprint, columns, words, w, named, labels, dropped)
@@ -132,9 +130,10 @@ def table_features(
     features: tuple[str, ...] | None = None,
     drop: tuple[str, ...] = (),
 ) -> tuple[Any, ...]:
-    """A CSV's or Parquet's features (text as table-wide codes), labels, weights, names, the
-    text columns' sorted values, every column's kind, text labels' codes, and the columns
-    ``features`` and ``drop`` left out."""
+    """A CSV's or Parquet's features (text as table-wide codes, a date column as its parts),
+    labels, weights, feature names, the text columns' sorted values, every feature column as
+    the plan records it, text labels' codes, and the columns ``features`` and ``drop`` left
+    out."""
     table = read_table(source)
     header = table.column_names
     if header.count(target) > 1:
@@ -153,16 +152,22 @@ def table_features(
     if len(header) == 1 + (weight is not None):
         raise RequestError("dataset", f"{source!r} has no feature columns besides {target!r}")
     names = selection.feature_names(header, target, weight, features, drop, where)
-    X = np.empty((table.num_rows, len(names)), dtype=np.float32)
+    kinds = [encoding.column_kind(n, table.column(n).type, where) for n in names]
+    selection.check_part_names(names, kinds, where)
+    columns = [
+        c for n, k in zip(names, kinds, strict=True)
+        for c in encoding.expanded(n, k, table.column(n).type)
+    ]  # fmt: skip
+    X = np.empty((table.num_rows, len(columns)), dtype=np.float32)
     words: dict[int, np.ndarray] = {}
-    kinds = []
-    for j, name in enumerate(names):
-        values = table.column(name)
-        kind = encoding.column_kind(name, values.type, where)
-        kinds.append(kind)
+    for j, column in enumerate(columns):
+        name, kind = column["name"], column["kind"]
+        values = table.column(encoding.input_name(column))
         if kind == "category":
             X[:, j], words[j] = encoding.text_codes(values)
             encoding.refuse_typo(name, X[:, j], words[j], where)
+        elif kind == "datetime":
+            X[:, j] = encoding.time_part(values, column, where, "dataset")
         else:
             X[:, j] = encoding.to_numbers(name, values, where, "dataset")
     y = arrow_labels(table.column(target), source)
@@ -178,7 +183,7 @@ def table_features(
             raise RequestError("weight", f"{where}: row {first + 1} has a missing weight")
         w = encoding.to_numbers(weight, values, where, "weight")
     dropped = tuple(selection.left_out(header, names, target, weight))
-    return X, y, w, tuple(names), words, kinds, labels, dropped
+    return X, y, w, tuple(c["name"] for c in columns), words, columns, labels, dropped
 
 
 def check_target(

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from groves.data.encoding import encode_table
+from groves.data.encoding import encode_table, needs_encoding
 from groves.data.tables import (
     BUILTIN_NAMES,
     builtin,
@@ -48,9 +48,10 @@ def prediction_blocks(
                 field,
                 f"{source!r} has {X.shape[1]} feature columns; the model uses {len(columns)}",
             )
-        if any(c["kind"] == "category" for c in columns):
+        if needs_encoding(columns):
             raise RequestError(
-                field, f"the model has text columns: give {source!r}'s rows as CSV or Parquet"
+                field,
+                f"the model has text or date columns: give {source!r}'s rows as CSV or Parquet",
             )
         yield X, None
         return

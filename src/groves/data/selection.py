@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from groves.data.encoding import TIME_PARTS
 from groves.errors import RequestError
 
 SHOWN_COLUMNS = 20  # columns an error lists
@@ -74,3 +75,18 @@ def id_warnings(distinct: dict[str, int], n_rows: int) -> list[str]:
         for name, count in distinct.items()
         if count > ID_SHARE * n_rows
     ]
+
+
+def check_part_names(names: Sequence[str], kinds: Sequence[str], where: str) -> None:
+    """A date column's parts (``COLUMN.PART``) must not take the name of another column."""
+    taken = set(names)
+    for name, kind in zip(names, kinds, strict=True):
+        if kind != "datetime":
+            continue
+        clash = [f"{name}.{part}" for part in TIME_PARTS if f"{name}.{part}" in taken]
+        if clash:
+            raise RequestError(
+                "dataset",
+                f"column {clash[0]!r} of {where} has the name groves gives a part of the date "
+                f"column {name!r}; rename it, or leave one out with drop",
+            )

@@ -133,13 +133,15 @@ class Scan:
     distinct: dict[str, int] = field(default_factory=dict)  # integer columns: over the blocks
 
     def columns(self) -> list[dict[str, Any]]:
-        """The feature columns as the plan records them, text with its categories."""
+        """The feature columns as the plan records them: text with its categories, a date
+        column as its parts."""
         out = []
         for name, kind in zip(self.names, self.kinds, strict=True):
-            column = {"name": name, "kind": kind}
             if kind == "category":
-                column["categories"] = sorted(str(w) for w, (n, _) in self.words[name].items() if n)
-            out.append(column)
+                words = sorted(str(w) for w, (n, _) in self.words[name].items() if n)
+                out.append({"name": name, "kind": kind, "categories": words})
+            else:
+                out.extend(encoding.expanded(name, kind, self.types[name]))
         return out
 
     def dropped(self) -> list[str]:
@@ -207,6 +209,7 @@ def _schema(found: Scan, schema: pa.Schema) -> None:
     )
     found.types = {n: schema.field(n).type for n in header}
     found.kinds = [encoding.column_kind(n, found.types[n], where) for n in found.names]
+    selection.check_part_names(found.names, found.kinds, where)
     found.words = {n: {} for n, k in zip(found.names, found.kinds, strict=True) if k == "category"}
 
 
@@ -234,8 +237,8 @@ def _scan_batch(found: Scan, batch: pa.RecordBatch, classify: bool, size: float,
                 f"column {name!r} of {where} has over {encoding.MAX_CATEGORIES:,} distinct values; "
                 f"bin it, or if it is an id, leave it out: drop [{name!r}] (--drop {name})",
             )
-    for name in found.names:
-        if found.types[name] != pa.null() and name not in found.words:
+    for name, kind in zip(found.names, found.kinds, strict=True):
+        if found.types[name] != pa.null() and kind in ("number", "bool"):
             encoding.to_numbers(
                 name, pa.chunked_array([batch.column(name)]), where, "dataset", start
             )

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from sklearn.tree._tree import NODE_DTYPE
 
-from groves.data.encoding import has_categories, pipeline
+from groves.data.encoding import needs_encoding
+from groves.data.pipeline import pipeline
 from groves.data.rows import feature_columns
 from groves.forest.trees import read_grove
 from groves.store import artifacts
@@ -125,13 +126,13 @@ def _taken(item: tuple[dict[str, Any], Any, Any], cache: DecodedGroves | None) -
 
 def _named(forest: Any, manifest: dict[str, Any]) -> Any:
     """The forest set as the whole build's: its tree count and seed, no threads of its own,
-    and the training columns' names when they came from the data (a model with text columns
-    checks them in its encoding step instead)."""
+    and the training columns' names when they came from the data (a model with text or date
+    columns checks them in its encoding step instead)."""
     data = manifest["data"]
     forest.set_params(
         n_estimators=manifest["n_trees"], random_state=manifest["spec"]["seed"], n_jobs=None
     )
-    if data.get("named") and not has_categories(data.get("columns", ())):
+    if data.get("named") and not needs_encoding(data.get("columns", ())):
         forest.feature_names_in_ = np.asarray(data["feature_names"], dtype=object)
     return forest
 
@@ -148,11 +149,11 @@ def load_forest(store: Store, manifest: dict[str, Any]) -> Any:
 
 
 def model(forest: Any, manifest: dict[str, Any]) -> Any:
-    """What a user predicts with: the run's forest, or, with text columns, a ``Pipeline`` whose
-    first step encodes them as the build did (by column name, any column order) and whose last
-    step is the forest."""
+    """What a user predicts with: the run's forest, or, with text or date columns, a
+    ``Pipeline`` whose first step encodes them as the build did (by column name, any column
+    order) and whose last step is the forest."""
     columns = feature_columns(manifest["data"])
-    return pipeline(columns, forest) if has_categories(columns) else forest
+    return pipeline(columns, forest) if needs_encoding(columns) else forest
 
 
 def load_model(store: Store, build_id: str, run_id: str | None = None) -> Any:

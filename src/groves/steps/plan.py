@@ -253,18 +253,19 @@ def plan_table(store: Store, spec: dict[str, Any], run_id: str) -> dict[str, Any
         spec["max_test_rows"],
     )
     held = write_held_out(store, spec["build_id"], run_id, done.X_test, done.y_test)
+    columns = found.columns()
     return {
         "n_rows": found.n_rows,
-        "n_features": len(found.names),
+        "n_features": len(columns),
         "n_train": done.n_train,
         "n_test": len(done.y_test),
         "n_held_out": found.n_test,
         "classes": classes,
         "n_outputs": 1,
         "split_fingerprint": done.fingerprint,
-        "feature_names": list(found.names),
+        "feature_names": [c["name"] for c in columns],
         "named": True,
-        "columns": found.columns(),
+        "columns": columns,
         "dropped": found.dropped(),
         "weighted": found.weight is not None,
         "warnings": found.warnings(),

@@ -128,9 +128,19 @@ COUNT = Range(0, 1 << 62)
 DIGEST = Rec({"sha256": SHA256, "bytes": COUNT})
 LABEL = AnyOf((int, float, str, bool))
 CLASSES = Maybe(AnyOf((List(LABEL, 1), List(List(LABEL, 1), 1))))
-COLUMN = Rec(
-    {"name": str, "kind": Match("number|bool|category")},
-    {"categories": List(Maybe(str))},
+COLUMN = AnyOf(
+    (
+        Rec({"name": str, "kind": Match("number|bool|category")}, {"categories": List(Maybe(str))}),
+        Rec(
+            {
+                "name": str,
+                "kind": Match("datetime"),
+                "column": str,
+                "part": Match("seconds|year|month|day|weekday|hour"),
+                "utc": bool,
+            }
+        ),
+    )
 )
 DATA = Rec(
     {
