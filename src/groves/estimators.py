@@ -128,12 +128,13 @@ class _GrovesForest(BaseEstimator):
         return self
 
     def _check(self, X: Any) -> Any:
-        """Rows to predict: a DataFrame as it is (the model matches its columns by name), an
+        """Rows to predict: a DataFrame by its columns' names as the build's table has them
+        (text: a column named 0 was written as '0'; the model matches columns by name), an
         array checked as scikit-learn checks it."""
         check_is_fitted(self, "model_")
         if _is_frame(X):
             validate_data(self, X, reset=False, skip_check_array=True)
-            return X
+            return X.rename(columns=str)
         return validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float32)
 
     def _validate_fit(

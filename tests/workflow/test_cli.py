@@ -13,7 +13,7 @@ import boto3
 import joblib
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, named
 from moto import mock_aws
 from sklearn.datasets import load_wine
 
@@ -57,10 +57,11 @@ def test_run_prints_a_summary(tmp_path: Path, capsys) -> None:
     argv = ["export", "demo", "--out", str(exported), "--store", str(tmp_path)]
     assert cli.main(argv) == 0
     assert f"model     {exported} (" in capsys.readouterr().out
-    X = load_wine().data
+    model = groves.load_model(str(tmp_path), "demo")
+    X = named(model, load_wine().data)
     np.testing.assert_array_equal(
         joblib.load(exported).predict_proba(X),
-        groves.load_model(str(tmp_path), "demo").predict_proba(X),
+        model.predict_proba(X),
     )
 
 
