@@ -146,11 +146,13 @@ def test_start_resume_sends_a_resume_request(deployed, capsys) -> None:
 
 def test_the_cli_process_never_imports_scikit_learn() -> None:
     """The runner leaves scikit-learn to its warm workers: importing it here too cost the
-    digits demo 0.6 s of its 3 s on 2 cores, and 80 MiB (bench/bench_process.py)."""
+    digits demo 0.6 s of its 3 s on 2 cores, and 80 MiB (bench/bench_process.py). Nor numpy:
+    the summary's text needs none, and a slower start-up is a longer window before Ctrl-C is
+    handled (test_stop_resume)."""
     probe = (
         "import sys; from groves import cli; cli.parser().parse_args(['predict', 'b', "
         "'--data', 'x.csv', '--out', 'y.csv']); print(sorted({m.split('.')[0] for m in "
-        "sys.modules} & {'sklearn', 'scipy', 'joblib'}))"
+        "sys.modules} & {'sklearn', 'scipy', 'joblib', 'numpy'}))"
     )
     found = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True

@@ -2,7 +2,8 @@
 training and prediction commands), ``search`` (``groves search``), ``inspect`` (``ls``,
 ``history``, ``report``, ``export``, ``event``), ``options`` (every option, defined once),
 ``running`` (running a state machine here and what a command prints), ``report`` and
-``listing`` (what ``groves report`` and ``groves ls`` read and draw).
+``listing`` (what ``groves report`` and ``groves ls`` read and draw), ``scores`` (scoring's
+measures as text, for the summary and the report).
 
 Imports run one way: ``main`` -> ``search``, ``inspect`` -> ``options``, ``running`` -> the
 engine and the steps."""

@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from groves.cli.scores import described, per_class_lines
 from groves.data.prepared import read_prepared
 from groves.engine.asl.history import state_name
 from groves.engine.executions import stored
 from groves.errors import BuildError, CorruptFile
 from groves.forest.loading import load_forest
-from groves.forest.measures import described, per_class_lines
 from groves.forest.votes import Target
 from groves.steps.cost import describe, run_cost
 from groves.steps.score import stored_votes

@@ -6,10 +6,10 @@ import argparse
 import sys
 from typing import Any
 
+from groves.cli.scores import described, per_class_lines
 from groves.engine.console import Progress, local_root_cause, report_failure
 from groves.engine.limits import check_memory_mb
 from groves.engine.local import run_local, start_workers
-from groves.forest.measures import described, per_class_lines
 from groves.steps.cost import TEMPLATE_MEMORY_MB, describe
 
 
