@@ -43,6 +43,15 @@ def train_batch(
     return handlers.train_grove(event)["groves"]
 
 
+def named(model: Any, X: Any) -> Any:
+    """``X`` as the DataFrame a model trained on named columns (a CSV's, a built-in dataset's)
+    takes: given an array, scikit-learn warns that X does not have valid feature names."""
+    import pandas as pd
+
+    names = getattr(model, "feature_names_in_", None)
+    return X if names is None else pd.DataFrame(X, columns=names)
+
+
 def small_request(build_id: str = "t", **overrides: Any) -> dict[str, Any]:
     """A request on iris that trains in well under a second."""
     return {

@@ -6,7 +6,7 @@ runs, here (``store`` a directory or ``s3://``) or, given ``stack_name`` or
 - ``predict(build_id, data, output)``: ``groves predict`` / ``groves start-predict --wait``
 - ``load_model(store, build_id)``: a committed run's scikit-learn forest (or the ``Pipeline`` of
   its text encoding and forest), verified
-- ``export_model(store, build_id, path)``: that forest as one joblib file
+- ``export_model(store, build_id, path)``: that model as one joblib file
 - ``serve(build_id)``: ``groves serve``: the serve function behind a local HTTP server
 
 A failed execution raises ``RequestError`` (naming the field, before any work) or ``BuildError``.
@@ -58,8 +58,9 @@ def load_model(store: Store | str, build_id: str, run_id: str | None = None) -> 
 def export_model(
     store: Store | str, build_id: str, path: str | Path, run_id: str | None = None
 ) -> Path:
-    """Write the plain forest ``load_model`` gives (without a text encoding step) to ``path``
-    as a joblib file, drawing one grove at a time; ``joblib.load`` reads it back."""
+    """Write what ``load_model`` gives (the forest, or the ``Pipeline`` of its text encoding
+    and the forest) to ``path`` as a joblib file, drawing one grove at a time; ``joblib.load``
+    reads it back and predicts the same rows alike."""
     return loading.export_model(_opened(store), build_id, Path(path), run_id)
 
 
@@ -98,11 +99,12 @@ def train(
     **request: Any,
 ) -> dict[str, Any]:
     """Train a build: the request's fields as keywords (``n_trees``, ``grove_size``,
-    ``dataset``, ``target``, ``estimator``, ``test_size``, ``seed``, ``params``,
-    ``max_concurrency``, ``groves_per_invocation``, ``predict``, or ``resume``). The execution's
-    output: ``run_id``, ``model`` (where the model and manifest are, and the cost), ``metrics``
-    if scored. ``memory_mb`` (here only, 128 to 10,240) holds every function to that memory
-    size instead of the template's, as Lambda would (``groves run --memory-mb``)."""
+    ``dataset``, ``target``, ``weight``, ``features``, ``drop``, ``estimator``, ``test_size``,
+    ``seed``, ``params``, ``max_concurrency``, ``groves_per_invocation``, ``predict``, or
+    ``resume``). The execution's output: ``run_id``, ``model`` (where the model and manifest
+    are, and the cost), ``metrics`` if scored. ``memory_mb`` (here only, 128 to 10,240) holds
+    every function to that memory size instead of the template's, as Lambda would (``groves
+    run --memory-mb``)."""
     return run(
         "forest",
         {"build_id": build_id, **request},

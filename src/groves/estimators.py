@@ -13,7 +13,9 @@ as scikit-learn's forests do (cross-validation is the caller's); ``test_size`` a
 out that share of them instead, and the forest's score on them is ``holdout_score_``.
 Each ``fit`` is a run of its own of build ``build_id``: cross-validation folds never mix.
 ``memory_mb`` holds every function of a local ``fit`` to that memory size, as
-``groves run --memory-mb`` does.
+``groves run --memory-mb`` does; ``verbose`` shows the build's progress on stderr, as
+``groves run`` does. ``feature_importances_`` are the forest's, one per input column (a date
+column's parts summed). Each class's docstring lists every parameter (numpydoc).
 
 They are plain estimators: ``clone``, ``get_params``/``set_params``, ``Pipeline``,
 ``GridSearchCV`` and ``cross_val_score`` work with them.
@@ -43,8 +45,11 @@ from sklearn.utils.validation import (
 
 from groves import api
 from groves.data.datasets import MIN_ROWS
+from groves.data.encoding import input_name
+from groves.data.rows import feature_columns
 from groves.steps.plan import TREE_PARAMS
 from groves.steps.request import DEFAULTS
+from groves.store.artifacts import read_manifest
 from groves.store.storage import DEFAULT_STORE, open_store
 
 
@@ -119,21 +124,38 @@ class _GrovesForest(BaseEstimator):
             stack_name=self.stack_name,
             state_machine_arn=self.state_machine_arn,
             memory_mb=self.memory_mb,
+            progress=bool(self.verbose),
             **self._request(f"{store.uri}/{key}"),
             **columns,
         )
         self.build_id_, self.run_id_ = build_id, output["run_id"]
         self.holdout_score_ = output["metrics"]["score"] if "metrics" in output else None
         self.model_ = api.load_model(store, build_id, self.run_id_)
+        data = read_manifest(store, build_id, self.run_id_)["data"]
+        self._inputs = [input_name(c) for c in feature_columns(data)]  # each forest feature's
         return self
 
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        """The forest's impurity-based importances, one per input column, in the order of
+        ``feature_names_in_`` (a date column's parts summed: importances add up)."""
+        check_is_fitted(self, "model_")
+        forest = self.model_[-1] if hasattr(self.model_, "steps") else self.model_
+        importances = forest.feature_importances_
+        inputs = np.asarray(self._inputs, dtype=object)
+        names = list(dict.fromkeys(self._inputs))
+        if len(names) == len(inputs):
+            return importances
+        return np.array([importances[inputs == name].sum() for name in names])
+
     def _check(self, X: Any) -> Any:
-        """Rows to predict: a DataFrame as it is (the model matches its columns by name), an
+        """Rows to predict: a DataFrame by its columns' names as the build's table has them
+        (text: a column named 0 was written as '0'; the model matches columns by name), an
         array checked as scikit-learn checks it."""
         check_is_fitted(self, "model_")
         if _is_frame(X):
             validate_data(self, X, reset=False, skip_check_array=True)
-            return X
+            return X.rename(columns=str)
         return validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float32)
 
     def _validate_fit(
@@ -186,6 +208,154 @@ class _GrovesForest(BaseEstimator):
 
 TARGET, WEIGHT = "__groves_target__", "__groves_weight__"
 
+# The estimators' docstrings (numpydoc), one text for what they share: ``_docstring``.
+_SUMMARY = {
+    "classifier": "A random forest classifier trained as groves, here or on AWS.",
+    "regressor": "A random forest regressor trained as groves, here or on AWS.",
+}
+_FOREST_PARAMETERS = """\
+n_estimators : int, default=100
+    The number of trees in the forest.
+grove_size : int, default=10
+    Trees per grove: each grove is trained by one Lambda invocation (or local worker) with a
+    seed of its own; the last grove takes the remainder.
+criterion : str, default={criterion}
+    The function measuring a split's quality, as in ``{forest}``.
+max_depth : int, default=None
+    The maximum depth of a tree; None grows each until its leaves are pure or hold fewer than
+    ``min_samples_split`` rows.
+min_samples_split : int or float, default=2
+    The minimum number of rows (a float: a share of them) to split a node.
+min_samples_leaf : int or float, default=1
+    The minimum number of rows (a float: a share of them) in a leaf.
+min_weight_fraction_leaf : float, default=0.0
+    The minimum share of the total sample weight in a leaf.
+max_features : {{"sqrt", "log2"}}, int, float or None, default={max_features}
+    The number of features to consider at each split, as in ``{forest}``.
+max_leaf_nodes : int, default=None
+    Grow trees with at most this many leaves, best first; None: unlimited.
+min_impurity_decrease : float, default=0.0
+    Split a node only if the split decreases the impurity by at least this much.
+bootstrap : bool, default=True
+    Whether each tree fits on a bootstrap sample of its grove's rows (else on all of them).
+max_samples : int or float, default=None
+    With ``bootstrap``, the rows (a float: a share of them) each tree draws.
+ccp_alpha : float, default=0.0
+    The complexity parameter of minimal cost-complexity pruning; 0 prunes nothing.
+"""
+_CLASS_WEIGHT = """\
+class_weight : {"balanced", "balanced_subsample"}, dict or None, default=None
+    Weights of the classes, as in ``RandomForestClassifier``; a dict maps class labels (as
+    given in ``y``) to weights, for one output only.
+"""
+_RUN_PARAMETERS = """\
+random_state : int, RandomState instance or None, default=None
+    Seeds the build: its split and every grove's seed derive from it. An int gives the same
+    model on every ``fit`` of the same rows.
+test_size : float, default=0.0
+    The share of the rows held out from training and scored (``holdout_score_``); 0 trains on
+    every row, as scikit-learn's forests do.
+store : str, default="groves-runs"
+    Where builds are written: a directory or ``s3://bucket[/prefix]``. Ignored when
+    ``stack_name`` names a deployed stack without ``state_machine_arn`` (its store is used).
+build_id : str, default=None
+    The build each ``fit`` commits a run of; None: ``sklearn-{estimator}``.
+max_concurrency : int, default=10
+    Child executions (batches of groves) trained at once.
+groves_per_invocation : int, default=1
+    Groves one Lambda invocation (or local worker) trains in turn.
+memory_mb : int, default=None
+    Hold every function of a local ``fit`` to this many MB (128 to 10,240), as Lambda would;
+    None: each function's memory size in ``template.yaml``.
+stack_name : str, default=None
+    Train on this deployed stack's state machine (AWS) instead of here.
+state_machine_arn : str, default=None
+    Train on this deployed state machine (AWS) instead of here.
+verbose : int, default=0
+    Above 0, show the build's progress on stderr: each step with its seconds, and the groves
+    trained (a bar on a terminal, else a line per tenth of them).
+"""
+_ATTRIBUTES = """\
+model_ : RandomForest{Kind} or Pipeline
+    The committed model, as ``groves.load_model`` returns it: the forest, or with text or
+    date columns (a DataFrame ``X``), the ``Pipeline`` of their encoding and the forest.{classes}
+n_features_in_ : int
+    The number of features seen during ``fit``.
+feature_names_in_ : ndarray of shape (n_features_in_,)
+    The column names of a DataFrame ``X`` whose names are all text.
+feature_importances_ : ndarray of shape (n_features_in_,)
+    The forest's impurity-based importances, one per input column (a date column's parts
+    summed).
+build_id_ : str
+    The build the model was committed to.
+run_id_ : str
+    The committed run of ``build_id_`` that ``fit`` trained.
+holdout_score_ : float or None
+    The model's {metric} on the held-out rows when ``test_size`` is above 0, else None.
+"""
+_CLASSES = """
+classes_ : ndarray of shape (n_classes,) or list of ndarray
+    The class labels (one array per output with several outputs)."""
+_SEE_ALSO = """\
+sklearn.ensemble.{forest} : The forest each build commits.
+groves.load_model : The committed model of a build, from its verified groves.
+"""
+_EXAMPLES = """\
+>>> import tempfile
+>>> from sklearn.datasets import {load}
+>>> from groves import {name}
+>>> X, y = {load}(return_X_y=True)
+>>> model = {name}(n_estimators=20, grove_size=5, random_state=0,
+...                 store=tempfile.mkdtemp()).fit(X, y)
+>>> model.predict(X[:3]).shape
+(3,)
+>>> model.feature_importances_.shape
+({n_features},)
+>>> round(model.score(X, y), 1) >= 0.{floor}
+True
+"""
+
+
+def _section(title: str, body: str) -> str:
+    return f"{title}\n{'-' * len(title)}\n{body}"
+
+
+def _docstring(estimator: str) -> str:
+    """The numpydoc docstring of ``GrovesClassifier`` or ``GrovesRegressor``."""
+    classify = estimator == "classifier"
+    forest = "RandomForestClassifier" if classify else "RandomForestRegressor"
+    parameters = (
+        _FOREST_PARAMETERS.format(
+            criterion='"gini"' if classify else '"squared_error"',
+            forest=forest,
+            max_features='"sqrt"' if classify else "1.0",
+        )
+        + (_CLASS_WEIGHT if classify else "")
+        + _RUN_PARAMETERS
+    )
+    attributes = _ATTRIBUTES.format(
+        Kind="Classifier" if classify else "Regressor",
+        classes=_CLASSES if classify else "",
+        metric="accuracy" if classify else "R^2",
+    )
+    examples = _EXAMPLES.format(
+        load="load_iris" if classify else "load_diabetes",
+        name="GrovesClassifier" if classify else "GrovesRegressor",
+        n_features=4 if classify else 10,
+        floor=9 if classify else 7,
+    )
+    sections = [
+        _SUMMARY[estimator],
+        f"``{forest}``'s parameters: ``fit`` writes the rows to the store, trains a\n"
+        "groves build on them (here, or on the deployed state machine) and keeps its committed\n"
+        "model; see ``groves.estimators``.",
+        _section("Parameters", parameters),
+        _section("Attributes", attributes),
+        _section("See Also", _SEE_ALSO.format(forest=forest)),
+        _section("Examples", examples),
+    ]
+    return "\n\n".join(sections)
+
 
 def _is_frame(X: Any) -> bool:
     return hasattr(X, "columns") and not isinstance(X, np.ndarray)
@@ -217,7 +387,7 @@ def _rows_file(X: Any, y: np.ndarray, w: np.ndarray | None) -> tuple[bytes, str,
 
 
 class GrovesClassifier(ClassifierMixin, _GrovesForest):
-    """A random forest classifier trained as groves (see the module's docstring)."""
+    __doc__ = _docstring("classifier")
 
     _estimator = "classifier"
     _forest_params = (*TREE_PARAMS, "class_weight")
@@ -253,6 +423,7 @@ class GrovesClassifier(ClassifierMixin, _GrovesForest):
         memory_mb: int | None = None,
         stack_name: str | None = None,
         state_machine_arn: str | None = None,
+        verbose: int = 0,
     ) -> None:
         _keep(self, locals())
 
@@ -284,7 +455,7 @@ class GrovesClassifier(ClassifierMixin, _GrovesForest):
 
 
 class GrovesRegressor(RegressorMixin, _GrovesForest):
-    """A random forest regressor trained as groves (see the module's docstring)."""
+    __doc__ = _docstring("regressor")
 
     _estimator = "regressor"
 
@@ -313,6 +484,7 @@ class GrovesRegressor(RegressorMixin, _GrovesForest):
         memory_mb: int | None = None,
         stack_name: str | None = None,
         state_machine_arn: str | None = None,
+        verbose: int = 0,
     ) -> None:
         _keep(self, locals())
 

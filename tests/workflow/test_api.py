@@ -16,7 +16,7 @@ import boto3
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BUCKET
+from conftest import BUCKET, named
 from moto import mock_aws
 from sklearn.base import clone
 from sklearn.datasets import load_diabetes, load_iris
@@ -46,7 +46,7 @@ def test_train_predict_and_load_model_mirror_the_cli(tmp_path: Path) -> None:
     with (tmp_path / "p.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     X, _ = load_iris(return_X_y=True)
-    assert [int(float(r["prediction"])) for r in rows] == model.predict(X).tolist()
+    assert [int(float(r["prediction"])) for r in rows] == model.predict(named(model, X)).tolist()
 
 
 def test_the_api_raises_what_the_cli_prints(tmp_path: Path) -> None:
@@ -242,3 +242,17 @@ def test_a_script_without_a_main_guard_trains(tmp_path: Path, how: str) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("score ") == 1  # the script ran once, not again in each worker
+
+
+def test_a_dataframe_with_integer_column_names_fits_and_predicts(tmp_path: Path) -> None:
+    """pandas' default names (0, 1, ...) are written as '0', '1' in the build's table: the
+    estimator predicts such a DataFrame by those names, text column included, without
+    scikit-learn's 'X does not have valid feature names' (an error in this suite)."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({0: rng.normal(size=120), 1: rng.choice(["a", "b", None], 120)})
+    y = (X[0] > 0) & (X[1] != "b")
+    estimator = groves.GrovesClassifier(4, 2, random_state=0, store=str(tmp_path)).fit(X, y)
+    assert not hasattr(estimator, "feature_names_in_")  # as scikit-learn: names are not text
+    assert estimator.score(X, y) > 0.8
+    numbers = groves.GrovesRegressor(4, 2, random_state=0, store=str(tmp_path))
+    assert numbers.fit(X[[0]], X[0]).predict(X[[0]]).shape == (120,)

@@ -12,7 +12,7 @@ import joblib
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import BUCKET, small_request
+from conftest import BUCKET, named, small_request
 from sklearn.datasets import load_diabetes, load_digits
 
 import groves
@@ -70,9 +70,9 @@ def test_predictions_equal_the_merged_models_row_for_row(tmp_path: Path) -> None
     model = model_of(store, trained, tmp_path)
     header, rows = read_csv(out)
     assert header == ["prediction"] + [f"proba_{c}" for c in model.classes_]
-    assert [int(r[0]) for r in rows] == model.predict(X).tolist()
+    assert [int(r[0]) for r in rows] == model.predict(named(model, X)).tolist()
     proba = np.array([[float(v) for v in r[1:]] for r in rows])
-    np.testing.assert_array_equal(proba, model.predict_proba(X))
+    np.testing.assert_array_equal(proba, model.predict_proba(named(model, X)))
     sidecar = json.loads((tmp_path / "out" / "predictions.csv.json").read_text())
     assert (sidecar["build_id"], sidecar["run_id"]) == ("t", trained["run_id"])
     assert sidecar["n_rows"] == 1797 and sidecar["n_trees"] == 12
@@ -92,7 +92,8 @@ def test_a_regressor_predicts_npz_rows_into_parquet(tmp_path: Path) -> None:
     assert run.status == "SUCCEEDED", run.cause
     table = pq.read_table(out)
     assert table.column_names == ["prediction"]
-    expected = model_of(store, trained, tmp_path).predict(X)
+    model = model_of(store, trained, tmp_path)
+    expected = model.predict(named(model, X))
     np.testing.assert_array_equal(table.column("prediction").to_numpy(), expected)
 
 
@@ -200,7 +201,7 @@ def test_tiles_of_chunks_and_grove_shards_predict_as_the_model(tmp_path: Path) -
     assert again == [True] * 7 + [False, True]
     handlers.assemble_predictions(event)
     model = model_of(store, trained, tmp_path)
-    X = load_digits().data.astype(np.float32)
+    X = named(model, load_digits().data.astype(np.float32))
     table = pq.read_table(out).to_pydict()
     assert table["prediction"] == model.predict(X).tolist()
     proba = np.column_stack([table[f"proba_{c}"] for c in model.classes_])

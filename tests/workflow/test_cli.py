@@ -13,7 +13,7 @@ import boto3
 import joblib
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, named
 from moto import mock_aws
 from sklearn.datasets import load_wine
 
@@ -57,10 +57,11 @@ def test_run_prints_a_summary(tmp_path: Path, capsys) -> None:
     argv = ["export", "demo", "--out", str(exported), "--store", str(tmp_path)]
     assert cli.main(argv) == 0
     assert f"model     {exported} (" in capsys.readouterr().out
-    X = load_wine().data
+    model = groves.load_model(str(tmp_path), "demo")
+    X = named(model, load_wine().data)
     np.testing.assert_array_equal(
         joblib.load(exported).predict_proba(X),
-        groves.load_model(str(tmp_path), "demo").predict_proba(X),
+        model.predict_proba(X),
     )
 
 
@@ -145,11 +146,13 @@ def test_start_resume_sends_a_resume_request(deployed, capsys) -> None:
 
 def test_the_cli_process_never_imports_scikit_learn() -> None:
     """The runner leaves scikit-learn to its warm workers: importing it here too cost the
-    digits demo 0.6 s of its 3 s on 2 cores, and 80 MiB (bench/bench_process.py)."""
+    digits demo 0.6 s of its 3 s on 2 cores, and 80 MiB (bench/bench_process.py). Nor numpy:
+    the summary's text needs none, and a slower start-up is a longer window before Ctrl-C is
+    handled (test_stop_resume)."""
     probe = (
         "import sys; from groves import cli; cli.parser().parse_args(['predict', 'b', "
         "'--data', 'x.csv', '--out', 'y.csv']); print(sorted({m.split('.')[0] for m in "
-        "sys.modules} & {'sklearn', 'scipy', 'joblib'}))"
+        "sys.modules} & {'sklearn', 'scipy', 'joblib', 'numpy'}))"
     )
     found = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True

@@ -8,7 +8,7 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
-from conftest import BUCKET, ROOT, grove_items, small_request, train_batch
+from conftest import BUCKET, ROOT, grove_items, named, small_request, train_batch
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 import groves
@@ -80,10 +80,11 @@ def test_merged_model_is_a_plain_forest_equal_to_its_groves(s3) -> None:
     ]
     trees = [tree for grove in grove_forests for tree in grove.estimators_]
     by_hand = np.mean([tree.predict_proba(X) for tree in trees], axis=0)
-    np.testing.assert_allclose(model.predict_proba(X), by_hand, rtol=1e-12)
+    rows = named(model, X)  # the model names its columns; its groves' trees do not
+    np.testing.assert_allclose(model.predict_proba(rows), by_hand, rtol=1e-12)
     weighted = sum(g.predict_proba(X) * g.n_estimators for g in grove_forests) / 8
-    np.testing.assert_allclose(model.predict_proba(X), weighted, rtol=1e-12)
-    np.testing.assert_array_equal(model.predict(X), model.classes_[by_hand.argmax(axis=1)])
+    np.testing.assert_allclose(model.predict_proba(rows), weighted, rtol=1e-12)
+    np.testing.assert_array_equal(model.predict(rows), model.classes_[by_hand.argmax(axis=1)])
     # each grove is exactly the forest scikit-learn builds from the grove's seed
     alone = RandomForestClassifier(n_estimators=3, random_state=grove_items(plan)[0]["seed"])
     split = read_prepared(
@@ -183,4 +184,5 @@ def test_regressor_build_scores_r2(s3, tmp_path) -> None:
     )
     from sklearn.metrics import r2_score
 
-    assert r2_score(split.y_test, model.predict(split.X_test)) == pytest.approx(scored["score"])
+    predicted = model.predict(named(model, split.X_test))
+    assert r2_score(split.y_test, predicted) == pytest.approx(scored["score"])

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import grove_items, small_request
+from conftest import grove_items, named, small_request
 
 import groves
 from groves.data.prepared import read_prepared
@@ -87,7 +87,7 @@ def test_run_with_predict_in_worker_processes(tmp_path: Path) -> None:
     assert run.history[-1]["type"] == "ExecutionSucceeded"
     model = groves.load_model(store, "t", run_id)
     split = read_prepared(store, get_json(store, plan_key("t", run_id)))
-    accuracy = float(np.mean(model.predict(split.X_test) == split.y_test))
+    accuracy = float(np.mean(model.predict(named(model, split.X_test)) == split.y_test))
     assert output["metrics"]["score"] == pytest.approx(accuracy)
     metrics = get_json(store, metrics_key("t", run_id))
     assert metrics["score"] == output["metrics"]["score"]
@@ -114,7 +114,7 @@ def predictions(tmp_path: Path, build_id: str, seed: int) -> np.ndarray:
     run_id = run.output["run_id"]
     model = groves.load_model(store, build_id, run_id)
     split = read_prepared(store, get_json(store, plan_key(build_id, run_id)))
-    return model.predict_proba(split.X_test)
+    return model.predict_proba(named(model, split.X_test))
 
 
 def test_same_run_seed_gives_the_same_model(tmp_path: Path) -> None:

@@ -278,9 +278,9 @@ def test_table_problems_name_the_column_and_row_before_any_work(tmp_path: Path) 
     refused(
         "weight", "'nope' is not a column", weight="nope", dataset=write(frame, tmp_path / "f.csv")
     )
-    timed = frame.assign(when=pd.Timestamp("2026-01-01") + pd.to_timedelta(frame.index, "h"))
+    timed = frame.assign(took=pd.to_timedelta(frame.index, "h"))  # dates train; durations not
     refused(
-        "dataset", "column 'when' .* holds timestamp", dataset=write(timed, tmp_path / "t.parquet")
+        "dataset", "column 'took' .* holds duration", dataset=write(timed, tmp_path / "t.parquet")
     )
     one = frame.assign(status="late")
     refused("target", "at least 2 classes", dataset=write(one, tmp_path / "one.csv"))
@@ -389,3 +389,21 @@ def test_a_dataframes_stored_index_is_not_a_column(tmp_path: Path) -> None:
     out = tmp_path / "p.csv"
     groves.predict("i", str(tmp_path / "new.parquet"), str(out), store=store)
     assert len(pd.read_csv(out)) == 50
+
+
+def test_the_exported_model_reads_the_table_it_was_trained_on(tmp_path: Path) -> None:
+    """GIVEN a build with text columns, WHEN it is exported and read back by joblib.load,
+    THEN it is what load_model returns (the encoding, then the forest): it predicts a
+    DataFrame with text and missing values alike and names its columns."""
+    import joblib
+
+    store = tmp_path / "store"
+    build(store, write(flights(300), tmp_path / "f.parquet"))
+    path = groves.export_model(str(store), "t", tmp_path / "model.joblib")
+    exported, loaded = joblib.load(path), groves.load_model(str(store), "t")
+    new = flights(120, seed=4).drop(columns="status")
+    assert isinstance(exported, Pipeline)
+    assert list(exported.feature_names_in_) == list(new.columns)
+    assert exported.predict(new).tolist() == loaded.predict(new).tolist()
+    np.testing.assert_array_equal(exported.predict_proba(new), loaded.predict_proba(new))
+    assert len(exported[-1].estimators_) == 12

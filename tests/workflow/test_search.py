@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import small_request
+from conftest import named, small_request
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
 
@@ -67,7 +67,7 @@ def test_a_grid_search_picks_what_gridsearchcv_picks_on_the_same_validation_spli
     model = groves.load_model(str(tmp_path), "s", result["run_id"])
     assert type(model) is RandomForestClassifier and len(model.estimators_) == 20
     assert {k: model.get_params()[k] for k in GRID} == board[0]["params"]
-    accuracy = float(np.mean(model.predict(outer.X_test) == outer.y_test))
+    accuracy = float(np.mean(model.predict(named(model, outer.X_test)) == outer.y_test))
     assert result["test_score"] == pytest.approx(accuracy) and result["n_test"] == 450
     # the committed candidate's cost: its groves and its merge, not the forest's transitions
     cost = get_json(store, manifest_key("s", result["run_id"]))["cost"]

@@ -49,7 +49,6 @@ DEEP = 2_000  # a nested list this deep: a JSON parser's recursion
 class Template:
     root: Path  # holds STORE, the input tables and nothing else a probe writes
     frame: pd.DataFrame  # the rows predicted (with the text column)
-    encoded: np.ndarray  # the same rows as the plain forest takes them
     files: list[str]  # every file of the build, relative to the store
     baseline: dict[str, Any] = field(default_factory=dict)
 
@@ -69,11 +68,9 @@ def make_template(root: Path) -> Template:
     done = run_local({**request, "seed": 1, "predict": True}, str(root / STORE), workers=1)
     assert done.status == "SUCCEEDED", done.cause
     groves.predict(BUILD, str(root / "new.csv"), str(root / "first.csv"), store=str(root / STORE))
-    model = groves.load_model(str(root / STORE), BUILD)
-    encoded = model[:-1].transform(rows)
     build = root / STORE / BUILD
     files = sorted(str(p.relative_to(root / STORE)) for p in build.rglob("*") if p.is_file())
-    template = Template(root, rows, encoded, files)
+    template = Template(root, rows, files)
     first = answers(template, copied(template, root / "baseline-1"))
     again = answers(template, copied(template, root / "baseline-2"))
     assert first == again, "the entry points' answers must be deterministic"
@@ -152,7 +149,7 @@ def answers(template: Template, where: Path) -> dict[str, tuple[str, Any]]:
     exported = where / "model.joblib"
     found["export"] = _cli(
         ["export", BUILD, "--out", str(exported), "--store", store],
-        lambda: joblib.load(exported).predict_proba(template.encoded).tolist(),
+        lambda: joblib.load(exported).predict_proba(template.frame).tolist(),
     )
     new = str(template.root / "new.csv")
     found["predict"] = _cli(

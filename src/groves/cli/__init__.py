@@ -3,7 +3,8 @@ training and prediction commands), ``search`` (``groves search``), ``serving``
 (``groves serve``), ``inspect`` (``ls``, ``history``, ``report``, ``export``, ``event``),
 ``lifecycle`` (``score``, ``promote``, ``rm``, ``gc``), ``options`` (every option, defined
 once), ``running`` (running a state machine here and what a command prints), ``report`` and
-``listing`` (what ``groves report`` and ``groves ls`` read and draw).
+``listing`` (what ``groves report`` and ``groves ls`` read and draw), ``scores`` (scoring's
+measures as text, for the summary and the report).
 
 Imports run one way: ``main`` -> ``search``, ``serving``, ``inspect``, ``lifecycle`` ->
 ``options``,

@@ -173,8 +173,8 @@ def add_parsers(commands: Any) -> None:
 
     export = commands.add_parser(
         "export",
-        help="write a committed run's forest as one joblib file (a pickle: for your own use) "
-        "or as an ONNX model",
+        help="write a committed run's model (what load_model returns) as one joblib file "
+        "(a pickle: for your own use), or as an ONNX model",
     )
     export.add_argument("build_id", metavar="NAME", help="a build in the store")
     export.add_argument(

@@ -20,6 +20,8 @@ REQUEST_OPTIONS = {
     "dataset": "dataset",
     "target": "target",
     "weight": "weight",
+    "features": "features",
+    "drop": "drop",
     "estimator": "estimator",
     "test_size": "test_size",
     "seed": "seed",
@@ -39,6 +41,14 @@ def parse_param(text: str) -> tuple[str, Any]:
         return name, json.loads(value)
     except json.JSONDecodeError:
         return name, value  # a bare string such as sqrt or entropy
+
+
+def column_list(text: str) -> list[str]:
+    """``--features a,b,c`` as the names it lists."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r} is not COL,COL,...: a name is empty")
+    return names
 
 
 def request_arguments(
@@ -76,6 +86,21 @@ def request_arguments(
     parser.add_argument(
         "--weight",
         help="column (CSV/Parquet) or array (.npz) of row weights, numbers >= 0 (default: none)",
+    )
+    parser.add_argument(
+        "--features",
+        type=column_list,
+        metavar="COL,...",
+        help="train on only these columns of a CSV/Parquet table (default: every column but "
+        "the target and the weights)",
+    )
+    parser.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="COL",
+        help="leave a column of a CSV/Parquet table out of the features, such as an id "
+        "(repeat for more)",
     )
     parser.add_argument(
         "--estimator",
@@ -146,9 +171,11 @@ def build_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         field: getattr(args, dest) for dest, field in REQUEST_OPTIONS.items() if hasattr(args, dest)
     }
     request["params"] = dict(args.param)
-    for field in ("target", "weight"):
+    for field in ("target", "weight", "features"):
         if request.get(field) is None:
             request.pop(field, None)
+    if not request.get("drop"):
+        request.pop("drop", None)
     return request
 
 

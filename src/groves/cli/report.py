@@ -4,11 +4,12 @@ as PNG data (and written beside it as PNG files), drawn with matplotlib:
 - the held-out score as trees are added, grove by grove (``metrics.json``);
 - each grove's own held-out score, against the forest's;
 - the forest's feature importances (the model, from its verified groves);
-- a classifier's confusion matrix, or a regressor's predictions against the actual values, on
-  the run's held-out rows (a search's candidate: its validation rows), from the groves' stored
-  votes;
+- a classifier's confusion matrix (and for two classes its ROC and precision-recall curves),
+  or a regressor's predictions against the actual values, on the run's held-out rows (a
+  search's candidate: its validation rows), from the groves' stored votes;
 - a timeline of grove training: one bar per grove from its start to its end, one row per
   execution environment (a Lambda's log stream, or a local worker process);
+- the measures beside the score and each class's precision, recall and F1 (``metrics.json``);
 - the request, the execution's steps with their seconds (its stored history; a search's best:
   the search's), what a search measured (validation and held-out scores), the cost, and every
   file of the run with its size.
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from groves.cli.scores import described, per_class_lines
 from groves.data.prepared import read_prepared
 from groves.engine.asl.history import state_name
 from groves.engine.executions import stored
@@ -50,6 +52,7 @@ from groves.store.storage import ArtifactNotFound, Store, get_json
 REPORT = "report.html"
 FIGURE_SIZE = (7.5, 3.6)
 TOP_FEATURES = 20  # the importances plot shows the largest
+REPORTED_CLASSES = 100  # classes whose precision, recall and F1 the page lists
 
 
 @dataclass
@@ -170,7 +173,8 @@ def _plots(
 @dataclass
 class Evaluation:
     """What the report draws of the model itself: its feature importances by name, and its
-    predictions on the run's own held-out rows (``rows`` names them) with the true values."""
+    predictions on the run's own held-out rows (``rows`` names them) with the true values, and
+    a classifier's probabilities on them."""
 
     names: list[str]
     importances: np.ndarray
@@ -178,6 +182,7 @@ class Evaluation:
     y_true: np.ndarray
     y_pred: np.ndarray
     rows: str
+    proba: np.ndarray | None = None
 
 
 def evaluate(store: Store, manifest: dict[str, Any], plan: dict[str, Any]) -> Evaluation:
@@ -193,7 +198,8 @@ def evaluate(store: Store, manifest: dict[str, Any], plan: dict[str, Any]) -> Ev
     y_pred = target.decide(total, manifest["n_trees"]) if len(y_true) else y_true
     rows = "validation" if "search_id" in plan else "held-out"
     names = list(plan["data"]["feature_names"])
-    return Evaluation(names, forest.feature_importances_, target, y_true, y_pred, rows)
+    proba = total / manifest["n_trees"] if target.classes is not None else None
+    return Evaluation(names, forest.feature_importances_, target, y_true, y_pred, rows, proba)
 
 
 def _model_plots(plt: Any, manifest: dict[str, Any], found: Evaluation) -> dict[str, bytes]:
@@ -234,6 +240,8 @@ def _model_plots(plt: Any, manifest: dict[str, Any], found: Evaluation) -> dict[
         axes.set_title(f"Confusion matrix on {len(y_true)} {found.rows} rows")
         images["confusion.png"] = _png(figure)
         plt.close(figure)
+        if len(classes) == 2 and len(np.unique(y_true)) == 2 and found.proba is not None:
+            images["roc_pr.png"] = _roc_pr(plt, y_true == classes[1], found.proba[:, 1], found)
     elif found.target.classes is None:
         truth, guess = np.ravel(y_true), np.ravel(y_pred)
         figure, axes = plt.subplots(figsize=(5.5, 5.0))
@@ -246,6 +254,29 @@ def _model_plots(plt: Any, manifest: dict[str, Any], found: Evaluation) -> dict[
         images["predicted_vs_actual.png"] = _png(figure)
         plt.close(figure)
     return images
+
+
+def _roc_pr(plt: Any, positive: np.ndarray, proba: np.ndarray, found: Evaluation) -> bytes:
+    """A binary target's ROC curve and precision-recall curve, side by side."""
+    from sklearn import metrics
+
+    label = found.target.classes[0][1] if found.target.classes else "1"
+    figure, (roc, pr) = plt.subplots(1, 2, figsize=(FIGURE_SIZE[0], 3.8))
+    fpr, tpr, _ = metrics.roc_curve(positive, proba)
+    roc.plot(fpr, tpr, label=f"AUC {metrics.roc_auc_score(positive, proba):.4f}")
+    roc.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
+    roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
+    roc.legend(loc="lower right", fontsize="small")
+    precision, recall, _ = metrics.precision_recall_curve(positive, proba)
+    average = metrics.average_precision_score(positive, proba)
+    pr.plot(recall, precision, drawstyle="steps-post", label=f"average precision {average:.4f}")
+    pr.axhline(positive.mean(), color="grey", linestyle=":", label="chance")
+    pr.set(xlabel="recall", ylabel="precision", title="Precision-recall curve")
+    pr.legend(loc="lower left", fontsize="small")
+    figure.suptitle(f"Class {label!s} against the other, {len(positive)} {found.rows} rows")
+    png = _png(figure)
+    plt.close(figure)
+    return png
 
 
 def _size(n: int) -> str:
@@ -324,6 +355,8 @@ def build(
                 f"{metrics['grove_score_min']:.4f}-{metrics['grove_score_max']:.4f})",
             )
         )
+        if described(metrics):
+            summary.append(("measures", described(metrics) or ""))
     elif searched:
         summary += searched["lines"]
     elif plan["data"]["n_test"] == 0:
@@ -339,6 +372,7 @@ def build(
         "grove_scores.png": "Each grove's held-out score",
         "importances.png": "Feature importances",
         "confusion.png": "Confusion matrix",
+        "roc_pr.png": "ROC and precision-recall curves",
         "predicted_vs_actual.png": "Predicted against actual values",
         "timeline.png": "Timeline of grove training, one row per worker or Lambda",
     }
@@ -372,6 +406,7 @@ pre {{ background: #f4f4f4; padding: 1em; overflow-x: auto; }}
 {_table(summary)}
 <h2>Plots</h2>
 {figures or "<p>no plots: the run has no scores and no grove timings</p>"}
+{_classes_html(metrics)}
 <h2>Steps of the last execution</h2>
 {steps_html}
 <h2>Request</h2>
@@ -381,6 +416,18 @@ pre {{ background: #f4f4f4; padding: 1em; overflow-x: auto; }}
 </body></html>
 """
     return Report(run_id, page, images)
+
+
+def _classes_html(metrics: dict[str, Any] | None) -> str:
+    """Each class's precision, recall and F1 (the first ``REPORTED_CLASSES``), if scored."""
+    per_class = (metrics or {}).get("per_class")
+    if not per_class:
+        return ""
+    shown = per_class[:REPORTED_CLASSES]
+    more = len(per_class) - len(shown)
+    note = f"<p>and {more:,} more classes in metrics.json</p>" if more else ""
+    lines = "\n".join(per_class_lines(shown))
+    return f"<h2>Each class</h2>\n<pre>{html.escape(lines)}</pre>{note}"
 
 
 def _data_line(data: dict[str, Any], searched: dict[str, Any] | None) -> str:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from groves.cli.scores import described, per_class_lines
 from groves.engine.console import Progress, local_root_cause, report_failure
 from groves.engine.limits import check_memory_mb
 from groves.engine.local import run_local, start_workers
@@ -20,6 +21,7 @@ def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
         f"trees     {model.get('n_trees')}",
         f"seconds   {seconds:.2f}",
         *rows_line(output.get("sample")),
+        *[f"warning   {warning}" for warning in output.get("warnings", [])],
         f"run       {model.get('run')}/",
     ]
     metrics = output.get("metrics")
@@ -29,6 +31,7 @@ def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
             f"held-out rows (groves alone: {metrics['grove_score_min']:.4f}-"
             f"{metrics['grove_score_max']:.4f})"
         )
+        lines += measure_lines(metrics)
     else:
         lines.append(unscored_line(output))
     if model.get("latest") is False:
@@ -59,6 +62,19 @@ def unscored_line(output: dict[str, Any]) -> str:
         return "score     not scored: no held-out rows (--test-size 0)"
     name, run = output["build_id"], output["run_id"]
     return f"score     not scored (-p scores a build at its end): groves score {name} --run {run}"
+
+
+def measure_lines(metrics: dict[str, Any]) -> list[str]:
+    """The measures beside the score, and each class's when the output carries them (at most
+    ``score.SUMMARY_CLASSES``; else metrics.json and the report have them)."""
+    line = described(metrics)
+    lines = [f"measures  {line}"] if line else []
+    per_class = metrics.get("per_class")
+    if per_class:
+        lines += [f"class     {text}" for text in per_class_lines(per_class)]
+    elif line and "roc_auc" in metrics.get("scores", {}):
+        lines.append("class     each class's precision, recall and F1: metrics.json, groves report")
+    return lines
 
 
 def rows_line(sample: dict[str, Any] | None) -> list[str]:

@@ -12,8 +12,11 @@
   row by row by a seeded hash.
 - ``shards``: training rows as shards of verified stripes, of which a grove reads a seeded
   sample with parallel ranged reads.
-- ``encoding``: each column's kind, text columns' categories and codes, and the ``Pipeline``
-  that encodes a DataFrame as the build did.
+- ``selection``: the columns a build trains on (the request's ``features`` and ``drop``), and
+  the columns that look like ids, which plan warns of.
+- ``encoding``: each column's kind, text columns' categories and codes, date columns' parts.
+- ``pipeline``: the ``Pipeline`` that encodes a DataFrame as the build did, of scikit-learn and
+  pandas objects only.
 - ``rows``: new rows for prediction, read block by block in the training columns' order.
 - ``records``: rows given as JSON records (the serve function's requests), encoded as
   ``encoding`` encodes a table, without pyarrow; ``feature_columns``, a model's columns.

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import type_of_target
 
-from groves.data import encoding
+from groves.data import encoding, selection
 from groves.data.tables import (
     BUILTIN_NAMES,
     DEFAULT_TARGET,
@@ -51,6 +51,7 @@ class Dataset:
     # text labels: their sorted distinct values and each row's index into them (hashed by
     # pyarrow, so that checks and stratification need no sort of the strings)
     labels: tuple[np.ndarray, np.ndarray] | None = None
+    dropped: tuple[str, ...] = ()  # a table's columns the request's features and drop left out
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,21 @@ class Split:
 
 
 @functools.lru_cache(maxsize=2)
-def load_dataset(source: str, target: str | None = None, weight: str | None = None) -> Dataset:
-    """Load a dataset once per process (warm Lambdas and local workers reuse it). Whatever is
-    wrong with the file is a ``RequestError`` naming ``dataset``, ``target`` or ``weight``,
-    and no message quotes the file's contents (the caller may not be allowed to read them)."""
+def load_dataset(
+    source: str,
+    target: str | None = None,
+    weight: str | None = None,
+    features: tuple[str, ...] | None = None,
+    drop: tuple[str, ...] = (),
+) -> Dataset:
+    """Load a dataset once per process (warm Lambdas and local workers reuse it), a table's
+    columns chosen by ``features`` and ``drop`` (``groves.data.selection``). Whatever is
+    wrong with the file is a ``RequestError`` naming ``dataset``, ``target``, ``weight``,
+    ``features`` or ``drop``, and no message quotes the file's contents (the caller may not
+    be allowed to read them)."""
     check_source(source, target)
     words: dict[int, np.ndarray] = {}
-    w, labels, kinds = None, None, None
+    w, labels, table_columns, dropped = None, None, None, ()
     if source in BUILTIN_NAMES:
         bunch = builtin(source)
         names = tuple(str(n) for n in getattr(bunch, "feature_names", ()))
@@ -88,8 +97,8 @@ def load_dataset(source: str, target: str | None = None, weight: str | None = No
                 raise RequestError("weight", f"{source!r} holds no array named {weight!r}")
             w = arrays[weight]
     else:
-        X, y, w, names, words, kinds, labels = table_features(
-            source, target or DEFAULT_TARGET, weight
+        X, y, w, names, words, table_columns, labels, dropped = table_features(
+            source, target or DEFAULT_TARGET, weight, features, drop
         )
     X, y = checked_features(np.asarray(X), source), checked_labels(np.asarray(y), source)
     if len(X) != len(y):
@@ -107,17 +116,24 @@ def load_dataset(source: str, target: str | None = None, weight: str | None = No
     y.setflags(write=False)
     named = bool(names)
     names = names or tuple(f"x{i}" for i in range(X.shape[1]))
-    if kinds:  # a table's columns keep their kinds (booleans too, with or without text)
-        columns = tuple({"name": n, "kind": k} for n, k in zip(names, kinds, strict=True))
-    else:
-        columns = tuple({"name": n, "kind": "number"} for n in names)
+    # a table's columns keep their kinds (booleans too, with or without text); arrays are numbers
+    columns = tuple(table_columns or ({"name": n, "kind": "number"} for n in names))
     arrays = (X, y) if w is None else (X, y, w)
-    return Dataset(X, y, names, _fingerprint(*arrays), columns, words, w, named, labels)
+    fingerprint = _fingerprint(*arrays)
+    return Dataset(X, y, names, fingerprint, columns, words, w, named, labels, dropped)
 
 
-def table_features(source: str, target: str, weight: str | None) -> tuple[Any, ...]:
-    """A CSV's or Parquet's features (text as table-wide codes), labels, weights, names, the
-    text columns' sorted values, every column's kind, and text labels' codes."""
+def table_features(
+    source: str,
+    target: str,
+    weight: str | None,
+    features: tuple[str, ...] | None = None,
+    drop: tuple[str, ...] = (),
+) -> tuple[Any, ...]:
+    """A CSV's or Parquet's features (text as table-wide codes, a date column as its parts),
+    labels, weights, feature names, the text columns' sorted values, every feature column as
+    the plan records it, text labels' codes, and the columns ``features`` and ``drop`` left
+    out."""
     table = read_table(source)
     header = table.column_names
     if header.count(target) > 1:
@@ -130,20 +146,26 @@ def table_features(source: str, target: str, weight: str | None) -> tuple[Any, .
         raise RequestError(
             "weight", f"column {weight!r} is not a column of {source!r} besides the target"
         )
-    names = [n for n in header if n not in (target, weight)]
-    if not names:
-        raise RequestError("dataset", f"{source!r} has no feature columns besides {target!r}")
     where = repr(source)
-    X = np.empty((table.num_rows, len(names)), dtype=np.float32)
+    if len(header) == 1 + (weight is not None):
+        raise RequestError("dataset", f"{source!r} has no feature columns besides {target!r}")
+    names = selection.feature_names(header, target, weight, features, drop, where)
+    kinds = [encoding.column_kind(n, table.column(n).type, where) for n in names]
+    selection.check_part_names(names, kinds, where)
+    columns = [
+        c for n, k in zip(names, kinds, strict=True)
+        for c in encoding.expanded(n, k, table.column(n).type)
+    ]  # fmt: skip
+    X = np.empty((table.num_rows, len(columns)), dtype=np.float32)
     words: dict[int, np.ndarray] = {}
-    kinds = []
-    for j, name in enumerate(names):
-        values = table.column(name)
-        kind = encoding.column_kind(name, values.type, where)
-        kinds.append(kind)
+    for j, column in enumerate(columns):
+        name, kind = column["name"], column["kind"]
+        values = table.column(encoding.input_name(column))
         if kind == "category":
             X[:, j], words[j] = encoding.text_codes(values)
             encoding.refuse_typo(name, X[:, j], words[j], where)
+        elif kind == "datetime":
+            X[:, j] = encoding.time_part(values, column, where, "dataset")
         else:
             X[:, j] = encoding.to_numbers(name, values, where, "dataset")
     y = arrow_labels(table.column(target), source)
@@ -158,7 +180,8 @@ def table_features(source: str, target: str, weight: str | None) -> tuple[Any, .
             first = encoding.first_false(values.is_valid())
             raise RequestError("weight", f"{where}: row {first + 1} has a missing weight")
         w = encoding.to_numbers(weight, values, where, "weight")
-    return X, y, w, tuple(names), words, kinds, labels
+    dropped = tuple(selection.left_out(header, names, target, weight))
+    return X, y, w, tuple(c["name"] for c in columns), words, columns, labels, dropped
 
 
 def check_target(

@@ -10,10 +10,19 @@ table and recorded in ``plan.json`` (and so in the manifest) as ``{"name", "kind
   found in the *training rows*, sorted as ``OrdinalEncoder`` sorts them; a missing value and a
   category never seen in training are both NaN, the forest's missing value.
 
-Timestamps, dates, times, durations, binary and nested columns are refused, naming the column.
-Prediction applies the recorded encoding by column name (``encode_table``); ``pipeline`` builds
-the same encoding as scikit-learn's ``ColumnTransformer`` + ``OrdinalEncoder`` in front of the
-forest, so both predict the same row for row.
+- ``datetime``: a timestamp or date column becomes several features, each recorded as a
+  column of its own named ``COLUMN.PART`` with ``"column"`` (the input column), ``"part"`` and
+  ``"utc"``: ``seconds`` since 1970-01-01 (as float32: to about 2 minutes in this century),
+  ``year``, ``month``, ``day``, ``weekday`` (Monday 0) and, for timestamps, ``hour``. A
+  timestamp with a time zone is converted to UTC (``"utc": true``; prediction then needs
+  time zones too); one without is taken as written (``"utc": false``; prediction then needs
+  none): a time zone is never guessed. A CSV's ISO 8601 text that pyarrow reads as
+  timestamps or dates counts too.
+
+Times of day, durations, binary and nested columns are refused, naming the column. Prediction
+applies the recorded encoding by column name (``encode_table``); ``groves.data.pipeline`` builds
+the same encoding as scikit-learn transformers in front of the forest, so both predict the same
+row for row.
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ import pyarrow.compute as pc
 
 from groves.errors import RequestError
 
-KINDS = ("number", "bool", "category")
+KINDS = ("number", "bool", "category", "datetime")
+TIME_PARTS = ("seconds", "year", "month", "day", "weekday", "hour")  # a date has no hour
 MAX_CATEGORIES = 100_000  # per text column: the categories are recorded in plan.json
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
@@ -53,17 +63,75 @@ def column_kind(name: str, kind: pa.DataType, where: str) -> str:
                 "dataset", f"column {name!r} of {where} is a dictionary of {kind.value_type}"
             )
         return "category"
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        return "datetime"
     if pa.types.is_temporal(kind):
         raise RequestError(
             "dataset",
             f"column {name!r} of {where} holds {kind} values; groves trains on numbers, "
-            "booleans and text: convert it first (for example to hour and day of week, or to "
-            "seconds since 1970)",
+            "booleans, text, dates and timestamps: convert it first (for example to seconds)",
         )
     raise RequestError(
         "dataset",
         f"column {name!r} of {where} has type {kind}; groves trains on numbers, booleans and text",
     )
+
+
+def time_columns(name: str, kind: pa.DataType) -> list[dict[str, Any]]:
+    """The features a date or timestamp column becomes (see the module's docstring)."""
+    utc = pa.types.is_timestamp(kind) and kind.tz is not None
+    parts = TIME_PARTS if pa.types.is_timestamp(kind) else TIME_PARTS[:-1]
+    return [
+        {"name": f"{name}.{part}", "kind": "datetime", "column": name, "part": part, "utc": utc}
+        for part in parts
+    ]
+
+
+def expanded(name: str, kind: str, arrow: pa.DataType) -> list[dict[str, Any]]:
+    """A training column as the feature columns it becomes (one, or a date's parts)."""
+    return time_columns(name, arrow) if kind == "datetime" else [{"name": name, "kind": kind}]
+
+
+def input_name(column: dict[str, Any]) -> str:
+    """The input column a feature column is read from (a date part's, its date column)."""
+    return column.get("column", column["name"])
+
+
+def input_names(columns: Sequence[dict[str, Any]]) -> list[str]:
+    """The input columns of ``columns``, each once, in order."""
+    return list(dict.fromkeys(input_name(c) for c in columns))
+
+
+def time_part(
+    values: pa.ChunkedArray, column: dict[str, Any], where: str, field: str
+) -> np.ndarray:
+    """One part of a date or timestamp column as float64 (null as NaN), with the time zone
+    rule the column was trained with: converted to UTC, or taken as written."""
+    name, kind = column["column"], values.type
+    trained = "timestamps with a time zone" if column["utc"] else "dates or timestamps without one"
+    if not (pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
+        raise RequestError(
+            field,
+            f"column {name!r} of {where} has type {kind}; the model was trained with {trained} "
+            "in this column",
+        )
+    aware = pa.types.is_timestamp(kind) and kind.tz is not None
+    if aware != column["utc"]:
+        found = f"time zone {kind.tz}" if aware else "no time zone"
+        raise RequestError(
+            field,
+            f"column {name!r} of {where} has {found}; the model was trained with {trained} in "
+            "this column (groves never guesses a time zone: convert it)",
+        )
+    stamps = pc.cast(values, pa.timestamp("us", "UTC" if aware else None), safe=False)
+    part = column["part"]
+    if part == "seconds":
+        found = pc.divide(pc.cast(stamps, pa.int64()).cast(pa.float64()), 1e6)
+    elif part == "weekday":
+        found = pc.day_of_week(stamps)
+    else:
+        found = getattr(pc, part)(stamps)
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def is_text(kind: pa.DataType) -> bool:
@@ -177,7 +245,8 @@ def training_categories(
         raise RequestError(
             "dataset",
             f"column {name!r} of {where} has {count:,} distinct values in the training rows; "
-            f"at most {MAX_CATEGORIES:,} for a text column (drop an id-like column, or bin it)",
+            f"at most {MAX_CATEGORIES:,} for a text column (bin it, or if it is an id, leave it "
+            f"out: drop [{name!r}], --drop {name})",
         )
     lookup = np.full(len(words), np.nan)
     lookup[seen] = np.arange(count)
@@ -206,14 +275,19 @@ def encode_table(
     field: str = "data",
     keep: Sequence[str] = (),
     first_row: int = 0,
+    ignore: Sequence[str] = (),
 ) -> np.ndarray:
     """The float32 features of ``table`` by the recorded ``columns`` (matched by name, in any
-    order): a missing column, or an extra one not in ``keep``, is an error naming it; a bad
-    value names its row, counting from ``first_row``."""
-    check_columns(table.column_names, [c["name"] for c in columns], where, field, keep)
+    order): a missing column, or an extra one not in ``keep`` or ``ignore`` (the columns the
+    build left out), is an error naming it; a bad value names its row, counting from
+    ``first_row``."""
+    check_columns(table.column_names, input_names(columns), where, field, keep, ignore)
     X = np.empty((table.num_rows, len(columns)), dtype=np.float32)
     for j, column in enumerate(columns):
-        values = table.column(column["name"])
+        values = table.column(input_name(column))
+        if column["kind"] == "datetime":
+            X[:, j] = time_part(values, column, where, field)
+            continue
         if not is_scalar(values.type):
             raise RequestError(
                 field,
@@ -228,9 +302,15 @@ def encode_table(
 
 
 def check_columns(
-    header: Sequence[str], names: Sequence[str], where: str, field: str, keep: Sequence[str] = ()
+    header: Sequence[str],
+    names: Sequence[str],
+    where: str,
+    field: str,
+    keep: Sequence[str] = (),
+    ignore: Sequence[str] = (),
 ) -> None:
-    """The input has every training column, no duplicate, and nothing else but ``keep``."""
+    """The input has every training column, no duplicate, and nothing else but ``keep`` and
+    ``ignore``."""
     if len(set(header)) != len(header):
         raise RequestError(field, f"{where} has columns with the same name")
     missing = [name for name in names if name not in header]
@@ -243,7 +323,7 @@ def check_columns(
     absent = [name for name in keep if name not in header]
     if absent:
         raise RequestError("keep", f"column {absent[0]!r} is not in {where}")
-    extra = [name for name in header if name not in names and name not in keep]
+    extra = [name for name in header if name not in {*names, *keep, *ignore}]
     if extra:
         raise RequestError(
             field,
@@ -272,56 +352,7 @@ def is_scalar(kind: pa.DataType) -> bool:
     )
 
 
-def has_categories(columns: Sequence[dict[str, Any]]) -> bool:
-    return any(c["kind"] == "category" for c in columns)
-
-
-def pipeline(columns: Sequence[dict[str, Any]], forest: Any) -> Any:
-    """A scikit-learn ``Pipeline``: the recorded encoding (``OrdinalEncoder`` for each text
-    column, the rest passed through, in training order), then ``forest``. It takes a DataFrame
-    by column name, in any column order, as ``groves predict`` does."""
-    import pandas as pd
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import Pipeline, make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
-
-    steps, run, run_kind = [], [], None
-    for column in [*columns, None]:
-        kind = None if column is None else column["kind"] == "category"
-        if run and kind != run_kind:
-            if run_kind:
-                encoder = make_pipeline(
-                    # a column pandas read as numbers (all empty: NaN) is text all the same
-                    FunctionTransformer(
-                        pd.DataFrame.astype,
-                        kw_args={"dtype": object},
-                        feature_names_out="one-to-one",
-                    ),
-                    OrdinalEncoder(
-                        categories=[c["categories"] or [NO_CATEGORY] for c in run],
-                        handle_unknown="use_encoded_value",
-                        unknown_value=np.nan,
-                        encoded_missing_value=np.nan,
-                    ),
-                )
-                steps.append((f"text_{len(steps)}", encoder, [c["name"] for c in run]))
-            else:
-                steps.append((f"numbers_{len(steps)}", "passthrough", [c["name"] for c in run]))
-            run = []
-        if column is not None:
-            run.append(column)
-            run_kind = kind
-    rows = max([1] + [len(c["categories"]) for c in columns if c["kind"] == "category"])
-    frame = pd.DataFrame(
-        {
-            c["name"]: (
-                np.resize(np.array(c["categories"] or [""], dtype=object), rows)
-                if c["kind"] == "category"
-                else np.zeros(rows)
-            )
-            for c in columns
-        }
-    )
-    encoding = ColumnTransformer(steps, remainder="drop", verbose_feature_names_out=False)
-    encoding.fit(frame)  # learns the column names only: the categories are given
-    return Pipeline([("encoding", encoding), ("forest", forest)])
+def needs_encoding(columns: Sequence[dict[str, Any]]) -> bool:
+    """Whether a model takes its rows through an encoding (``groves.data.pipeline``): it has
+    text or date columns."""
+    return any(c["kind"] in ("category", "datetime") for c in columns)

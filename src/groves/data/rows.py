@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from groves.data.encoding import encode_table
+from groves.data.encoding import encode_table, needs_encoding
 from groves.data.records import feature_columns
 from groves.data.tables import (
     BUILTIN_NAMES,
@@ -31,8 +31,9 @@ __all__ = ["feature_columns", "prediction_blocks", "write_rows"]
 def prediction_blocks(
     source: str, data: dict[str, Any], keep: Sequence[str] = (), field: str = "data"
 ) -> Iterator[tuple[np.ndarray, pa.Table | None]]:
-    """Blocks of ``source``'s rows as the model's float32 features, with the ``keep`` columns;
-    an ``.npz``'s ``X`` or a built-in dataset must be as wide as the training features."""
+    """Blocks of ``source``'s rows as the model's float32 features, with the ``keep`` columns
+    (the columns the build left out, ``dropped``, may be there and are ignored); an ``.npz``'s
+    ``X`` or a built-in dataset must be as wide as the training features."""
     columns = feature_columns(data)
     if source in BUILTIN_NAMES or suffix(source) == "npz":
         if source in BUILTIN_NAMES:
@@ -45,15 +46,18 @@ def prediction_blocks(
                 field,
                 f"{source!r} has {X.shape[1]} feature columns; the model uses {len(columns)}",
             )
-        if any(c["kind"] == "category" for c in columns):
+        if needs_encoding(columns):
             raise RequestError(
-                field, f"the model has text columns: give {source!r}'s rows as CSV or Parquet"
+                field,
+                f"the model has text or date columns: give {source!r}'s rows as CSV or Parquet",
             )
         yield X, None
         return
     first_row = 0
     for table in iter_batches(source, columns, field):
-        X = encode_table(table, columns, repr(source), field, keep, first_row)
+        X = encode_table(
+            table, columns, repr(source), field, keep, first_row, data.get("dropped", ())
+        )
         first_row += table.num_rows
         yield X, table.select(list(keep)) if keep else None
 

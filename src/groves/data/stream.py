@@ -1,9 +1,10 @@
 """Tables planned in bounded memory, whatever their size: a CSV or Parquet file, or a folder
 (a directory, or an ``s3://`` prefix ending in ``/``) of them, read block by block, twice.
 
-- ``scan``: the first pass learns, without keeping rows, each column's kind, the text columns'
-  categories (in the training rows, with the typo check), the label's classes and every
-  class's training rows, and the row counts.
+- ``scan``: the first pass learns, without keeping rows, the feature columns (``features`` and
+  ``drop``: ``groves.data.selection``) and each one's kind, the text columns' categories (in
+  the training rows, with the typo check), the label's classes and every class's training
+  rows, the row counts, and which columns look like ids (a warning).
 - ``prepare``: the second pass encodes each block as the scan decided, sends its training rows
   to the shards every grove samples (``groves.data.shards``), and keeps held-out rows for
   scoring up to ``max_test_rows``.
@@ -30,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from groves.data import encoding
+from groves.data import encoding, selection
 from groves.data.shards import Layout, RowWriter
 from groves.data.tables import (
     BATCH_ROWS,
@@ -119,6 +120,8 @@ class Scan:
     kind: str
     target: str
     weight: str | None
+    features: list[str] | None = None  # the request's: only these columns
+    drop: list[str] = field(default_factory=list)  # the request's: not these
     names: list[str] = field(default_factory=list)
     types: dict[str, pa.DataType] = field(default_factory=dict)
     kinds: list[str] = field(default_factory=list)
@@ -132,24 +135,46 @@ class Scan:
     label_width: int = 1
     n_rows: int = 0
     n_test: int = 0
+    distinct: dict[str, int] = field(default_factory=dict)  # integer columns: over the blocks
 
     def columns(self) -> list[dict[str, Any]]:
-        """The feature columns as the plan records them, text with its categories."""
+        """The feature columns as the plan records them: text with its categories, a date
+        column as its parts."""
         out = []
         for name, kind in zip(self.names, self.kinds, strict=True):
-            column = {"name": name, "kind": kind}
             if kind == "category":
-                column["categories"] = sorted(str(w) for w, (n, _) in self.words[name].items() if n)
-            out.append(column)
+                words = sorted(str(w) for w, (n, _) in self.words[name].items() if n)
+                out.append({"name": name, "kind": kind, "categories": words})
+            else:
+                out.extend(encoding.expanded(name, kind, self.types[name]))
         return out
+
+    def dropped(self) -> list[str]:
+        """The columns ``features`` and ``drop`` left out."""
+        return selection.left_out(list(self.types), self.names, self.target, self.weight)
+
+    def warnings(self) -> list[str]:
+        """What plan warns of: integer and text columns that look like ids. An integer
+        column's distinct values are counted block by block (memory holds a block), which
+        counts a value repeated in another block again."""
+        counts = {**self.distinct, **{name: len(words) for name, words in self.words.items()}}
+        ordered = {n: counts[n] for n in self.names if n in counts}
+        return selection.id_warnings(ordered, self.n_rows)
 
 
 def scan(
-    source: str, target: str, weight: str | None, classify: bool, test_size: float, seed: int
+    source: str,
+    target: str,
+    weight: str | None,
+    classify: bool,
+    test_size: float,
+    seed: int,
+    features: list[str] | None = None,
+    drop: list[str] | None = None,
 ) -> Scan:
     """The first pass (see the module's docstring)."""
     files, kind = table_files(source)
-    found = Scan(source, files, kind, target, weight)
+    found = Scan(source, files, kind, target, weight, features, list(drop or ()))
     for uri in files:
         for batch in file_batches(uri, kind, found.types or None):
             if not found.names:
@@ -180,11 +205,14 @@ def _schema(found: Scan, schema: pa.Schema) -> None:
         raise RequestError(
             "weight", f"column {found.weight!r} is not a column of {where} besides the target"
         )
-    found.names = [n for n in header if n not in (found.target, found.weight)]
-    if not found.names:
+    if len(header) == 1 + (found.weight is not None):
         raise RequestError("dataset", f"{where} has no feature columns besides {found.target!r}")
+    found.names = selection.feature_names(
+        header, found.target, found.weight, found.features, found.drop, where
+    )
     found.types = {n: schema.field(n).type for n in header}
     found.kinds = [encoding.column_kind(n, found.types[n], where) for n in found.names]
+    selection.check_part_names(found.names, found.kinds, where)
     found.words = {n: {} for n, k in zip(found.names, found.kinds, strict=True) if k == "category"}
 
 
@@ -210,11 +238,14 @@ def _scan_batch(found: Scan, batch: pa.Table, classify: bool, size: float, seed:
             raise RequestError(
                 "dataset",
                 f"column {name!r} of {where} has over {encoding.MAX_CATEGORIES:,} distinct values; "
-                "drop an id-like column, or bin it",
+                f"bin it, or if it is an id, leave it out: drop [{name!r}] (--drop {name})",
             )
-    for name in found.names:
-        if found.types[name] != pa.null() and name not in found.words:
+    for name, kind in zip(found.names, found.kinds, strict=True):
+        if found.types[name] != pa.null() and kind in ("number", "bool"):
             encoding.to_numbers(name, batch.column(name), where, "dataset", start)
+        if pa.types.is_integer(found.types[name]):
+            count = pc.count_distinct(batch.column(name)).as_py()
+            found.distinct[name] = found.distinct.get(name, 0) + count
     _scan_labels(found, batch.column(found.target), test, classify, start)
     if found.weight is not None:
         _check_weights(found, batch.column(found.weight), start)
@@ -322,7 +353,8 @@ def _check(found: Scan, classify: bool, held_out: bool) -> None:
             raise RequestError(
                 "dataset",
                 f"column {name!r} of {where} has over {encoding.MAX_CATEGORIES:,} distinct values "
-                "in the training rows; drop an id-like column, or bin it",
+                f"in the training rows; bin it, or if it is an id, leave it out: drop [{name!r}] "
+                f"(--drop {name})",
             )
     if classify:
         if len(found.labels) < 2:
@@ -406,7 +438,7 @@ def prepare(
     tests_X, tests_y, digest = [], [], hashlib.blake2b(digest_size=16)
     where = repr(found.source)
     row = 0
-    kept = [n for n in (found.target, found.weight) if n is not None]
+    kept = [n for n in (found.target, found.weight, *found.dropped()) if n is not None]
     for uri in found.files:
         for table in file_batches(uri, found.kind, found.types):
             X = encoding.encode_table(table, columns, where, "dataset", kept, row)

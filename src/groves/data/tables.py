@@ -26,7 +26,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from botocore.exceptions import BotoCoreError, ClientError
 
-from groves.data.encoding import FLOAT32_MAX, decoded, is_text
+from groves.data.encoding import FLOAT32_MAX, decoded, input_name, is_text
 from groves.errors import RequestError
 from groves.store.storage import ArtifactNotFound, download_uri, read_uri, split_s3_uri
 
@@ -234,6 +234,14 @@ def blocks(batches: Iterable[pa.RecordBatch], rows: int | None = None) -> Iterat
         yield pa.Table.from_batches(pending)
 
 
+def arrow_type(column: dict[str, Any]) -> pa.DataType:
+    """The type a CSV's column is read as for prediction: its training kind's (a date column:
+    timestamps with a time zone or without, as trained; pyarrow refuses the other)."""
+    if column["kind"] == "datetime":
+        return pa.timestamp("us", "UTC" if column["utc"] else None)
+    return ARROW_TYPES[column["kind"]]
+
+
 def iter_batches(
     source: str, columns: Sequence[dict[str, Any]], field: str = "data"
 ) -> Iterator[pa.Table]:
@@ -258,7 +266,7 @@ def iter_batches(
 def _csv_batches(
     path: Path, source: str, columns: Sequence[dict[str, Any]], field: str
 ) -> Iterator[pa.Table]:
-    types = {c["name"]: ARROW_TYPES[c["kind"]] for c in columns}
+    types = {input_name(c): arrow_type(c) for c in columns}
     read, convert = csv_options(types)
     try:
         reader = pa_csv.open_csv(path, read_options=read, convert_options=convert)
@@ -280,6 +288,8 @@ def _csv_batches(
 
 
 def _kind_word(kind: pa.DataType) -> str:
+    if pa.types.is_timestamp(kind):
+        return "timestamp with a time zone" if kind.tz else "date or timestamp without a time zone"
     return "number" if kind == pa.float64() else "boolean" if kind == pa.bool_() else str(kind)
 
 

@@ -8,9 +8,11 @@ scikit-learn model a user holds.
   field name onto the installed scikit-learn's.
 - ``votes``: trees' votes summed in the forest's order, and the labels, values and scores read
   from them (training, scoring, search and batch prediction share it); ``Target``.
+- ``measures``: the measures beside the score (balanced accuracy, log-loss, ROC AUC, each
+  class's precision, recall and F1; a regressor's MAE and RMSE), from summed votes.
 - ``loading``: ``load_model``, a committed run's plain forest from its verified groves (with
   ``feature_names_in_`` when trained on named columns, or the ``Pipeline`` of the text
-  encoding and the forest); ``export_model``, that forest as one joblib file; the groves a
+  encoding and the forest); ``export_model``, that model as one joblib file; the groves a
   warm process keeps decoded.
 - ``kernel``: a forest as flat arrays (16 bytes a node), every tree walked at once with numpy;
   predicts as scikit-learn does, without it (the serve function's engine).

@@ -3,8 +3,9 @@
 A committed run is its manifest and its verified groves; no step writes a whole-forest file.
 ``load_model`` reads the groves (each checked by size and sha256 against the manifest, then
 read as data: ``groves.forest.format``) in threads and puts their trees, in grove order, into
-one plain forest; ``export_model`` writes that forest as a joblib file for users who want one
-(a pickle: it is made here, from verified groves, never read from a store).
+one plain forest (with text columns, behind their encoding: ``model``); ``export_model`` writes
+exactly that model as a joblib file for users who want one (a pickle: it is made here, from
+verified groves, never read from a store).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 import numpy as np
 from sklearn.tree._tree import NODE_DTYPE
 
-from groves.data.encoding import has_categories, pipeline
+from groves.data.encoding import needs_encoding
+from groves.data.pipeline import pipeline
 from groves.data.rows import feature_columns
 from groves.forest.trees import read_grove
 from groves.store import artifacts
@@ -124,13 +126,13 @@ def _taken(item: tuple[dict[str, Any], Any, Any], cache: DecodedGroves | None) -
 
 def _named(forest: Any, manifest: dict[str, Any]) -> Any:
     """The forest set as the whole build's: its tree count and seed, no threads of its own,
-    and the training columns' names when they came from the data (a model with text columns
-    checks them in its encoding step instead)."""
+    and the training columns' names when they came from the data (a model with text or date
+    columns checks them in its encoding step instead)."""
     data = manifest["data"]
     forest.set_params(
         n_estimators=manifest["n_trees"], random_state=manifest["spec"]["seed"], n_jobs=None
     )
-    if data.get("named") and not has_categories(data.get("columns", ())):
+    if data.get("named") and not needs_encoding(data.get("columns", ())):
         forest.feature_names_in_ = np.asarray(data["feature_names"], dtype=object)
     return forest
 
@@ -146,20 +148,25 @@ def load_forest(store: Store, manifest: dict[str, Any]) -> Any:
     return _named(forest, manifest)
 
 
-def load_model(store: Store, build_id: str, run_id: str | None = None) -> Any:
-    """The run's plain forest (by default the latest committed run), every grove checked
-    against the manifest before it is read; with text columns, a ``Pipeline`` whose first
-    step encodes them as the build did (by column name, any column order) and whose last step
-    is that forest."""
-    manifest = artifacts.read_manifest(store, build_id, run_id)
-    forest = load_forest(store, manifest)
+def model(forest: Any, manifest: dict[str, Any]) -> Any:
+    """What a user predicts with: the run's forest, or, with text or date columns, a
+    ``Pipeline`` whose first step encodes them as the build did (by column name, any column
+    order) and whose last step is the forest."""
     columns = feature_columns(manifest["data"])
-    return pipeline(columns, forest) if has_categories(columns) else forest
+    return pipeline(columns, forest) if needs_encoding(columns) else forest
+
+
+def load_model(store: Store, build_id: str, run_id: str | None = None) -> Any:
+    """The run's ``model`` (by default the latest committed run), every grove checked against
+    the manifest before it is read."""
+    manifest = artifacts.read_manifest(store, build_id, run_id)
+    return model(load_forest(store, manifest), manifest)
 
 
 def export_model(store: Store, build_id: str, path: Path, run_id: str | None = None) -> Path:
-    """Write the run's plain forest to ``path`` as a joblib file (lz4; ``joblib.load`` reads
-    it), drawing the trees one grove at a time: memory holds a few groves, not the forest."""
+    """Write what ``load_model`` returns to ``path`` as a joblib file (lz4; ``joblib.load``
+    reads it), drawing the trees one grove at a time: memory holds a few groves, not the
+    forest."""
     manifest = artifacts.read_manifest(store, build_id, run_id)
     groves = committed_groves(store, manifest)
     first = next(groves)
@@ -171,5 +178,6 @@ def export_model(store: Store, build_id: str, path: Path, run_id: str | None = N
             yield from grove.estimators_
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    dump_streamed(_named(first, manifest), "estimators_", trees(), path)
+    forest = _named(first, manifest)
+    dump_streamed(model(forest, manifest), (forest, "estimators_"), trees(), path)
     return path

@@ -100,6 +100,7 @@ def validate_request(request: Any) -> dict[str, Any]:
         if spec[field] is not None and (not isinstance(spec[field], str) or not spec[field]):
             raise RequestError(field, f"{spec[field]!r} must be a column name")
     check_source(spec["dataset"], spec["target"])
+    _check_columns(spec)
     if n_groves(spec) > MAX_GROVES:
         raise RequestError(
             "grove_size",
@@ -109,6 +110,30 @@ def validate_request(request: Any) -> dict[str, Any]:
         )
     spec["params"] = validate_params(spec["params"], spec["estimator"])
     return spec
+
+
+def _check_columns(spec: dict[str, Any]) -> None:
+    """``features`` (null, or a list) and ``drop`` (a list) of distinct column names, which
+    only a table (CSV or Parquet: named columns) has; their names are checked against its
+    header when it is read."""
+    for field in ("features", "drop"):
+        names = spec[field]
+        if names is None and field == "features":
+            continue
+        if (
+            not isinstance(names, list)
+            or not all(isinstance(n, str) and n for n in names)
+            or len(set(names)) != len(names)
+        ):
+            raise RequestError(field, f"{names!r} must be a list of distinct column names")
+        if field == "features" and not names:
+            raise RequestError(field, "names no column; leave it out to train on every column")
+        if names and not is_table(spec["dataset"]):
+            raise RequestError(
+                field,
+                f"applies to the named columns of a CSV or Parquet table; {spec['dataset']!r} "
+                "holds arrays",
+            )
 
 
 def _check_int(spec: dict[str, Any], field: str, low: int, high: int) -> None:
@@ -209,7 +234,14 @@ def plan_table(store: Store, spec: dict[str, Any], run_id: str) -> dict[str, Any
     classify = spec["estimator"] == "classifier"
     target = spec["target"] or DEFAULT_TARGET
     found = stream.scan(
-        spec["dataset"], target, spec["weight"], classify, spec["test_size"], spec["seed"]
+        spec["dataset"],
+        target,
+        spec["weight"],
+        classify,
+        spec["test_size"],
+        spec["seed"],
+        spec["features"],
+        spec["drop"],
     )
     classes = stream.classes(found) if classify else None
     n_train = found.n_rows - found.n_test
@@ -224,19 +256,22 @@ def plan_table(store: Store, spec: dict[str, Any], run_id: str) -> dict[str, Any
         spec["max_test_rows"],
     )
     held = write_held_out(store, spec["build_id"], run_id, done.X_test, done.y_test)
+    columns = found.columns()
     return {
         "n_rows": found.n_rows,
-        "n_features": len(found.names),
+        "n_features": len(columns),
         "n_train": done.n_train,
         "n_test": len(done.y_test),
         "n_held_out": found.n_test,
         "classes": classes,
         "n_outputs": 1,
         "split_fingerprint": done.fingerprint,
-        "feature_names": list(found.names),
+        "feature_names": [c["name"] for c in columns],
         "named": True,
-        "columns": found.columns(),
+        "columns": columns,
+        "dropped": found.dropped(),
         "weighted": found.weight is not None,
+        "warnings": found.warnings(),
         "prepared": {"train": done.train, **held},
     }
 
@@ -281,6 +316,7 @@ def data_record(
         "feature_names": list(dataset.feature_names),
         "named": dataset.named,
         "columns": list(split.columns),
+        "dropped": list(dataset.dropped),
         "weighted": split.w_train is not None,
         "prepared": prepared,
     }
@@ -396,10 +432,21 @@ def state_output(store: Store, plan: dict[str, Any]) -> dict[str, Any]:
         "items": store.location(items_key(build_id, run_id)),
         "data": {key: plan["data"][key] for key in counts},
         "sample": plan.get("sample"),
+        "warnings": shown_warnings(plan["data"].get("warnings", [])),
     }
     if plan.get("resumed"):
         output["resumed"] = True
     return output
+
+
+SHOWN_WARNINGS = 10  # the execution's output stays small however many columns look like ids
+
+
+def shown_warnings(warnings: list[str]) -> list[str]:
+    """The plan's first warnings, and how many more ``plan.json`` has."""
+    more = len(warnings) - SHOWN_WARNINGS
+    tail = [f"and {more:,} more warnings in plan.json (data.warnings)"] if more > 0 else []
+    return warnings[:SHOWN_WARNINGS] + tail
 
 
 def resume_plan(store: Store, request: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,8 @@ DEFAULTS: dict[str, Any] = {
     "dataset": "digits",
     "target": None,
     "weight": None,
+    "features": None,  # null: every column but the target and the weights; or only these
+    "drop": [],  # columns left out (an id, say)
     "estimator": "classifier",
     "test_size": 0.25,
     "seed": 0,

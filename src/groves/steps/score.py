@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from groves.data.prepared import read_prepared
+from groves.forest.measures import measures
 from groves.forest.votes import Target
 from groves.steps.cost import Invocation, run_cost
 from groves.store.artifacts import (
@@ -24,6 +25,8 @@ from groves.store.artifacts import (
 )
 from groves.store.records import record_format
 from groves.store.storage import READ_THREADS, Store, load_npy_lz4, put_json
+
+SUMMARY_CLASSES = 10  # classes whose measures the execution's output carries (then: the file)
 
 
 def stored_votes(
@@ -49,8 +52,9 @@ def score_build(
     run_id: str | None = None,
     invocation: Invocation | None = None,
 ) -> dict[str, Any]:
-    """Write the run's ``metrics.json``: the forest's held-out score, each grove's, and the
-    score as trees are added grove by grove. ``run_id`` defaults to the latest committed run;
+    """Write the run's ``metrics.json``: the forest's held-out score, its other measures
+    (``groves.forest.measures``), each grove's score, and the score as trees are added grove
+    by grove. ``run_id`` defaults to the latest committed run;
     every votes file is checked against the manifest before it is read. Returns the summary
     with the run's whole ``cost``, scoring included."""
     invocation = invocation or Invocation.begin("predict")
@@ -83,11 +87,14 @@ def score_build(
         "grove_score_max": max(grove_scores),
         "grove_scores": grove_scores,
         "score_by_trees": by_trees,
+        **measures(target, y_test, total, n_trees),
         "seconds": round(time.perf_counter() - started, 3),
     }
     metrics["usage"] = invocation.usage()
     put_json(store, metrics_key(build_id, run_id), metrics)
-    left_out = ("grove_scores", "score_by_trees", "usage")
+    left_out = ["grove_scores", "score_by_trees", "usage"]
+    if len(metrics.get("per_class", ())) > SUMMARY_CLASSES:
+        left_out.append("per_class")  # the output stays small whatever the classes
     summary = {k: v for k, v in metrics.items() if k not in left_out}
     return {
         **summary,

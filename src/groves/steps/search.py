@@ -171,7 +171,10 @@ def plan_search(store: Store, request: Any, invocation: Invocation | None = None
     folder, where only ``score_best`` reads them."""
     spec, candidates = validate_search(request)
     build_id = spec["build_id"]
-    dataset = datasets.load_dataset(spec["dataset"], spec["target"], spec["weight"])
+    features = None if spec["features"] is None else tuple(spec["features"])
+    dataset = datasets.load_dataset(
+        spec["dataset"], spec["target"], spec["weight"], features, tuple(spec["drop"])
+    )
     classes = datasets.check_target(dataset, spec["estimator"], spec["dataset"])
     outer = datasets.split(dataset, spec["test_size"], spec["seed"], classes is not None)
     inner = datasets.carve(outer, spec["validation_size"], spec["seed"], classes is not None)

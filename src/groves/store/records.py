@@ -170,9 +170,19 @@ COUNT = Range(0, 1 << 62)
 DIGEST = Rec({"sha256": SHA256, "bytes": COUNT})
 LABEL = AnyOf((int, float, str, bool))
 CLASSES = Maybe(AnyOf((List(LABEL, 1), List(List(LABEL, 1), 1))))
-COLUMN = Rec(
-    {"name": str, "kind": Match("number|bool|category")},
-    {"categories": List(Maybe(str))},
+COLUMN = AnyOf(
+    (
+        Rec({"name": str, "kind": Match("number|bool|category")}, {"categories": List(Maybe(str))}),
+        Rec(
+            {
+                "name": str,
+                "kind": Match("datetime"),
+                "column": str,
+                "part": Match("seconds|year|month|day|weekday|hour"),
+                "utc": bool,
+            }
+        ),
+    )
 )
 DATA = Rec(
     {
@@ -181,6 +191,8 @@ DATA = Rec(
     },
     {
         "columns": List(COLUMN),
+        "dropped": List(str),
+        "warnings": List(str),
         "feature_names": List(str),
         "named": bool,
         "n_outputs": Range(1, 1 << 16),
@@ -191,6 +203,8 @@ DATA = Rec(
         "prepared": ANY,
     },
 )
+# metrics.json's measures beyond the score (``groves.forest.measures``)
+MEASURES = ("accuracy", "balanced_accuracy", "log_loss", "roc_auc", "r2", "mae", "rmse")
 SPEC = Rec({"n_trees": Range(1, 1 << 31), "estimator": Match("classifier|regressor")})
 GROVE = Rec(
     {
@@ -261,6 +275,18 @@ SCHEMAS: dict[str, Any] = {
             "grove_scores": List(float),
             "score_by_trees": List(Rec({"n_trees": Range(1, 1 << 31), "score": float})),
             "cost": ANY,
+            "scores": Rec({}, {name: Maybe(float) for name in MEASURES}),
+            "per_class": List(
+                Rec(
+                    {
+                        "class": LABEL,
+                        "precision": float,
+                        "recall": float,
+                        "f1": float,
+                        "support": COUNT,
+                    }
+                )
+            ),
         },
     ),
 }

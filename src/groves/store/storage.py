@@ -657,15 +657,17 @@ class _StreamedList:
         return (list, (), None, self.items)
 
 
-def dump_streamed(obj: Any, attribute: str, items: Iterator[Any], path: Path) -> None:
+def dump_streamed(obj: Any, streamed: tuple[Any, str], items: Iterator[Any], path: Path) -> None:
     """Write ``obj`` as a ``.joblib`` file (a protocol-5 pickle in an lz4 frame, which
-    ``joblib.load`` reads as ``compress=("lz4", 1)``; by the C pickler) in which
-    ``obj.attribute`` is the list of ``items``, drawn one at a time: memory holds one item and
-    what ``items`` keeps (a grove), never the whole list. ``joblib.load`` gives back ``obj``
-    with a plain list. Only for exports a user asks for: no store holds a pickle."""
+    ``joblib.load`` reads as ``compress=("lz4", 1)``; by the C pickler) in which the attribute
+    ``streamed = (holder, name)`` of ``obj`` or of an object inside it is the list of ``items``,
+    drawn one at a time: memory holds one item and what ``items`` keeps (a grove), never the
+    whole list. ``joblib.load`` gives back ``obj`` with a plain list. Only for exports a user
+    asks for: no store holds a pickle."""
     import lz4.frame
 
-    setattr(obj, attribute, _StreamedList(items))
+    holder, attribute = streamed
+    setattr(holder, attribute, _StreamedList(items))
     method, level = JOBLIB_COMPRESSION
     assert method == "lz4"
     # written beside ``path`` and renamed over it only once whole: a failure (a full disk, a
