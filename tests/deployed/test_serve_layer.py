@@ -16,7 +16,7 @@ import boto3
 import numpy as np
 import pytest
 from conftest import FAKE_AWS, ROOT
-from test_layer import RUNTIME_PACKAGES, WHEELS, python312
+from test_layer import RUNTIME_PACKAGES, WHEELS, lambda_python  # noqa: F401 (a fixture)
 
 import groves
 from groves.engine.local import run_local
@@ -35,14 +35,6 @@ from groves.forest import native
 heavy = {"sklearn", "scipy", "pandas", "pyarrow", "joblib"} & set(sys.modules)
 print(json.dumps({"modules": sorted(heavy), "compiled": str(native.compiled())}))
 """
-
-
-@pytest.fixture(scope="module")
-def lambda_python() -> str:
-    found = python312()
-    if found is None:
-        pytest.skip("no python3.12 on PATH or in pyenv's versions: Lambda's Python is needed")
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +82,11 @@ def event(body: Any = None, method: str = "POST") -> dict[str, Any]:
 
 
 def test_the_serve_function_answers_from_s3_under_lambdas_python(
-    layer: dict[str, Any], lambda_python: str, s3_server: str, moto_server: str, tmp_path: Path
+    layer: dict[str, Any],
+    lambda_python: str,  # noqa: F811 (test_layer's fixture)
+    s3_server: str,
+    moto_server: str,
+    tmp_path: Path,
 ) -> None:
     # a model with text, missing and boolean values, trained here and stored in S3 as a
     # deployed build leaves it
