@@ -32,13 +32,15 @@ import numpy as np
 
 from groves.errors import BuildError
 from groves.store.artifacts import digest, read_verified
-from groves.store.storage import READ_THREADS, Store
+from groves.store.storage import Store
 
 FORMAT = "groves-rows/1"
 SHARD_BYTES = 256 << 20
 STRIPE_BYTES = 1 << 20
 MIN_STRIPES = 1000
 HASH_BYTES = 32
+RUN_BYTES = 4 << 20  # consecutive stripes read at once, at most
+ROW_READ_THREADS = 16  # ranged reads in flight: at most 16 x RUN_BYTES of memory
 
 
 def rows_key(prefix: str, shard: int, suffix: str) -> str:
@@ -202,7 +204,7 @@ def read_rows(
     wanted: dict[int, list[int]] = {}
     for stripe in stripes:
         wanted.setdefault(stripe // per, []).append(stripe % per)
-    with ThreadPoolExecutor(READ_THREADS) as pool:
+    with ThreadPoolExecutor(ROW_READ_THREADS) as pool:
         shards = list(pool.map(lambda s: _Shard(store, prefix, record, s, layout), wanted))
         starts, n = {}, 0  # each stripe's first row in the result
         for shard in shards:
@@ -213,19 +215,19 @@ def read_rows(
         y = np.empty((n, *layout.y_tail), layout.y_dtype)
         w = np.empty(n, np.float64) if layout.weighted else None
 
-        def place(blocks: dict[tuple[int, int], tuple[int, bytes]]) -> None:
+        def place(blocks: dict[tuple[int, int], tuple[int, memoryview]]) -> None:
             for key, (rows, blob) in blocks.items():
                 at = starts[key]
                 _unpack(blob, rows, layout, X[at : at + rows], y[at : at + rows], w, at)
 
-        reads = [(shard, [stripe]) for shard in shards for stripe in wanted[shard.number]]
+        reads = [(shard, run) for shard in shards for run in shard.runs(wanted[shard.number])]
         for future in [pool.submit(lambda r: place(r[0].read(r[1])), read) for read in reads]:
             future.result()
     return X, y, w
 
 
 def _unpack(
-    blob: bytes,
+    blob: memoryview,
     rows: int,
     layout: Layout,
     X: np.ndarray,
@@ -265,15 +267,34 @@ class _Shard:
         self.spans = list(zip([0, *ends[:-1]], ends, strict=True))
         self.bytes = entry["bytes"]
 
-    def read(self, stripes: list[int]) -> dict[tuple[int, int], tuple[int, bytes]]:
-        """The stripes' verified bytes, keyed by (shard, stripe): one ranged read each."""
-        return self._verified(
-            stripes, [self.store.get_range(self.key, *self.spans[s]) for s in stripes]
-        )
+    def runs(self, stripes: list[int]) -> list[list[int]]:
+        """``stripes`` (in order) as runs of consecutive stripes of at most ``RUN_BYTES`` each,
+        one ranged read a run: a grove reading every row of a small table makes one read, not
+        one per stripe, and the reads in flight stay bounded."""
+        runs: list[list[int]] = []
+        for stripe in stripes:
+            run = runs[-1] if runs else None
+            if (
+                run is not None
+                and stripe == run[-1] + 1
+                and self.spans[stripe][1] - self.spans[run[0]][0] <= RUN_BYTES
+            ):
+                run.append(stripe)
+            else:
+                runs.append([stripe])
+        return runs
+
+    def read(self, stripes: list[int]) -> dict[tuple[int, int], tuple[int, memoryview]]:
+        """A run of consecutive stripes' verified bytes, keyed by (shard, stripe), from one
+        ranged read."""
+        start, stop = self.spans[stripes[0]][0], self.spans[stripes[-1]][1]
+        blob = memoryview(self.store.get_range(self.key, start, stop))
+        parts = [blob[self.spans[s][0] - start : self.spans[s][1] - start] for s in stripes]
+        return self._verified(stripes, parts)
 
     def _verified(
-        self, stripes: list[int], blobs: list[bytes]
-    ) -> dict[tuple[int, int], tuple[int, bytes]]:
+        self, stripes: list[int], blobs: list[memoryview]
+    ) -> dict[tuple[int, int], tuple[int, memoryview]]:
         out = {}
         for stripe, blob in zip(stripes, blobs, strict=True):
             recorded = self.index[stripe * HASH_BYTES : (stripe + 1) * HASH_BYTES]
