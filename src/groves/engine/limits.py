@@ -100,6 +100,18 @@ def peak_mb(pid: int) -> float | None:
     return None
 
 
+def resident_mb(pid: int) -> float | None:
+    """A process's resident memory now (``VmRSS``) in MiB; ``None`` if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def reset_peak() -> None:
     """Reset this process's resident high-water mark to what it holds now (Linux; elsewhere
     the peak is the process's own)."""

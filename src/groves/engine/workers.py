@@ -38,6 +38,7 @@ from groves.engine.limits import (
     out_of_memory,
     peak_mb,
     reset_peak,
+    resident_mb,
     timed_out,
 )
 from groves.steps.cost import TRAIN_MEMORY_ENV
@@ -46,6 +47,7 @@ from groves.steps.cost import TRAIN_MEMORY_ENV
 Outcome = tuple[str, Any] | tuple[str, str, str]
 Call = Callable[[Callable[[Any], Any], Any], Outcome]
 GRACE_SECONDS = 1.0
+KEPT_MB = 64  # memory another function's invocation may leave in a worker it hands on
 START_METHOD = "forkserver" if "forkserver" in get_all_start_methods() else "spawn"
 SIGNAL_WORDS = {"SIGKILL": "killed", "SIGTERM": "terminated", "SIGSEGV": "segmentation fault"}
 
@@ -111,6 +113,7 @@ class WorkerPool:
             self._context.set_forkserver_preload(list(preload))
         self._handlers, self._call = dict(handlers), call
         self.limits = dict(limits or {})
+        self._fresh_mb = float("inf")  # a fresh worker's resident memory, once one is seen
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
@@ -193,8 +196,11 @@ class WorkerPool:
         over its limits is killed, and the invocation fails as Lambda's would."""
         worker = self._take()
         limit = self.limits.get(resource)
-        if limit is not None and worker.resource not in (None, resource):
+        if limit is not None and worker.resource not in (None, resource) and self._kept(worker):
             worker = self._fresh(worker)
+        if worker.resource is None:  # a fresh worker: what one holds before any invocation
+            now = resident_mb(worker.process.pid)
+            self._fresh_mb = min(self._fresh_mb, now) if now is not None else self._fresh_mb
         worker.resource = resource
         if limit is not None:
             env = {**env, MEMORY_ENV: str(limit.memory_mb)}
@@ -224,10 +230,16 @@ class WorkerPool:
         self._forget(worker)
         return over or _exited(worker.process.pid, worker.process.exitcode)
 
+    def _kept(self, worker: _Worker) -> bool:
+        """Whether a worker holds more than ``KEPT_MB`` beyond a fresh one's memory: what
+        another function's invocation left (plan's freed but kept pages) would count against
+        this one's memory size, as it never does on Lambda."""
+        now = resident_mb(worker.process.pid)
+        return now is None or now > self._fresh_mb + KEPT_MB
+
     def _fresh(self, worker: _Worker) -> _Worker:
-        """A new worker in place of an idle one that served another function: on Lambda each
-        function has sandboxes of its own, so what plan's process kept (its allocator's freed
-        pages) must not count against a grove's memory size."""
+        """A new worker in place of an idle one that served another function and kept memory
+        (``_kept``): on Lambda each function has sandboxes of its own."""
         worker.process.kill()
         worker.process.join(GRACE_SECONDS)
         self._forget(worker)
