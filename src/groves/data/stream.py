@@ -229,9 +229,9 @@ def _scan_batch(found: Scan, batch: pa.Table, classify: bool, size: float, seed:
         codes = indices[present].astype(np.int64)
         dictionary = encoded.dictionary.to_pylist()
         in_train = np.bincount(codes[~test[present]], minlength=len(dictionary))
-        _, first = np.unique(codes, return_index=True)
+        seen, first = np.unique(codes, return_index=True)
         rows = np.flatnonzero(present)[first] + start
-        for code, row in zip(np.unique(codes).tolist(), rows.tolist(), strict=True):
+        for code, row in zip(seen.tolist(), rows.tolist(), strict=True):
             entry = words.setdefault(dictionary[code], [0, row])
             entry[0] += int(in_train[code])
         if len(words) > encoding.MAX_CATEGORIES * 2:

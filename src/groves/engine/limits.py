@@ -90,22 +90,20 @@ def function_limits(
 def peak_mb(pid: int) -> float | None:
     """A process's resident high-water mark (``VmHWM``) in MiB; ``None`` if it is gone (or
     there is no ``/proc``)."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+    return _status_mb(pid, b"VmHWM:")
 
 
 def resident_mb(pid: int) -> float | None:
     """A process's resident memory now (``VmRSS``) in MiB; ``None`` if it is gone."""
+    return _status_mb(pid, b"VmRSS:")
+
+
+def _status_mb(pid: int, field: bytes) -> float | None:
+    """A field of ``/proc/<pid>/status`` given in kB, in MiB."""
     try:
         with open(f"/proc/{pid}/status", "rb") as status:
             for line in status:
-                if line.startswith(b"VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1]) / 1024
     except OSError:
         return None

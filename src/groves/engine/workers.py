@@ -113,6 +113,9 @@ class WorkerPool:
             self._context.set_forkserver_preload(list(preload))
         self._handlers, self._call = dict(handlers), call
         self.limits = dict(limits or {})
+        self._train_mb = next(
+            (x.memory_mb for x in self.limits.values() if x.step == "train_grove"), None
+        )
         self._fresh_mb = float("inf")  # a fresh worker's resident memory, once one is seen
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._workers: list[_Worker] = []
@@ -204,9 +207,8 @@ class WorkerPool:
         worker.resource = resource
         if limit is not None:
             env = {**env, MEMORY_ENV: str(limit.memory_mb)}
-        train = next((x for x in self.limits.values() if x.step == "train_grove"), None)
-        if train is not None:  # plan sizes each grove's sample by it, as the template says
-            env = {**env, TRAIN_MEMORY_ENV: str(train.memory_mb)}
+        if self._train_mb is not None:  # plan sizes each grove's sample by it, as deployed
+            env = {**env, TRAIN_MEMORY_ENV: str(self._train_mb)}
         over: Outcome | None = None
         reply = None
         try:
