@@ -91,11 +91,10 @@ def write_rows(
     X: np.ndarray,
     y: np.ndarray,
     w: np.ndarray | None,
-    n_rows_hint: int | None = None,
 ) -> dict[str, Any]:
     """Write rows ``X, y, w`` as shards under ``prefix``; what the plan records of them."""
     layout = Layout(int(X.shape[1]), y.dtype, tuple(y.shape[1:]), w is not None)
-    writer = RowWriter(store, prefix, layout, n_rows_hint or len(y))
+    writer = RowWriter(store, prefix, layout, len(y))
     writer.add(X, y, w)
     return writer.finish()
 
