@@ -26,10 +26,11 @@ from groves.store.artifacts import GROVE_SUFFIX, VOTES_SUFFIX
 
 ASL = ROOT / "statemachine" / "forest.asl.json"
 # Each state machine: its resource, its definition, its Distributed Map, and its Fail state.
+# Each state machine's definition, its Distributed Maps, and its Fail state.
 MACHINES = {
-    "ForestStateMachine": ("forest", "TrainGroves", "BuildFailed"),
-    "BatchPredictStateMachine": ("batch_predict", "PredictChunks", "BatchFailed"),
-    "SearchStateMachine": ("search", "TrainCandidates", "SearchFailed"),
+    "ForestStateMachine": ("forest", ("ScanParts", "PrepareParts", "TrainGroves"), "BuildFailed"),
+    "BatchPredictStateMachine": ("batch_predict", ("PredictChunks",), "BatchFailed"),
+    "SearchStateMachine": ("search", ("TrainCandidates",), "SearchFailed"),
 }
 
 
@@ -138,7 +139,7 @@ def test_every_task_has_its_function_handler_and_substitution(
 
 @pytest.mark.parametrize("machine_id", sorted(MACHINES))
 def test_every_task_retries_lambda_errors_and_catches_to_a_fail_state(machine_id: str) -> None:
-    _, map_state, failed = MACHINES[machine_id]
+    _, map_states, failed = MACHINES[machine_id]
     machine = json.loads(definition_file(machine_id).read_text())
     for name, state in tasks(machine).items():
         retried = {e for r in state["Retry"] for e in r["ErrorEquals"]}
@@ -147,11 +148,12 @@ def test_every_task_retries_lambda_errors_and_catches_to_a_fail_state(machine_id
         [catch] = state["Catch"]
         assert catch["ErrorEquals"] == ["States.ALL"]
     assert machine["States"][failed]["Type"] == "Fail"
-    distributed = machine["States"][map_state]
-    assert distributed["Catch"][0]["Next"] == failed
-    assert distributed["MaxConcurrencyPath"] == "$.max_concurrency"
-    assert distributed["ToleratedFailurePercentage"] == 0
-    assert distributed["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    for map_state in map_states:
+        distributed = machine["States"][map_state]
+        assert distributed["Catch"][0]["Next"] == failed
+        assert distributed["MaxConcurrencyPath"] == "$.max_concurrency"
+        assert distributed["ToleratedFailurePercentage"] == 0
+        assert distributed["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
 
 
 # groves rm and groves gc delete client-side: no function may delete anything
@@ -165,10 +167,18 @@ FORBIDDEN = {
 RUN = "20261125T120301123Z-1a2b3c4d"
 # What each step writes, as groves.store.artifacts names it: the template must allow exactly these.
 WRITES = {
-    "PlanFunction": [
+    "PlanFunction": [  # and a one-file table's shards, as plan_part writes a file's
         artifacts.plan_key("b", RUN),
         artifacts.items_key("b", RUN),
         artifacts.data_key("b", RUN, "X_train"),
+        f"{artifacts.data_prefix('b', RUN)}scan_00003.json",
+        f"{artifacts.data_prefix('b', RUN)}rows_00012.bin",
+    ],
+    # a table's file planned in parts: its scan, its shards and held-out rows, beside the run's
+    # prepared data
+    "PlanPartFunction": [
+        f"{artifacts.data_prefix('b', RUN)}scan_00003.json",
+        f"{artifacts.data_prefix('b', RUN)}rows_00012.bin",
     ],
     "TrainGroveFunction": [
         artifacts.grove_key("b", RUN, 7, s) for s in (GROVE_SUFFIX, "json", VOTES_SUFFIX)
@@ -194,6 +204,8 @@ WRITES = {
         *(search_key("b", RUN, n) for n in ("search.json", "candidates.json", "data/X_test.npy")),
         artifacts.plan_key("b", RUN),
         artifacts.data_key("b", RUN, "X_train"),
+        f"{artifacts.data_prefix('b', RUN)}scan_00003.json",  # data/*, as plan
+        f"{artifacts.data_prefix('b', RUN)}rows_00012.bin",
     ],
     "ScoreCandidatesFunction": [
         search_key("b", RUN, name) for name in ("leaderboard.json", "usage.json")
@@ -227,11 +239,14 @@ def test_each_function_writes_only_its_own_files(template) -> None:
                 assert any(allowed(p, key) for p in writes) == (key in WRITES[name]), (name, key)
 
 
-# What each state machine's Distributed Map reads: the items its first step wrote.
+# What each state machine's Distributed Maps read: the items its first step wrote.
 MAP_ITEMS = {
-    "ForestStateMachine": artifacts.items_key("b", RUN),
-    "BatchPredictStateMachine": artifacts.batch_key("b", RUN, "chunks.json"),
-    "SearchStateMachine": search_key("b", RUN, "candidates.json"),
+    "ForestStateMachine": [
+        f"{artifacts.data_prefix('b', RUN)}parts.json",
+        artifacts.items_key("b", RUN),
+    ],
+    "BatchPredictStateMachine": [artifacts.batch_key("b", RUN, "chunks.json")],
+    "SearchStateMachine": [search_key("b", RUN, "candidates.json")],
 }
 LOG_GROUPS = {
     "ForestStateMachine": "StateMachineLogGroup",
@@ -262,28 +277,36 @@ def test_state_machine_invokes_only_its_functions_and_logs_and_traces(
         by_service.setdefault(service, []).append({**statement, "Action": actions})
     assert set(by_service) == {"logs", "xray", "states", "s3"}
     # the Distributed Map starts, describes, stops and redrives its own child executions only
-    file_name, map_state, _ = MACHINES[machine_id]
+    file_name, map_states, _ = MACHINES[machine_id]
     name = machine["Name"]["Fn::Sub"]
     assert name == "${AWS::StackName}-" + file_name.replace("_", "-")
     arns = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}"
-    granted = {(a, s["Resource"]["Fn::Sub"]) for s in by_service["states"] for a in s["Action"]}
+    granted = {
+        (a, r["Fn::Sub"])
+        for s in by_service["states"]
+        for a in s["Action"]
+        for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+    }
     assert granted == {
         ("states:StartExecution", f"{arns}:stateMachine:{name}"),
         ("states:DescribeExecution", f"{arns}:execution:{name}/*"),
         ("states:StopExecution", f"{arns}:execution:{name}/*"),
-        ("states:RedriveExecution", f"{arns}:execution:{name}/{map_state}:*"),
+        *(("states:RedriveExecution", f"{arns}:execution:{name}/{m}:*") for m in map_states),
     }
-    # it reads the items its first step wrote, and writes only its ResultWriter prefix
-    distributed = json.loads(definition_file(machine_id).read_text())["States"][map_state]
-    prefix = distributed["ResultWriter"]["Parameters"]["Prefix"]
+    # they read the items the plan steps wrote, and write only their ResultWriter prefix
+    definition = json.loads(definition_file(machine_id).read_text())["States"]
+    (prefix,) = {definition[m]["ResultWriter"]["Parameters"]["Prefix"] for m in map_states}
     reads = [
         p
         for s in by_service["s3"]
         if s["Action"] == ["s3:GetObject"]
         for p in object_patterns(s["Resource"])
     ]
-    others = [k for keys in WRITES.values() for k in keys if k != MAP_ITEMS[machine_id]]
-    assert [allowed(p, MAP_ITEMS[machine_id]) for p in reads] == [True]
+    items = MAP_ITEMS[machine_id]
+    others = [k for keys in WRITES.values() for k in keys if k not in items]
+    assert [[allowed(p, key) for key in items] for p in reads] == [
+        [i == j for j in range(len(items))] for i in range(len(items))
+    ]
     assert not any(allowed(p, key) for p in reads for key in others)
     (writer,) = [s for s in by_service["s3"] if "s3:PutObject" in s["Action"]]
     [pattern] = object_patterns(writer["Resource"])
@@ -316,6 +339,7 @@ def test_functions_that_stage_tables_or_cache_rows_get_the_tmp_storage_parameter
     }
     assert staged == {
         "PlanFunction",
+        "PlanPartFunction",
         "PlanBatchFunction",
         "PlanSearchFunction",
         "AssemblePredictionsFunction",
@@ -453,7 +477,8 @@ def test_local_limits_and_cost_estimates_use_the_templates_memory_sizes_and_time
 
 
 def test_only_the_table_readers_may_read_the_data_bucket(template) -> None:
-    """Least privilege: the datasets bucket is read by plan, plan_batch and plan_search alone;
+    """Least privilege: the datasets bucket is read by plan, plan_part, plan_batch and
+    plan_search alone;
     every other step reads only the store."""
     readers = set()
     for name, resource in template["Resources"].items():
@@ -461,7 +486,12 @@ def test_only_the_table_readers_may_read_the_data_bucket(template) -> None:
             continue
         if "ReadData" in json.dumps(resource["Properties"].get("Policies", [])):
             readers.add(name)
-    assert readers == {"PlanFunction", "PlanBatchFunction", "PlanSearchFunction"}
+    assert readers == {
+        "PlanFunction",
+        "PlanPartFunction",
+        "PlanBatchFunction",
+        "PlanSearchFunction",
+    }
 
 
 def test_the_bucket_keeps_versions_and_training_concurrency_can_be_reserved(template) -> None:

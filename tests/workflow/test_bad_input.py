@@ -407,6 +407,6 @@ def test_a_missing_target_lists_the_columns_and_suggests_the_closest(
         if reader == "table":
             datasets.table_features(str(source), "churn", None)
         else:
-            stream.scan(str(source), "churn", None, True, 0.25, 0)
+            stream.open_table(str(source), "churn", None)
     with pytest.raises(RequestError, match=r"\(did you mean 'tenure'\?\)"):
         datasets.table_features(str(source), "tenur", None)

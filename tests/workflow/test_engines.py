@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 from conftest import BUCKET, small_request
@@ -116,15 +117,16 @@ def for_moto(machine: dict[str, Any]) -> dict[str, Any]:
     takes ToleratedFailurePercentage only as a decimal (``0.0``, not ``0``), and evaluates
     ResultWriter's paths on the Map's results instead of its input: it gets the bucket as is."""
     machine = copy.deepcopy(machine)
-    (distributed,) = [s for s in machine["States"].values() if "ItemReader" in s]
-    distributed["ToleratedFailurePercentage"] = float(distributed["ToleratedFailurePercentage"])
-    distributed["ResultWriter"]["Parameters"] = {"Bucket": BUCKET, "Prefix": "map-runs"}
-    if "ItemBatcher" in distributed:
-        batcher = distributed.pop("ItemBatcher")
-        distributed["ItemSelector"] = {
-            "Items.$": "States.Array($$.Map.Item.Value)",
-            "BatchInput": batcher["BatchInput"],
-        }
+    for distributed in [s for s in machine["States"].values() if "ItemReader" in s]:
+        tolerated = distributed["ToleratedFailurePercentage"]
+        distributed["ToleratedFailurePercentage"] = float(tolerated)
+        distributed["ResultWriter"]["Parameters"] = {"Bucket": BUCKET, "Prefix": "map-runs"}
+        if "ItemBatcher" in distributed:
+            batcher = distributed.pop("ItemBatcher")
+            distributed["ItemSelector"] = {
+                "Items.$": "States.Array($$.Map.Item.Value)",
+                "BatchInput": batcher["BatchInput"],
+            }
     return machine
 
 
@@ -236,7 +238,7 @@ def test_both_engines_end_the_same(scenario: str, moto_engine) -> None:
             "States.ExceedToleratedFailureThreshold",
         )
         assert (theirs["status"], theirs["error"]) == ("FAILED", "BuildError")
-        assert ours["entered"] == Counter(["Plan", "TrainGroves", "BuildFailed"])
+        assert ours["entered"] == Counter(["Plan", "PlannedInParts", "TrainGroves", "BuildFailed"])
         assert theirs["entered"] == ours["entered"] + Counter(["Merge"])
         assert ours["events"][-5:] == [
             "MapRunFailed",
@@ -246,6 +248,27 @@ def test_both_engines_end_the_same(scenario: str, moto_engine) -> None:
             "ExecutionFailed",
         ]
         assert not [k for k in written(local) if k.endswith("manifest.json")]
+
+
+def test_both_engines_plan_a_table_in_parts_the_same(moto_engine, tmp_path: Path) -> None:
+    """A folder of CSV files in S3: the plan's two Maps over its files, on both engines."""
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame.sample(frac=1, random_state=0)
+    frame["kind"] = np.where(frame["sepal length (cm)"] > 5.8, "long", None)
+    for k in range(3):
+        body = frame.iloc[k * 50 : (k + 1) * 50].to_csv(index=False).encode()
+        boto3.client("s3").put_object(Bucket=BUCKET, Key=f"tables/iris/p{k}.csv", Body=body)
+    request = small_request(dataset=f"s3://{BUCKET}/tables/iris/", predict=True)
+    ours = run_local_engine(f"s3://{BUCKET}/local", {}, request=request)
+    theirs = moto_engine(f"s3://{BUCKET}/moto", {}, request=request)
+    assert ours == theirs, "the same history events, event for event"
+    assert ours["status"] == "SUCCEEDED"
+    planned = ["Plan", "PlannedInParts", "ScanParts", "PlanScanned", "PrepareParts"]
+    trained = ["PlanPrepared", "TrainGroves", "Merge", "PredictRequested", "Predict", "Done"]
+    assert ours["entered"] == Counter(planned + trained)
+    assert written(f"s3://{BUCKET}/local") == written(f"s3://{BUCKET}/moto")
+    assert "t/runs/RUN/data/scan_00002.json" in written(f"s3://{BUCKET}/local")
 
 
 def test_both_engines_predict_new_rows_the_same(moto_engine, tmp_path: Path) -> None:

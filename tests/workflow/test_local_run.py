@@ -43,7 +43,15 @@ def test_run_with_predict_in_worker_processes(tmp_path: Path) -> None:
         on_progress=lambda *p: progress.append(p),
     )
     assert run.status == "SUCCEEDED", run.cause
-    assert entered(run) == ["Plan", "TrainGroves", "Merge", "PredictRequested", "Predict", "Done"]
+    assert entered(run) == [
+        "Plan",
+        "PlannedInParts",
+        "TrainGroves",
+        "Merge",
+        "PredictRequested",
+        "Predict",
+        "Done",
+    ]
     # 4 groves in batches of 3: two child executions, each with a name of its own
     assert all(entered(run, i) == ["TrainGrove"] for i in range(2)), "each child's states"
     children = run.children
@@ -149,7 +157,7 @@ def test_a_failing_grove_fails_the_map_run_and_no_model_is_written(tmp_path: Pat
     definition, interpreter = interpreter_with(tmp_path, TrainGroveFunctionArn=broken_grove)
     run = execute(definition, small_request(), interpreter)
     assert (run.status, run.error) == ("FAILED", "States.ExceedToleratedFailureThreshold")
-    assert entered(run) == ["Plan", "TrainGroves", "BuildFailed"]
+    assert entered(run) == ["Plan", "PlannedInParts", "TrainGroves", "BuildFailed"]
     assert entered(run, 1) == ["TrainGrove", "GroveFailed"]
     failed = next(c for c in run.children if status(c.events) == "FAILED")
     error, cause = failure(failed.events)

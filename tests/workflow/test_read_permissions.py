@@ -101,8 +101,8 @@ def replay(name: str, event: dict[str, Any]) -> None:
 
 @pytest.fixture
 def every_step_read(recorded: dict[str, set[str]], s3: Any) -> dict[str, set[str]]:
-    """Training with scoring, a batch prediction keeping a column, and a search; each Map's
-    function and merge replayed once."""
+    """Training with scoring (on arrays, and on a table of two files), a batch prediction
+    keeping a column, and a search; each Map's function and merge replayed once."""
     iris = load_iris()
     buffer = io.BytesIO()
     np.savez(buffer, X=iris.data, y=iris.target)
@@ -129,6 +129,13 @@ def every_step_read(recorded: dict[str, set[str]], s3: Any) -> dict[str, set[str
     done = run_machine("batch_predict", batch)
     chunk = {"chunk_id": 0, "shard": 0}
     replay("PredictChunkFunction", {**ids, "batch_id": done["batch_id"], "chunk": chunk})
+
+    # a table of two CSV files: planned in parts (plan_part, twice a file)
+    frame = load_iris(as_frame=True).frame
+    for k in range(2):
+        part = frame.iloc[k::2].to_csv(index=False).encode()
+        s3.put_object(Bucket=BUCKET, Key=f"data/parts/p{k}.csv", Body=part)
+    run_machine("forest", {**request, "build_id": "p", "dataset": f"s3://{BUCKET}/data/parts/"})
 
     searched = {k: v for k, v in request.items() if k != "predict"}
     run_machine("search", {**searched, "build_id": "s", "search": {"grid": {"max_depth": [2, 3]}}})
@@ -179,12 +186,13 @@ def test_each_function_reads_only_what_its_step_reads(
 
 
 def test_only_the_table_readers_read_the_whole_bucket(template: dict[str, Any]) -> None:
-    """plan, plan_batch and plan_search read datasets, which may be anywhere in the bucket
-    (an estimator's rows are under inputs/); every other function reads its steps' files."""
+    """plan, plan_part, plan_batch and plan_search read datasets, which may be anywhere in the
+    bucket (an estimator's rows are under inputs/); every other function reads its steps'
+    files."""
     whole = {
         name
         for name, resource in template["Resources"].items()
         if resource["Type"] == "AWS::Serverless::Function"
         and "${Bucket}/*" in read_patterns(resource)
     }
-    assert whole == {"PlanFunction", "PlanBatchFunction", "PlanSearchFunction"}
+    assert whole == {"PlanFunction", "PlanPartFunction", "PlanBatchFunction", "PlanSearchFunction"}

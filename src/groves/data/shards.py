@@ -1,12 +1,13 @@
 """The training rows as shards of stripes, so that a grove reads only its sample.
 
 Plan writes the training rows, in the split's order, as shard files of at most
-``SHARD_BYTES`` (``data/rows_NNNNN.bin``). A shard is a run of *stripes* of ``stripe_rows``
-rows each (the last may be shorter); a stripe holds its rows' features (float32, row-major),
-then their labels, then their weights if the rows are weighted, so one ranged read fetches a
-stripe whole. Each shard has an index (``rows_NNNNN.index``): the sha256 of every stripe, 32
-bytes each, itself recorded (size and sha256) in the plan; a reader checks every stripe it
-reads against the index, and the index against the plan.
+``SHARD_BYTES`` (``data/rows_NNNNN.bin``); a table's files are written apart (in parallel, by
+the plan's Map), each into shards numbered on from the previous file's. A shard is a run of
+*stripes* of ``stripe_rows`` rows each (only its last may be shorter); a stripe holds its rows'
+features (float32, row-major), then their labels, then their weights if the rows are weighted,
+so one ranged read fetches a stripe whole. Each shard has an index (``rows_NNNNN.index``): the
+sha256 of every stripe, 32 bytes each, itself recorded (size and sha256) in the plan; a reader
+checks every stripe it reads against the index, and the index against the plan.
 
 A grove reads a seeded sample of stripes (``sample_stripes``): all of them when its sample is
 the whole table (then it fits on exactly the rows every grove of a small table sees, in their
@@ -85,6 +86,16 @@ def stripe_rows(n_rows: int, row_bytes: int) -> int:
     return max(1, min(STRIPE_BYTES // row_bytes, math.ceil(n_rows / MIN_STRIPES)))
 
 
+def stripes_per_shard(stripe_rows: int, row_bytes: int) -> int:
+    return max(1, SHARD_BYTES // (stripe_rows * row_bytes))
+
+
+def shard_count(n_rows: int, stripe_rows: int, row_bytes: int) -> int:
+    """The shards ``n_rows`` rows written by one ``RowWriter`` fill."""
+    stripes = math.ceil(n_rows / stripe_rows)
+    return math.ceil(stripes / stripes_per_shard(stripe_rows, row_bytes))
+
+
 def write_rows(
     store: Store,
     prefix: str,
@@ -94,21 +105,38 @@ def write_rows(
 ) -> dict[str, Any]:
     """Write rows ``X, y, w`` as shards under ``prefix``; what the plan records of them."""
     layout = Layout(int(X.shape[1]), y.dtype, tuple(y.shape[1:]), w is not None)
-    writer = RowWriter(store, prefix, layout, len(y))
+    writer = RowWriter(store, prefix, layout, stripe_rows(len(y), layout.row_bytes))
     writer.add(X, y, w)
-    return writer.finish()
+    return joined(layout, writer.stripe_rows, [writer.finish()])
+
+
+def joined(layout: Layout, stripe_rows: int, parts: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """What the plan records of rows written by one or more ``RowWriter``s, in order (each
+    part's shards numbered on from the previous part's)."""
+    shards = [shard for part in parts for shard in part]
+    return {
+        "format": FORMAT,
+        **layout.record(),
+        "n_rows": sum(shard["rows"] for shard in shards),
+        "stripe_rows": stripe_rows,
+        "shards": shards,
+    }
 
 
 class RowWriter:
-    """Rows appended in blocks, written stripe by stripe into shard files (one shard's file on
-    local disk at a time), each shard uploaded with its index when it is full."""
+    """Rows appended in blocks, written stripe by stripe into shard files numbered from
+    ``first_shard`` (one shard's file on local disk at a time), each shard uploaded with its
+    index when it is full."""
 
-    def __init__(self, store: Store, prefix: str, layout: Layout, n_rows: int) -> None:
+    def __init__(
+        self, store: Store, prefix: str, layout: Layout, stripe_rows: int, first_shard: int = 0
+    ) -> None:
         self.store, self.prefix, self.layout = store, prefix, layout
-        self.stripe_rows = stripe_rows(n_rows, layout.row_bytes)
-        self.per_shard = max(1, SHARD_BYTES // (self.stripe_rows * layout.row_bytes))
+        self.stripe_rows, self.first_shard = stripe_rows, first_shard
+        self.per_shard = stripes_per_shard(stripe_rows, layout.row_bytes)
         self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
-        self.pending_rows, self.n_rows, self.shards = 0, 0, []
+        self.pending_rows, self.n_rows = 0, 0
+        self.shards: list[dict[str, Any]] = []
         self.folder = tempfile.TemporaryDirectory(prefix="groves-rows-")
         self.handle: Any = None
         self.hashes: list[bytes] = []
@@ -119,19 +147,13 @@ class RowWriter:
         while self.pending_rows >= self.stripe_rows:
             self._stripe(self.stripe_rows)
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> list[dict[str, Any]]:
+        """The shards written (rows, bytes, index digest), in order."""
         if self.pending_rows:
             self._stripe(self.pending_rows)
         self._close_shard()
         self.folder.cleanup()
-        return {
-            "format": FORMAT,
-            **self.layout.record(),
-            "n_rows": self.n_rows,
-            "stripe_rows": self.stripe_rows,
-            "stripes_per_shard": self.per_shard,
-            "shards": self.shards,
-        }
+        return self.shards
 
     def _take(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         X = np.concatenate([p[0] for p in self.pending])
@@ -165,7 +187,7 @@ class RowWriter:
             return
         self.handle.close()
         self.handle = None
-        shard = len(self.shards)
+        shard = self.first_shard + len(self.shards)
         index = b"".join(self.hashes)
         self.store.put_file(rows_key(self.prefix, shard, "bin"), self.path)
         self.store.put_bytes(rows_key(self.prefix, shard, "index"), index)
@@ -175,8 +197,14 @@ class RowWriter:
         self.hashes = []
 
 
+def shard_stripes(record: dict[str, Any]) -> list[int]:
+    """Each shard's stripe count: its rows in stripes of ``stripe_rows`` (only a shard's last
+    stripe may be shorter)."""
+    return [math.ceil(shard["rows"] / record["stripe_rows"]) for shard in record["shards"]]
+
+
 def n_stripes(record: dict[str, Any]) -> int:
-    return math.ceil(record["n_rows"] / record["stripe_rows"]) if record["n_rows"] else 0
+    return sum(shard_stripes(record))
 
 
 def sample_stripes(record: dict[str, Any], rows: int | None, seed: int) -> list[int]:
@@ -199,10 +227,11 @@ def read_rows(
     copied into its place as soon as it is verified: memory holds the rows and the reads in
     flight, not the rows twice."""
     layout = Layout.of(record)
-    per = record["stripes_per_shard"]
+    firsts = np.cumsum([0, *shard_stripes(record)])  # each shard's first stripe
     wanted: dict[int, list[int]] = {}
     for stripe in stripes:
-        wanted.setdefault(stripe // per, []).append(stripe % per)
+        shard = int(np.searchsorted(firsts, stripe, side="right")) - 1
+        wanted.setdefault(shard, []).append(stripe - int(firsts[shard]))
     with ThreadPoolExecutor(ROW_READ_THREADS) as pool:
         shards = list(pool.map(lambda s: _Shard(store, prefix, record, s, layout), wanted))
         starts, n = {}, 0  # each stripe's first row in the result

@@ -1,28 +1,37 @@
 """Tables planned in bounded memory, whatever their size: a CSV or Parquet file, or a folder
-(a directory, or an ``s3://`` prefix ending in ``/``) of them, read block by block, twice.
+(a directory, or an ``s3://`` prefix ending in ``/``) of them, read block by block, in parts
+(a part is one file), twice. Each pass over a part needs nothing of the other parts, so the
+plan's Map runs them in parallel, one Lambda a file; a one-file table runs them in the plan step.
 
-- ``scan``: the first pass learns, without keeping rows, the feature columns (``features`` and
-  ``drop``: ``groves.data.selection``) and each one's kind, the text columns' categories (in
-  the training rows, with the typo check), the label's classes and every class's training
-  rows, the row counts, and which columns look like ids (a warning).
-- ``prepare``: the second pass encodes each block as the scan decided, sends its training rows
-  to the shards every grove samples (``groves.data.shards``), and keeps held-out rows for
-  scoring up to ``max_test_rows``.
+- ``open_table``: the first file's header (and a CSV's column types, from its first block)
+  decides the feature columns (``features`` and ``drop``: ``groves.data.selection``) and each
+  one's kind; every part is read with those types.
+- ``scan_part``: the first pass over a part learns, without keeping rows, the text columns'
+  categories (in the training rows), the labels and their training rows, the row counts, and
+  the integer columns' distinct counts; ``merge`` adds the parts' scans up and checks them
+  (the typo check, the classes, the id warnings).
+- ``decide`` fixes what the second pass writes: the columns, the stripes, the share of held-out
+  rows kept, and each part's first shard (so parts write apart, shards numbered in order).
+- ``prepare_part``: the second pass encodes a part's blocks, writes its training rows as
+  shards (``groves.data.shards``), and keeps its share of the held-out rows; ``finish`` joins
+  the parts' shards and held-out rows, in order.
 
-Which rows are held out is decided row by row: row ``i`` is held out when a hash of the seed and
-``i`` falls below ``test_size``, so the split is seeded, reproducible, needs no shuffle of the
-table, and is stratified in expectation (every class loses the same share). Held-out rows beyond
-``max_test_rows`` are dropped by a second hash (they neither train nor score), so scoring costs
-what ``max_test_rows`` costs, not what the table does. Memory holds a block, a stripe, the
-categories and the kept held-out rows; local disk (Lambda's ``/tmp``) one input file (an S3
-object is downloaded, then read) and one shard.
+Which rows are held out is decided row by row: row ``i`` of part ``p`` is held out when a hash
+of the seed, ``p`` and ``i`` falls below ``test_size``, so the split is seeded, reproducible,
+needs no shuffle of the table and no other part, and is stratified in expectation (every class
+loses the same share). Held-out rows beyond ``max_test_rows`` are dropped by a second hash
+(they neither train nor score), so scoring costs what ``max_test_rows`` costs, not what the
+table does. Memory holds a block, a stripe, the categories and the part's kept held-out rows;
+local disk (Lambda's ``/tmp``) one input file (an S3 object is downloaded, then read) and one
+shard.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from groves.data import encoding, selection
-from groves.data.shards import Layout, RowWriter
+from groves.data.shards import Layout, RowWriter, joined, shard_count, stripe_rows
 from groves.data.tables import (
     BATCH_ROWS,
     blocks,
@@ -44,7 +53,7 @@ from groves.data.tables import (
     parquet_file,
     readable,
 )
-from groves.errors import RequestError, missing_column
+from groves.errors import CorruptFile, RequestError, missing_column
 from groves.store.storage import list_uri
 
 SUFFIXES = (".csv", ".parquet")
@@ -99,11 +108,34 @@ def file_batches(
             raise RequestError("dataset", problem) from exc
 
 
-def unit_hash(seed: int, salt: int, start: int, n: int) -> np.ndarray:
-    """A number in [0, 1) for each row ``start .. start + n - 1`` from the seed (splitmix64)."""
+def header(uri: str, kind: str) -> pa.Schema:
+    """A file's columns and their types (a CSV's inferred from its first block, as its reader
+    infers them)."""
+    with local_file(uri, "dataset") as path:
+        if kind == "parquet":
+            try:
+                schema = parquet_file(path).schema_arrow
+            except (pa.ArrowException, OSError) as exc:
+                raise RequestError("dataset", f"{uri!r} is not a readable Parquet file") from exc
+            return pa.schema([schema.field(name) for name in frame_columns(schema)])
+        read, convert = csv_options()
+        try:
+            schema = pa_csv.open_csv(path, read_options=read, convert_options=convert).schema
+            schema.names  # noqa: B018 (decodes the header: it must be UTF-8)
+            return schema
+        except UnicodeDecodeError as exc:
+            raise RequestError("dataset", f"{uri!r} is not UTF-8 text") from exc
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise RequestError("dataset", csv_problem(exc, uri)) from exc
+
+
+def unit_hash(seed: int, salt: int, start: int, n: int, part: int = 0) -> np.ndarray:
+    """A number in [0, 1) for each row ``start .. start + n - 1`` of part ``part`` from the
+    seed (splitmix64)."""
+    mix = seed * 0x9E3779B97F4A7C15 + salt * 0xBF58476D1CE4E5B9 + part * 0xD6E8FEB86659FD93
     with np.errstate(over="ignore"):
         x = np.arange(start, start + n, dtype=np.uint64)
-        x ^= np.uint64((seed * 0x9E3779B97F4A7C15 + salt * 0xBF58476D1CE4E5B9) % 2**64)
+        x ^= np.uint64(mix % 2**64)
         x += np.uint64(0x9E3779B97F4A7C15)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -111,86 +143,87 @@ def unit_hash(seed: int, salt: int, start: int, n: int) -> np.ndarray:
     return (x >> np.uint64(11)).astype(np.float64) / float(2**53)
 
 
+@dataclass(frozen=True)
+class Split:
+    """How rows are held out (see the module's docstring)."""
+
+    test_size: float
+    seed: int
+    max_test_rows: int
+
+    def held_out(self, part: int, start: int, n: int) -> np.ndarray:
+        return unit_hash(self.seed, 0, start, n, part) < self.test_size
+
+    def kept(self, part: int, start: int, n: int, share: float) -> np.ndarray:
+        return unit_hash(self.seed, 1, start, n, part) < share
+
+
 @dataclass
-class Scan:
-    """What the first pass learned of a table."""
+class Table:
+    """What the plan knows of a table before it reads a row: its files, and the columns the
+    first one's header decides (every file is read with its types)."""
 
     source: str
     files: list[str]
     kind: str
     target: str
     weight: str | None
-    features: list[str] | None = None  # the request's: only these columns
-    drop: list[str] = field(default_factory=list)  # the request's: not these
-    names: list[str] = field(default_factory=list)
-    types: dict[str, pa.DataType] = field(default_factory=dict)
-    kinds: list[str] = field(default_factory=list)
-    words: dict[str, dict[Any, list[int]]] = field(default_factory=dict)  # [train count, row]
-    labels: dict[Any, list[int]] = field(default_factory=dict)  # [rows, training rows]
-    label_kind: str = ""
-    train_min: float = math.inf  # a regressor's least training label, and their sum
-    train_sum: float = 0.0
-    missing_labels: int = 0
-    first_missing: int | None = None
-    label_width: int = 1
-    n_rows: int = 0
-    n_test: int = 0
-    distinct: dict[str, int] = field(default_factory=dict)  # integer columns: over the blocks
-
-    def columns(self) -> list[dict[str, Any]]:
-        """The feature columns as the plan records them: text with its categories, a date
-        column as its parts."""
-        out = []
-        for name, kind in zip(self.names, self.kinds, strict=True):
-            if kind == "category":
-                words = sorted(str(w) for w, (n, _) in self.words[name].items() if n)
-                out.append({"name": name, "kind": kind, "categories": words})
-            else:
-                out.extend(encoding.expanded(name, kind, self.types[name]))
-        return out
+    names: list[str]  # the feature columns
+    types: dict[str, pa.DataType]  # every column's, in the files' order
+    kinds: list[str]  # each feature column's
 
     def dropped(self) -> list[str]:
         """The columns ``features`` and ``drop`` left out."""
         return selection.left_out(list(self.types), self.names, self.target, self.weight)
 
-    def warnings(self) -> list[str]:
-        """What plan warns of: integer and text columns that look like ids. An integer
-        column's distinct values are counted block by block (memory holds a block), which
-        counts a value repeated in another block again."""
-        counts = {**self.distinct, **{name: len(words) for name, words in self.words.items()}}
-        ordered = {n: counts[n] for n in self.names if n in counts}
-        return selection.id_warnings(ordered, self.n_rows)
+    def record(self) -> dict[str, Any]:
+        schema = pa.schema(list(self.types.items())).serialize().to_pybytes()
+        return {
+            "source": self.source,
+            "files": self.files,
+            "kind": self.kind,
+            "target": self.target,
+            "weight": self.weight,
+            "names": self.names,
+            "kinds": self.kinds,
+            "schema": base64.b64encode(schema).decode(),
+        }
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> Table:
+        try:
+            schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(record["schema"])))
+            return cls(
+                str(record["source"]),
+                [str(f) for f in record["files"]],
+                str(record["kind"]),
+                str(record["target"]),
+                None if record["weight"] is None else str(record["weight"]),
+                [str(n) for n in record["names"]],
+                {f.name: f.type for f in schema},
+                [str(k) for k in record["kinds"]],
+            )
+        except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
+            raise CorruptFile("the table record of the plan is damaged") from exc
 
 
-def scan(
+def open_table(
     source: str,
     target: str,
     weight: str | None,
-    classify: bool,
-    test_size: float,
-    seed: int,
     features: list[str] | None = None,
     drop: list[str] | None = None,
-) -> Scan:
-    """The first pass (see the module's docstring)."""
+) -> Table:
+    """The table's files and columns, from the first file's header (see the module's
+    docstring)."""
     files, kind = table_files(source)
-    found = Scan(source, files, kind, target, weight, features, list(drop or ()))
-    for uri in files:
-        for batch in file_batches(uri, kind, found.types or None):
-            if not found.names:
-                _schema(found, batch.schema)
-            elif batch.schema.names != list(found.types):
-                raise RequestError(
-                    "dataset",
-                    f"{uri!r} has other columns than {files[0]!r}; a folder's files "
-                    "must have the same columns",
-                )
-            _scan_batch(found, batch, classify, test_size, seed)
-    _check(found, classify, test_size > 0)
+    schema = header(files[0], kind)
+    found = Table(source, files, kind, target, weight, [], {}, [])
+    _schema(found, schema, features, list(drop or ()))
     return found
 
 
-def _schema(found: Scan, schema: pa.Schema) -> None:
+def _schema(found: Table, schema: pa.Schema, features: list[str] | None, drop: list[str]) -> None:
     header = schema.names
     where = repr(found.source)
     if header.count(found.target) > 1:
@@ -207,19 +240,105 @@ def _schema(found: Scan, schema: pa.Schema) -> None:
         )
     if len(header) == 1 + (found.weight is not None):
         raise RequestError("dataset", f"{where} has no feature columns besides {found.target!r}")
-    found.names = selection.feature_names(
-        header, found.target, found.weight, found.features, found.drop, where
-    )
+    found.names = selection.feature_names(header, found.target, found.weight, features, drop, where)
     found.types = {n: schema.field(n).type for n in header}
     found.kinds = [encoding.column_kind(n, found.types[n], where) for n in found.names]
     selection.check_part_names(found.names, found.kinds, where)
-    found.words = {n: {} for n, k in zip(found.names, found.kinds, strict=True) if k == "category"}
 
 
-def _scan_batch(found: Scan, batch: pa.Table, classify: bool, size: float, seed: int) -> None:
+def part_batches(table: Table, part: int) -> Iterator[pa.Table]:
+    """Part ``part``'s blocks, read with the table's types; a file with other columns than the
+    first is refused."""
+    uri = table.files[part]
+    for batch in file_batches(uri, table.kind, table.types):
+        if batch.schema.names != list(table.types):
+            raise RequestError(
+                "dataset",
+                f"{uri!r} has other columns than {table.files[0]!r}; a folder's files must "
+                "have the same columns",
+            )
+        yield batch
+
+
+@dataclass
+class PartScan:
+    """What the first pass learned of one part (a file). Rows are the part's own, from 0."""
+
+    part: int
+    n_rows: int = 0
+    n_test: int = 0
+    words: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # [train count, row]
+    labels: dict[Any, list[int]] = field(default_factory=dict)  # [rows, training rows]
+    label_kind: str = ""
+    label_width: int = 1
+    train_min: float = math.inf  # a regressor's least training label, and their sum
+    train_sum: float = 0.0
+    missing_labels: int = 0
+    first_missing: int | None = None
+    distinct: dict[str, int] = field(default_factory=dict)  # integer columns: over the blocks
+
+    def record(self) -> dict[str, Any]:
+        return {
+            **{k: v for k, v in vars(self).items() if k not in ("labels", "train_min")},
+            "labels": [[label, *counts] for label, counts in self.labels.items()],
+            "train_min": None if math.isinf(self.train_min) else self.train_min,
+        }
+
+    @classmethod
+    def of(cls, record: dict[str, Any], part: int) -> PartScan:
+        """A part's scan read back from the store: checked field by field."""
+        try:
+            found = cls(
+                int(record["part"]),
+                _count(record["n_rows"]),
+                _count(record["n_test"]),
+                {
+                    str(name): {str(w): [_count(n), _count(r)] for w, (n, r) in words.items()}
+                    for name, words in record["words"].items()
+                },
+                {_label(label): [_count(n), _count(t)] for label, n, t in record["labels"]},
+                str(record["label_kind"]),
+                _count(record["label_width"]),
+                math.inf if record["train_min"] is None else float(record["train_min"]),
+                float(record["train_sum"]),
+                _count(record["missing_labels"]),
+                None if record["first_missing"] is None else _count(record["first_missing"]),
+                {str(n): _count(c) for n, c in record["distinct"].items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CorruptFile(f"the scan of part {part} is damaged ({exc})") from exc
+        if found.part != part or found.n_test > found.n_rows:
+            raise CorruptFile(f"the scan of part {part} is damaged (not that part's)")
+        return found
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**62:
+        raise ValueError(f"{value!r} is not a count")
+    return value
+
+
+def _label(value: Any) -> Any:
+    if not isinstance(value, str | bool | int | float):
+        raise ValueError(f"{value!r} is not a label")
+    return value
+
+
+def scan_part(table: Table, part: int, classify: bool, split: Split) -> PartScan:
+    """The first pass over part ``part`` (see the module's docstring)."""
+    found = PartScan(part)
+    found.words = {n: {} for n, k in zip(table.names, table.kinds, strict=True) if k == "category"}
+    for batch in part_batches(table, part):
+        _scan_batch(table, found, batch, classify, split)
+    return found
+
+
+def _scan_batch(
+    table: Table, found: PartScan, batch: pa.Table, classify: bool, split: Split
+) -> None:
     n, start = batch.num_rows, found.n_rows
-    test = unit_hash(seed, 0, start, n) < size
-    where = repr(found.source)
+    test = split.held_out(found.part, start, n)
+    where = repr(table.files[found.part])
     for name, words in found.words.items():
         values = encoding.decoded(batch.column(name))
         text = pc.cast(values, pa.string()).combine_chunks()
@@ -235,26 +354,35 @@ def _scan_batch(found: Scan, batch: pa.Table, classify: bool, size: float, seed:
             entry = words.setdefault(dictionary[code], [0, row])
             entry[0] += int(in_train[code])
         if len(words) > encoding.MAX_CATEGORIES * 2:
-            raise RequestError(
-                "dataset",
-                f"column {name!r} of {where} has over {encoding.MAX_CATEGORIES:,} distinct values; "
-                f"bin it, or if it is an id, leave it out: drop [{name!r}] (--drop {name})",
-            )
-    for name, kind in zip(found.names, found.kinds, strict=True):
-        if found.types[name] != pa.null() and kind in ("number", "bool"):
+            raise _too_many(name, where)
+    for name, kind in zip(table.names, table.kinds, strict=True):
+        if table.types[name] != pa.null() and kind in ("number", "bool"):
             encoding.to_numbers(name, batch.column(name), where, "dataset", start)
-        if pa.types.is_integer(found.types[name]):
+        if pa.types.is_integer(table.types[name]):
             count = pc.count_distinct(batch.column(name)).as_py()
             found.distinct[name] = found.distinct.get(name, 0) + count
-    _scan_labels(found, batch.column(found.target), test, classify, start)
-    if found.weight is not None:
-        _check_weights(found, batch.column(found.weight), start)
+    _scan_labels(where, found, batch.column(table.target), test, classify, start)
+    if table.weight is not None:
+        _check_weights(where, table.weight, batch.column(table.weight), start)
     found.n_rows += n
     found.n_test += int(test.sum())
 
 
+def _too_many(name: str, where: str, among: str = "") -> RequestError:
+    return RequestError(
+        "dataset",
+        f"column {name!r} of {where} has over {encoding.MAX_CATEGORIES:,} distinct values"
+        f"{among}; bin it, or if it is an id, leave it out: drop [{name!r}] (--drop {name})",
+    )
+
+
 def _scan_labels(
-    found: Scan, column: pa.ChunkedArray, test: np.ndarray, classify: bool, start: int
+    where: str,
+    found: PartScan,
+    column: pa.ChunkedArray,
+    test: np.ndarray,
+    classify: bool,
+    start: int,
 ) -> None:
     values = encoding.decoded(column)
     kind = values.type
@@ -280,21 +408,14 @@ def _scan_labels(
     elif pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         label_kind = "float"
     else:
-        raise RequestError(
-            "target", f"{found.source!r}: labels must be numbers or text, not {kind}"
-        )
-    if found.label_kind and found.label_kind != label_kind:
-        raise RequestError(
-            "target",
-            f"{found.source!r}: labels are {found.label_kind} in one part and {label_kind} "
-            "in another",
-        )
+        raise RequestError("target", f"{where}: labels must be numbers or text, not {kind}")
+    _same_kind(where, found.label_kind, label_kind)
     found.label_kind = label_kind
     if not classify:
         if label_kind == "text":
             raise RequestError(
                 "estimator",
-                f"'regressor' needs a numeric target but {found.source!r} has text labels; "
+                f"'regressor' needs a numeric target but {where} has text labels; "
                 "use estimator 'classifier'",
             )
         floats = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)[~test]
@@ -310,20 +431,30 @@ def _scan_labels(
         entry = found.labels.setdefault(label, [0, 0])
         entry[0] += n
         entry[1] += t
-    if len(found.labels) > MAX_CLASSES:
+    _few_classes(where, len(found.labels))
+
+
+def _same_kind(where: str, before: str, now: str) -> None:
+    if before and before != now:
         raise RequestError(
-            "estimator",
-            f"'classifier' has over {MAX_CLASSES:,} classes in {found.source!r}; if the target "
-            "is a quantity, use estimator 'regressor'",
+            "target", f"{where}: labels are {before} in one part and {now} in another"
         )
 
 
-def _check_weights(found: Scan, values: pa.ChunkedArray, start: int) -> None:
-    where = repr(found.source)
+def _few_classes(where: str, n: int) -> None:
+    if n > MAX_CLASSES:
+        raise RequestError(
+            "estimator",
+            f"'classifier' has over {MAX_CLASSES:,} classes in {where}; if the target is a "
+            "quantity, use estimator 'regressor'",
+        )
+
+
+def _check_weights(where: str, name: str, values: pa.ChunkedArray, start: int) -> None:
     if values.null_count:
         first = encoding.first_false(values.is_valid())
         raise RequestError("weight", f"{where}: row {start + first + 1} has a missing weight")
-    w = encoding.to_numbers(found.weight or "", values, where, "weight", start)
+    w = encoding.to_numbers(name, values, where, "weight", start)
     if (w < 0).any():
         row = start + int(np.argmax(w < 0)) + 1
         raise RequestError("weight", f"{where}: row {row} has a negative weight")
@@ -335,27 +466,105 @@ def _check_weights(found: Scan, values: pa.ChunkedArray, start: int) -> None:
         )
 
 
+@dataclass
+class Scan:
+    """The parts' scans added up: what the first pass learned of the whole table. A text
+    value's and the first missing label's rows are (part, row)."""
+
+    table: Table
+    parts: list[PartScan]
+    words: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # [train, part, row]
+    labels: dict[Any, list[int]] = field(default_factory=dict)  # [rows, training rows]
+    label_kind: str = ""
+    label_width: int = 1
+    train_min: float = math.inf
+    train_sum: float = 0.0
+    missing_labels: int = 0
+    first_missing: tuple[int, int] | None = None
+    distinct: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_rows(self) -> int:
+        return sum(p.n_rows for p in self.parts)
+
+    @property
+    def n_test(self) -> int:
+        return sum(p.n_test for p in self.parts)
+
+    def where(self, part: int, row: int) -> str:
+        return f"row {row + 1} of {self.table.files[part]!r}"
+
+    def columns(self) -> list[dict[str, Any]]:
+        """The feature columns as the plan records them: text with its categories, a date
+        column as its parts."""
+        out = []
+        for name, kind in zip(self.table.names, self.table.kinds, strict=True):
+            if kind == "category":
+                words = sorted(str(w) for w, (n, *_) in self.words[name].items() if n)
+                out.append({"name": name, "kind": kind, "categories": words})
+            else:
+                out.extend(encoding.expanded(name, kind, self.table.types[name]))
+        return out
+
+    def warnings(self) -> list[str]:
+        """What plan warns of: integer and text columns that look like ids. An integer
+        column's distinct values are counted block by block (memory holds a block), which
+        counts a value repeated in another block again."""
+        counts = {**self.distinct, **{name: len(words) for name, words in self.words.items()}}
+        ordered = {n: counts[n] for n in self.table.names if n in counts}
+        return selection.id_warnings(ordered, self.n_rows)
+
+
+def merge(table: Table, parts: list[PartScan], classify: bool, held_out: bool) -> Scan:
+    """The parts' scans (in order) added up and checked (see the module's docstring)."""
+    found = Scan(table, parts)
+    where = repr(table.source)
+    found.words = {name: {} for name in parts[0].words} if parts else {}
+    for scan in parts:
+        for name, words in scan.words.items():
+            merged = found.words.setdefault(name, {})
+            for word, (n, row) in words.items():
+                entry = merged.setdefault(word, [0, scan.part, row])
+                entry[0] += n
+            if len(merged) > encoding.MAX_CATEGORIES * 2:
+                raise _too_many(name, where)
+        for label, (n, t) in scan.labels.items():
+            entry = found.labels.setdefault(label, [0, 0])
+            entry[0] += n
+            entry[1] += t
+        _few_classes(where, len(found.labels))
+        if scan.label_kind:
+            _same_kind(where, found.label_kind, scan.label_kind)
+            found.label_kind = scan.label_kind
+        found.label_width = max(found.label_width, scan.label_width)
+        found.train_min = min(found.train_min, scan.train_min)
+        found.train_sum += scan.train_sum
+        found.missing_labels += scan.missing_labels
+        if found.first_missing is None and scan.first_missing is not None:
+            found.first_missing = (scan.part, scan.first_missing)
+        for name, count in scan.distinct.items():
+            found.distinct[name] = found.distinct.get(name, 0) + count
+    _check(found, classify, held_out)
+    return found
+
+
 def _check(found: Scan, classify: bool, held_out: bool) -> None:
-    where = repr(found.source)
+    where = repr(found.table.source)
     if found.missing_labels:
+        part, row = found.first_missing or (0, 0)
         raise RequestError(
             "target",
             f"{where} has {found.missing_labels} rows with a missing or non-finite label "
-            f"(the first: row {(found.first_missing or 0) + 1})",
+            f"(the first: {found.where(part, row)})",
         )
     if found.n_rows < MIN_ROWS:
         raise RequestError(
             "dataset", f"{where} has {found.n_rows} rows; at least {MIN_ROWS} are needed"
         )
     for name, words in found.words.items():
-        _refuse_typo(name, words, where)
-        if sum(1 for n, _ in words.values() if n) > encoding.MAX_CATEGORIES:
-            raise RequestError(
-                "dataset",
-                f"column {name!r} of {where} has over {encoding.MAX_CATEGORIES:,} distinct values "
-                f"in the training rows; bin it, or if it is an id, leave it out: drop [{name!r}] "
-                f"(--drop {name})",
-            )
+        _refuse_typo(found, name, words, where)
+        if sum(1 for n, *_ in words.values() if n) > encoding.MAX_CATEGORIES:
+            raise _too_many(name, where, " in the training rows")
     if classify:
         if len(found.labels) < 2:
             raise RequestError(
@@ -384,7 +593,7 @@ def _check(found: Scan, classify: bool, held_out: bool) -> None:
             )
 
 
-def _refuse_typo(name: str, words: dict[Any, list[int]], where: str) -> None:
+def _refuse_typo(found: Scan, name: str, words: dict[str, list[int]], where: str) -> None:
     """A text column that is numbers but for a rare value is a numeric column with a typo."""
     if not words:
         return
@@ -394,11 +603,14 @@ def _refuse_typo(name: str, words: dict[Any, list[int]], where: str) -> None:
     counts = np.array([words[t][0] for t in texts])
     total, numbers = int(counts.sum()), int(counts[numeric_flags].sum())
     if total and 0 < total - numbers <= encoding.TYPO_SHARE * total:
-        row = min(words[t][1] for t, ok in zip(texts, numeric_flags, strict=True) if not ok)
+        part, row = min(
+            tuple(words[t][1:]) for t, ok in zip(texts, numeric_flags, strict=True) if not ok
+        )
         raise RequestError(
             "dataset",
-            f"column {name!r} of {where}: row {row + 1} is not a number, though {numbers:,} of "
-            f"its {total:,} values are; correct it or leave it empty (a missing value)",
+            f"column {name!r} of {where}: {found.where(part, row)} is not a number, though "
+            f"{numbers:,} of its {total:,} values are; correct it or leave it empty (a missing "
+            "value)",
         )
 
 
@@ -415,6 +627,76 @@ def classes(found: Scan) -> list[Any] | None:
     return sorted(found.labels) if found.labels else None
 
 
+def decide(found: Scan, split: Split) -> dict[str, Any]:
+    """What the second pass writes (see the module's docstring): JSON, so that the plan's
+    Map hands it to each part."""
+    columns = found.columns()
+    layout = Layout(len(columns), label_dtype(found), (), found.table.weight is not None)
+    n_train = found.n_rows - found.n_test
+    step = stripe_rows(n_train, layout.row_bytes)
+    parts, first = [], 0
+    for scan in found.parts:
+        trains = scan.n_rows - scan.n_test
+        parts.append({"n_rows": scan.n_rows, "n_train": trains, "first_shard": first})
+        first += shard_count(trains, step, layout.row_bytes)
+    return {
+        "columns": columns,
+        "layout": layout.record(),
+        "stripe_rows": step,
+        "keep_share": min(1.0, split.max_test_rows / found.n_test) if found.n_test else 0.0,
+        "parts": parts,
+    }
+
+
+@dataclass
+class PartRows:
+    """What the second pass wrote of one part: its shards, and its kept held-out rows."""
+
+    shards: list[dict[str, Any]]
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+
+def prepare_part(
+    table: Table,
+    decided: dict[str, Any],
+    part: int,
+    split: Split,
+    writer_for: Callable[[Layout, int, int], RowWriter],
+) -> PartRows:
+    """The second pass over part ``part`` (see the module's docstring);
+    ``writer_for(layout, stripe_rows, first_shard)`` gives the writer its training rows go
+    to."""
+    columns, layout = decided["columns"], Layout.of(decided["layout"])
+    planned = decided["parts"][part]
+    writer = writer_for(layout, decided["stripe_rows"], planned["first_shard"])
+    uri = table.files[part]
+    where = repr(uri)
+    tests_X, tests_y, row = [], [], 0
+    kept = [n for n in (table.target, table.weight, *table.dropped()) if n is not None]
+    for batch in part_batches(table, part):
+        X = encoding.encode_table(batch, columns, where, "dataset", kept, row)
+        y = _labels(batch.column(table.target), layout.y_dtype)
+        w = None
+        if table.weight is not None:
+            w = encoding.to_numbers(table.weight, batch.column(table.weight), where, "weight", row)
+        test = split.held_out(part, row, len(y))
+        keep = test & split.kept(part, row, len(y), decided["keep_share"])
+        train = ~test
+        writer.add(X[train], y[train], None if w is None else w[train])
+        tests_X.append(X[keep])
+        tests_y.append(y[keep])
+        row += len(y)
+    shards = writer.finish()
+    if row != planned["n_rows"] or sum(s["rows"] for s in shards) != planned["n_train"]:
+        raise RequestError(
+            "dataset", f"{where} changed while it was planned ({planned['n_rows']} rows, now {row})"
+        )
+    X_test = np.concatenate(tests_X) if tests_X else np.empty((0, len(columns)), np.float32)
+    y_test = np.concatenate(tests_y) if tests_y else np.empty(0, layout.y_dtype)
+    return PartRows(shards, X_test, y_test)
+
+
 @dataclass
 class Prepared:
     train: dict[str, Any]
@@ -424,48 +706,22 @@ class Prepared:
     fingerprint: str
 
 
-def prepare(
-    writer_for: Any, found: Scan, test_size: float, seed: int, max_test_rows: int
-) -> Prepared:
-    """The second pass (see the module's docstring); ``writer_for(layout, n_train)`` gives the
-    ``RowWriter`` the training rows go to."""
-    columns = found.columns()
-    dtype = label_dtype(found)
-    n_train = found.n_rows - found.n_test
-    layout = Layout(len(columns), dtype, (), found.weight is not None)
-    writer: RowWriter = writer_for(layout, n_train)
-    keep_share = min(1.0, max_test_rows / found.n_test) if found.n_test else 0.0
-    tests_X, tests_y, digest = [], [], hashlib.blake2b(digest_size=16)
-    where = repr(found.source)
-    row = 0
-    kept = [n for n in (found.target, found.weight, *found.dropped()) if n is not None]
-    for uri in found.files:
-        for table in file_batches(uri, found.kind, found.types):
-            X = encoding.encode_table(table, columns, where, "dataset", kept, row)
-            y = _labels(table.column(found.target), dtype)
-            w = None
-            if found.weight is not None:
-                w = encoding.to_numbers(
-                    found.weight, table.column(found.weight), where, "weight", row
-                )
-            test = unit_hash(seed, 0, row, len(y)) < test_size
-            keep = test & (unit_hash(seed, 1, row, len(y)) < keep_share)
-            train = ~test
-            writer.add(X[train], y[train], None if w is None else w[train])
-            tests_X.append(X[keep])
-            tests_y.append(y[keep])
-            row += len(y)
-    record = writer.finish()
-    X_test = np.concatenate(tests_X) if tests_X else np.empty((0, len(columns)), np.float32)
-    y_test = np.concatenate(tests_y) if tests_y else np.empty(0, dtype)
-    # the split's identity: its rows (every training stripe's sha256, through the shards'
-    # indexes, and the held-out rows kept), however the table was cut into files and blocks
-    digest.update(str((found.n_rows, seed, test_size, max_test_rows)).encode())
-    for shard in record["shards"]:
+def finish(decided: dict[str, Any], parts: list[PartRows], split: Split) -> Prepared:
+    """The parts' rows joined, in order: the training shards' record, the held-out rows, and
+    the split's identity (its rows: every training stripe's sha256, through the shards'
+    indexes, and the held-out rows kept), however the table was cut into files and blocks."""
+    layout = Layout.of(decided["layout"])
+    train = joined(layout, decided["stripe_rows"], [p.shards for p in parts])
+    X_test = np.concatenate([p.X_test for p in parts])
+    y_test = np.concatenate([p.y_test for p in parts])
+    n_rows = sum(p["n_rows"] for p in decided["parts"])
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(str((n_rows, split.seed, split.test_size, split.max_test_rows)).encode())
+    for shard in train["shards"]:
         digest.update(shard["index"]["sha256"].encode())
     digest.update(np.ascontiguousarray(X_test).data)
     digest.update(np.ascontiguousarray(y_test).data)
-    return Prepared(record, X_test, y_test, n_train, digest.hexdigest())
+    return Prepared(train, X_test, y_test, train["n_rows"], digest.hexdigest())
 
 
 def _labels(values: pa.ChunkedArray, dtype: np.dtype) -> np.ndarray:

@@ -20,11 +20,15 @@ class UsageError(Exception):
     """A command line that cannot work; printed as one line, exit 2."""
 
 
+# The plan's Maps count a table's files, not the unit of the run's own Map.
+MAP_UNITS = {"ScanParts": "files", "PrepareParts": "files"}
+
+
 class Progress:
     """What a local execution is doing, with elapsed times: one line per step as it ends
     (``Merge  2.04 s  (12.3 s in all)``), and a tqdm bar for a Map's items on a terminal, or a
     line per tenth of them otherwise. Fed by the interpreter's top-level events and the Maps'
-    progress."""
+    progress. ``unit`` names a Map's items, but for the plan's Maps over a table's files."""
 
     def __init__(self, stream: TextIO, unit: str = "groves") -> None:
         self.stream, self.unit = stream, unit
@@ -62,7 +66,8 @@ class Progress:
             if done == 0 and self.terminal:
                 from tqdm import tqdm
 
-                self.bar = tqdm(total=total, desc=state, unit=f" {self.unit}", file=self.stream)
+                unit = f" {MAP_UNITS.get(state, self.unit)}"
+                self.bar = tqdm(total=total, desc=state, unit=unit, file=self.stream)
                 return
             if self.bar is not None:
                 self.bar.update(done - self.bar.n)
@@ -74,7 +79,8 @@ class Progress:
             if tenth != self.shown:
                 self.shown = tenth
                 elapsed = time.monotonic() - self.started
-                self._line(f"{state:<16} {done}/{total} {self.unit}  ({elapsed:.1f} s in all)")
+                unit = MAP_UNITS.get(state, self.unit)
+                self._line(f"{state:<16} {done}/{total} {unit}  ({elapsed:.1f} s in all)")
 
     def _line(self, text: str) -> None:
         if self.bar is not None:

@@ -39,6 +39,7 @@ class Handler:
 # The template's DefinitionSubstitutions, and the handler each function ARN stands for.
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "PlanFunctionArn": Handler("groves.steps.handlers", "plan"),
+    "PlanPartFunctionArn": Handler("groves.steps.handlers", "plan_part"),
     "TrainGroveFunctionArn": Handler("groves.steps.handlers", "train_grove"),
     "MergeFunctionArn": Handler("groves.steps.handlers", "merge"),
     "PredictFunctionArn": Handler("groves.steps.handlers", "predict"),

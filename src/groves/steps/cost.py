@@ -55,6 +55,7 @@ PRICES = {
 # The template's default MemorySize of each step's function (tests/test_template.py checks).
 TEMPLATE_MEMORY_MB = {
     "plan": 2048,
+    "plan_part": 2048,
     "train_grove": 3008,
     "merge": 4096,
     "predict": 4096,
@@ -67,7 +68,7 @@ TEMPLATE_MEMORY_MB = {
 }
 # The template's Timeout of each step's function (every function: Globals, FunctionTimeout).
 TEMPLATE_TIMEOUT_SECONDS = dict.fromkeys(TEMPLATE_MEMORY_MB, 900)
-TRAINING_STEPS = ("plan", "train_grove", "merge")
+TRAINING_STEPS = ("plan", "plan_part", "train_grove", "merge")
 
 
 def peak_rss_mb() -> float:
@@ -127,11 +128,12 @@ class Invocation:
         }
 
 
-def training_transitions(n_children: int, predict: bool) -> int:
+def training_transitions(n_children: int, predict: bool, n_parts: int = 0) -> int:
     """The state transitions of a training execution (``statemachine/forest.asl.json``): Plan,
-    TrainGroves, TrainGrove in each child execution, Merge, PredictRequested, Predict if asked,
-    Done. Retries would add one each."""
-    return 5 + n_children + int(predict)
+    PlannedInParts, TrainGroves, TrainGrove in each child execution, Merge, PredictRequested,
+    Predict if asked, Done; a table planned in ``n_parts`` parts adds ScanParts, PlanScanned,
+    PrepareParts, PlanPrepared and PlanPart twice a part. Retries would add one each."""
+    return 6 + n_children + int(predict) + (4 + 2 * n_parts if n_parts else 0)
 
 
 def batch_transitions(n_tiles: int) -> int:
@@ -196,11 +198,15 @@ def training_cost(
     spec = plan["spec"]
     steps = {"train_grove": step_cost(grove_usages), "merge": step_cost([merge_usage])}
     if "usage" in plan:  # a resumed run's plan was not invoked again
-        steps = {"plan": step_cost([plan["usage"]]), **steps}
+        planned = {"plan": step_cost(_usages(plan, [plan["usage"], *plan.get("plan_usages", [])]))}
+        if plan.get("part_usages"):  # a table planned in parts (files) by the Map
+            planned["plan_part"] = step_cost(_usages(plan, plan["part_usages"]))
+        steps = {**planned, **steps}
     if "search_id" in plan:  # a search's candidate: its transitions are the search's
         return {**summarize(steps, 0), "search_id": plan["search_id"]}
     children = math.ceil(plan["n_groves"] / spec.get("groves_per_invocation", 1))
-    return summarize(steps, training_transitions(children, spec.get("predict", False)))
+    n_parts = len(plan.get("part_usages", [])) // 2
+    return summarize(steps, training_transitions(children, spec.get("predict", False), n_parts))
 
 
 # What ``run_cost`` reads of the manifest's ``cost`` and of scoring's ``usage`` in metrics.json
@@ -246,6 +252,16 @@ def run_cost(manifest: dict[str, Any], metrics: dict[str, Any] | None) -> dict[s
             )
         steps["predict"] = step_cost([metrics["usage"]])
     return summarize(steps, cost["state_transitions"])
+
+
+def _usages(plan: dict[str, Any], usages: Any) -> list[dict[str, Any]]:
+    """The plan's usages, each checked: a damaged one is a ``CorruptFile`` naming the run."""
+    problem = None if isinstance(usages, list) else "usages must be a list"
+    for usage in [] if problem else usages:
+        problem = problem or check(usage, USAGE, "usage.")
+    if problem:
+        raise CorruptFile(f"{_run(plan)}: its plan.json is not a valid record: {problem}")
+    return usages
 
 
 def _run(manifest: dict[str, Any]) -> str:

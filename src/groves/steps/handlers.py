@@ -4,7 +4,10 @@ scikit-learn: a shorter cold start).
 
 Events (what the state machine passes; ``events/`` has samples):
 
-- plan:        ``{"store": URI, "request": {...}}``
+- plan:        ``{"store": URI, "request": {...}}``; for a table of several files, then
+  ``{"store": URI, "build_id": ..., "run_id": ..., "phase": "scanned"}`` and ``"prepared"``
+- plan_part:   ``{"store": URI, "build_id": ..., "run_id": ..., "part": N, "phase": "scan"}``
+  (or ``"prepare"``): one file of the table, an item of the plan's Maps
 - train_grove: ``{"Items": [grove, ...], "BatchInput": {"store": URI, "build_id": ...,
   "run_id": ...}}``: one batch of the Distributed Map's ItemBatcher
 - merge:       ``{"store": URI, "build_id": ..., "run_id": ...}``, and ``"latest": false`` to
@@ -60,14 +63,37 @@ def _fields(event: Any, *names: str, what: str = "event") -> tuple[Store, list[A
 
 
 def plan(event: Any, context: Any = None) -> dict[str, Any]:
+    """A request planned; a table of several files is planned in parts by the Map, and this
+    step goes on with ``phase``: ``scanned`` (the parts' scans checked and added up), then
+    ``prepared`` (their rows joined: the plan written)."""
     invocation = Invocation.begin("plan", context)
-    from groves.steps.plan import plan_build, state_output
+    from groves.steps import plan as step
 
-    store, (request,) = _fields(event, "request")
-    result = plan_build(store, request, invocation)
-    output = state_output(store, result)
+    if isinstance(event, dict) and "phase" in event:
+        store, (build_id, run_id, phase) = _fields(event, "build_id", "run_id", "phase")
+        if phase == "scanned":
+            return step.plan_scanned(store, build_id, run_id, invocation)
+        if phase != "prepared":
+            raise RequestError("phase", f"{phase!r} is not scanned or prepared")
+        result = step.plan_prepared(store, build_id, run_id, invocation)
+    else:
+        store, (request,) = _fields(event, "request")
+        result = step.plan_build(store, request, invocation)
+        if "table" in result:
+            log.info("planning %s in %d parts", result["build_id"], len(result["table"]["files"]))
+            return step.parts_output(store, result)
+    output = step.state_output(store, result)
     log.info("planned %s: %d groves", result["build_id"], output["n_groves"])
     return output
+
+
+def plan_part(event: Any, context: Any = None) -> dict[str, Any]:
+    """One file of a table planned in parts: its scan, or its rows written (``phase``)."""
+    invocation = Invocation.begin("plan_part", context)
+    from groves.steps.plan import plan_part as run_part
+
+    store, (build_id, run_id, part, phase) = _fields(event, "build_id", "run_id", "part", "phase")
+    return run_part(store, build_id, run_id, part, phase, invocation)
 
 
 def train_grove(event: Any, context: Any = None) -> dict[str, Any]:

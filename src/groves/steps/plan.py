@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -16,7 +17,7 @@ from groves.data import datasets, stream
 from groves.data.prepared import write_held_out, write_prepared
 from groves.data.shards import Layout, RowWriter
 from groves.data.tables import DEFAULT_TARGET, check_source, is_folder
-from groves.errors import RequestError
+from groves.errors import CorruptFile, RequestError
 from groves.steps.cost import TEMPLATE_MEMORY_MB, TRAIN_MEMORY_ENV, Invocation
 from groves.steps.planned import n_groves, planned_groves
 from groves.steps.request import DEFAULTS, FIELDS, check_fields
@@ -25,15 +26,24 @@ from groves.store.artifacts import (
     check_build_id,
     check_run_id,
     data_prefix,
+    digest,
     is_finished,
     items_key,
     latest_uncommitted,
     new_run_id,
     plan_key,
     read_plan,
+    read_verified,
 )
 from groves.store.records import record_format
-from groves.store.storage import ArtifactNotFound, Store, check_store, put_json
+from groves.store.storage import (
+    ArtifactNotFound,
+    Store,
+    check_store,
+    dump_npy,
+    get_json,
+    put_json,
+)
 
 # The Distributed Map reads its items from the store, so the grove count is not bound by Step
 # Functions' 256 KB payload limit; 100,000 groves of 1 tree each are allowed.
@@ -192,19 +202,37 @@ def write_items(store: Store, spec: dict[str, Any], run_id: str) -> None:
 def plan_build(store: Store, request: Any, invocation: Invocation | None = None) -> dict[str, Any]:
     """Validate the request and its data, write a new run's ``plan.json`` (with the plan step's
     ``usage``, given its ``invocation``), and return the plan; a request with ``resume`` returns
-    the stored plan of the run it continues instead."""
+    the stored plan of the run it continues instead. A table of several files is planned by the
+    state machine's Map, a part (file) an invocation: this returns the table's record
+    (``parts`` in it) and ``plan_scanned`` and ``plan_prepared`` go on."""
     if isinstance(request, dict) and "resume" in request:
         return resume_plan(store, request)
     spec = validate_request(request)
     check_store(store)  # a store that cannot exist is one line naming it, as on the CLI
+    invocation = invocation or Invocation.begin("plan")
     run_id = new_run_id()
-    if is_table(spec["dataset"]):
-        data = plan_table(store, spec, run_id)
-    else:
+    if not is_table(spec["dataset"]):
         data = plan_arrays(store, spec, run_id)
+        return write_plan(store, spec, run_id, data, {"usage": invocation.usage()})
+    table = stream.open_table(
+        spec["dataset"],
+        spec["target"] or DEFAULT_TARGET,
+        spec["weight"],
+        spec["features"],
+        spec["drop"],
+    )
+    if len(table.files) > 1:
+        return start_parts(store, spec, run_id, table, invocation)
+    data = plan_table(store, spec, run_id, table)
+    return write_plan(store, spec, run_id, data, {"usage": invocation.usage()})
+
+
+def write_plan(
+    store: Store, spec: dict[str, Any], run_id: str, data: dict[str, Any], usage: dict[str, Any]
+) -> dict[str, Any]:
+    """The run's grove items and ``plan.json`` (with the plan's ``usage``) written."""
     write_items(store, spec, run_id)
-    plan = run_plan(spec, run_id, data)
-    plan["usage"] = (invocation or Invocation.begin("plan")).usage()
+    plan = {**run_plan(spec, run_id, data), **usage}
     put_json(store, plan_key(spec["build_id"], run_id), plan)
     return plan
 
@@ -228,52 +256,226 @@ def plan_arrays(store: Store, spec: dict[str, Any], run_id: str) -> dict[str, An
     return data_record(dataset, split, classes, prepared)
 
 
-def plan_table(store: Store, spec: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """A table streamed twice (``groves.data.stream``): scanned, then its rows written as the
-    training shards and the (capped) held-out rows; its data record."""
-    classify = spec["estimator"] == "classifier"
-    target = spec["target"] or DEFAULT_TARGET
-    found = stream.scan(
-        spec["dataset"],
-        target,
-        spec["weight"],
-        classify,
-        spec["test_size"],
-        spec["seed"],
-        spec["features"],
-        spec["drop"],
+def split_of(spec: dict[str, Any]) -> stream.Split:
+    return stream.Split(spec["test_size"], spec["seed"], spec["max_test_rows"])
+
+
+def plan_table(
+    store: Store, spec: dict[str, Any], run_id: str, table: stream.Table
+) -> dict[str, Any]:
+    """A one-file table planned here, by the steps the Map runs for a folder's files: scanned,
+    checked, then its rows written as training shards and (capped) held-out rows; its data
+    record."""
+    classify, split = spec["estimator"] == "classifier", split_of(spec)
+    found = stream.merge(
+        table, [stream.scan_part(table, 0, classify, split)], classify, split.test_size > 0
     )
-    classes = stream.classes(found) if classify else None
+    decided = decide(found, spec)
+    prefix = data_prefix(spec["build_id"], run_id)
+    rows = stream.prepare_part(table, decided, 0, split, writer_for(store, prefix))
+    return table_record(store, spec, run_id, decided, [rows])
+
+
+def decide(found: stream.Scan, spec: dict[str, Any]) -> dict[str, Any]:
+    """The scanned table's checks against the forest's parameters, and what its second pass
+    writes (``stream.decide``) with what the plan records of it."""
+    classes = stream.classes(found)
     n_train = found.n_rows - found.n_test
     labels = TrainingLabels(n_train, 1, found.train_min, found.train_sum)
     check_params_against_data(spec["params"], labels, classes)
-    prefix = data_prefix(spec["build_id"], run_id)
-    done = stream.prepare(
-        lambda layout, rows: RowWriter(store, prefix, layout, rows),
-        found,
-        spec["test_size"],
-        spec["seed"],
-        spec["max_test_rows"],
-    )
-    held = write_held_out(store, spec["build_id"], run_id, done.X_test, done.y_test)
     columns = found.columns()
     return {
-        "n_rows": found.n_rows,
-        "n_features": len(columns),
+        **stream.decide(found, split_of(spec)),
+        "data": {
+            "n_rows": found.n_rows,
+            "n_features": len(columns),
+            "n_held_out": found.n_test,
+            "classes": classes,
+            "n_outputs": 1,
+            "feature_names": [c["name"] for c in columns],
+            "named": True,
+            "columns": columns,
+            "dropped": found.table.dropped(),
+            "weighted": found.table.weight is not None,
+            "warnings": found.warnings(),
+        },
+    }
+
+
+def writer_for(store: Store, prefix: str) -> Any:
+    return lambda layout, step, first: RowWriter(store, prefix, layout, step, first)
+
+
+def table_record(
+    store: Store,
+    spec: dict[str, Any],
+    run_id: str,
+    decided: dict[str, Any],
+    parts: list[stream.PartRows],
+) -> dict[str, Any]:
+    """The parts' rows joined (``stream.finish``), the held-out rows written; the plan's data
+    record of the table."""
+    done = stream.finish(decided, parts, split_of(spec))
+    held = write_held_out(store, spec["build_id"], run_id, done.X_test, done.y_test)
+    data = decided["data"]
+    return {
+        **{k: data[k] for k in ("n_rows", "n_features")},
         "n_train": done.n_train,
         "n_test": len(done.y_test),
-        "n_held_out": found.n_test,
-        "classes": classes,
-        "n_outputs": 1,
+        **{k: v for k, v in data.items() if k not in ("n_rows", "n_features")},
         "split_fingerprint": done.fingerprint,
-        "feature_names": [c["name"] for c in columns],
-        "named": True,
-        "columns": columns,
-        "dropped": found.dropped(),
-        "weighted": found.weight is not None,
-        "warnings": found.warnings(),
         "prepared": {"train": done.train, **held},
     }
+
+
+# A table of several files is planned in parts, its files' record and the parts' results
+# beside the prepared rows: ``data/table.json`` (the request and the table),
+# ``data/parts.json`` (the Map's items), ``data/scan_NNNNN.json``, ``data/decided.json``,
+# ``data/part_NNNNN.json`` and ``data/test_NNNNN.npz`` (a part's shards and held-out rows).
+def part_key(build_id: str, run_id: str, name: str) -> str:
+    return f"{data_prefix(build_id, run_id)}{name}"
+
+
+def start_parts(
+    store: Store, spec: dict[str, Any], run_id: str, table: stream.Table, invocation: Invocation
+) -> dict[str, Any]:
+    """Write the table's record and the Map's items (one a file); what the Map needs."""
+    build_id = spec["build_id"]
+    record = {
+        "build_id": build_id,
+        "run_id": run_id,
+        "spec": spec,
+        "table": table.record(),
+        "plan_usages": [invocation.usage()],
+    }
+    put_json(store, part_key(build_id, run_id, "table.json"), record)
+    items = [{"part": k} for k in range(len(table.files))]
+    put_json(store, part_key(build_id, run_id, "parts.json"), items)
+    return record
+
+
+def read_part(store: Store, key: str, *fields: str) -> dict[str, Any]:
+    """A record a step of the plan's Map wrote, read back: a JSON object with ``fields``."""
+    record = get_json(store, key)
+    if not isinstance(record, dict) or any(f not in record for f in fields):
+        raise CorruptFile(f"{store.uri}/{key} is damaged (it needs {', '.join(fields)})")
+    return record
+
+
+def read_table(store: Store, build_id: str, run_id: str) -> tuple[dict[str, Any], stream.Table]:
+    """The table's record (its request validated again) and the table."""
+    key = part_key(build_id, run_id, "table.json")
+    record = read_part(store, key, "spec", "table", "plan_usages")
+    spec = validate_request(record["spec"])
+    if spec["build_id"] != build_id:
+        raise CorruptFile(f"{store.uri}/{key} is another build's")
+    return {**record, "spec": spec}, stream.Table.of(record["table"])
+
+
+def plan_part(
+    store: Store, build_id: str, run_id: str, part: Any, phase: Any, invocation: Invocation
+) -> dict[str, Any]:
+    """One file of a table in parts: its scan (``phase`` ``scan``) or its rows written
+    (``prepare``), as the plan's Map runs it."""
+    if phase not in ("scan", "prepare"):
+        raise RequestError("phase", f"{phase!r} is not scan or prepare")
+    record, table = read_table(store, build_id, run_id)
+    if isinstance(part, bool) or not isinstance(part, int) or not 0 <= part < len(table.files):
+        raise RequestError(
+            "part", f"{part!r} is not a part of this table (0 to {len(table.files) - 1})"
+        )
+    spec, split = record["spec"], split_of(record["spec"])
+    name = f"{part:05d}"
+    if phase == "scan":
+        found = stream.scan_part(table, part, spec["estimator"] == "classifier", split)
+        scan = {"scan": found.record(), "usage": invocation.usage()}
+        put_json(store, part_key(build_id, run_id, f"scan_{name}.json"), scan)
+        return {"part": part, "rows": found.n_rows}
+    decided = read_part(store, part_key(build_id, run_id, "decided.json"), *DECIDED)
+    prefix = data_prefix(build_id, run_id)
+    rows = stream.prepare_part(table, decided, part, split, writer_for(store, prefix))
+    blob = dump_npy(rows.X_test) + dump_npy(rows.y_test)
+    store.put_bytes(part_key(build_id, run_id, f"test_{name}.npy"), blob)
+    result = {"shards": rows.shards, "test": digest(blob), "usage": invocation.usage()}
+    put_json(store, part_key(build_id, run_id, f"part_{name}.json"), result)
+    return {"part": part, "shards": len(rows.shards)}
+
+
+DECIDED = ("columns", "layout", "stripe_rows", "keep_share", "parts", "data")
+
+
+def plan_scanned(
+    store: Store, build_id: str, run_id: str, invocation: Invocation
+) -> dict[str, Any]:
+    """The parts' scans added up and checked (``stream.merge``); what the parts' second pass
+    writes, decided once for all of them."""
+    record, table = read_table(store, build_id, run_id)
+    spec, split = record["spec"], split_of(record["spec"])
+    classify = spec["estimator"] == "classifier"
+    scans, usages = [], []
+    for part in range(len(table.files)):
+        key = part_key(build_id, run_id, f"scan_{part:05d}.json")
+        found = read_part(store, key, "scan", "usage")
+        scans.append(stream.PartScan.of(found["scan"], part))
+        usages.append(found["usage"])
+    decided = decide(stream.merge(table, scans, classify, split.test_size > 0), spec)
+    put_json(store, part_key(build_id, run_id, "decided.json"), decided)
+    record = {
+        **record,
+        "plan_usages": [*record["plan_usages"], invocation.usage()],
+        "part_usages": usages,
+    }
+    put_json(store, part_key(build_id, run_id, "table.json"), record)
+    return {"parts": len(table.files)}
+
+
+def plan_prepared(
+    store: Store, build_id: str, run_id: str, invocation: Invocation
+) -> dict[str, Any]:
+    """The parts' rows joined into the run's prepared data; ``plan.json`` and the grove items
+    written, as a one-file table's plan writes them."""
+    record, table = read_table(store, build_id, run_id)
+    spec = record["spec"]
+    decided = read_part(store, part_key(build_id, run_id, "decided.json"), *DECIDED)
+    parts, usages = [], list(record.get("part_usages", []))
+    for part in range(len(table.files)):
+        name = f"{part:05d}"
+        result = read_part(
+            store, part_key(build_id, run_id, f"part_{name}.json"), "shards", "test", "usage"
+        )
+        key = part_key(build_id, run_id, f"test_{name}.npy")
+        blob = read_verified(store, key, result["test"], f"the held-out rows of part {part}")
+        parts.append(part_rows(blob, result["shards"], decided, f"{store.uri}/{key}"))
+        usages.append(result["usage"])
+    data = table_record(store, spec, run_id, decided, parts)
+    usage = {
+        "usage": invocation.usage(),
+        "plan_usages": record["plan_usages"],
+        "part_usages": usages,
+    }
+    return write_plan(store, spec, run_id, data, usage)
+
+
+def part_rows(blob: bytes, shards: Any, decided: dict[str, Any], where: str) -> stream.PartRows:
+    """A part's shards and held-out rows (two ``.npy`` arrays, one after the other), checked."""
+    handle = io.BytesIO(blob)
+    try:
+        X, y = (np.load(handle, allow_pickle=False) for _ in range(2))
+    except (ValueError, OSError, EOFError) as exc:
+        raise CorruptFile(f"{where} is damaged") from exc
+    layout = Layout.of(decided["layout"])
+    good = (
+        X.dtype == np.float32
+        and X.ndim == 2
+        and X.shape[1] == layout.n_features
+        and y.dtype == layout.y_dtype
+        and y.shape == (len(X),)
+        and isinstance(shards, list)
+        and all(isinstance(s, dict) and {"rows", "bytes", "index"} <= set(s) for s in shards)
+    )
+    if not good:
+        raise CorruptFile(f"{where} or its part's record is damaged")
+    return stream.PartRows(shards, X, y)
 
 
 def run_plan(
@@ -437,6 +639,20 @@ def state_output(store: Store, plan: dict[str, Any]) -> dict[str, Any]:
     if plan.get("resumed"):
         output["resumed"] = True
     return output
+
+
+def parts_output(store: Store, record: dict[str, Any]) -> dict[str, Any]:
+    """What the plan step passes on for a table of several files: where the Maps over its
+    parts read their items, and at most how many run at once."""
+    build_id, run_id = record["build_id"], record["run_id"]
+    return {
+        "store": store.uri,
+        "build_id": build_id,
+        "run_id": run_id,
+        "max_concurrency": record["spec"]["max_concurrency"],
+        "parts": store.location(part_key(build_id, run_id, "parts.json")),
+        "n_parts": len(record["table"]["files"]),
+    }
 
 
 SHOWN_WARNINGS = 10  # the execution's output stays small however many columns look like ids
