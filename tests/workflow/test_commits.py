@@ -25,7 +25,9 @@ from groves.store.artifacts import (
     manifest_key,
     new_run_id,
 )
-from groves.store.storage import LocalStore, get_json, open_store, put_json
+from groves.store.codec import get_json, put_json
+from groves.store.local import LocalStore
+from groves.store.uris import open_store
 
 
 def planned_and_trained(store: str, **request: Any) -> dict[str, Any]:

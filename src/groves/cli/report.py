@@ -46,8 +46,9 @@ from groves.store.artifacts import (
     read_manifest,
     run_prefix,
 )
+from groves.store.codec import get_json
+from groves.store.protocol import ArtifactNotFound, Store
 from groves.store.records import List, Rec, check, checked
-from groves.store.storage import ArtifactNotFound, Store, get_json
 
 REPORT = "report.html"
 FIGURE_SIZE = (7.5, 3.6)

@@ -48,21 +48,11 @@ from groves.store.artifacts import (
     read_record,
     read_verified,
 )
+from groves.store.codec import dump_npy, get_json, load_npy, put_json
+from groves.store.protocol import ArtifactNotFound, Store
 from groves.store.records import record_format
-from groves.store.storage import (
-    MISSING_BUCKET,
-    ArtifactNotFound,
-    Store,
-    dump_npy,
-    error_code,
-    get_json,
-    load_npy,
-    locked_output,
-    put_json,
-    s3_client,
-    split_s3_uri,
-    write_uri,
-)
+from groves.store.s3 import MISSING_BUCKET, error_code, s3_client
+from groves.store.uris import locked_output, split_s3_uri, write_uri
 
 MAX_ROWS_PER_CHUNK = 1_000_000
 MAX_TILES = 100_000  # items of the batch's Distributed Map: chunks of rows x shards of groves

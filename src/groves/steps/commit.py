@@ -34,8 +34,9 @@ from groves.store.artifacts import (
     plan_and_digest,
     run_prefix,
 )
+from groves.store.codec import get_json
+from groves.store.protocol import READ_THREADS, ArtifactNotFound, Store
 from groves.store.records import checked
-from groves.store.storage import READ_THREADS, ArtifactNotFound, Store, get_json
 
 CONSISTENT_FIELDS = ("split_fingerprint", "n_features", "classes", "sklearn_version")
 GROVE_RECORD = (

@@ -32,8 +32,10 @@ from groves.store.artifacts import (
     plan_key,
     read_plan,
 )
+from groves.store.codec import put_json
+from groves.store.protocol import ArtifactNotFound, Store
 from groves.store.records import record_format
-from groves.store.storage import ArtifactNotFound, Store, check_store, put_json
+from groves.store.uris import check_store
 
 # The Distributed Map reads its items from the store, so the grove count is not bound by Step
 # Functions' 256 KB payload limit; 100,000 groves of 1 tree each are allowed.

@@ -23,8 +23,9 @@ from groves.store.artifacts import (
     read_manifest,
     read_verified,
 )
+from groves.store.codec import load_npy_lz4, put_json
+from groves.store.protocol import READ_THREADS, Store
 from groves.store.records import record_format
-from groves.store.storage import READ_THREADS, Store, load_npy_lz4, put_json
 
 SUMMARY_CLASSES = 10  # classes whose measures the execution's output carries (then: the file)
 

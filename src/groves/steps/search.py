@@ -51,8 +51,9 @@ from groves.store.artifacts import (
     read_verified,
     search_key,
 )
+from groves.store.codec import dump_npy, get_json, load_npy, put_json
+from groves.store.protocol import ArtifactNotFound, Store
 from groves.store.records import record_format
-from groves.store.storage import ArtifactNotFound, Store, dump_npy, get_json, load_npy, put_json
 
 MAX_CANDIDATES = 1_000
 USAGE = "usage.json"  # the candidates' training and score_candidates, for the search's cost
