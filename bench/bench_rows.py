@@ -209,7 +209,7 @@ def project(args: argparse.Namespace) -> None:
     import math
 
     from groves.steps.cost import TEMPLATE_MEMORY_MB
-    from groves.steps.plan import grove_sample
+    from groves.steps.planned import grove_sample
     from groves.store.artifacts import read_plan
     from groves.store.uris import open_store
 

@@ -10,13 +10,8 @@ import pytest
 from conftest import small_request
 
 from groves.errors import RequestError
-from groves.steps.plan import (
-    MAX_GROVES,
-    plan_build,
-    state_output,
-    validate_request,
-)
-from groves.steps.planned import planned_grove, planned_groves
+from groves.steps.plan import plan_build, state_output, validate_request
+from groves.steps.planned import MAX_GROVES, planned_grove, planned_groves
 from groves.store.artifacts import items_key
 from groves.store.codec import get_json
 

@@ -16,7 +16,7 @@ from conftest import BUCKET, small_request, train_batch
 from groves.engine.local import run_local
 from groves.errors import BuildError
 from groves.steps import handlers
-from groves.steps.commit import read_grove_metas
+from groves.steps.trained import read_grove_metas
 from groves.store.artifacts import (
     VOTES_SUFFIX,
     advance_latest,

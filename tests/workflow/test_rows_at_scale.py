@@ -17,7 +17,7 @@ from groves.data import shards
 from groves.data.prepared import read_prepared
 from groves.engine.local import run_local
 from groves.steps import handlers
-from groves.steps.plan import grove_sample
+from groves.steps.planned import grove_sample
 from groves.steps.score import score_build
 from groves.store.artifacts import read_plan
 from groves.store.codec import get_json

@@ -37,8 +37,8 @@ from groves.errors import BuildError, CorruptFile
 from groves.forest.loading import load_forest
 from groves.forest.votes import Target
 from groves.steps.cost import describe, run_cost
-from groves.steps.score import stored_votes
 from groves.steps.search import search_key
+from groves.steps.trained import stored_votes
 from groves.store.artifacts import (
     manifest_key,
     metrics_key,

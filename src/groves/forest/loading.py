@@ -25,6 +25,7 @@ from groves.data.encoding import needs_encoding
 from groves.data.pipeline import pipeline
 from groves.data.rows import feature_columns
 from groves.forest.trees import read_grove
+from groves.forest.votes import add_votes
 from groves.store import artifacts
 from groves.store.artifacts import GROVE_SUFFIX
 from groves.store.local import atomic_file
@@ -117,6 +118,25 @@ def committed_groves(
                 yield _taken(pending.pop(0), cache)
         for item in pending:
             yield _taken(item, cache)
+
+
+def committed_votes(
+    store: Store,
+    manifest: dict[str, Any],
+    X: np.ndarray,
+    classifier: bool,
+    records: list[dict[str, Any]] | None = None,
+    cache: DecodedGroves | None = None,
+) -> np.ndarray:
+    """The sum of every tree's class probabilities (or predictions) on ``X`` (of the groves of
+    ``records``, by default all), tree by tree in the forest's order, as scikit-learn's forest
+    sums them; groves are read (verified) a few at a time ahead of their use, or taken from
+    ``cache`` (``WARM``: a warm process keeps them decoded for its next chunks)."""
+    total: np.ndarray | None = None
+    for grove in committed_groves(store, manifest, records, cache):
+        total = add_votes(total, grove.estimators_, X, classifier)
+    assert total is not None
+    return total
 
 
 def _taken(item: tuple[dict[str, Any], Any, Any], cache: DecodedGroves | None) -> Any:
