@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from groves.data import datasets, stream
+from groves.data.datasets import data_record
 from groves.data.prepared import write_held_out, write_prepared
 from groves.data.shards import RowWriter
 from groves.data.tables import DEFAULT_TARGET, check_source, is_folder
@@ -221,7 +222,7 @@ def plan_arrays(store: Store, spec: dict[str, Any], run_id: str) -> dict[str, An
         raise RequestError("test_size", "leaves some class without training rows; lower it")
     check_params_against_data(spec["params"], split.y_train, classes)
     prepared = write_prepared(store, spec["build_id"], run_id, split)
-    return datasets.data_record(dataset, split, classes, prepared)
+    return data_record(dataset, split, classes, prepared)
 
 
 def plan_table(store: Store, spec: dict[str, Any], run_id: str) -> dict[str, Any]:
