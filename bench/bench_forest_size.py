@@ -58,7 +58,7 @@ def trained_groves(store: str, source: str, grove: int, trained: int) -> Path:
     from groves.steps import handlers
     from groves.steps.planned import planned_groves
     from groves.store.artifacts import read_plan
-    from groves.store.storage import open_store
+    from groves.store.uris import open_store
 
     request = {"build_id": "f", "dataset": source, "n_trees": trained * grove, "grove_size": grove}
     plan = handlers.plan({"store": store, "request": request})
@@ -74,7 +74,7 @@ def planned_with_copies(store: str, source: str, trees: int, grove: int, trained
     from groves.steps import handlers
     from groves.steps.planned import planned_groves
     from groves.store.artifacts import read_plan
-    from groves.store.storage import open_store
+    from groves.store.uris import open_store
 
     request = {"build_id": "f", "dataset": source, "n_trees": trees, "grove_size": grove}
     plan = handlers.plan({"store": store, "request": request})

@@ -26,7 +26,7 @@ from groves.data.datasets import load_dataset, split
 from groves.engine.local import run_local, usable_cores
 from groves.forest.loading import load_model
 from groves.store.artifacts import read_manifest
-from groves.store.storage import open_store
+from groves.store.uris import open_store
 
 
 def make_data(path: Path, rows: int, features: int) -> str:

@@ -96,7 +96,7 @@ def build(dataset: str, store: str, memory_mb: int | None, **request: object) ->
 
 def memory(args: argparse.Namespace) -> None:
     from groves.store.artifacts import read_plan
-    from groves.store.storage import open_store
+    from groves.store.uris import open_store
 
     rows_seen = []
     for rows in args.rows:
@@ -150,7 +150,7 @@ def accuracy(args: argparse.Namespace) -> None:
 
     from groves.data.prepared import read_prepared
     from groves.store.artifacts import read_plan
-    from groves.store.storage import open_store
+    from groves.store.uris import open_store
 
     _, parquet = written(args.rows, args.out)
     store = str(args.out / "store-accuracy")
@@ -209,9 +209,9 @@ def project(args: argparse.Namespace) -> None:
     import math
 
     from groves.steps.cost import TEMPLATE_MEMORY_MB
-    from groves.steps.plan import grove_sample
+    from groves.steps.planned import grove_sample
     from groves.store.artifacts import read_plan
-    from groves.store.storage import open_store
+    from groves.store.uris import open_store
 
     store = open_store(str(args.out / "store"))
     build = f"rows-{args.measured_rows}"

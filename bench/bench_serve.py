@@ -43,7 +43,7 @@ import groves
 from groves.engine.local import run_local
 from groves.forest import native
 from groves.forest.served import load_served
-from groves.store.storage import LocalStore
+from groves.store.local import LocalStore
 
 ROWS, FEATURES = 50_000, 20
 

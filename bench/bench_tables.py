@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 PLAN = """
 import json, resource, sys, time
 from groves.steps.plan import plan_build
-from groves.store.storage import LocalStore
+from groves.store.local import LocalStore
 started = time.perf_counter()
 plan_build(LocalStore(sys.argv[2]), {"build_id": "bench", "dataset": sys.argv[1],
            "target": "status", "seed": 0})

@@ -31,7 +31,7 @@ from typing import Any
 from bench_process import large_dataset
 
 from groves.steps.cost import TEMPLATE_MEMORY_MB
-from groves.store.storage import READ_THREADS
+from groves.store.protocol import READ_THREADS
 
 ROOT = Path(__file__).resolve().parent.parent
 STEP_MODULES = {  # each function's step module, which its handler imports when called
@@ -108,7 +108,8 @@ def two_core_grove_seconds(source: str, grove: int) -> float | None:
 def print_two_core_grove(source: str, grove: int) -> None:
     """``--two-core-grove``: train two groves at two cores and print a grove's median seconds."""
     from groves.engine.local import run_local
-    from groves.store.storage import get_json, open_store
+    from groves.store.codec import get_json
+    from groves.store.uris import open_store
 
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:2]))
     with tempfile.TemporaryDirectory(prefix="groves-project-2-") as store:
@@ -128,7 +129,8 @@ def measure(source: str, trees: int, grove: int, batch_rows: int) -> dict[str, f
     import numpy as np
 
     from groves.engine.local import run_local
-    from groves.store.storage import get_json, open_store
+    from groves.store.codec import get_json
+    from groves.store.uris import open_store
 
     two_core_grove_s = two_core_grove_seconds(source, grove)
     # one core for this process and the workers it starts: each invocation gets one thread
@@ -275,7 +277,7 @@ def main() -> None:
         f"  {'grove at train_grove':22} {grove_seconds(measured):10.4f}"
         f"  ({vcpus('train_grove'):.2f} vCPU at {TEMPLATE_MEMORY_MB['train_grove']:,} MB)"
     )
-    print(f"  {'S3 reads at once':22} {READ_THREADS:10d}  (groves.store.storage.READ_THREADS)")
+    print(f"  {'S3 reads at once':22} {READ_THREADS:10d}  (groves.store.protocol.READ_THREADS)")
     print("assumed (not measured here):")
     for name, value in ASSUMPTIONS.items():
         print(f"  {name:22} {value:10.4g}")

@@ -17,7 +17,9 @@ from moto.server import ThreadedMotoServer
 from groves.data.datasets import load_dataset
 from groves.steps import handlers
 from groves.store.artifacts import items_key
-from groves.store.storage import LocalStore, get_json, open_store
+from groves.store.codec import get_json
+from groves.store.local import LocalStore
+from groves.store.uris import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "groves-test"

@@ -37,7 +37,8 @@ from groves.errors import BuildError, GrovesError, RequestError
 from groves.forest import loading
 from groves.steps.request import BATCH_DEFAULTS
 from groves.steps.serve import REFRESH_SECONDS, Service
-from groves.store.storage import DEFAULT_STORE, Store, open_store
+from groves.store.protocol import Store
+from groves.store.uris import DEFAULT_STORE, open_store
 
 # Each state machine: the stack output naming it, its Map, and what an item of the Map is.
 MACHINES = {

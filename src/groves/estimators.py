@@ -50,7 +50,7 @@ from groves.data.rows import feature_columns
 from groves.steps.plan import TREE_PARAMS
 from groves.steps.request import DEFAULTS
 from groves.store.artifacts import read_manifest
-from groves.store.storage import DEFAULT_STORE, open_store
+from groves.store.uris import DEFAULT_STORE, open_store
 
 
 def _keep(estimator: BaseEstimator, arguments: dict[str, Any]) -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from groves.engine.asl import Interpreter, UnsupportedDefinition, execute
 from groves.engine.asl.history import entered, failure, status
-from groves.store.storage import LocalStore, get_json
+from groves.store.codec import get_json
+from groves.store.local import LocalStore
 
 BUCKET = "items-bucket"
 

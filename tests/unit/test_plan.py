@@ -10,15 +10,10 @@ import pytest
 from conftest import small_request
 
 from groves.errors import RequestError
-from groves.steps.plan import (
-    MAX_GROVES,
-    plan_build,
-    state_output,
-    validate_request,
-)
-from groves.steps.planned import planned_grove, planned_groves
+from groves.steps.plan import plan_build, state_output, validate_request
+from groves.steps.planned import MAX_GROVES, planned_grove, planned_groves
 from groves.store.artifacts import items_key
-from groves.store.storage import get_json
+from groves.store.codec import get_json
 
 
 @pytest.mark.parametrize(
@@ -170,7 +165,7 @@ def test_a_test_size_that_starves_the_training_split_is_refused(local_store) -> 
 def test_a_class_weight_object_names_classes_of_the_data(tmp_path) -> None:
     from groves.steps.plan import plan_build
     from groves.steps.train import make_forest
-    from groves.store.storage import LocalStore
+    from groves.store.local import LocalStore
 
     store = LocalStore(tmp_path)
     with pytest.raises(RequestError, match=r"params\.class_weight: '7' is not a class"):

@@ -13,7 +13,10 @@ from conftest import BUCKET
 
 from groves.data.datasets import load_dataset, split
 from groves.errors import RequestError
-from groves.store.storage import ArtifactNotFound, LocalStore, S3Store, open_store, read_uri
+from groves.store.local import LocalStore
+from groves.store.protocol import ArtifactNotFound
+from groves.store.s3 import S3Store
+from groves.store.uris import open_store, read_uri
 
 
 def exercise(store) -> None:
@@ -121,10 +124,10 @@ def test_the_s3_download_cache_is_bounded_least_recently_used_first(
 ) -> None:
     import os
 
-    import groves.store.storage
-    from groves.store.storage import CACHE_BYTES_ENV
+    from groves.store import cache
+    from groves.store.cache import CACHE_BYTES_ENV
 
-    monkeypatch.setattr(groves.store.storage, "cache_root", lambda: tmp_path / "cache")  # its own
+    monkeypatch.setattr(cache, "cache_root", lambda: tmp_path / "cache")  # its own
     store = open_store(f"s3://{BUCKET}/cache-bound")
     for name in "abc":
         store.put_bytes(f"k/{name}.npy", bytes(1000))

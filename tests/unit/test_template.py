@@ -328,7 +328,7 @@ def test_state_machine_invokes_only_its_functions_and_logs_and_traces(
 def test_functions_that_stage_tables_or_cache_rows_get_the_tmp_storage_parameter(template) -> None:
     """plan, plan_batch, plan_search and assemble stage the input, the rows and the output in
     /tmp (groves.data.tables.local_file, groves.data.rows.write_rows); train_grove and the
-    scoring functions cache the prepared rows there (groves.store.storage.S3Store.local_path):
+    scoring functions cache the prepared rows there (groves.store.s3.S3Store.local_path):
     Lambda's 512 MB default would cap the tables they can take."""
     resources = template["Resources"]
     staged = {

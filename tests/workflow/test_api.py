@@ -32,7 +32,7 @@ from groves.engine import console, executions
 from groves.errors import BuildError, RequestError
 from groves.steps.planned import planned_groves
 from groves.store.artifacts import read_plan
-from groves.store.storage import open_store
+from groves.store.uris import open_store
 
 
 def test_train_predict_and_load_model_mirror_the_cli(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from groves import cli
 from groves.engine.local import run_local
 from groves.errors import BuildError, RequestError
 from groves.steps import handlers
-from groves.store.storage import LocalStore
+from groves.store.local import LocalStore
 
 
 def csv_file(path: Path, lines: list[str], encoding: str = "utf-8") -> str:

@@ -21,7 +21,8 @@ from groves.engine.local import run_local
 from groves.errors import BuildError, RequestError
 from groves.steps import handlers
 from groves.store.artifacts import chunk_key
-from groves.store.storage import get_json, open_store
+from groves.store.codec import get_json
+from groves.store.uris import open_store
 
 
 def build(store: Path, **request: Any) -> dict[str, Any]:

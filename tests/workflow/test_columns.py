@@ -17,7 +17,7 @@ from groves.data.datasets import load_dataset
 from groves.errors import RequestError
 from groves.steps.plan import plan_build
 from groves.store.artifacts import read_plan
-from groves.store.storage import LocalStore
+from groves.store.local import LocalStore
 
 
 def with_ids(n: int) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from conftest import BUCKET, small_request, train_batch
 from groves.engine.local import run_local
 from groves.errors import BuildError
 from groves.steps import handlers
-from groves.steps.commit import read_grove_metas
+from groves.steps.trained import read_grove_metas
 from groves.store.artifacts import (
     VOTES_SUFFIX,
     advance_latest,
@@ -25,7 +25,9 @@ from groves.store.artifacts import (
     manifest_key,
     new_run_id,
 )
-from groves.store.storage import LocalStore, get_json, open_store, put_json
+from groves.store.codec import get_json, put_json
+from groves.store.local import LocalStore
+from groves.store.uris import open_store
 
 
 def planned_and_trained(store: str, **request: Any) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from groves.engine.local import run_local
 from groves.steps import handlers
 from groves.steps.cost import PRICES, TEMPLATE_MEMORY_MB
 from groves.store.artifacts import manifest_key, metrics_key, plan_key
-from groves.store.storage import get_json, open_store
+from groves.store.codec import get_json
+from groves.store.uris import open_store
 
 
 def lambda_context(request_id: str, memory: str = "2048") -> types.SimpleNamespace:

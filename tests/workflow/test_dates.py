@@ -18,7 +18,7 @@ import groves
 from groves.data.encoding import encode_table
 from groves.errors import RequestError
 from groves.store.artifacts import read_plan
-from groves.store.storage import LocalStore
+from groves.store.local import LocalStore
 
 PARTS = ["seconds", "year", "month", "day", "weekday", "hour"]
 

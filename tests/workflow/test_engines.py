@@ -42,7 +42,8 @@ from groves.engine.asl.history import entered
 from groves.engine.local import FUNCTIONS, STORE_SUBSTITUTION, load_definition
 from groves.steps import handlers
 from groves.store.artifacts import grove_key
-from groves.store.storage import bucket_stores, get_json, open_store
+from groves.store.codec import get_json
+from groves.store.uris import bucket_stores, open_store
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:{}"
 LambdaThrottled = type("Lambda.TooManyRequestsException", (Exception,), {})

@@ -17,7 +17,8 @@ from groves.errors import BuildError, RequestError
 from groves.forest.trees import read_grove
 from groves.steps import handlers
 from groves.store.artifacts import GROVE_SUFFIX, digest, grove_key, manifest_key, read_plan
-from groves.store.storage import get_json, open_store, put_json
+from groves.store.codec import get_json, put_json
+from groves.store.uris import open_store
 
 STORE = f"s3://{BUCKET}/builds"
 

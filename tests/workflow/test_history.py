@@ -17,7 +17,7 @@ from groves import cli
 from groves.engine import executions
 from groves.engine.local import FUNCTIONS, run_local
 from groves.steps import handlers
-from groves.store.storage import open_store
+from groves.store.uris import open_store
 
 
 def broken_grove(event: dict[str, Any]) -> dict[str, Any]:

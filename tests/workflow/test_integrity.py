@@ -27,7 +27,9 @@ from groves.store.artifacts import (
     grove_key,
     manifest_key,
 )
-from groves.store.storage import LocalStore, get_json, open_store, put_json
+from groves.store.codec import get_json, put_json
+from groves.store.local import LocalStore
+from groves.store.uris import open_store
 
 
 class Planted:

@@ -18,7 +18,6 @@ import groves
 from groves import cli
 from groves.errors import BuildError
 from groves.steps import handlers
-from groves.store import storage
 from groves.store.artifacts import (
     advance_latest,
     is_finished,
@@ -28,8 +27,11 @@ from groves.store.artifacts import (
     read_latest,
     run_prefix,
 )
+from groves.store.codec import get_json
+from groves.store.local import LocalStore
 from groves.store.promotions import promote, promotions
-from groves.store.storage import LocalStore, S3Store, get_json, open_store
+from groves.store.s3 import S3Store
+from groves.store.uris import open_store
 
 
 def planned(store: str, **request: Any) -> dict[str, Any]:
@@ -223,7 +225,7 @@ def test_s3_deletes_in_batches_of_delete_objects(s3: Any, monkeypatch: pytest.Mo
         store.put_bytes(key, b"{}")
     calls = []
     real = store.client.delete_objects
-    monkeypatch.setattr(storage, "DELETE_BATCH", 2)
+    monkeypatch.setattr("groves.store.s3.DELETE_BATCH", 2)
     monkeypatch.setattr(store.client, "delete_objects", lambda **kw: calls.append(kw) or real(**kw))
     assert store.delete(keys) == 5
     assert [len(c["Delete"]["Objects"]) for c in calls] == [2, 2, 1]

@@ -20,7 +20,8 @@ from groves.engine.local import FUNCTIONS, local_machine, run_local
 from groves.forest.trees import read_grove
 from groves.steps import handlers
 from groves.store.artifacts import VOTES_SUFFIX, metrics_key, plan_key
-from groves.store.storage import get_json, open_store
+from groves.store.codec import get_json
+from groves.store.uris import open_store
 
 LambdaThrottled = type("Lambda.TooManyRequestsException", (Exception,), {})
 

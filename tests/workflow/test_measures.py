@@ -16,7 +16,8 @@ import groves
 from groves import cli
 from groves.data.prepared import read_prepared
 from groves.store.artifacts import metrics_key, read_plan
-from groves.store.storage import get_json, open_store
+from groves.store.codec import get_json
+from groves.store.uris import open_store
 
 
 @pytest.mark.parametrize(

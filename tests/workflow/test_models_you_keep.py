@@ -20,7 +20,7 @@ from groves.errors import BuildError, RequestError
 from groves.forest import loading
 from groves.steps.score import score_build
 from groves.store.artifacts import plan_key
-from groves.store.storage import LocalStore
+from groves.store.local import LocalStore
 
 FAST = {"n_trees": 4, "grove_size": 2, "seed": 1}
 

@@ -16,7 +16,7 @@ from sklearn.metrics import r2_score
 import groves
 from groves.errors import RequestError
 from groves.store.artifacts import read_plan
-from groves.store.storage import open_store
+from groves.store.uris import open_store
 
 
 def multilabel(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ import groves
 from groves import cli
 from groves.engine.local import run_local
 from groves.forest.onnx_export import export_onnx
-from groves.store.storage import LocalStore
+from groves.store.local import LocalStore
 
 ort = pytest.importorskip("onnxruntime")
 

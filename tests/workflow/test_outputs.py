@@ -19,7 +19,8 @@ from groves.engine.local import run_local
 from groves.errors import RequestError
 from groves.steps import handlers
 from groves.steps.batch import assemble, plan_batch, predict_chunk
-from groves.store.storage import LocalStore, get_json
+from groves.store.codec import get_json
+from groves.store.local import LocalStore
 
 
 @pytest.fixture
@@ -113,7 +114,7 @@ def test_racing_predictions_to_one_output_leave_a_matching_pair(built: str, tmp_
 UMASK_002 = """
 import os, stat, sys
 os.umask(0o002)  # a team's shared directory, before groves reads the umask
-from groves.store.storage import LocalStore
+from groves.store.local import LocalStore
 store = LocalStore(sys.argv[1])
 store.put_bytes("b/x.json", b"{}")
 assert store.create_bytes("b/y.json", b"{}")

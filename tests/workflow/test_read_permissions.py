@@ -28,7 +28,7 @@ from groves.forest.loading import WARM
 from groves.steps.plan import validate_request
 from groves.steps.planned import planned_grove
 from groves.steps.serve import Service
-from groves.store.storage import open_store
+from groves.store.uris import open_store
 
 STORE = f"s3://{BUCKET}/builds"
 READS = ("GetObject", "HeadObject")  # both need s3:GetObject

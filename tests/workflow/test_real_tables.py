@@ -25,7 +25,8 @@ from groves.errors import RequestError
 from groves.steps.plan import plan_build
 from groves.steps.planned import planned_grove
 from groves.store.artifacts import plan_key
-from groves.store.storage import LocalStore, get_json
+from groves.store.codec import get_json
+from groves.store.local import LocalStore
 
 CARRIERS = np.array(["AA", "B6", "DL", "EV", "UA", "WN", "9E", "MQ"])
 

@@ -17,10 +17,11 @@ from groves.data import shards
 from groves.data.prepared import read_prepared
 from groves.engine.local import run_local
 from groves.steps import handlers
-from groves.steps.plan import grove_sample
+from groves.steps.planned import grove_sample
 from groves.steps.score import score_build
 from groves.store.artifacts import read_plan
-from groves.store.storage import LocalStore, get_json
+from groves.store.codec import get_json
+from groves.store.local import LocalStore
 
 
 @pytest.fixture
@@ -249,7 +250,7 @@ def test_a_tables_regression_labels_are_checked_for_poisson_from_the_scan(tmp_pa
     training labels with a positive sum (as for arrays)."""
     from groves.errors import RequestError
     from groves.steps.plan import plan_build
-    from groves.store.storage import LocalStore as Store
+    from groves.store.local import LocalStore as Store
 
     frame = messy(400, 3).assign(status=np.linspace(-5, 5, 400))
     frame.to_parquet(tmp_path / "r.parquet")

@@ -23,7 +23,8 @@ from groves.errors import RequestError
 from groves.steps import handlers
 from groves.steps.search import search_key, validate_search
 from groves.store.artifacts import manifest_key
-from groves.store.storage import LocalStore, get_json
+from groves.store.codec import get_json
+from groves.store.local import LocalStore
 
 GRID = {"max_depth": [1, 3, None], "max_features": ["sqrt", 1.0]}
 

@@ -31,7 +31,7 @@ from groves.engine.local import run_local
 from groves.engine.server import serve
 from groves.steps import serve as serving
 from groves.steps.serve import Service
-from groves.store.storage import LocalStore
+from groves.store.local import LocalStore
 
 COLORS = np.array(["red", "green", "blue", "teal"])
 

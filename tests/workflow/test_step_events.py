@@ -16,7 +16,8 @@ from conftest import BUCKET, ROOT
 
 from groves import cli
 from groves.store.artifacts import metrics_key
-from groves.store.storage import get_json, open_store
+from groves.store.codec import get_json
+from groves.store.uris import open_store
 
 
 def readme_block(marker: str) -> list[str]:

@@ -24,7 +24,8 @@ from groves.engine.local import FUNCTIONS, run_local
 from groves.errors import RequestError
 from groves.steps import handlers
 from groves.store.artifacts import VOTES_SUFFIX, grove_key
-from groves.store.storage import LocalStore, get_json
+from groves.store.codec import get_json
+from groves.store.local import LocalStore
 
 SMALL_FLAGS = ["-t", "7", "-g", "3", "--dataset", "iris", "--seed", "3"]
 

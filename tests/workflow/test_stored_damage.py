@@ -32,7 +32,7 @@ from groves import cli
 from groves.engine.local import run_local
 from groves.errors import GrovesError
 from groves.steps.score import score_build
-from groves.store.storage import LocalStore
+from groves.store.local import LocalStore
 
 BUILD = "d"
 STORE = "store"

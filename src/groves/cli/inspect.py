@@ -11,7 +11,7 @@ from typing import Any
 
 from groves.cli.options import build_request, request_arguments, store_argument
 from groves.engine.console import UsageError
-from groves.store.storage import open_store
+from groves.store.uris import open_store
 
 # groves history's other kinds of execution: its option, and the build's folder of them.
 KINDS = (("batch", "predictions"), ("search", "searches"))

@@ -11,7 +11,8 @@ from typing import Any
 
 from groves.cli.options import store_argument
 from groves.store.artifacts import check_build_id, check_run_id
-from groves.store.storage import Store, open_store
+from groves.store.protocol import Store
+from groves.store.uris import open_store
 
 
 def opened(args: argparse.Namespace) -> Store:

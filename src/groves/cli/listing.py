@@ -18,8 +18,9 @@ from groves.store.artifacts import (
     run_ids,
     search_key,
 )
+from groves.store.codec import get_json
+from groves.store.protocol import ArtifactNotFound, Store
 from groves.store.records import check_manifest, checked
-from groves.store.storage import ArtifactNotFound, Store, get_json
 
 
 def _json(store: Store, key: str, kind: str) -> Any:

@@ -36,7 +36,7 @@ from groves.engine.console import (
     state_machine_arn,
 )
 from groves.errors import BuildError, RequestError
-from groves.store.storage import CannotRead
+from groves.store.protocol import CannotRead
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 from groves.engine.console import UsageError
 from groves.steps.request import BATCH_DEFAULTS, DEFAULTS, REFRESH_SECONDS
-from groves.store.storage import DEFAULT_STORE
+from groves.store.uris import DEFAULT_STORE
 
 # Each request option's argparse dest and the request field it sets.
 REQUEST_OPTIONS = {

@@ -37,8 +37,8 @@ from groves.errors import BuildError, CorruptFile
 from groves.forest.loading import load_forest
 from groves.forest.votes import Target
 from groves.steps.cost import describe, run_cost
-from groves.steps.score import stored_votes
 from groves.steps.search import search_key
+from groves.steps.trained import stored_votes
 from groves.store.artifacts import (
     manifest_key,
     metrics_key,
@@ -46,8 +46,9 @@ from groves.store.artifacts import (
     read_manifest,
     run_prefix,
 )
+from groves.store.codec import get_json
+from groves.store.protocol import ArtifactNotFound, Store
 from groves.store.records import List, Rec, check, checked
-from groves.store.storage import ArtifactNotFound, Store, get_json
 
 REPORT = "report.html"
 FIGURE_SIZE = (7.5, 3.6)

@@ -17,7 +17,8 @@ from groves.cli.running import run_here
 from groves.engine.console import UsageError
 from groves.steps.cost import describe
 from groves.steps.request import SEARCH_DEFAULTS
-from groves.store.storage import get_json, open_store
+from groves.store.codec import get_json
+from groves.store.uris import open_store
 
 
 def _values(text: str) -> tuple[str, list[Any]]:

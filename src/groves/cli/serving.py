@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from groves.cli.options import serve_arguments, store_argument
-from groves.store.storage import open_store
+from groves.store.uris import open_store
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

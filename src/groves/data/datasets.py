@@ -241,6 +241,30 @@ def n_outputs(y: np.ndarray) -> int:
     return 1 if y.ndim == 1 else y.shape[1]
 
 
+def data_record(
+    dataset: Dataset,
+    split: Split,
+    classes: list[Any] | None,
+    prepared: dict[str, Any],
+) -> dict[str, Any]:
+    """What a plan records of an array dataset and its split."""
+    return {
+        "n_rows": len(dataset.y),
+        "n_features": dataset.X.shape[1],
+        "n_train": len(split.y_train),
+        "n_test": len(split.y_test),
+        "classes": classes,
+        "n_outputs": n_outputs(dataset.y),
+        "split_fingerprint": split.fingerprint,
+        "feature_names": list(dataset.feature_names),
+        "named": dataset.named,
+        "columns": list(split.columns),
+        "dropped": list(dataset.dropped),
+        "weighted": split.w_train is not None,
+        "prepared": prepared,
+    }
+
+
 def every_class_trains(y_train: np.ndarray, classes: list[Any] | None) -> bool:
     """Whether every class (of every output) has training rows: each grove must learn the
     classes the plan records."""

@@ -23,7 +23,8 @@ from groves.data.datasets import Split
 from groves.data.shards import read_rows, sample_stripes, write_rows
 from groves.errors import BuildError
 from groves.store.artifacts import data_key, data_prefix, digest
-from groves.store.storage import Store, dump_npy
+from groves.store.codec import dump_npy
+from groves.store.protocol import Store
 
 ARRAYS = ("X_train", "y_train", "X_test", "y_test", "w_train")
 TRAIN = ("X_train", "y_train", "w_train")  # written as shards of stripes

@@ -33,7 +33,7 @@ import numpy as np
 
 from groves.errors import BuildError
 from groves.store.artifacts import digest, read_verified
-from groves.store.storage import Store
+from groves.store.protocol import Store
 
 FORMAT = "groves-rows/1"
 SHARD_BYTES = 256 << 20

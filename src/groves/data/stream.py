@@ -54,7 +54,7 @@ from groves.data.tables import (
     readable,
 )
 from groves.errors import CorruptFile, RequestError, missing_column
-from groves.store.storage import list_uri
+from groves.store.uris import list_uri
 
 SUFFIXES = (".csv", ".parquet")
 MAX_CLASSES = 10_000

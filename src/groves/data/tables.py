@@ -28,7 +28,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from groves.data.encoding import FLOAT32_MAX, decoded, input_name, is_text
 from groves.errors import RequestError
-from groves.store.storage import ArtifactNotFound, download_uri, read_uri, split_s3_uri
+from groves.store.protocol import ArtifactNotFound
+from groves.store.uris import download_uri, read_uri, split_s3_uri
 
 FILE_SUFFIXES = (".csv", ".npz", ".parquet")
 DEFAULT_TARGET = "target"

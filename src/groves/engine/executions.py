@@ -24,8 +24,9 @@ from groves.engine.asl import Execution
 from groves.engine.asl.history import failure_message, state_name, status
 from groves.errors import BuildError, CorruptFile
 from groves.store.artifacts import RUN_ID
+from groves.store.codec import get_json, put_json
+from groves.store.protocol import Store
 from groves.store.records import ANY, List, Match, Maybe, Rec, check
-from groves.store.storage import Store, get_json, put_json
 
 FAILED_STATUSES = ("FAILED", "TIMED_OUT", "ABORTED")
 FAILED_CHILDREN_SHOWN = 10  # failed child executions whose events a deployed history reads

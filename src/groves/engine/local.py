@@ -21,7 +21,7 @@ from groves.engine.executions import save as save_history
 from groves.engine.limits import function_limits
 from groves.engine.workers import WorkerPool
 from groves.steps.cost import N_JOBS_ENV
-from groves.store.storage import DEFAULT_STORE, bucket_stores, check_store, open_store
+from groves.store.uris import DEFAULT_STORE, bucket_stores, check_store, open_store
 
 
 @dataclass(frozen=True)

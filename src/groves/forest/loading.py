@@ -11,6 +11,7 @@ verified groves, never read from a store).
 from __future__ import annotations
 
 import os
+import pickle
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,10 +25,15 @@ from groves.data.encoding import needs_encoding
 from groves.data.pipeline import pipeline
 from groves.data.rows import feature_columns
 from groves.forest.trees import read_grove
+from groves.forest.votes import add_votes
 from groves.store import artifacts
 from groves.store.artifacts import GROVE_SUFFIX
-from groves.store.storage import Store, dump_streamed
+from groves.store.local import atomic_file
+from groves.store.protocol import Store
 
+# lz4 level 1: measured against zlib 1/3/6, lz4 3 and none on 300k-row forests, it writes a
+# third of the bytes of no compression for +0.1 s per 56 MB, and loads 2x faster than zlib.
+JOBLIB_COMPRESSION = ("lz4", 1)
 READ_THREADS = 4  # groves read and decoded at once (lz4 and numpy release the GIL)
 GROVE_CACHE_ENV = "GROVES_GROVE_CACHE_MB"
 NODE_BYTES = NODE_DTYPE.itemsize
@@ -114,6 +120,25 @@ def committed_groves(
             yield _taken(item, cache)
 
 
+def committed_votes(
+    store: Store,
+    manifest: dict[str, Any],
+    X: np.ndarray,
+    classifier: bool,
+    records: list[dict[str, Any]] | None = None,
+    cache: DecodedGroves | None = None,
+) -> np.ndarray:
+    """The sum of every tree's class probabilities (or predictions) on ``X`` (of the groves of
+    ``records``, by default all), tree by tree in the forest's order, as scikit-learn's forest
+    sums them; groves are read (verified) a few at a time ahead of their use, or taken from
+    ``cache`` (``WARM``: a warm process keeps them decoded for its next chunks)."""
+    total: np.ndarray | None = None
+    for grove in committed_groves(store, manifest, records, cache):
+        total = add_votes(total, grove.estimators_, X, classifier)
+    assert total is not None
+    return total
+
+
 def _taken(item: tuple[dict[str, Any], Any, Any], cache: DecodedGroves | None) -> Any:
     record, future, found = item
     if found is not None:
@@ -181,3 +206,35 @@ def export_model(store: Store, build_id: str, path: Path, run_id: str | None = N
     forest = _named(first, manifest)
     dump_streamed(model(forest, manifest), (forest, "estimators_"), trees(), path)
     return path
+
+
+class _StreamedList:
+    """Pickles as a plain ``list`` whose items are drawn from an iterator while the pickle is
+    written (pickle's ``__reduce__`` list-items protocol), so they never all live at once."""
+
+    def __init__(self, items: Iterator[Any]) -> None:
+        self.items = items
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (list, (), None, self.items)
+
+
+def dump_streamed(obj: Any, streamed: tuple[Any, str], items: Iterator[Any], path: Path) -> None:
+    """Write ``obj`` as a ``.joblib`` file (a protocol-5 pickle in an lz4 frame, which
+    ``joblib.load`` reads as ``compress=("lz4", 1)``; by the C pickler) in which the attribute
+    ``streamed = (holder, name)`` of ``obj`` or of an object inside it is the list of ``items``,
+    drawn one at a time: memory holds one item and what ``items`` keeps (a grove), never the
+    whole list. ``joblib.load`` gives back ``obj`` with a plain list. Only for exports a user
+    asks for: no store holds a pickle."""
+    import lz4.frame
+
+    holder, attribute = streamed
+    setattr(holder, attribute, _StreamedList(items))
+    method, level = JOBLIB_COMPRESSION
+    assert method == "lz4"
+    # written beside ``path`` and renamed over it only once whole: a failure (a full disk, a
+    # damaged grove) leaves the file that was there, never half a model
+    with atomic_file(path) as tmp, lz4.frame.open(tmp, "wb", compression_level=level) as out:
+        pickler = pickle.Pickler(out, protocol=5)
+        pickler.fast = True  # no memo: a pickled item is not kept alive by the pickler
+        pickler.dump(obj)

@@ -26,7 +26,7 @@ import numpy as np
 
 from groves.forest.kernel import Kernel
 from groves.forest.served import ServedModel, load_served
-from groves.store.storage import Store
+from groves.store.protocol import Store
 
 ML_OPSET, OPSET = 3, 17
 

@@ -17,7 +17,7 @@ from groves.forest.format import decode_grove
 from groves.forest.kernel import Kernel, Part, assemble, flatten
 from groves.store import artifacts
 from groves.store.artifacts import GROVE_SUFFIX
-from groves.store.storage import Store
+from groves.store.protocol import Store
 
 READ_THREADS = 4  # groves read, decoded and flattened at once (lz4 and numpy release the GIL)
 BASELINE_BYTES = 160 * 2**20  # Python, numpy, boto3 and the runtime (measured: about 110 MB)

@@ -1,19 +1,37 @@
 """What each Lambda step does: the functions in ``functions/*/app.py`` call ``handlers``, and
 each handler one module here. The state machines in ``statemachine/`` order them.
 
-- ``handlers``: the ten handlers' events (``events/`` has samples) and their outputs.
-- ``plan``: validate a training request and its data, prepare the split, plan the groves.
-- ``train``: fit a batch of groves, each with its votes on the held-out rows (the Map's items).
-- ``commit``: (the merge step) commit a run from its groves' metadata: manifest, then latest.
-- ``score``: the held-out score from the groves' stored votes (metrics.json).
-- ``batch``: batch prediction: plan_batch (rows and tiles), predict_chunk (a tile), assemble.
-- ``search``: plan_search (one run per candidate), score_candidates, score_best.
-- ``serve``: the serve function: one build's model answering JSON rows over a Function URL
-  (and ``groves serve``), following the build's latest run; no scikit-learn, no pyarrow.
-- ``planned``: the groves a spec plans (count, trees and seed of each), numpy only.
-- ``request``: the request fields and their defaults; ``cost``: what each invocation costs;
-  ``events``: a ready event for one step, for ``sam local invoke``.
+The workflows stand side by side; no workflow's module imports another workflow's (a test
+holds it: ``tests/unit/test_layout.py``):
+
+- training (``statemachine/forest.asl.json``): ``plan`` (validate a training request and its
+  data, prepare the split, plan the groves), ``train`` (fit a batch of groves, each with its
+  votes on the held-out rows: the Map's items), ``commit`` (the merge step: commit a run from
+  its groves' metadata, manifest then latest), ``score`` (the held-out score from the groves'
+  stored votes: metrics.json).
+- batch prediction: ``batch``: plan_batch (rows and tiles), predict_chunk (a tile), assemble.
+- search: ``search``: plan_search (one training run per candidate), score_candidates,
+  score_best.
+- serving: ``serve``: one build's model answering JSON rows over a Function URL (and
+  ``groves serve``), following the build's latest run; no scikit-learn, no pyarrow.
+
+What they share, beside the lower layers:
+
+- ``request``: the requests' fields and their defaults.
+- ``planned``: what a validated spec plans: its groves (count, trees and seed of each, at most
+  ``MAX_GROVES``), the rows each grove reads, and the run's ``plan.json`` (training and the
+  search's candidates plan runs alike).
+- ``trained``: the groves a run trained: their metadata read and checked against the plan
+  (merge, a search's candidates), their stored votes read verified (scoring, a search).
+- ``cost``: what each invocation costs; ``events``: a ready event for one step, for ``sam
+  local invoke``; ``handlers``: the handlers' events (``events/`` has samples) and their
+  outputs, each calling its workflow's module.
+
+One exception stands until the request checks leave ``plan``: search checks its base request
+and candidates with ``plan``'s ``validate_request``, ``validate_params`` and
+``check_params_against_data``.
 
 Steps read and write through ``groves.store``, read tables through ``groves.data`` and
-groves through ``groves.forest``; nothing here imports the engine or the CLI.
+groves through ``groves.forest`` (a committed run's votes: ``forest.loading.committed_votes``);
+nothing here imports the engine or the CLI.
 """

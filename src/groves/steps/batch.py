@@ -30,10 +30,10 @@ import pyarrow.parquet as pq
 from groves.data.rows import write_rows
 from groves.data.tables import check_source
 from groves.errors import BuildError, RequestError
-from groves.forest.loading import WARM, committed_groves
-from groves.forest.votes import Target, add_votes
+from groves.forest.loading import WARM, committed_votes
+from groves.forest.votes import Target
 from groves.steps.cost import Invocation, batch_transitions, peak_rss_mb, step_cost, summarize
-from groves.steps.plan import MAX_GROVES
+from groves.steps.planned import MAX_GROVES
 from groves.steps.request import BATCH_DEFAULTS, BATCH_FIELDS, check_fields
 from groves.store.artifacts import (
     BUILD_ID,
@@ -48,21 +48,11 @@ from groves.store.artifacts import (
     read_record,
     read_verified,
 )
+from groves.store.codec import dump_npy, get_json, load_npy, put_json
+from groves.store.protocol import ArtifactNotFound, Store
 from groves.store.records import record_format
-from groves.store.storage import (
-    MISSING_BUCKET,
-    ArtifactNotFound,
-    Store,
-    dump_npy,
-    error_code,
-    get_json,
-    load_npy,
-    locked_output,
-    put_json,
-    s3_client,
-    split_s3_uri,
-    write_uri,
-)
+from groves.store.s3 import MISSING_BUCKET, error_code, s3_client
+from groves.store.uris import locked_output, split_s3_uri, write_uri
 
 MAX_ROWS_PER_CHUNK = 1_000_000
 MAX_TILES = 100_000  # items of the batch's Distributed Map: chunks of rows x shards of groves
@@ -325,24 +315,6 @@ def read_rows(store: Store, record: dict[str, Any], start: int, stop: int) -> np
     return np.frombuffer(data, dtype=np.float32).reshape(stop - start, shape[1])
 
 
-def tree_votes(
-    manifest: dict[str, Any],
-    store: Store,
-    X: np.ndarray,
-    classifier: bool,
-    records: list[dict[str, Any]] | None = None,
-) -> np.ndarray:
-    """The sum of every tree's class probabilities (or predictions) on ``X`` (of the groves of
-    ``records``, by default all), tree by tree in the forest's order, as scikit-learn's forest
-    sums them; groves are read (verified) a few at a time ahead of their use, and a warm
-    process keeps them decoded for its next chunks (``forest.loading.WARM``)."""
-    total: np.ndarray | None = None
-    for grove in committed_groves(store, manifest, records, WARM):
-        total = add_votes(total, grove.estimators_, X, classifier)
-    assert total is not None
-    return total
-
-
 def tile_key(record: dict[str, Any], tile: dict[str, int], suffix: str) -> str:
     return chunk_key(
         record["build_id"], record["batch_id"], tile["chunk_id"], tile["shard"], suffix
@@ -379,7 +351,7 @@ def predict_chunk(
         raise BuildError(f"run {record['run_id']} is not the run batch {batch_id} was planned on")
     X = read_rows(store, record, planned["start"], planned["stop"])
     groves = manifest["groves"][planned["first_grove"] : planned["stop_grove"]]
-    votes = tree_votes(manifest, store, X, record["classes"] is not None, groves)
+    votes = committed_votes(store, manifest, X, record["classes"] is not None, groves, WARM)
     blob = dump_npy(votes)
     store.put_bytes(tile_key(record, planned, "votes.npy"), blob)
     meta = {

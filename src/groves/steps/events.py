@@ -18,7 +18,8 @@ from typing import Any
 
 from groves.errors import RequestError
 from groves.store.artifacts import latest_run, plan_key, read_plan, run_ids
-from groves.store.storage import Store, get_json
+from groves.store.codec import get_json
+from groves.store.protocol import Store
 
 STEPS = ("plan", "train_grove", "merge", "predict")
 

@@ -41,7 +41,8 @@ from typing import Any
 from groves.errors import RequestError
 from groves.steps.cost import Invocation
 from groves.store.artifacts import check_build_id, check_run_id
-from groves.store.storage import Store, open_store
+from groves.store.protocol import Store
+from groves.store.uris import open_store
 
 log = logging.getLogger("groves")
 GROVE_OUTPUT = ("grove_id", "seed", "n_trees", "sha256", "bytes", "fit_seconds", "reused")

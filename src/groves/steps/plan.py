@@ -5,21 +5,20 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from groves.data import datasets, stream
+from groves.data.datasets import data_record
 from groves.data.prepared import write_held_out, write_prepared
 from groves.data.shards import Layout, RowWriter
 from groves.data.tables import DEFAULT_TARGET, check_source, is_folder
 from groves.errors import CorruptFile, RequestError
-from groves.steps.cost import TEMPLATE_MEMORY_MB, TRAIN_MEMORY_ENV, Invocation
-from groves.steps.planned import n_groves, planned_groves
+from groves.steps.cost import Invocation
+from groves.steps.planned import MAX_GROVES, n_groves, planned_groves, run_plan
 from groves.steps.request import DEFAULTS, FIELDS, check_fields
 from groves.store.artifacts import (
     RUN_ID_FORM,
@@ -35,19 +34,10 @@ from groves.store.artifacts import (
     read_plan,
     read_verified,
 )
-from groves.store.records import record_format
-from groves.store.storage import (
-    ArtifactNotFound,
-    Store,
-    check_store,
-    dump_npy,
-    get_json,
-    put_json,
-)
+from groves.store.codec import dump_npy, get_json, put_json
+from groves.store.protocol import ArtifactNotFound, Store
+from groves.store.uris import check_store
 
-# The Distributed Map reads its items from the store, so the grove count is not bound by Step
-# Functions' 256 KB payload limit; 100,000 groves of 1 tree each are allowed.
-MAX_GROVES = 100_000
 MAX_TREES = 1_000_000
 MAX_CONCURRENCY = 10_000  # a Distributed Map's child executions at once
 MAX_GROVES_PER_INVOCATION = 1_000
@@ -476,83 +466,6 @@ def part_rows(blob: bytes, shards: Any, decided: dict[str, Any], where: str) -> 
     if not good:
         raise CorruptFile(f"{where} or its part's record is damaged")
     return stream.PartRows(shards, X, y)
-
-
-def run_plan(
-    spec: dict[str, Any], run_id: str, data: dict[str, Any], prepared_run: str | None = None
-) -> dict[str, Any]:
-    """A run's ``plan.json``. ``prepared_run`` names another run of the build whose prepared
-    data this run shares (a search's candidates share one copy)."""
-    plan = {
-        "format": record_format("plan"),
-        "build_id": spec["build_id"],
-        "run_id": run_id,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "spec": spec,
-        "n_groves": n_groves(spec),
-        "data": data,
-    }
-    prepared = data["prepared"]
-    held = sum(prepared[name]["bytes"] for name in ("X_test", "y_test"))
-    plan["sample"] = grove_sample(spec, prepared["train"], held)
-    if prepared_run is not None:
-        plan["data"]["prepared_run"] = prepared_run
-    return plan
-
-
-def data_record(
-    dataset: datasets.Dataset,
-    split: datasets.Split,
-    classes: list[Any] | None,
-    prepared: dict[str, Any],
-) -> dict[str, Any]:
-    """What a plan records of an array dataset and its split."""
-    return {
-        "n_rows": len(dataset.y),
-        "n_features": dataset.X.shape[1],
-        "n_train": len(split.y_train),
-        "n_test": len(split.y_test),
-        "classes": classes,
-        "n_outputs": datasets.n_outputs(dataset.y),
-        "split_fingerprint": split.fingerprint,
-        "feature_names": list(dataset.feature_names),
-        "named": dataset.named,
-        "columns": list(split.columns),
-        "dropped": list(dataset.dropped),
-        "weighted": split.w_train is not None,
-        "prepared": prepared,
-    }
-
-
-# A grove's memory while it fits, measured on a wide messy table (57 features, 20% label noise,
-# fully grown trees, two threads): ~200 MB of runtime and imports, its held-out rows, and about
-# its rows' bytes plus 190 bytes a row (sample weights, the splitter's buffers, two trees being
-# grown); 1.0M rows peaked at 613 MB. A grove may use 60% of its memory, so none comes near it.
-FIT_BYTES_PER_ROW = 256
-RUNTIME_MB = 256
-MEMORY_SHARE = 0.6
-
-
-def grove_sample(
-    spec: dict[str, Any], train: dict[str, Any], held_bytes: int = 0
-) -> dict[str, Any]:
-    """How many training rows each grove reads: ``rows_per_grove`` if given, else every row
-    while they fit train_grove's memory (``GROVES_TRAIN_MEMORY_MB``, else the template's) beside
-    the held-out rows (``held_bytes``) it also reads, else as many as fit; and why, for the
-    run's summary. ``rows`` is ``None`` when every grove reads every row."""
-    n_train = train["n_rows"]
-    memory_mb = int(os.environ.get(TRAIN_MEMORY_ENV) or TEMPLATE_MEMORY_MB["train_grove"])
-    usable = min((memory_mb - RUNTIME_MB) * 2**20 - held_bytes, MEMORY_SHARE * memory_mb * 2**20)
-    fits = max(1, int(usable) // (Layout.of(train).row_bytes + FIT_BYTES_PER_ROW))
-    asked = spec.get("rows_per_grove")
-    rows = asked if asked is not None else fits
-    return {
-        "rows": None if rows >= n_train else rows,
-        "of": n_train,
-        "fits": fits,
-        "asked": asked is not None,
-        "memory_mb": memory_mb,
-    }
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,6 @@ loads the forest."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -15,35 +13,17 @@ from groves.data.prepared import read_prepared
 from groves.forest.measures import measures
 from groves.forest.votes import Target
 from groves.steps.cost import Invocation, run_cost
+from groves.steps.trained import stored_votes
 from groves.store.artifacts import (
-    VOTES_SUFFIX,
-    grove_key,
     metrics_key,
     read_committed_plan,
     read_manifest,
-    read_verified,
 )
+from groves.store.codec import put_json
+from groves.store.protocol import Store
 from groves.store.records import record_format
-from groves.store.storage import READ_THREADS, Store, load_npy_lz4, put_json
 
 SUMMARY_CLASSES = 10  # classes whose measures the execution's output carries (then: the file)
-
-
-def stored_votes(
-    store: Store, build_id: str, run_id: str, records: list[dict[str, Any]]
-) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
-    """Each grove's record with its summed votes on the run's held-out rows, in the records'
-    order; every votes file is checked against its record (size, sha256) before it is read,
-    and the files are read in threads (S3 reads wait on the network)."""
-
-    def read(record: dict[str, Any]) -> bytes:
-        key = grove_key(build_id, run_id, record["grove_id"], VOTES_SUFFIX)
-        return read_verified(store, key, record["votes"], f"grove {record['grove_id']}")
-
-    with ThreadPoolExecutor(READ_THREADS) as pool:
-        blobs = list(pool.map(read, records))
-    for record, blob in zip(records, blobs, strict=True):
-        yield record, load_npy_lz4(blob)
 
 
 def score_build(

@@ -25,20 +25,13 @@ import numpy as np
 from groves.data import datasets
 from groves.data.prepared import read_prepared, write_prepared
 from groves.errors import BuildError, RequestError
+from groves.forest.loading import WARM, committed_votes
 from groves.forest.votes import Target
-from groves.steps.batch import tree_votes
-from groves.steps.commit import check_groves, read_grove_metas
 from groves.steps.cost import Invocation, search_transitions, step_cost, summarize
-from groves.steps.plan import (
-    check_params_against_data,
-    data_record,
-    run_plan,
-    validate_params,
-    validate_request,
-)
-from groves.steps.planned import n_groves, planned_groves
+from groves.steps.plan import check_params_against_data, validate_params, validate_request
+from groves.steps.planned import n_groves, planned_groves, run_plan
 from groves.steps.request import FIELDS, SEARCH_DEFAULTS, check_fields
-from groves.steps.score import stored_votes
+from groves.steps.trained import check_groves, read_grove_metas, stored_votes
 from groves.store.artifacts import (
     BUILD_ID,
     digest,
@@ -51,8 +44,9 @@ from groves.store.artifacts import (
     read_verified,
     search_key,
 )
+from groves.store.codec import dump_npy, get_json, load_npy, put_json
+from groves.store.protocol import ArtifactNotFound, Store
 from groves.store.records import record_format
-from groves.store.storage import ArtifactNotFound, Store, dump_npy, get_json, load_npy, put_json
 
 MAX_CANDIDATES = 1_000
 USAGE = "usage.json"  # the candidates' training and score_candidates, for the search's cost
@@ -199,7 +193,7 @@ def plan_search(store: Store, request: Any, invocation: Invocation | None = None
     for index, (run_id, candidate) in enumerate(zip(runs, candidates, strict=True)):
         params = {**spec["params"], **candidate}
         run_spec = {**base, "build_id": runs_build, "params": params, "predict": False}
-        data = data_record(dataset, inner, classes, prepared)
+        data = datasets.data_record(dataset, inner, classes, prepared)
         plan = run_plan(run_spec, run_id, data, runs[0])
         plan["search_id"], plan["search_build"] = search_id, build_id
         put_json(store, plan_key(runs_build, run_id), plan)
@@ -371,7 +365,9 @@ def score_best(
         key = search_key(build_id, search_id, f"data/{name}.npy")
         arrays[name] = load_npy(read_verified(store, key, record["test"][name], name))
     target = Target.of(record)
-    votes = tree_votes(manifest, store, arrays["X_test"], target.classes is not None)
+    votes = committed_votes(
+        store, manifest, arrays["X_test"], target.classes is not None, cache=WARM
+    )
     result = {
         "build_id": build_id,
         "search_id": search_id,

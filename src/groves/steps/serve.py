@@ -35,7 +35,8 @@ from groves.errors import GrovesError, RequestError
 from groves.forest.served import ServedModel, load_served
 from groves.steps.request import REFRESH_SECONDS
 from groves.store.artifacts import check_build_id, check_run_id, latest_run
-from groves.store.storage import Store, open_store
+from groves.store.protocol import Store
+from groves.store.uris import open_store
 
 log = logging.getLogger("groves")
 MAX_ROWS = 1_000  # rows a request may hold

@@ -27,8 +27,9 @@ from groves.store.artifacts import (
     read_plan,
     read_verified,
 )
+from groves.store.codec import dump_npy_lz4, get_json, put_json
+from groves.store.protocol import Store
 from groves.store.records import record_format
-from groves.store.storage import Store, dump_npy_lz4, get_json, put_json
 
 
 def make_forest(

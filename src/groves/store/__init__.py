@@ -1,7 +1,16 @@
 """Where everything is kept and how it is checked.
 
-- ``storage``: a directory or an S3 prefix behind one interface (``LocalStore``,
-  ``S3Store``), the S3 download cache, atomic and conditional writes, JSON and ``.npy`` bytes.
+- ``protocol``: the ``Store`` interface and what every backend guarantees (whole-object
+  replacement, read and list after write, create-if-absent, compare-and-swap), which the
+  commit is built on; ``ArtifactNotFound``, ``CannotRead``.
+- ``local``: a directory as a store (``LocalStore``), atomic by temporary file and rename
+  (``atomic_file``).
+- ``s3``: ``s3://bucket/prefix`` as a store (``S3Store``) through boto3: conditional writes,
+  ranged reads, the transfer manager for large files.
+- ``cache``: the S3 download cache of local copies, bounded, least recently used out first.
+- ``codec``: JSON records and ``.npy`` arrays (lz4-framed votes) as a store's bytes, and back.
+- ``uris``: what a URI names: a store (``open_store``, ``check_store``), or one file outside
+  any store (a user's data, a batch's output).
 - ``artifacts``: every key a run, a batch and a search write (the layout), how a run is
   committed (manifest, then ``latest.json``, never backwards), and reading a file only after
   its size and sha256 match what its writer recorded.

@@ -65,8 +65,9 @@ from pathlib import Path
 from typing import Any
 
 from groves.errors import BuildError, CorruptFile, RequestError
+from groves.store.codec import get_json, json_bytes, parse_json
+from groves.store.protocol import ArtifactNotFound, Store
 from groves.store.records import check_format, check_manifest, checked, stamped
-from groves.store.storage import ArtifactNotFound, Store, get_json, json_bytes, parse_json
 
 BUILD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 RUN_ID = re.compile(r"\d{8}T\d{9}Z-[0-9a-f]{8}")

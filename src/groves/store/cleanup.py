@@ -36,7 +36,8 @@ from groves.store.artifacts import (
     run_prefix,
     search_key,
 )
-from groves.store.storage import ArtifactNotFound, Store, get_json
+from groves.store.codec import get_json
+from groves.store.protocol import ArtifactNotFound, Store
 
 STALE_HOURS = 48  # work with no recorded end is taken as abandoned after this long
 

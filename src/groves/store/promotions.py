@@ -32,8 +32,9 @@ from groves.store.artifacts import (
     promotion_key,
     read_manifest,
 )
+from groves.store.codec import get_json, json_bytes
+from groves.store.protocol import Store
 from groves.store.records import checked, stamped
-from groves.store.storage import Store, get_json, json_bytes
 
 
 def promote(store: Store, build_id: str, run_id: str) -> dict[str, Any]:

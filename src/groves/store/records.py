@@ -1,6 +1,6 @@
 """One schema per kind of stored JSON record, checked whenever a record is read back.
 
-A record read from a store is untrusted: parsing is bounded (``storage.parse_json``: size by
+A record read from a store is untrusted: parsing is bounded (``codec.parse_json``: size by
 the store, depth by Python's recursion limit, both a ``CorruptFile``), and the parsed value is
 checked against its kind's schema here before any field is used, so a damaged or forged record
 is one ``CorruptFile`` line naming the file and the field, never a ``KeyError`` or a
