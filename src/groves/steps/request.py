@@ -119,7 +119,9 @@ class Field:
 
     def allowed(self, grouped: bool = False) -> str:
         """The values the field takes, in words (``grouped``: thousands separated)."""
-        low, high = (f"{b:,}" if grouped else str(b) for b in (self.low, self.high))
+        low, high = (
+            f"{b:,}" if grouped and b is not None else str(b) for b in (self.low, self.high)
+        )
         if self.kind == "integer":
             text = f"an integer from {low} to {high}"
         elif self.kind == "number":
@@ -201,7 +203,7 @@ TRAIN: tuple[Field, ...] = (
         "the build's name: where its runs and model are stored",
         form=BUILD_ID_FORM,
         cli=Flag(("build_id",), metavar="NAME"),
-        estimator="build_id (None: sklearn-classifier or sklearn-regressor)",
+        estimator="the `build_id` parameter (None: `sklearn-classifier` or `sklearn-regressor`)",
     ),
     Field(
         "n_trees",
@@ -238,7 +240,7 @@ TRAIN: tuple[Field, ...] = (
         "A folder of `.csv` or `.parquet` files with the same columns (a directory, or "
         "`s3://bucket/prefix/` ending in `/`) is read in name order as one table.",
         cli=Flag(("--dataset",)),
-        estimator="fit's X and y (written to the store)",
+        estimator="`fit`'s `X` and `y` (written to the store)",
     ),
     Field(
         "target",
@@ -246,10 +248,10 @@ TRAIN: tuple[Field, ...] = (
         "the label column of a CSV/Parquet table",
         None,
         null=True,
-        default_note="target",
+        default_note="the column named target",
         form="a column name",
         cli=Flag(("--target",)),
-        estimator="fit's y",
+        estimator="`fit`'s `y`",
     ),
     Field(
         "weight",
@@ -258,10 +260,10 @@ TRAIN: tuple[Field, ...] = (
         "fits with them as sample_weight",
         None,
         null=True,
-        default_note="none",
+        default_note="no weights",
         form="a column name",
         cli=Flag(("--weight",)),
-        estimator="fit's sample_weight",
+        estimator="`fit`'s `sample_weight`",
     ),
     Field(
         "features",
@@ -271,7 +273,7 @@ TRAIN: tuple[Field, ...] = (
         null=True,
         default_note="every column but the target and the weights",
         cli=Flag(("--features",), metavar="COL,...", comma=True),
-        estimator="the columns of fit's X",
+        estimator="the columns of `fit`'s `X`",
     ),
     Field(
         "drop",
@@ -282,7 +284,7 @@ TRAIN: tuple[Field, ...] = (
         "the run's summary) of an integer or text column with a distinct value in over 90% of "
         "1,000+ rows.",
         cli=Flag(("--drop",), metavar="COL"),
-        estimator="the columns of fit's X",
+        estimator="the columns of `fit`'s `X`",
     ),
     Field(
         "estimator",
@@ -291,7 +293,7 @@ TRAIN: tuple[Field, ...] = (
         "classifier",
         choices=("classifier", "regressor"),
         cli=Flag(("--estimator",)),
-        estimator="the class: GrovesClassifier or GrovesRegressor",
+        estimator="the class: `GrovesClassifier` or `GrovesRegressor`",
     ),
     Field(
         "test_size",
@@ -313,7 +315,7 @@ TRAIN: tuple[Field, ...] = (
         low=0,
         high=2**32 - 1,
         cli=Flag(("--seed",)),
-        estimator="drawn from random_state",
+        estimator="drawn from `random_state`",
     ),
     Field(
         "params",
@@ -321,7 +323,7 @@ TRAIN: tuple[Field, ...] = (
         "forest parameters, as scikit-learn's forests take them",
         {},
         form="an object of forest parameters",
-        details=f"{', '.join(TREE_PARAMS)}, and a classifier's `class_weight` (`balanced`, "
+        details=f"Any of {', '.join(TREE_PARAMS)}, and a classifier's `class_weight` (`balanced`, "
         "`balanced_subsample`, or an object of class labels to weights, each label one of the "
         "data's classes). They are checked with scikit-learn's own constraints; `max_samples`, "
         "`max_leaf_nodes` and `max_depth`, which scale a tree's memory, are bounded by the "
@@ -332,7 +334,7 @@ TRAIN: tuple[Field, ...] = (
             note="VALUE is JSON (12, 0.5, null, true) or else a bare string (sqrt), e.g. "
             "max_depth=12 or max_features=sqrt",
         ),
-        estimator="a parameter of its own each (criterion, max_depth, ...)",
+        estimator="a parameter of its own each (`criterion`, `max_depth`, ...)",
     ),
     Field(
         "max_concurrency",
@@ -364,7 +366,7 @@ TRAIN: tuple[Field, ...] = (
         "score the model on the held-out split",
         False,
         cli=Flag(("-p", "--predict"), switch=True),
-        estimator="true when test_size is above 0",
+        estimator="true when `test_size` is above 0",
     ),
     Field(
         "rows_per_grove",
@@ -492,7 +494,7 @@ SEARCH_ONLY: tuple[Field, ...] = (
         '[low, high]}, "choices": {param: [values]}}}',
         details="At most 1,000 candidates, a grid's counted before any is built; random "
         "ranges must be finite, and integer ranges draw integers.",
-        cli="--grid NAME=V1,V2, or --random N with --param-range NAME=LOW:HIGH",
+        cli="`--grid NAME=V1,V2`, or `--random N` with `--param-range NAME=LOW:HIGH`",
     ),
     Field(
         "validation_size",
