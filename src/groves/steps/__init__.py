@@ -11,8 +11,9 @@ each handler one module here. The state machines in ``statemachine/`` order them
 - ``serve``: the serve function: one build's model answering JSON rows over a Function URL
   (and ``groves serve``), following the build's latest run; no scikit-learn, no pyarrow.
 - ``planned``: the groves a spec plans (count, trees and seed of each), numpy only.
-- ``request``: the request fields and their defaults; ``cost``: what each invocation costs;
-  ``events``: a ready event for one step, for ``sam local invoke``.
+- ``request``: the requests' fields, each defined once (type, bounds, default, help);
+  ``cost``: what each invocation costs; ``events``: a ready event for one step, for
+  ``sam local invoke``.
 
 Steps read and write through ``groves.store``, read tables through ``groves.data`` and
 groves through ``groves.forest``; nothing here imports the engine or the CLI.
