@@ -4,6 +4,8 @@ runs, here (``store`` a directory or ``s3://``) or, given ``stack_name`` or
 
 - ``train(build_id, **request)``: ``groves run`` / ``groves start --wait``; the execution's output
 - ``predict(build_id, data, output)``: ``groves predict`` / ``groves start-predict --wait``
+
+(The requests' fields, their defaults and bounds: docs/request.md.)
 - ``load_model(store, build_id)``: a committed run's scikit-learn forest (or the ``Pipeline`` of
   its text encoding and forest), verified
 - ``export_model(store, build_id, path)``: that model as one joblib file
@@ -99,13 +101,12 @@ def train(
     memory_mb: int | None = None,
     **request: Any,
 ) -> dict[str, Any]:
-    """Train a build: the request's fields as keywords (``n_trees``, ``grove_size``,
-    ``dataset``, ``target``, ``weight``, ``features``, ``drop``, ``estimator``, ``test_size``,
-    ``seed``, ``params``, ``max_concurrency``, ``groves_per_invocation``, ``predict``, or
-    ``resume``). The execution's output: ``run_id``, ``model`` (where the model and manifest
-    are, and the cost), ``metrics`` if scored. ``memory_mb`` (here only, 128 to 10,240) holds
-    every function to that memory size instead of the template's, as Lambda would (``groves
-    run --memory-mb``)."""
+    """Train a build: the training request's fields as keywords (``n_trees=100``,
+    ``dataset="x.csv"``, ...: every field of ``groves.steps.request.TRAIN``, listed in
+    docs/request.md). The execution's output: ``run_id``, ``model`` (where the model and
+    manifest are, and the cost), ``metrics`` if scored. ``memory_mb`` (here only, 128 to
+    10,240) holds every function to that memory size instead of the template's, as Lambda
+    would (``groves run --memory-mb``)."""
     return run(
         "forest",
         {"build_id": build_id, **request},
@@ -136,7 +137,8 @@ def predict(
 ) -> dict[str, Any]:
     """Predict the rows of ``data`` with a build's latest committed run (or ``run_id``) into
     ``output`` (``.csv`` or ``.parquet``), carrying the input's ``keep`` columns (an id, say)
-    beside the predictions; what was written: rows, run, model sha256."""
+    beside the predictions; the batch request's fields as keywords (docs/request.md); what
+    was written: rows, run, model sha256."""
     request: dict[str, Any] = {
         "build_id": build_id,
         "data": data,

@@ -24,8 +24,11 @@ They are plain estimators: ``clone``, ``get_params``/``set_params``, ``Pipeline`
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
+import textwrap
 import warnings
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -33,8 +36,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_sample_weight,
@@ -47,8 +52,8 @@ from groves import api
 from groves.data.datasets import MIN_ROWS
 from groves.data.encoding import input_name
 from groves.data.rows import feature_columns
-from groves.steps.plan import TREE_PARAMS
-from groves.steps.request import DEFAULTS
+from groves.engine.limits import MEMORY_RANGE
+from groves.steps.request import DEFAULTS, FOREST_PARAMS, TRAIN, Field
 from groves.store.artifacts import read_manifest
 from groves.store.uris import DEFAULT_STORE, open_store
 
@@ -61,11 +66,83 @@ def _keep(estimator: BaseEstimator, arguments: dict[str, Any]) -> None:
             setattr(estimator, name, value)
 
 
+# The request fields a parameter of the same meaning, type and bounds sets, by the parameter's
+# name (``Field.estimator``); ``fit`` sets the others (the rows, the seed, the forest's
+# parameters) or leaves them at the request's default.
+REQUEST_PARAMETERS = {f.estimator: f for f in TRAIN if f.estimator.isidentifier()}
+# Where the estimators' default is not the request's: fit trains on every row, as
+# scikit-learn's forests do.
+OWN_DEFAULTS = {"test_size": 0.0}
+_TYPES = {"integer": ("int", Integral), "number": ("float", Real)}
+
+# The parameters that are neither a request field nor the forest's: (type, scikit-learn's
+# constraints, description).
+RUN_PARAMETERS: dict[str, tuple[str, list[Any], str]] = {
+    "random_state": (
+        "int, RandomState instance or None",
+        ["random_state"],
+        "Seeds the build: its split and every grove's seed derive from it. An int gives the "
+        "same model on every ``fit`` of the same rows.",
+    ),
+    "store": (
+        "str",
+        [str],
+        "Where builds are written: a directory or ``s3://bucket[/prefix]``. Ignored when "
+        "``stack_name`` names a deployed stack without ``state_machine_arn`` (its store is "
+        "used).",
+    ),
+    "build_id": (
+        "str",
+        [str, None],
+        "The build each ``fit`` commits a run of; None: ``sklearn-{estimator}``.",
+    ),
+    "memory_mb": (
+        "int",
+        [Interval(Integral, *MEMORY_RANGE, closed="both"), None],
+        f"Hold every function of a local ``fit`` to this many MB ({MEMORY_RANGE[0]} to "
+        f"{MEMORY_RANGE[1]:,}), as Lambda would; None: each function's memory size in "
+        "``template.yaml``.",
+    ),
+    "stack_name": (
+        "str",
+        [str, None],
+        "Train on this deployed stack's state machine (AWS) instead of here.",
+    ),
+    "state_machine_arn": (
+        "str",
+        [str, None],
+        "Train on this deployed state machine (AWS) instead of here.",
+    ),
+    "verbose": (
+        "int",
+        ["verbose"],
+        "Above 0, show the build's progress on stderr: each step with its seconds, and the "
+        "groves trained (a bar on a terminal, else a line per tenth of them).",
+    ),
+}
+
+
+def _constraint(field: Field) -> list[Any]:
+    """A request field's type and bounds as scikit-learn's parameter constraints."""
+    interval = Interval(_TYPES[field.kind][1], field.low, field.high, closed=field.closed)
+    return [interval, None] if field.null else [interval]
+
+
+def _constraints(forest: type[BaseEstimator], estimator: str) -> dict[str, list[Any]]:
+    """An estimator's ``_parameter_constraints``: its request fields', its forest's own (as
+    scikit-learn declares them) and its run's."""
+    return {
+        **{name: _constraint(field) for name, field in REQUEST_PARAMETERS.items()},
+        **{name: forest._parameter_constraints[name] for name in FOREST_PARAMS[estimator]},
+        **{name: constraints for name, (_, constraints, _) in RUN_PARAMETERS.items()},
+    }
+
+
 class _GrovesForest(BaseEstimator):
-    """What both estimators share; subclasses set ``_estimator`` and their ``__init__``."""
+    """What both estimators share; subclasses set ``_estimator``, ``_parameter_constraints``
+    and their ``__init__``."""
 
     _estimator = "classifier"
-    _forest_params: tuple[str, ...] = TREE_PARAMS
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -77,15 +154,11 @@ class _GrovesForest(BaseEstimator):
     def _request(self, dataset: str) -> dict[str, Any]:
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         return {
-            "n_trees": self.n_estimators,
-            "grove_size": self.grove_size,
+            **{field.name: getattr(self, name) for name, field in REQUEST_PARAMETERS.items()},
             "dataset": dataset,
             "estimator": self._estimator,
-            "test_size": self.test_size,
             "seed": int(seed),
-            "params": {name: self._param(name) for name in self._forest_params},
-            "max_concurrency": self.max_concurrency,
-            "groves_per_invocation": self.groves_per_invocation,
+            "params": {name: self._param(name) for name in FOREST_PARAMS[self._estimator]},
             "predict": self.test_size > 0,
         }
 
@@ -163,7 +236,9 @@ class _GrovesForest(BaseEstimator):
     ) -> tuple[Any, Any, Any]:
         """``X`` as given if a DataFrame (text columns are encoded by the build), else a
         float32 array (a sparse one densified); ``y`` checked; ``sample_weight`` one
-        non-negative number per row, or ``None``."""
+        non-negative number per row, or ``None``; the parameters checked first, by their
+        constraints."""
+        self._validate_params()
         if _is_frame(X):
             validate_data(self, X, skip_check_array=True)
             if np.ndim(y) == 2 and np.shape(y)[1] > 1:
@@ -213,68 +288,61 @@ _SUMMARY = {
     "classifier": "A random forest classifier trained as groves, here or on AWS.",
     "regressor": "A random forest regressor trained as groves, here or on AWS.",
 }
-_FOREST_PARAMETERS = """\
-n_estimators : int, default=100
-    The number of trees in the forest.
-grove_size : int, default=10
-    Trees per grove: each grove is trained by one Lambda invocation (or local worker) with a
-    seed of its own; the last grove takes the remainder.
-criterion : str, default={criterion}
-    The function measuring a split's quality, as in ``{forest}``.
-max_depth : int, default=None
-    The maximum depth of a tree; None grows each until its leaves are pure or hold fewer than
-    ``min_samples_split`` rows.
-min_samples_split : int or float, default=2
-    The minimum number of rows (a float: a share of them) to split a node.
-min_samples_leaf : int or float, default=1
-    The minimum number of rows (a float: a share of them) in a leaf.
-min_weight_fraction_leaf : float, default=0.0
-    The minimum share of the total sample weight in a leaf.
-max_features : {{"sqrt", "log2"}}, int, float or None, default={max_features}
-    The number of features to consider at each split, as in ``{forest}``.
-max_leaf_nodes : int, default=None
-    Grow trees with at most this many leaves, best first; None: unlimited.
-min_impurity_decrease : float, default=0.0
-    Split a node only if the split decreases the impurity by at least this much.
-bootstrap : bool, default=True
-    Whether each tree fits on a bootstrap sample of its grove's rows (else on all of them).
-max_samples : int or float, default=None
-    With ``bootstrap``, the rows (a float: a share of them) each tree draws.
-ccp_alpha : float, default=0.0
-    The complexity parameter of minimal cost-complexity pruning; 0 prunes nothing.
-"""
-_CLASS_WEIGHT = """\
-class_weight : {"balanced", "balanced_subsample"}, dict or None, default=None
-    Weights of the classes, as in ``RandomForestClassifier``; a dict maps class labels (as
-    given in ``y``) to weights, for one output only.
-"""
-_RUN_PARAMETERS = """\
-random_state : int, RandomState instance or None, default=None
-    Seeds the build: its split and every grove's seed derive from it. An int gives the same
-    model on every ``fit`` of the same rows.
-test_size : float, default=0.0
-    The share of the rows held out from training and scored (``holdout_score_``); 0 trains on
-    every row, as scikit-learn's forests do.
-store : str, default="groves-runs"
-    Where builds are written: a directory or ``s3://bucket[/prefix]``. Ignored when
-    ``stack_name`` names a deployed stack without ``state_machine_arn`` (its store is used).
-build_id : str, default=None
-    The build each ``fit`` commits a run of; None: ``sklearn-{estimator}``.
-max_concurrency : int, default=10
-    Child executions (batches of groves) trained at once.
-groves_per_invocation : int, default=1
-    Groves one Lambda invocation (or local worker) trains in turn.
-memory_mb : int, default=None
-    Hold every function of a local ``fit`` to this many MB (128 to 10,240), as Lambda would;
-    None: each function's memory size in ``template.yaml``.
-stack_name : str, default=None
-    Train on this deployed stack's state machine (AWS) instead of here.
-state_machine_arn : str, default=None
-    Train on this deployed state machine (AWS) instead of here.
-verbose : int, default=0
-    Above 0, show the build's progress on stderr: each step with its seconds, and the groves
-    trained (a bar on a terminal, else a line per tenth of them).
-"""
+# The forest's parameters: (type, description; ``{forest}`` is the forest's class name).
+FOREST_PARAMETERS = {
+    "criterion": ("str", "The function measuring a split's quality, as in ``{forest}``."),
+    "max_depth": (
+        "int",
+        "The maximum depth of a tree; None grows each until its leaves are pure or hold fewer "
+        "than ``min_samples_split`` rows.",
+    ),
+    "min_samples_split": (
+        "int or float",
+        "The minimum number of rows (a float: a share of them) to split a node.",
+    ),
+    "min_samples_leaf": (
+        "int or float",
+        "The minimum number of rows (a float: a share of them) in a leaf.",
+    ),
+    "min_weight_fraction_leaf": (
+        "float",
+        "The minimum share of the total sample weight in a leaf.",
+    ),
+    "max_features": (
+        '{{"sqrt", "log2"}}, int, float or None',
+        "The number of features to consider at each split, as in ``{forest}``.",
+    ),
+    "max_leaf_nodes": (
+        "int",
+        "Grow trees with at most this many leaves, best first; None: unlimited.",
+    ),
+    "min_impurity_decrease": (
+        "float",
+        "Split a node only if the split decreases the impurity by at least this much.",
+    ),
+    "bootstrap": (
+        "bool",
+        "Whether each tree fits on a bootstrap sample of its grove's rows (else on all of them).",
+    ),
+    "max_samples": (
+        "int or float",
+        "With ``bootstrap``, the rows (a float: a share of them) each tree draws.",
+    ),
+    "ccp_alpha": (
+        "float",
+        "The complexity parameter of minimal cost-complexity pruning; 0 prunes nothing.",
+    ),
+    "class_weight": (
+        '{{"balanced", "balanced_subsample"}}, dict or None',
+        "Weights of the classes, as in ``RandomForestClassifier``; a dict maps class labels (as "
+        "given in ``y``) to weights, for one output only.",
+    ),
+}
+# What the estimators add to a request field's help.
+REQUEST_NOTES = {
+    "test_size": "The forest's score on them is ``holdout_score_``; 0 (the default) trains on "
+    "every row, as scikit-learn's forests do.",
+}
 _ATTRIBUTES = """\
 model_ : RandomForest{Kind} or Pipeline
     The committed model, as ``groves.load_model`` returns it: the forest, or with text or
@@ -320,19 +388,30 @@ def _section(title: str, body: str) -> str:
     return f"{title}\n{'-' * len(title)}\n{body}"
 
 
-def _docstring(estimator: str) -> str:
-    """The numpydoc docstring of ``GrovesClassifier`` or ``GrovesRegressor``."""
-    classify = estimator == "classifier"
+def _parameter(name: str, default: Any, forest: str) -> str:
+    """A parameter's numpydoc entry: a request field's from its help (``Field.help``)."""
+    if name in REQUEST_PARAMETERS:
+        field = REQUEST_PARAMETERS[name]
+        kind = _TYPES[field.kind][0] + (" or None" if field.null else "")
+        text = f"{field.help[0].upper()}{field.help[1:]}. {REQUEST_NOTES.get(name, '')}"
+    elif name in FOREST_PARAMETERS:
+        kind, text = (part.format(forest=forest) for part in FOREST_PARAMETERS[name])
+    else:
+        kind, _, text = RUN_PARAMETERS[name]
+    shown = f'"{default}"' if isinstance(default, str) else default
+    body = textwrap.fill(text.strip(), 92, initial_indent="    ", subsequent_indent="    ")
+    return f"{name} : {kind}, default={shown}\n{body}\n"
+
+
+def _docstring(estimator: type[_GrovesForest]) -> str:
+    """The numpydoc docstring of ``GrovesClassifier`` or ``GrovesRegressor``, each parameter's
+    entry derived from its definition."""
+    classify = estimator._estimator == "classifier"
     forest = "RandomForestClassifier" if classify else "RandomForestRegressor"
-    parameters = (
-        _FOREST_PARAMETERS.format(
-            criterion='"gini"' if classify else '"squared_error"',
-            forest=forest,
-            max_features='"sqrt"' if classify else "1.0",
-        )
-        + (_CLASS_WEIGHT if classify else "")
-        + _RUN_PARAMETERS
-    )
+    parameters = "".join(
+        _parameter(name, p.default, forest)
+        for name, p in inspect.signature(estimator).parameters.items()
+    ).rstrip()
     attributes = _ATTRIBUTES.format(
         Kind="Classifier" if classify else "Regressor",
         classes=_CLASSES if classify else "",
@@ -340,15 +419,15 @@ def _docstring(estimator: str) -> str:
     )
     examples = _EXAMPLES.format(
         load="load_iris" if classify else "load_diabetes",
-        name="GrovesClassifier" if classify else "GrovesRegressor",
+        name=estimator.__name__,
         n_features=4 if classify else 10,
         floor=9 if classify else 7,
     )
     sections = [
-        _SUMMARY[estimator],
+        _SUMMARY[estimator._estimator],
         f"``{forest}``'s parameters: ``fit`` writes the rows to the store, trains a\n"
         "groves build on them (here, or on the deployed state machine) and keeps its committed\n"
-        "model; see ``groves.estimators``.",
+        "model; see ``groves.estimators``, and docs/request.md for the request it sends.",
         _section("Parameters", parameters),
         _section("Attributes", attributes),
         _section("See Also", _SEE_ALSO.format(forest=forest)),
@@ -387,10 +466,8 @@ def _rows_file(X: Any, y: np.ndarray, w: np.ndarray | None) -> tuple[bytes, str,
 
 
 class GrovesClassifier(ClassifierMixin, _GrovesForest):
-    __doc__ = _docstring("classifier")
-
     _estimator = "classifier"
-    _forest_params = (*TREE_PARAMS, "class_weight")
+    _parameter_constraints = _constraints(RandomForestClassifier, "classifier")
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -415,7 +492,7 @@ class GrovesClassifier(ClassifierMixin, _GrovesForest):
         ccp_alpha: float = 0.0,
         class_weight: Any = None,
         random_state: Any = None,
-        test_size: float = 0.0,
+        test_size: float = OWN_DEFAULTS["test_size"],
         store: str = DEFAULT_STORE,
         build_id: str | None = None,
         max_concurrency: int = DEFAULTS["max_concurrency"],
@@ -455,9 +532,8 @@ class GrovesClassifier(ClassifierMixin, _GrovesForest):
 
 
 class GrovesRegressor(RegressorMixin, _GrovesForest):
-    __doc__ = _docstring("regressor")
-
     _estimator = "regressor"
+    _parameter_constraints = _constraints(RandomForestRegressor, "regressor")
 
     def __init__(
         self,
@@ -476,7 +552,7 @@ class GrovesRegressor(RegressorMixin, _GrovesForest):
         max_samples: int | float | None = None,
         ccp_alpha: float = 0.0,
         random_state: Any = None,
-        test_size: float = 0.0,
+        test_size: float = OWN_DEFAULTS["test_size"],
         store: str = DEFAULT_STORE,
         build_id: str | None = None,
         max_concurrency: int = DEFAULTS["max_concurrency"],
@@ -497,3 +573,7 @@ class GrovesRegressor(RegressorMixin, _GrovesForest):
     def predict(self, X: Any) -> np.ndarray:
         X = self._check(X)
         return self.model_.predict(X)
+
+
+GrovesClassifier.__doc__ = _docstring(GrovesClassifier)
+GrovesRegressor.__doc__ = _docstring(GrovesRegressor)

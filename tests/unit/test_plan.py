@@ -11,7 +11,8 @@ from conftest import small_request
 
 from groves.errors import RequestError
 from groves.steps.plan import plan_build, state_output, validate_request
-from groves.steps.planned import MAX_GROVES, planned_grove, planned_groves
+from groves.steps.planned import planned_grove, planned_groves
+from groves.steps.request import MAX_GROVES
 from groves.store.artifacts import items_key
 from groves.store.codec import get_json
 
@@ -26,8 +27,8 @@ from groves.store.codec import get_json
         ({"n_trees": 10.5}, "n_trees", "integer"),
         ({"grove_size": -2}, "grove_size", "integer from 1"),
         ({"estimator": "svm"}, "estimator", "classifier, regressor"),
-        ({"test_size": 1.0}, "test_size", "from 0 (hold out no row) to below 1"),
-        ({"test_size": -0.1}, "test_size", "from 0 (hold out no row) to below 1"),
+        ({"test_size": 1.0}, "test_size", "a number from 0 to below 1"),
+        ({"test_size": -0.1}, "test_size", "a number from 0 to below 1"),
         ({"test_size": 0, "predict": True}, "predict", "test_size 0 holds out none"),
         ({"seed": -1}, "seed", "integer from 0 to 4294967295"),
         ({"max_concurrency": 0}, "max_concurrency", "integer from 1"),

@@ -173,5 +173,5 @@ def test_an_estimator_held_to_a_memory_size_fits_within_it(tmp_path: Path) -> No
     model.fit(X, y)
     manifest = json.loads(next(tmp_path.glob("*/runs/*/manifest.json")).read_text())
     assert {s["memory_mb"] for s in manifest["cost"]["steps"].values()} == {768}
-    with pytest.raises(RequestError, match="memory_mb"):
+    with pytest.raises(ValueError, match="'memory_mb' parameter of GrovesClassifier"):
         groves.GrovesClassifier(4, 2, store=str(tmp_path), memory_mb=64).fit(X, y)

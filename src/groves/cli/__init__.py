@@ -4,7 +4,8 @@ training and prediction commands), ``search`` (``groves search``), ``serving``
 ``lifecycle`` (``score``, ``promote``, ``rm``, ``gc``), ``options`` (every option, defined
 once), ``running`` (running a state machine here and what a command prints), ``report`` and
 ``listing`` (what ``groves report`` and ``groves ls`` read and draw), ``scores`` (scoring's
-measures as text, for the summary and the report).
+measures as text, for the summary and the report), ``reference`` (docs/request.md, written
+from the requests' fields).
 
 Imports run one way: ``main`` -> ``search``, ``serving``, ``inspect``, ``lifecycle`` ->
 ``options``,

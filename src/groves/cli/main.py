@@ -19,14 +19,13 @@ from typing import Any
 from groves.cli import inspect, lifecycle, search, serving
 from groves.cli.options import (
     DefaultsHelp,
-    batch_arguments,
     build_request,
     deployed_arguments,
     limits_argument,
     request_arguments,
     store_argument,
 )
-from groves.cli.running import batch_request, batch_summary, run_here, summary_lines
+from groves.cli.running import batch_summary, run_here, summary_lines
 from groves.engine.console import (
     UsageError,
     deployed_root_cause,
@@ -36,6 +35,7 @@ from groves.engine.console import (
     state_machine_arn,
 )
 from groves.errors import BuildError, RequestError
+from groves.steps.request import BATCH
 from groves.store.protocol import CannotRead
 
 
@@ -78,7 +78,7 @@ def cmd_start(args: argparse.Namespace, session: Any = None) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     code, done = run_here(
         "batch_predict",
-        batch_request(args),
+        build_request(args, args.parser, BATCH),
         args.store,
         "chunks",
         "prediction failed",
@@ -94,7 +94,7 @@ def cmd_start_predict(args: argparse.Namespace, session: Any = None) -> int:
 
     from groves.steps.batch import validate_batch_request
 
-    request = batch_request(args)
+    request = build_request(args, args.parser, BATCH)
     validate_batch_request(request)  # before an execution is started
     session = session or boto3.session.Session()
     sfn = session.client("stepfunctions")
@@ -141,14 +141,14 @@ def parser() -> argparse.ArgumentParser:
     deployed_arguments(start, "StateMachineArn")
     start.set_defaults(func=cmd_start, parser=start)
     predict = commands.add_parser("predict", help="predict new rows with a build, on this machine")
-    batch_arguments(predict)
+    request_arguments(predict, BATCH)
     store_argument(predict, " of the build")
     limits_argument(predict)
     predict.set_defaults(func=cmd_predict, parser=predict)
     start_predict = commands.add_parser(
         "start-predict", help="predict new rows with the deployed batch prediction state machine"
     )
-    batch_arguments(start_predict)
+    request_arguments(start_predict, BATCH)
     deployed_arguments(start_predict, "BatchPredictStateMachineArn")
     start_predict.set_defaults(func=cmd_start_predict, parser=start_predict)
     search.add_parser(commands)

@@ -10,27 +10,8 @@ import json
 from typing import Any
 
 from groves.engine.console import UsageError
-from groves.steps.request import BATCH_DEFAULTS, DEFAULTS, REFRESH_SECONDS
+from groves.steps.request import REFRESH_SECONDS, REQUIRED, TRAIN, Field, Flag
 from groves.store.uris import DEFAULT_STORE
-
-# Each request option's argparse dest and the request field it sets.
-REQUEST_OPTIONS = {
-    "trees": "n_trees",
-    "grove": "grove_size",
-    "dataset": "dataset",
-    "target": "target",
-    "weight": "weight",
-    "features": "features",
-    "drop": "drop",
-    "estimator": "estimator",
-    "test_size": "test_size",
-    "seed": "seed",
-    "param": "params",
-    "max_concurrency": "max_concurrency",
-    "groves_per_invocation": "groves_per_invocation",
-    "predict": "predict",
-    "rows_per_grove": "rows_per_grove",
-}
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -51,167 +32,80 @@ def column_list(text: str) -> list[str]:
     return names
 
 
+def options(fields: tuple[Field, ...]) -> list[tuple[Field, Flag]]:
+    """The fields that are command-line options, with their options."""
+    return [(f, f.cli) for f in fields if isinstance(f.cli, Flag)]
+
+
+def option_help(field: Field, flag: Flag) -> str:
+    """The field's help, the option's own note, and what a default of null means (argparse
+    shows any other default: ``DefaultsHelp``)."""
+    text = "; ".join(part for part in (field.help, flag.note) if part)
+    if field.kind in ("columns", "object") and not flag.comma:
+        text += " (repeat for more)"
+    return text + (f" (default: {field.default_note})" if field.default_note else "")
+
+
 def request_arguments(
-    parser: argparse.ArgumentParser, build: bool = True, grove_alias: bool = True
+    parser: argparse.ArgumentParser, fields: tuple[Field, ...] = TRAIN, grove_alias: bool = True
 ) -> None:
-    """The training request's options; ``build`` adds --predict and --resume (not a search);
-    the grove size is ``-g``/``--grove-size`` everywhere, and ``--grove`` too unless
+    """An option (or positional argument) for each of a request's fields that has one
+    (``Field.cli``), of the field's type, default and choices: ``TRAIN`` for ``run``, ``start``
+    and ``event``, ``SEARCH`` for ``search``, ``BATCH`` for ``predict`` and ``start-predict``.
+    The grove size is ``-g``/``--grove-size`` everywhere, and ``--grove`` too unless
     ``grove_alias`` is false (``groves event``, whose ``--grove-id`` picks one grove)."""
-    parser.add_argument("build_id", metavar="NAME", help="build id: where the model is stored")
-    parser.add_argument(
-        "-t",
-        "--trees",
-        type=int,
-        default=DEFAULTS["n_trees"],
-        help="trees in the forest (default %(default)s)",
-    )
-    parser.add_argument(
-        *(("-g", "--grove-size", "--grove") if grove_alias else ("-g", "--grove-size")),
-        dest="grove",
-        type=int,
-        default=DEFAULTS["grove_size"],
-        help="trees per grove (default %(default)s)",
-    )
-    if build:
-        parser.add_argument(
-            "-p", "--predict", action="store_true", help="score the model on the held-out split"
-        )
-    parser.add_argument(
-        "--dataset",
-        default=DEFAULTS["dataset"],
-        help="digits, breast_cancer, iris, wine, diabetes, or a .csv/.npz/"
-        ".parquet path or s3:// URI (default %(default)s)",
-    )
-    parser.add_argument("--target", help="label column of a CSV/Parquet file (default target)")
-    parser.add_argument(
-        "--weight",
-        help="column (CSV/Parquet) or array (.npz) of row weights, numbers >= 0 (default: none)",
-    )
-    parser.add_argument(
-        "--features",
-        type=column_list,
-        metavar="COL,...",
-        help="train on only these columns of a CSV/Parquet table (default: every column but "
-        "the target and the weights)",
-    )
-    parser.add_argument(
-        "--drop",
-        action="append",
-        default=[],
-        metavar="COL",
-        help="leave a column of a CSV/Parquet table out of the features, such as an id "
-        "(repeat for more)",
-    )
-    parser.add_argument(
-        "--estimator",
-        choices=("classifier", "regressor"),
-        default=DEFAULTS["estimator"],
-        help="what the forest predicts: classes or a quantity",
-    )
-    parser.add_argument(
-        "--test-size",
-        type=float,
-        default=DEFAULTS["test_size"],
-        help="share of the rows held out for scoring",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=DEFAULTS["seed"], help="seeds the split and every grove"
-    )
-    parser.add_argument(
-        "--param",
-        type=parse_param,
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a forest parameter; VALUE is JSON (12, 0.5, null, true) or else a bare string "
-        "(sqrt), e.g. max_depth=12 or max_features=sqrt",
-    )
-    parser.add_argument(
-        "--rows-per-grove",
-        type=int,
-        default=DEFAULTS["rows_per_grove"],
-        help="training rows each grove reads, a seeded sample of its own (default: every row "
-        "while they fit train_grove's memory, else as many as fit)",
-    )
-    parser.add_argument(
-        "--max-concurrency",
-        type=int,
-        default=DEFAULTS["max_concurrency"],
-        help="child executions (batches of groves) at once, up to 10000 (default %(default)s)",
-    )
-    parser.add_argument(
-        "--groves-per-invocation",
-        type=int,
-        default=DEFAULTS["groves_per_invocation"],
-        help="groves one Lambda invocation trains, in turn (default %(default)s)",
-    )
-    if build:
-        parser.add_argument(
-            "--resume",
-            action="store_true",
-            help="continue the newest unfinished run of NAME with its stored request: groves "
-            "with a verified file are not trained again",
-        )
+    for field, flag in options(fields):
+        kwargs: dict[str, Any] = {"help": option_help(field, flag)}
+        if flag.metavar:
+            kwargs["metavar"] = flag.metavar
+        if flag.positional:
+            parser.add_argument(flag.names[0], **kwargs)
+            continue
+        if flag.switch:
+            kwargs["action"] = "store_true"
+        elif field.kind == "object":
+            kwargs |= {"type": parse_param, "action": "append", "default": []}
+        elif field.kind == "columns" and not flag.comma:
+            kwargs |= {"action": "append", "default": []}
+        else:
+            kwargs["type"] = {"integer": int, "number": float, "columns": column_list}.get(
+                field.kind
+            )
+            kwargs["choices"] = field.choices or None
+            if field.default is REQUIRED:
+                kwargs["required"] = True
+            else:
+                kwargs["default"] = field.default
+        names = (*flag.names, *(flag.aliases if grove_alias else ()))
+        parser.add_argument(*names, dest=flag.key, **kwargs)
 
 
-def build_request(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+def build_request(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, fields: tuple[Field, ...] = TRAIN
+) -> dict[str, Any]:
+    """The request the options give: each field's value but a null or an empty list (the
+    request's default then); with ``--resume``, only ``build_id`` and ``resume``."""
+    given = [(f, flag) for f, flag in options(fields) if hasattr(args, flag.key)]
     if getattr(args, "resume", False):
         changed = [
-            f"--{dest.replace('_', '-')}"
-            for dest in REQUEST_OPTIONS
-            if getattr(args, dest) != parser.get_default(dest)
+            flag.names[-1]
+            for f, flag in given
+            if f.name not in ("build_id", "resume")
+            and getattr(args, flag.key) != parser.get_default(flag.key)
         ]
         if changed:
             raise UsageError(
                 f"--resume continues the run with its stored request; drop {', '.join(changed)}"
             )
         return {"build_id": args.build_id, "resume": True}
-    request = {"build_id": args.build_id}
-    request |= {
-        field: getattr(args, dest) for dest, field in REQUEST_OPTIONS.items() if hasattr(args, dest)
-    }
-    request["params"] = dict(args.param)
-    for field in ("target", "weight", "features"):
-        if request.get(field) is None:
-            request.pop(field, None)
-    if not request.get("drop"):
-        request.pop("drop", None)
+    request = {}
+    for f, flag in given:
+        value = getattr(args, flag.key)
+        if f.kind == "object":
+            value = dict(value)
+        if value is not None and value != [] and f.name != "resume":
+            request[f.name] = value
     return request
-
-
-def batch_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("build_id", metavar="NAME", help="the build whose model predicts")
-    parser.add_argument(
-        "--data", required=True, help="rows to predict: .csv/.parquet/.npz path or s3:// URI"
-    )
-    parser.add_argument("--out", required=True, help="output .csv or .parquet: path or s3:// URI")
-    parser.add_argument("--run", help="a committed run id (default: the build's latest)")
-    parser.add_argument(
-        "--rows-per-chunk",
-        type=int,
-        default=BATCH_DEFAULTS["rows_per_chunk"],
-        help="rows each function predicts at once",
-    )
-    parser.add_argument(
-        "--groves-per-shard",
-        type=int,
-        help="groves each function reads (default: chosen from the groves' sizes, so that a "
-        "function reads at most 512 MiB of them; a small forest is one shard)",
-    )
-    parser.add_argument(
-        "--max-concurrency",
-        type=int,
-        default=BATCH_DEFAULTS["max_concurrency"],
-        help="functions predicting at once",
-    )
-    parser.add_argument(
-        "--keep",
-        action="append",
-        default=[],
-        metavar="COL",
-        help="an input column to carry into the output beside the predictions, such as an id "
-        "(repeat for more)",
-    )
 
 
 def deployed_arguments(parser: argparse.ArgumentParser, output: str) -> None:

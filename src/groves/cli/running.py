@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any
 
@@ -135,21 +134,6 @@ def run_here(
     if execution.status != "SUCCEEDED":
         return report_failure(*local_root_cause(execution), failed), None
     return 0, execution
-
-
-def batch_request(args: argparse.Namespace) -> dict[str, Any]:
-    request = {
-        "build_id": args.build_id,
-        "data": args.data,
-        "output": args.out,
-        "rows_per_chunk": args.rows_per_chunk,
-        "max_concurrency": args.max_concurrency,
-    }
-    if args.groves_per_shard is not None:
-        request["groves_per_shard"] = args.groves_per_shard
-    if args.keep:
-        request["keep"] = args.keep
-    return {**request, "run_id": args.run} if args.run else request
 
 
 def batch_summary(output: dict[str, Any], seconds: float) -> str:

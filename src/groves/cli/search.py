@@ -16,7 +16,7 @@ from groves.cli.options import (
 from groves.cli.running import run_here
 from groves.engine.console import UsageError
 from groves.steps.cost import describe
-from groves.steps.request import SEARCH_DEFAULTS
+from groves.steps.request import SEARCH
 from groves.store.codec import get_json
 from groves.store.uris import open_store
 
@@ -54,7 +54,7 @@ def add_parser(commands: Any) -> None:
     search = commands.add_parser(
         "search", help="search forest parameters on this machine (grid or random)"
     )
-    request_arguments(search, build=False)
+    request_arguments(search, SEARCH)
     search.add_argument(
         "--grid",
         type=_values,
@@ -74,31 +74,13 @@ def add_parser(commands: Any) -> None:
         metavar="NAME=LOW:HIGH",
         help="a range to draw from, e.g. min_samples_leaf=1:20 or max_features=0.1:1.0",
     )
-    search.add_argument(
-        "--validation-size",
-        type=float,
-        default=SEARCH_DEFAULTS["validation_size"],
-        help="share of the training rows candidates are compared on (default %(default)s)",
-    )
-    search.add_argument(
-        "--build",
-        metavar="WINNER",
-        help="the build the candidates' runs and the best go to, so that NAME's model stays "
-        "its latest (default: NAME; the search's record stays under NAME)",
-    )
-    search.add_argument(
-        "--commit",
-        action="store_true",
-        help="make the best the build's latest (default: the best is committed beside it and "
-        "the search says how to promote it)",
-    )
     store_argument(search)
     limits_argument(search)
     search.set_defaults(func=cmd_search, parser=search)
 
 
 def search_request(args: argparse.Namespace) -> dict[str, Any]:
-    request = build_request(args, args.parser)
+    request = build_request(args, args.parser, SEARCH)
     if args.random is not None:
         space = {"n_candidates": args.random, "ranges": dict(args.param_range)}
         if args.grid:
@@ -110,8 +92,7 @@ def search_request(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(
             "give --grid NAME=V1,V2 (a grid), or --random N with --param-range NAME=LOW:HIGH"
         )
-    request = {**request, "validation_size": args.validation_size, "commit": args.commit}
-    return {**request, "winner_build": args.build} if args.build else request
+    return request
 
 
 def leaderboard_lines(store: str, output: dict[str, Any]) -> list[str]:

@@ -17,7 +17,7 @@ holds it: ``tests/unit/test_layout.py``):
 
 What they share, beside the lower layers:
 
-- ``request``: the requests' fields and their defaults.
+- ``request``: the requests' fields, each defined once (type, bounds, default, help).
 - ``planned``: what a validated spec plans: its groves (count, trees and seed of each, at most
   ``MAX_GROVES``), the rows each grove reads, and the run's ``plan.json`` (training and the
   search's candidates plan runs alike).

@@ -33,12 +33,10 @@ from groves.errors import BuildError, RequestError
 from groves.forest.loading import WARM, committed_votes
 from groves.forest.votes import Target
 from groves.steps.cost import Invocation, batch_transitions, peak_rss_mb, step_cost, summarize
-from groves.steps.planned import MAX_GROVES
-from groves.steps.request import BATCH_DEFAULTS, BATCH_FIELDS, check_fields
+from groves.steps.request import BATCH, checked, field
 from groves.store.artifacts import (
     BUILD_ID,
     batch_key,
-    check_build_id,
     check_run_id,
     chunk_key,
     digest,
@@ -54,7 +52,6 @@ from groves.store.records import record_format
 from groves.store.s3 import MISSING_BUCKET, error_code, s3_client
 from groves.store.uris import locked_output, split_s3_uri, write_uri
 
-MAX_ROWS_PER_CHUNK = 1_000_000
 MAX_TILES = 100_000  # items of the batch's Distributed Map: chunks of rows x shards of groves
 SHARD_BYTES = 512 * 2**20  # grove files one tile reads, when the request does not choose
 OUTPUT_SUFFIXES = (".csv", ".parquet")
@@ -63,24 +60,7 @@ OUTPUTS_PREFIX = "outputs/"  # where the deployed assemble function may write, i
 
 def validate_batch_request(request: Any) -> dict[str, Any]:
     """The request with defaults filled in; a ``RequestError`` names the first bad field."""
-    check_fields(request, BATCH_FIELDS)
-    check_build_id(request)
-    spec = {**BATCH_DEFAULTS, **request}
-    if spec["run_id"] is not None:
-        check_run_id(spec["run_id"])
-    limits = (
-        ("rows_per_chunk", MAX_ROWS_PER_CHUNK),
-        ("max_concurrency", 10_000),
-        ("groves_per_shard", MAX_GROVES),
-    )
-    for field, high in limits:
-        value = spec[field]
-        if field == "groves_per_shard" and value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
-            raise RequestError(field, f"{value!r} must be an integer from 1 to {high}")
-    if not isinstance(spec["data"], str) or not spec["data"]:
-        raise RequestError("data", "required: the rows to predict, a path or an s3:// URI")
+    spec = checked(request, BATCH)
     check_source(spec["data"], None, "data")
     check_output(spec["output"])
     check_keep(spec["keep"], spec["data"])
@@ -96,12 +76,9 @@ def is_reserved(name: str) -> bool:
     return name == RESERVED or name.startswith((f"{RESERVED}_", "proba_"))
 
 
-def check_keep(keep: Any, data: str) -> None:
-    """Columns of the input to carry into the output beside the predictions."""
-    if not isinstance(keep, list) or not all(isinstance(n, str) and n for n in keep):
-        raise RequestError("keep", f"{keep!r} must be a list of column names")
-    if len(set(keep)) != len(keep):
-        raise RequestError("keep", "names a column twice")
+def check_keep(keep: list[str], data: str) -> None:
+    """Columns of the input to carry into the output beside the predictions (a list of
+    distinct names: ``BATCH``'s checks)."""
     if keep and not data.lower().endswith((".csv", ".parquet")):
         raise RequestError("keep", "applies only to CSV and Parquet input, whose columns are named")
     clash = [n for n in keep if is_reserved(n)]
@@ -115,9 +92,7 @@ def check_keep(keep: Any, data: str) -> None:
 
 def check_output(output: Any) -> None:
     if not isinstance(output, str) or not output.lower().endswith(OUTPUT_SUFFIXES):
-        raise RequestError(
-            "output", f"{output!r} must be a path or s3:// URI ending in .csv or .parquet"
-        )
+        raise field(BATCH, "output").refused(output)
     if output.startswith("s3://"):
         try:
             split_s3_uri(output)

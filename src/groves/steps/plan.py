@@ -18,8 +18,16 @@ from groves.data.shards import Layout, RowWriter
 from groves.data.tables import DEFAULT_TARGET, check_source, is_folder
 from groves.errors import CorruptFile, RequestError
 from groves.steps.cost import Invocation
-from groves.steps.planned import MAX_GROVES, n_groves, planned_groves, run_plan
-from groves.steps.request import DEFAULTS, FIELDS, check_fields
+from groves.steps.planned import n_groves, planned_groves, run_plan
+from groves.steps.request import (
+    FOREST_PARAMS,
+    MAX_GROVES,
+    TRAIN,
+    check_fields,
+    checked,
+    field,
+    names,
+)
 from groves.store.artifacts import (
     RUN_ID_FORM,
     check_build_id,
@@ -38,67 +46,19 @@ from groves.store.codec import dump_npy, get_json, put_json
 from groves.store.protocol import ArtifactNotFound, Store
 from groves.store.uris import check_store
 
-MAX_TREES = 1_000_000
-MAX_CONCURRENCY = 10_000  # a Distributed Map's child executions at once
-MAX_GROVES_PER_INVOCATION = 1_000
 ESTIMATORS = {"classifier": RandomForestClassifier, "regressor": RandomForestRegressor}
-
-
-# Forest parameters a request may set; groves sets n_estimators, random_state and n_jobs itself.
-TREE_PARAMS = (
-    "criterion",
-    "max_depth",
-    "min_samples_split",
-    "min_samples_leaf",
-    "min_weight_fraction_leaf",
-    "max_features",
-    "max_leaf_nodes",
-    "min_impurity_decrease",
-    "bootstrap",
-    "max_samples",
-    "ccp_alpha",
-)
-PARAMS = {"classifier": (*TREE_PARAMS, "class_weight"), "regressor": TREE_PARAMS}
 CLASS_WEIGHTS = ("balanced", "balanced_subsample", None)
 
 
 def validate_request(request: Any) -> dict[str, Any]:
     """The request with defaults filled in; a ``RequestError`` names the first bad field."""
-    check_fields(request, FIELDS)
+    check_fields(request, names(TRAIN))
     check_build_id(request)
     if "resume" in request:
         raise RequestError("resume", "a request that resumes a run has only build_id and resume")
-    spec = {**DEFAULTS, **request}
-    _check_int(spec, "n_trees", 1, MAX_TREES)
-    _check_int(spec, "grove_size", 1, MAX_TREES)
-    _check_int(spec, "seed", 0, 2**32 - 1)
-    _check_int(spec, "max_concurrency", 1, MAX_CONCURRENCY)
-    _check_int(spec, "groves_per_invocation", 1, MAX_GROVES_PER_INVOCATION)
-    if not isinstance(spec["estimator"], str) or spec["estimator"] not in ESTIMATORS:
-        raise RequestError(
-            "estimator", f"{spec['estimator']!r} is not one of {', '.join(ESTIMATORS)}"
-        )
-    test_size = spec["test_size"]
-    if (
-        isinstance(test_size, bool)
-        or not isinstance(test_size, int | float)
-        or not (0 <= test_size < 1)
-    ):
-        raise RequestError(
-            "test_size", f"{test_size!r} must be a number from 0 (hold out no row) to below 1"
-        )
-    if spec["rows_per_grove"] is not None:
-        _check_int(spec, "rows_per_grove", 1, 2**62)
-    _check_int(spec, "max_test_rows", 1, 2**62)
-    if not isinstance(spec["predict"], bool):
-        raise RequestError("predict", f"{spec['predict']!r} must be true or false")
-    if spec["predict"] and test_size == 0:
+    spec = checked(request, TRAIN)
+    if spec["predict"] and spec["test_size"] == 0:
         raise RequestError("predict", "scores the held-out rows, and test_size 0 holds out none")
-    if not isinstance(spec["dataset"], str) or not spec["dataset"]:
-        raise RequestError("dataset", "must be a dataset name, a path or an s3:// URI")
-    for field in ("target", "weight"):
-        if spec[field] is not None and (not isinstance(spec[field], str) or not spec[field]):
-            raise RequestError(field, f"{spec[field]!r} must be a column name")
     check_source(spec["dataset"], spec["target"])
     _check_columns(spec)
     if n_groves(spec) > MAX_GROVES:
@@ -113,40 +73,24 @@ def validate_request(request: Any) -> dict[str, Any]:
 
 
 def _check_columns(spec: dict[str, Any]) -> None:
-    """``features`` (null, or a list) and ``drop`` (a list) of distinct column names, which
-    only a table (CSV or Parquet: named columns) has; their names are checked against its
-    header when it is read."""
-    for field in ("features", "drop"):
-        names = spec[field]
-        if names is None and field == "features":
-            continue
-        if (
-            not isinstance(names, list)
-            or not all(isinstance(n, str) and n for n in names)
-            or len(set(names)) != len(names)
-        ):
-            raise RequestError(field, f"{names!r} must be a list of distinct column names")
-        if field == "features" and not names:
-            raise RequestError(field, "names no column; leave it out to train on every column")
-        if names and not is_table(spec["dataset"]):
+    """``features`` and ``drop`` name columns, which only a table (CSV or Parquet) has; the
+    names are checked against its header when it is read."""
+    for name in ("features", "drop"):
+        columns = spec[name]
+        if name == "features" and columns == []:
+            raise RequestError(name, "names no column; leave it out to train on every column")
+        if columns and not is_table(spec["dataset"]):
             raise RequestError(
-                field,
+                name,
                 f"applies to the named columns of a CSV or Parquet table; {spec['dataset']!r} "
                 "holds arrays",
             )
 
 
-def _check_int(spec: dict[str, Any], field: str, low: int, high: int) -> None:
-    value = spec[field]
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise RequestError(field, f"{value!r} must be an integer from {low} to {high}")
-
-
 def validate_params(params: Any, estimator: str) -> dict[str, Any]:
     """Forest parameters checked by scikit-learn's own constraints, before any fit."""
-    if not isinstance(params, dict):
-        raise RequestError("params", f"must be an object of forest parameters, got {params!r}")
-    allowed = PARAMS[estimator]
+    field(TRAIN, "params").check(params)
+    allowed = FOREST_PARAMS[estimator]
     for name in params:
         if name not in allowed:
             raise RequestError(

@@ -1,4 +1,4 @@
-"""What a validated spec plans: its groves (how many, at most ``MAX_GROVES``, and each one's
+"""What a validated spec plans: its groves (how many, at most ``request.MAX_GROVES``, and each one's
 trees and seed), the training rows each grove reads (``grove_sample``) and the run's
 ``plan.json`` (``run_plan``). Derived, never looked up, so plan, train_grove, merge and search
 agree on every grove without reading a list; no scikit-learn, so the steps that need no model
@@ -16,10 +16,6 @@ import numpy as np
 from groves.data.shards import Layout
 from groves.steps.cost import TEMPLATE_MEMORY_MB, TRAIN_MEMORY_ENV
 from groves.store.records import record_format
-
-# The Distributed Map reads its items from the store, so the grove count is not bound by Step
-# Functions' 256 KB payload limit; 100,000 groves of 1 tree each are allowed.
-MAX_GROVES = 100_000
 
 
 def n_groves(spec: dict[str, Any]) -> int:

@@ -30,10 +30,9 @@ from groves.forest.votes import Target
 from groves.steps.cost import Invocation, search_transitions, step_cost, summarize
 from groves.steps.plan import check_params_against_data, validate_params, validate_request
 from groves.steps.planned import n_groves, planned_groves, run_plan
-from groves.steps.request import FIELDS, SEARCH_DEFAULTS, check_fields
+from groves.steps.request import SEARCH, SEARCH_ONLY, check_fields, checked, field, names
 from groves.steps.trained import check_groves, read_grove_metas, stored_votes
 from groves.store.artifacts import (
-    BUILD_ID,
     digest,
     latest_run,
     new_run_id,
@@ -53,14 +52,14 @@ USAGE = "usage.json"  # the candidates' training and score_candidates, for the s
 # A child execution carries its candidate's grove batches (~100 bytes a grove): 1,000 groves
 # stay far below Step Functions' 256 KB payload limit.
 MAX_GROVES_PER_CANDIDATE = 1_000
-TRAINING_FIELDS = tuple(f for f in FIELDS if f not in ("resume", "predict"))
+SEARCH_FIELDS = names(SEARCH_ONLY)  # beside the training fields
 
 
 def validate_search(request: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The base training spec and every candidate's parameters, each checked by scikit-learn's
     constraints before any training; an error names the candidate and the field."""
-    check_fields(request, (*TRAINING_FIELDS, *SEARCH_DEFAULTS))
-    base = validate_request({k: v for k, v in request.items() if k not in SEARCH_DEFAULTS})
+    check_fields(request, names(SEARCH))
+    base = validate_request({k: v for k, v in request.items() if k not in SEARCH_FIELDS})
     if n_groves(base) > MAX_GROVES_PER_CANDIDATE:
         raise RequestError(
             "grove_size",
@@ -69,27 +68,10 @@ def validate_search(request: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]
         )
     if base["test_size"] == 0:
         raise RequestError("test_size", "a search scores its best on held-out rows: above 0")
-    spec = {**SEARCH_DEFAULTS, **{k: v for k, v in request.items() if k in SEARCH_DEFAULTS}}
-    size = spec["validation_size"]
-    if isinstance(size, bool) or not isinstance(size, int | float) or not 0 < size < 1:
-        raise RequestError("validation_size", f"{size!r} must be a number between 0 and 1")
-    if not isinstance(spec["commit"], bool):
-        raise RequestError(
-            "commit", f"{spec['commit']!r} must be true (the best becomes latest) or false"
-        )
-    winner = spec["winner_build"]
-    if winner is not None and (not isinstance(winner, str) or not BUILD_ID.fullmatch(winner)):
-        raise RequestError(
-            "winner_build",
-            f"{winner!r} must be a build id: 1-80 letters, digits, '.', '_' or '-'",
-        )
+    spec = checked({k: v for k, v in request.items() if k in SEARCH_FIELDS}, SEARCH_ONLY)
     space = spec["search"]
-    if not isinstance(space, dict) or len(space) != 1 or not {"grid", "random"} >= set(space):
-        raise RequestError(
-            "search",
-            'must be {"grid": {param: [values]}} or {"random": {"n_candidates": N, '
-            '"ranges": {param: [low, high]}, "choices": {param: [values]}}}',
-        )
+    if len(space) != 1 or not {"grid", "random"} >= set(space):
+        raise field(SEARCH_ONLY, "search").refused(space)
     if "grid" in space:
         candidates = grid_candidates(space["grid"])
     else:
@@ -189,7 +171,7 @@ def plan_search(store: Store, request: Any, invocation: Invocation | None = None
     runs = [new_run_id() for _ in candidates]
     prepared = write_prepared(store, runs_build, runs[0], inner)
     items, records = [], []
-    base = {k: v for k, v in spec.items() if k not in SEARCH_DEFAULTS}
+    base = {k: v for k, v in spec.items() if k not in SEARCH_FIELDS}
     for index, (run_id, candidate) in enumerate(zip(runs, candidates, strict=True)):
         params = {**spec["params"], **candidate}
         run_spec = {**base, "build_id": runs_build, "params": params, "predict": False}
