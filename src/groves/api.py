@@ -11,7 +11,9 @@ runs, here (``store`` a directory or ``s3://``) or, given ``stack_name`` or
 - ``export_model(store, build_id, path)``: that model as one joblib file
 - ``serve(build_id)``: ``groves serve``: the serve function behind a local HTTP server
 
-A failed execution raises ``RequestError`` (naming the field, before any work) or ``BuildError``.
+A failed execution raises ``RequestError`` (naming the field, before any work) or ``BuildError``;
+AWS that cannot be used (no region, no credentials, no such stack) raises ``AwsError``, the one
+line ``groves start`` prints.
 The estimators ``GrovesClassifier``/``GrovesRegressor`` are in ``groves.estimators``.
 """
 
@@ -19,13 +21,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from groves.engine.asl.history import failure_message
 from groves.engine.console import (
     Progress,
+    aws_problem,
     deployed_root_cause,
     execution_name,
     follow,
@@ -35,7 +39,7 @@ from groves.engine.console import (
 )
 from groves.engine.server import LocalServer
 from groves.engine.server import serve as start_server
-from groves.errors import BuildError, GrovesError, RequestError
+from groves.errors import AwsError, BuildError, GrovesError, RequestError
 from groves.forest import loading
 from groves.steps.request import BATCH_DEFAULTS
 from groves.steps.serve import REFRESH_SECONDS, Service
@@ -209,17 +213,18 @@ def run_deployed(
     import boto3
 
     check(machine, request)  # before an execution is started
-    session = session or boto3.session.Session()
-    sfn = session.client("stepfunctions")
-    output_name, map_state, unit = MACHINES[machine]
-    arn = state_machine_arn(session, stack_name, arn, output_name)
-    name = execution_name(request["build_id"], "predict" if machine == "batch_predict" else "")
-    started = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(request))
-    described = follow(
-        sfn, started["executionArn"], (map_state, None, unit), poll_seconds, show=progress
-    )
-    if described["status"] != "SUCCEEDED":
-        raise failed(*deployed_root_cause(sfn, described))
+    with aws(stack_name):
+        session = session or boto3.session.Session()
+        sfn = session.client("stepfunctions")
+        output_name, map_state, unit = MACHINES[machine]
+        arn = state_machine_arn(session, stack_name, arn, output_name)
+        name = execution_name(request["build_id"], "predict" if machine == "batch_predict" else "")
+        started = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(request))
+        described = follow(
+            sfn, started["executionArn"], (map_state, None, unit), poll_seconds, show=progress
+        )
+        if described["status"] != "SUCCEEDED":
+            raise failed(*deployed_root_cause(sfn, described))
     return json.loads(described["output"])
 
 
@@ -227,7 +232,21 @@ def deployed_store(stack_name: str = "groves", session: Any = None) -> str:
     """The store of a deployed stack (its ``StoreUri`` output)."""
     import boto3
 
-    return stack_output(session or boto3.session.Session(), stack_name, "StoreUri")
+    with aws(stack_name):
+        return stack_output(session or boto3.session.Session(), stack_name, "StoreUri")
+
+
+@contextmanager
+def aws(stack_name: str) -> Iterator[None]:
+    """botocore's errors as ``AwsError``: the one line ``groves start`` prints (no region, no
+    credentials, no such stack, a refused call), not botocore's traceback."""
+    try:
+        yield
+    except Exception as exc:
+        if not type(exc).__module__.startswith("botocore"):
+            raise
+        problem = aws_problem(exc, stack_name, ("stack_name", "state_machine_arn"))
+        raise AwsError(problem) from None
 
 
 def check(machine: str, request: dict[str, Any]) -> None:

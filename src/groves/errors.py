@@ -17,6 +17,11 @@ class BuildError(GrovesError):
     """A build's artifacts are missing or do not fit together; nothing is written."""
 
 
+class AwsError(GrovesError):
+    """AWS could not be used (no region, no credentials, no such stack, a refused call): one
+    line saying what to do, in place of botocore's exception."""
+
+
 class CorruptFile(BuildError, ValueError):
     """A stored file is not what its kind must be (a truncated or damaged JSON record): one
     line naming it, and still a ``ValueError`` for readers that skip such a file."""

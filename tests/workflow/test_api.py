@@ -29,7 +29,7 @@ from test_engines import RoutedLambda, definition, for_moto, functions_for
 import groves
 from groves import api
 from groves.engine import console, executions
-from groves.errors import BuildError, RequestError
+from groves.errors import AwsError, BuildError, RequestError
 from groves.steps.planned import planned_groves
 from groves.store.artifacts import read_plan
 from groves.store.uris import open_store
@@ -60,6 +60,31 @@ def test_the_api_raises_what_the_cli_prints(tmp_path: Path) -> None:
     cause = json.dumps({"errorMessage": "grove 1 ran out of memory", "errorType": "MemoryError"})
     error = api.failed("MemoryError", cause)
     assert isinstance(error, BuildError) and str(error) == "MemoryError: grove 1 ran out of memory"
+
+
+def test_aws_that_cannot_be_used_is_one_line_not_botocores_traceback(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """GIVEN no AWS region, or a stack that does not exist, WHEN a deployed call is made,
+    THEN it raises ``AwsError`` with the line ``groves start`` prints, botocore's error
+    suppressed (no botocore frames in the traceback)."""
+    with mock_aws():
+        with pytest.raises(AwsError) as missing:
+            groves.train("x", stack_name="nope")
+        with pytest.raises(AwsError) as estimator:
+            groves.GrovesClassifier(stack_name="nope").fit([[0], [1]] * 4, [0, 1] * 4)
+    for raised in (missing, estimator):
+        assert str(raised.value) == (
+            "stack 'nope' does not exist in this region: deploy it with sam deploy, "
+            "or pass stack_name or state_machine_arn"
+        )
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask an instance
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    with pytest.raises(AwsError, match=r"^no AWS region: set AWS_DEFAULT_REGION") as no_region:
+        groves.train("x", n_trees=4, stack_name="groves")
+    assert no_region.value.__suppress_context__ and no_region.value.__cause__ is None
 
 
 def test_estimators_are_plain_scikit_learn_estimators(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""``groves event``: the README's ``sam local invoke`` sequence, run as written, with each
-``sam local invoke`` replaced by the function's own handler (``functions/<step>/app.py``)."""
+"""``groves event``: the ``sam local invoke`` sequence of ``docs/deploying.md``, run as
+written, with each ``sam local invoke`` replaced by the function's own handler
+(``functions/<step>/app.py``)."""
 
 from __future__ import annotations
 
@@ -19,13 +20,15 @@ from groves.store.artifacts import metrics_key
 from groves.store.codec import get_json
 from groves.store.uris import open_store
 
+DEPLOYING = ROOT / "docs" / "deploying.md"
 
-def readme_block(marker: str) -> list[str]:
-    """The lines of the README's first ``sh`` block that contains ``marker``."""
-    for block in re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S):
+
+def docs_block(marker: str) -> list[str]:
+    """The lines of docs/deploying.md's first ``sh`` block that contains ``marker``."""
+    for block in re.findall(r"```sh\n(.*?)```", DEPLOYING.read_text(), re.S):
         if marker in block:
             return block.strip().splitlines()
-    raise AssertionError(f"no README block with {marker!r}")
+    raise AssertionError(f"no block of {DEPLOYING.name} with {marker!r}")
 
 
 def handler_of(logical_id: str) -> Any:
@@ -39,12 +42,12 @@ def handler_of(logical_id: str) -> Any:
     return module.handler
 
 
-def test_the_readmes_sam_local_invoke_sequence_works_as_written(
+def test_the_sam_local_invoke_sequence_of_the_docs_works_as_written(
     s3: Any, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     outputs = []
-    for line in readme_block("sam local invoke PlanFunction"):
+    for line in docs_block("sam local invoke PlanFunction"):
         words = shlex.split(line.replace("s3://BUCKET", f"s3://{BUCKET}"))
         if words[:2] == ["groves", "event"]:
             redirect = words.index(">")

@@ -28,6 +28,7 @@ from groves.cli.options import (
 from groves.cli.running import batch_summary, run_here, summary_lines
 from groves.engine.console import (
     UsageError,
+    aws_problem,
     deployed_root_cause,
     execution_name,
     follow,
@@ -158,32 +159,6 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def aws_problem(exc: Exception, args: argparse.Namespace) -> str:
-    """One line saying what is wrong with the AWS set-up and what to do (botocore is imported
-    here, not at start-up)."""
-    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
-
-    if isinstance(exc, NoRegionError):
-        return "no AWS region: set AWS_DEFAULT_REGION (or AWS_REGION), or run aws configure"
-    if isinstance(exc, NoCredentialsError):
-        return (
-            "no AWS credentials: run aws configure, or set AWS_PROFILE or "
-            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-        )
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code, message = error.get("Code", "?"), error.get("Message", "")
-        if code == "ValidationError" and "does not exist" in message:
-            return (
-                f"stack {getattr(args, 'stack_name', '?')!r} does not exist in this region: "
-                "deploy it with sam deploy, or pass --stack-name or --state-machine-arn"
-            )
-        if code == "StateMachineDoesNotExist":
-            return f"{message}: check --state-machine-arn (and the region)"
-        return f"AWS refused {exc.operation_name}: {code}: {message}"
-    return f"cannot reach AWS: {exc}"
-
-
 class Stopped(BaseException):
     """SIGINT or SIGTERM reached the runner: raised in the main thread to unwind the build."""
 
@@ -220,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if not type(exc).__module__.startswith("botocore"):
             raise
-        print(f"groves: {aws_problem(exc, args)}", file=sys.stderr)
+        print(f"groves: {aws_problem(exc, getattr(args, 'stack_name', None))}", file=sys.stderr)
         return 1
     except Stopped as stop:
         # leaving run_local terminated every worker; the run's verified groves stay

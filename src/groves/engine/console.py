@@ -20,6 +20,37 @@ class UsageError(Exception):
     """A command line that cannot work; printed as one line, exit 2."""
 
 
+def aws_problem(
+    exc: Exception,
+    stack_name: str | None,
+    options: tuple[str, str] = ("--stack-name", "--state-machine-arn"),
+) -> str:
+    """One line saying what is wrong with the AWS set-up behind botocore's ``exc`` and what to
+    do; ``options`` name the stack and the state machine as the caller takes them (botocore
+    is imported here, not at start-up)."""
+    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+
+    if isinstance(exc, NoRegionError):
+        return "no AWS region: set AWS_DEFAULT_REGION (or AWS_REGION), or run aws configure"
+    if isinstance(exc, NoCredentialsError):
+        return (
+            "no AWS credentials: run aws configure, or set AWS_PROFILE or "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", "?"), error.get("Message", "")
+        if code == "ValidationError" and "does not exist" in message:
+            return (
+                f"stack {stack_name or '?'!r} does not exist in this region: "
+                f"deploy it with sam deploy, or pass {options[0]} or {options[1]}"
+            )
+        if code == "StateMachineDoesNotExist":
+            return f"{message}: check {options[1]} (and the region)"
+        return f"AWS refused {exc.operation_name}: {code}: {message}"
+    return f"cannot reach AWS: {exc}"
+
+
 # The plan's Maps count a table's files, not the unit of the run's own Map.
 MAP_UNITS = {"ScanParts": "files", "PrepareParts": "files"}
 
