@@ -103,7 +103,7 @@ def test_summary_and_ls_show_the_cost(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["run", "c", *args]) == 0
     summary = capsys.readouterr().out
     line = next(x for x in summary.splitlines() if x.startswith("cost"))
-    assert "GB-s in 5 invocations, 8 state transitions; estimated" in line
+    assert "GB-s in 5 invocations, 9 state transitions; estimated" in line
     assert PRICES["as_of"] in line
     assert main(["ls", "--store", store]) == 0
     listed = capsys.readouterr().out.splitlines()

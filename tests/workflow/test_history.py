@@ -36,7 +36,7 @@ def test_history_prints_a_local_runs_events_and_child_executions(
     assert cli.main(["history", "h", "--store", store]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("execution h (forest): SUCCEEDED in ")
-    events = [line.split()[2:4] for line in lines[2:29]]
+    events = [line.split()[2:4] for line in lines[2:31]]
     assert events[:3] == [
         ["ExecutionStarted"],
         ["TaskStateEntered", "Plan"],
