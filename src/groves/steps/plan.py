@@ -14,7 +14,7 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from groves.data import datasets, stream
 from groves.data.datasets import data_record
 from groves.data.prepared import write_held_out, write_prepared
-from groves.data.shards import Layout, RowWriter
+from groves.data.shards import Layout, RowWriter, shard_count
 from groves.data.tables import DEFAULT_TARGET, check_source, is_folder
 from groves.errors import CorruptFile, RequestError
 from groves.steps.cost import Invocation
@@ -44,6 +44,7 @@ from groves.store.artifacts import (
 )
 from groves.store.codec import dump_npy, get_json, put_json
 from groves.store.protocol import ArtifactNotFound, Store
+from groves.store.records import COUNT, DIGEST, Range, Rec, check
 from groves.store.uris import check_store
 
 ESTIMATORS = {"classifier": RandomForestClassifier, "regressor": RandomForestRegressor}
@@ -374,12 +375,12 @@ def plan_prepared(
     parts, usages = [], list(record.get("part_usages", []))
     for part in range(len(table.files)):
         name = f"{part:05d}"
-        result = read_part(
-            store, part_key(build_id, run_id, f"part_{name}.json"), "shards", "test", "usage"
-        )
+        where = part_key(build_id, run_id, f"part_{name}.json")
+        result = read_part(store, where, "shards", "test", "usage")
+        shards = part_shards(result["shards"], decided, part, f"{store.uri}/{where}")
         key = part_key(build_id, run_id, f"test_{name}.npy")
         blob = read_verified(store, key, result["test"], f"the held-out rows of part {part}")
-        parts.append(part_rows(blob, result["shards"], decided, f"{store.uri}/{key}"))
+        parts.append(part_rows(blob, shards, decided, f"{store.uri}/{key}"))
         usages.append(result["usage"])
     data = table_record(store, spec, run_id, decided, parts)
     usage = {
@@ -390,25 +391,42 @@ def plan_prepared(
     return write_plan(store, spec, run_id, data, usage)
 
 
-def part_rows(blob: bytes, shards: Any, decided: dict[str, Any], where: str) -> stream.PartRows:
-    """A part's shards and held-out rows (two ``.npy`` arrays, one after the other), checked."""
+SHARD = Rec({"rows": Range(1, 1 << 62), "bytes": COUNT, "index": DIGEST})
+
+
+def part_shards(
+    shards: Any, decided: dict[str, Any], part: int, where: str
+) -> list[dict[str, Any]]:
+    """A part's shards as its record lists them: as many as its training rows fill, each
+    with its rows, bytes and index digest."""
+    layout, planned = Layout.of(decided["layout"]), decided["parts"][part]
+    expected = shard_count(planned["n_train"], decided["stripe_rows"], layout.row_bytes)
+    good = isinstance(shards, list) and len(shards) == expected
+    for shard in shards if good else []:
+        good = good and check(shard, SHARD) is None
+    if not good or sum(s["rows"] for s in shards) != planned["n_train"]:
+        raise CorruptFile(f"{where} is damaged (its shards are not the part's training rows)")
+    return shards
+
+
+def part_rows(
+    blob: bytes, shards: list[dict[str, Any]], decided: dict[str, Any], where: str
+) -> stream.PartRows:
+    """A part's held-out rows (two ``.npy`` arrays, one after the other), checked."""
     handle = io.BytesIO(blob)
     try:
         X, y = (np.load(handle, allow_pickle=False) for _ in range(2))
     except (ValueError, OSError, EOFError) as exc:
         raise CorruptFile(f"{where} is damaged") from exc
     layout = Layout.of(decided["layout"])
-    good = (
+    if not (
         X.dtype == np.float32
         and X.ndim == 2
         and X.shape[1] == layout.n_features
         and y.dtype == layout.y_dtype
         and y.shape == (len(X),)
-        and isinstance(shards, list)
-        and all(isinstance(s, dict) and {"rows", "bytes", "index"} <= set(s) for s in shards)
-    )
-    if not good:
-        raise CorruptFile(f"{where} or its part's record is damaged")
+    ):
+        raise CorruptFile(f"{where} is damaged (not the part's held-out rows)")
     return stream.PartRows(shards, X, y)
 
 
