@@ -172,7 +172,10 @@ LABEL = AnyOf((int, float, str, bool))
 CLASSES = Maybe(AnyOf((List(LABEL, 1), List(List(LABEL, 1), 1))))
 COLUMN = AnyOf(
     (
-        Rec({"name": str, "kind": Match("number|bool|category")}, {"categories": List(Maybe(str))}),
+        Rec(
+            {"name": str, "kind": Match("number|bool|category|time|duration")},
+            {"categories": List(Maybe(str))},
+        ),
         Rec(
             {
                 "name": str,
