@@ -45,8 +45,6 @@ from groves.data.records import input_name, input_names
 from groves.data.times import TIME_PARTS, date_part, seconds
 from groves.errors import RequestError
 
-__all__ = ["TIME_PARTS", "input_name", "input_names"]  # and the functions below
-
 KINDS = ("number", "bool", "category", "datetime", "time", "duration")
 MAX_CATEGORIES = 100_000  # per text column: the categories are recorded in plan.json
 FLOAT32_MAX = float(np.finfo(np.float32).max)
