@@ -271,3 +271,108 @@ def test_gc_keeps_the_candidates_of_a_search_in_progress(tmp_path, capsys) -> No
     assert cli.main(["gc", "t", "--keep", "0", "--store", store]) == 0
     assert ": 2 runs" in capsys.readouterr().out
     assert [p.name for p in (tmp_path / "t" / "runs").iterdir()] == [latest]
+
+
+def _tree(root: Path) -> dict[str, int]:
+    return {
+        p.relative_to(root).as_posix(): p.stat().st_size for p in root.rglob("*") if p.is_file()
+    }
+
+
+def test_gc_removes_ended_batches_and_searches_and_dry_run_removes_nothing(
+    tmp_path: Path, capsys
+) -> None:
+    """GIVEN a build with a batch prediction that ended, one in progress, a search that ended
+    whose best stays (promoted) and one whose candidates are all gone, WHEN gc --dry-run, THEN
+    nothing is removed and each item is printed with its bytes; WHEN gc, THEN exactly those
+    items go, the in-progress batch and the kept best's search stay."""
+    root, store = tmp_path / "store", ["--store", str(tmp_path / "store")]
+    search = ["search", "t", "-t", "4", "-g", "2", "--dataset", "iris", *store]
+    assert cli.main([*search, "--grid", "max_depth=1,3", "--commit"]) == 0
+    kept_search = next((root / "t" / "searches").iterdir()).name
+    best = read_latest(LocalStore(root), "t")
+    assert cli.main([*search, "--grid", "max_depth=2,4"]) == 0  # not committed: its best goes
+    gone_search = max(p.name for p in (root / "t" / "searches").iterdir())
+    out = str(tmp_path / "p.csv")
+    assert cli.main(["predict", "t", "--data", "iris", "--out", out, *store]) == 0
+    ended_batch = next((root / "t" / "predictions").iterdir()).name
+    request = {"build_id": "t", "data": "iris", "output": str(tmp_path / "q.csv")}
+    running = handlers.plan_batch({"store": str(root), "request": request})["batch_id"]
+    capsys.readouterr()
+    before = _tree(root)
+
+    assert cli.main(["gc", "t", "--keep", "0", "--dry-run", *store]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert _tree(root) == before, "a dry run removes nothing"
+
+    def size(folder: str) -> int:
+        return sum(v for k, v in before.items() if k.startswith(f"t/{folder}/"))
+
+    assert (
+        f"would remove batch prediction {ended_batch}: {size('predictions/' + ended_batch):,} bytes"
+        in lines
+    )
+    assert f"would remove search {gone_search}: {size('searches/' + gone_search):,} bytes" in lines
+    assert not any(running in line or kept_search in line for line in lines)
+    total = lines[-2]
+    assert total.startswith(
+        "would remove build 't' (the latest and the 0 newest committed runs kept): 3 runs, "
+        "1 batch prediction, 1 search, "
+    )
+    assert lines[-1] == "dry run   nothing was removed"
+
+    assert cli.main(["gc", "t", "--keep", "0", *store]) == 0
+    assert capsys.readouterr().out.startswith(
+        "removed   build 't' (the latest and the 0 newest committed runs kept): 3 runs, "
+        "1 batch prediction, 1 search, "
+    )
+    assert sorted(p.name for p in (root / "t" / "predictions").iterdir()) == [running]
+    assert sorted(p.name for p in (root / "t" / "searches").iterdir()) == [kept_search]
+    assert [p.name for p in (root / "t" / "runs").iterdir() if (p / "manifest.json").exists()] == [
+        best
+    ]
+    removed_bytes = sum(before.values()) - sum(_tree(root).values())
+    assert f"({removed_bytes:,} bytes)" in total, "the dry run's bytes are what gc removes"
+    assert cli.main(["report", "t", "--out", str(tmp_path / "r.html"), *store]) == 0
+
+
+def test_rm_refuses_a_batch_in_progress_and_dry_run_and_rm_run_take_its_batches(
+    tmp_path: Path, capsys
+) -> None:
+    """rm NAME refuses while a batch prediction is being planned (no batch.json yet); rm
+    --run RUN takes the ended batches of that run, not the others; --dry-run removes
+    nothing."""
+    store = str(tmp_path)
+    older, newer = built(store), built(store, seed=5)
+    for run_id in (older, newer):
+        out = str(tmp_path / f"{run_id}.csv")
+        argv = ["predict", "t", "--run", run_id, "--data", "iris", "--out", out, "--store", store]
+        assert cli.main(argv) == 0
+    by_run = {
+        get_json(LocalStore(store), f"t/predictions/{b.name}/batch.json")["run_id"]: b.name
+        for b in (tmp_path / "t" / "predictions").iterdir()
+    }
+    capsys.readouterr()
+    before = _tree(tmp_path)
+    assert cli.main(["rm", "t", "--run", older, "--dry-run", "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert f"would remove run {older}: " in out and f"batch prediction {by_run[older]}: " in out
+    assert by_run[newer] not in out and _tree(tmp_path) == before
+    assert cli.main(["rm", "t", "--run", older, "--store", store]) == 0
+    assert ": 1 run, 1 batch prediction, 0 searches, " in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "t" / "predictions").iterdir()] == [by_run[newer]]
+
+    planning = new_run_id()  # plan_batch has written the rows, not yet batch.json
+    (tmp_path / "t" / "predictions" / planning).mkdir()
+    (tmp_path / "t" / "predictions" / planning / "X.npy").write_bytes(b"rows")
+    assert cli.main(["rm", "t", "--store", store]) == 2
+    assert f"batch prediction {planning} of build 't' is in progress" in capsys.readouterr().err
+    assert cli.main(["gc", "t", "--keep", "0", "--store", store]) == 0
+    assert (tmp_path / "t" / "predictions" / planning).is_dir()
+    (tmp_path / "t" / "predictions" / planning / "history").mkdir()  # it failed: it ended
+    (tmp_path / "t" / "predictions" / planning / "history" / "x.json").write_text("{}")
+    assert cli.main(["rm", "t", "--dry-run", "--store", store]) == 0
+    out = capsys.readouterr().out
+    assert f"would remove run {newer}: " in out and (tmp_path / "t").is_dir()
+    assert cli.main(["rm", "t", "--store", store]) == 0
+    assert not (tmp_path / "t").exists()

@@ -15,7 +15,7 @@ from sklearn import metrics
 import groves
 from groves import cli
 from groves.data.prepared import read_prepared
-from groves.store.artifacts import metrics_key, read_plan
+from groves.store.artifacts import metrics_key, read_latest, read_plan
 from groves.store.codec import get_json
 from groves.store.uris import open_store
 
@@ -100,3 +100,47 @@ def test_a_run_scored_before_the_measures_still_reports(tmp_path: Path, capsys) 
     )
     assert cli.main(["report", "o", "--store", str(store), "--out", str(tmp_path / "r")]) == 0
     assert "balanced accuracy" not in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_a_classifier_of_several_outputs_is_measured_output_by_output(
+    tmp_path: Path, capsys
+) -> None:
+    """GIVEN a target of four outputs (labels 0/1, 0/2, 0/3, 0/5), WHEN it is trained and
+    scored, THEN metrics.json holds, beside the accuracy of whole rows, each output's accuracy,
+    balanced accuracy, log-loss, ROC AUC and classes' precision, recall and F1 as scikit-learn
+    computes them on the model's answers; the summary and the report show them."""
+    from test_multi_output import heldout, multilabel
+
+    path, _, _ = multilabel(tmp_path)
+    store = str(tmp_path / "store")
+    argv = ["run", "m", "-t", "9", "-g", "4", "--dataset", str(path), "-p", "--store", store]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    run_id = read_latest(open_store(store), "m")
+    record = get_json(open_store(store), metrics_key("m", run_id))
+    X, y = heldout(store, "m", run_id)
+    model = groves.load_model(store, "m")
+    predicted, probas = model.predict(X), model.predict_proba(X)
+    assert record["scores"] == {"accuracy": record["score"]}
+    assert [o["output"] for o in record["per_output"]] == [0, 1, 2, 3]
+    for j, (output, proba) in enumerate(zip(record["per_output"], probas, strict=True)):
+        truth, answer, classes = y[:, j], predicted[:, j], model.classes_[j]
+        scores = output["scores"]
+        assert scores["accuracy"] == metrics.accuracy_score(truth, answer)
+        assert scores["balanced_accuracy"] == pytest.approx(
+            metrics.balanced_accuracy_score(truth, answer)
+        )
+        assert scores["log_loss"] == pytest.approx(metrics.log_loss(truth, proba, labels=classes))
+        assert scores["roc_auc"] == pytest.approx(metrics.roc_auc_score(truth, proba[:, 1]))
+        precision, recall, _, support = metrics.precision_recall_fscore_support(truth, answer)
+        assert [c["class"] for c in output["per_class"]] == classes.tolist()
+        np.testing.assert_allclose([c["precision"] for c in output["per_class"]], precision)
+        np.testing.assert_allclose([c["recall"] for c in output["per_class"]], recall)
+        assert [c["support"] for c in output["per_class"]] == support.tolist()
+        line = f"output    {j}  accuracy {scores['accuracy']:.4f}, balanced accuracy "
+        assert line in out
+    assert "  class   5  precision " in out
+    page = tmp_path / "report"
+    assert cli.main(["report", "m", "--store", store, "--out", str(page)]) == 0
+    text = (page / "report.html").read_text()
+    assert "<h2>Each output</h2>" in text and "output 3  accuracy 0." in text

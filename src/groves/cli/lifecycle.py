@@ -58,16 +58,31 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
-def removed_line(removed: Any, what: str) -> str:
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}{'es' if word[-1] == 'h' else 's'}"
+
+
+def removed_lines(removed: Any, what: str) -> list[str]:
+    """What a removal deleted, one line in all; with ``--dry-run``, first each item it would
+    delete with its bytes, then the line in all, removing nothing."""
     kept = (
         f"; the rows of {', '.join(removed.rows_kept)} stay (a kept run shares them)"
         if removed.rows_kept
         else ""
     )
-    return (
-        f"removed   {what}: {len(removed.runs)} runs, {removed.files} files, "
-        f"{removed.bytes / 2**20:.1f} MB{kept}"
+    counts = ", ".join(
+        plural(len(removed.ids(kind)), kind) for kind in ("run", "batch prediction", "search")
     )
+    verb = "would remove" if removed.dry_run else "removed  "
+    lines = [f"{verb} {kind} {item_id}: {size:,} bytes" for kind, item_id, size in removed.items]
+    lines = lines if removed.dry_run else []
+    lines.append(
+        f"{verb} {what}: {counts}, {removed.files} files, {removed.bytes / 2**20:.1f} MB "
+        f"({removed.bytes:,} bytes){kept}"
+    )
+    if removed.dry_run:
+        lines.append("dry run   nothing was removed")
+    return lines
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
@@ -75,20 +90,29 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
     store = opened(args)
     if args.run is None:
-        print(removed_line(remove_build(store, args.build_id), f"build {args.build_id!r}"))
+        removed = remove_build(store, args.build_id, args.dry_run)
+        print("\n".join(removed_lines(removed, f"build {args.build_id!r}")))
         return 0
-    removed = remove_run(store, args.build_id, check_run_id(args.run, "--run"))
-    print(removed_line(removed, f"run {args.run} of build {args.build_id!r}"))
+    removed = remove_run(store, args.build_id, check_run_id(args.run, "--run"), args.dry_run)
+    print("\n".join(removed_lines(removed, f"run {args.run} of build {args.build_id!r}")))
     return 0
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
     from groves.store.cleanup import collect
 
-    removed = collect(opened(args), args.build_id, args.keep)
+    removed = collect(opened(args), args.build_id, args.keep, args.dry_run)
     kept = f"the latest and the {args.keep} newest committed runs kept"
-    print(removed_line(removed, f"build {args.build_id!r} ({kept})"))
+    print("\n".join(removed_lines(removed, f"build {args.build_id!r} ({kept})")))
     return 0
+
+
+def dry_run_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be removed and its bytes, removing nothing",
+    )
 
 
 def add_parsers(commands: Any) -> None:
@@ -114,13 +138,19 @@ def add_parsers(commands: Any) -> None:
         "rm", help="delete a run of a build, or the whole build (never what work in progress uses)"
     )
     rm.add_argument("build_id", metavar="NAME", help="a build in the store")
-    rm.add_argument("--run", help="delete this run only, not the latest (default: the whole build)")
+    rm.add_argument(
+        "--run",
+        help="delete this run only, not the latest, and its ended batch predictions and "
+        "searches (default: the whole build)",
+    )
+    dry_run_argument(rm)
     store_argument(rm)
     rm.set_defaults(func=cmd_rm, parser=rm)
 
     gc = commands.add_parser(
         "gc",
-        help="delete a build's runs but the latest, the newest committed ones and those in use",
+        help="delete a build's runs but the latest, the newest committed ones and those in "
+        "use, and its ended batch predictions and searches",
     )
     gc.add_argument("build_id", metavar="NAME", help="a build in the store")
     gc.add_argument(
@@ -130,5 +160,6 @@ def add_parsers(commands: Any) -> None:
         metavar="N",
         help="committed runs to keep besides the latest, newest first",
     )
+    dry_run_argument(gc)
     store_argument(gc)
     gc.set_defaults(func=cmd_gc, parser=gc)

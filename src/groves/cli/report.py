@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from groves.cli.scores import described, per_class_lines
+from groves.cli.scores import described, per_class_lines, per_output_lines
 from groves.data.prepared import read_prepared
 from groves.engine.asl.history import state_name
 from groves.engine.executions import stored
@@ -420,8 +420,19 @@ pre {{ background: #f4f4f4; padding: 1em; overflow-x: auto; }}
 
 
 def _classes_html(metrics: dict[str, Any] | None) -> str:
-    """Each class's precision, recall and F1 (the first ``REPORTED_CLASSES``), if scored."""
+    """Each class's precision, recall and F1 (the first ``REPORTED_CLASSES``), if scored;
+    with several outputs, each output's measures and then its classes'."""
     per_class = (metrics or {}).get("per_class")
+    per_output = (metrics or {}).get("per_output")
+    if per_output:
+        lines, room, more = [], REPORTED_CLASSES, 0
+        for output, line in zip(per_output, per_output_lines(per_output), strict=True):
+            lines.append(f"output {line}")
+            shown = output["per_class"][:room]
+            lines += [f"  {text}" for text in per_class_lines(shown)] if shown else []
+            room, more = room - len(shown), more + len(output["per_class"]) - len(shown)
+        note = f"<p>and {more:,} more classes in metrics.json</p>" if more else ""
+        return f"<h2>Each output</h2>\n<pre>{html.escape(chr(10).join(lines))}</pre>{note}"
     if not per_class:
         return ""
     shown = per_class[:REPORTED_CLASSES]

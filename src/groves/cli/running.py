@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from groves.cli.scores import described, per_class_lines
+from groves.cli.scores import described, per_class_lines, per_output_lines
 from groves.engine.console import Progress, local_root_cause, report_failure
 from groves.engine.limits import check_memory_mb
 from groves.engine.local import run_local, start_workers
@@ -73,6 +73,11 @@ def measure_lines(metrics: dict[str, Any]) -> list[str]:
         lines += [f"class     {text}" for text in per_class_lines(per_class)]
     elif line and "roc_auc" in metrics.get("scores", {}):
         lines.append("class     each class's precision, recall and F1: metrics.json, groves report")
+    for output in metrics.get("per_output", ()):
+        lines.append(f"output    {per_output_lines([output])[0]}")
+        lines += [f"  class   {text}" for text in per_class_lines(output.get("per_class") or [])]
+    if len(metrics.get("per_output", ())) < (metrics.get("n_outputs") or 0):
+        lines.append("output    the other outputs' measures: metrics.json, groves report")
     return lines
 
 

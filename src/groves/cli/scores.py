@@ -40,3 +40,12 @@ def per_class_lines(per_class: list[dict[str, Any]]) -> list[str]:
         f"F1 {c['f1']:.4f}  ({c['support']:,} rows)"
         for c in per_class
     ]
+
+
+def per_output_lines(per_output: list[dict[str, Any]]) -> list[str]:
+    """Each output's accuracy and measures (a classifier of several outputs), one line each."""
+    return [
+        f"{o['output']}  accuracy {o['scores']['accuracy']:.4f}"
+        + (f", {described(o)}" if described(o) else "")
+        for o in per_output
+    ]

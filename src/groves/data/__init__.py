@@ -14,7 +14,10 @@
   sample with parallel ranged reads.
 - ``selection``: the columns a build trains on (the request's ``features`` and ``drop``), and
   the columns that look like ids, which plan warns of.
-- ``encoding``: each column's kind, text columns' categories and codes, date columns' parts.
+- ``encoding``: each column's kind, text columns' categories and codes, date columns' parts,
+  times of day and durations as seconds.
+- ``times``: the arithmetic of dates, times and durations from whole microseconds (numpy
+  only), which ``encoding`` and ``records`` share.
 - ``pipeline``: the ``Pipeline`` that encodes a DataFrame as the build did, of scikit-learn and
   pandas objects only.
 - ``rows``: new rows for prediction, read block by block in the training columns' order.

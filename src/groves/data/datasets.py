@@ -164,10 +164,8 @@ def table_features(
         if kind == "category":
             X[:, j], words[j] = encoding.text_codes(values)
             encoding.refuse_typo(name, X[:, j], words[j], where)
-        elif kind == "datetime":
-            X[:, j] = encoding.time_part(values, column, where, "dataset")
         else:
-            X[:, j] = encoding.to_numbers(name, values, where, "dataset")
+            X[:, j] = encoding.column_values(values, column, where, "dataset")
     y = arrow_labels(table.column(target), source)
     labels = None
     if y.dtype.kind == "U":

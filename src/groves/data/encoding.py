@@ -18,11 +18,18 @@ table and recorded in ``plan.json`` (and so in the manifest) as ``{"name", "kind
   time zones too); one without is taken as written (``"utc": false``; prediction then needs
   none): a time zone is never guessed. A CSV's ISO 8601 text that pyarrow reads as
   timestamps or dates counts too.
+- ``time``: a time of day as seconds since midnight (a CSV's ``HH:MM:SS`` text, which pyarrow
+  reads as times, counts too). A time of day has no time zone in Arrow: none is involved.
+- ``duration``: a duration (pandas' timedelta) as seconds; at prediction, numbers are taken as
+  seconds too (a CSV has no durations: a duration column is written as its seconds).
 
-Times of day, durations, binary and nested columns are refused, naming the column. Prediction
-applies the recorded encoding by column name (``encode_table``); ``groves.data.pipeline`` builds
-the same encoding as scikit-learn transformers in front of the forest, so both predict the same
-row for row.
+These are numbers with a unit, and seconds is the unit the forest then splits on: converting
+them is what a user would do by hand, and done here it is recorded and applied alike
+wherever the model predicts. Binary and nested columns are refused, naming the column.
+Prediction applies the recorded encoding by column name (``encode_table``);
+``groves.data.pipeline`` builds the same encoding as scikit-learn transformers in front of the
+forest, and ``groves.data.records`` for JSON rows (the serve function), so all predict the same
+row for row (the arithmetic from microseconds on is shared: ``groves.data.times``).
 """
 
 from __future__ import annotations
@@ -34,10 +41,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from groves.data.records import input_name, input_names
+from groves.data.times import TIME_PARTS, date_part, seconds
 from groves.errors import RequestError
 
-KINDS = ("number", "bool", "category", "datetime")
-TIME_PARTS = ("seconds", "year", "month", "day", "weekday", "hour")  # a date has no hour
+KINDS = ("number", "bool", "category", "datetime", "time", "duration")
 MAX_CATEGORIES = 100_000  # per text column: the categories are recorded in plan.json
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
@@ -65,15 +73,15 @@ def column_kind(name: str, kind: pa.DataType, where: str) -> str:
         return "category"
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
         return "datetime"
-    if pa.types.is_temporal(kind):
-        raise RequestError(
-            "dataset",
-            f"column {name!r} of {where} holds {kind} values; groves trains on numbers, "
-            "booleans, text, dates and timestamps: convert it first (for example to seconds)",
-        )
+    if pa.types.is_time(kind):
+        return "time"
+    if pa.types.is_duration(kind):
+        return "duration"
     raise RequestError(
         "dataset",
-        f"column {name!r} of {where} has type {kind}; groves trains on numbers, booleans and text",
+        f"column {name!r} of {where} has type {kind}; groves trains on numbers, booleans, text, "
+        "dates, timestamps, times of day and durations: convert it or leave it out (drop "
+        f"[{name!r}], --drop {name})",
     )
 
 
@@ -90,16 +98,6 @@ def time_columns(name: str, kind: pa.DataType) -> list[dict[str, Any]]:
 def expanded(name: str, kind: str, arrow: pa.DataType) -> list[dict[str, Any]]:
     """A training column as the feature columns it becomes (one, or a date's parts)."""
     return time_columns(name, arrow) if kind == "datetime" else [{"name": name, "kind": kind}]
-
-
-def input_name(column: dict[str, Any]) -> str:
-    """The input column a feature column is read from (a date part's, its date column)."""
-    return column.get("column", column["name"])
-
-
-def input_names(columns: Sequence[dict[str, Any]]) -> list[str]:
-    """The input columns of ``columns``, each once, in order."""
-    return list(dict.fromkeys(input_name(c) for c in columns))
 
 
 def time_part(
@@ -124,14 +122,54 @@ def time_part(
             "this column (groves never guesses a time zone: convert it)",
         )
     stamps = pc.cast(values, pa.timestamp("us", "UTC" if aware else None), safe=False)
-    part = column["part"]
-    if part == "seconds":
-        found = pc.divide(pc.cast(stamps, pa.int64()).cast(pa.float64()), 1e6)
-    elif part == "weekday":
-        found = pc.day_of_week(stamps)
-    else:
-        found = getattr(pc, part)(stamps)
-    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.float64)
+    return date_part(*_micros(stamps), column["part"])
+
+
+def _micros(values: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Timestamps, times or durations of microseconds as int64 microseconds, and the mask of
+    the missing ones."""
+    micros = pc.fill_null(pc.cast(values, pa.int64()), 0)
+    missing = pc.is_null(values).to_numpy(zero_copy_only=False)
+    return np.asarray(micros.to_numpy(zero_copy_only=False), dtype=np.int64), missing
+
+
+def time_seconds(
+    values: pa.ChunkedArray, column: dict[str, Any], where: str, field: str, first_row: int = 0
+) -> np.ndarray:
+    """A time-of-day column as seconds since midnight, or a duration column as seconds
+    (numbers: seconds already), float64 with null as NaN."""
+    name, kind = column["name"], values.type
+    if column["kind"] == "time" and pa.types.is_time(kind):
+        return seconds(*_micros(pc.cast(values, pa.time64("us"), safe=False)))
+    if column["kind"] == "duration" and pa.types.is_duration(kind):
+        return seconds(*_micros(pc.cast(values, pa.duration("us"), safe=False)))
+    if column["kind"] == "duration" and is_scalar(kind) and not pa.types.is_boolean(kind):
+        return to_numbers(name, values, where, field, first_row)
+    trained = "times of day" if column["kind"] == "time" else "durations (or seconds)"
+    raise RequestError(
+        field,
+        f"column {name!r} of {where} has type {kind}; the model was trained with {trained} in "
+        "this column",
+    )
+
+
+def column_values(
+    values: pa.ChunkedArray, column: dict[str, Any], where: str, field: str, first_row: int = 0
+) -> np.ndarray:
+    """A feature column of any kind but ``category`` (whose codes need its categories) as
+    float64, null as NaN: the one encoding of training and prediction."""
+    kind = column["kind"]
+    if kind == "datetime":
+        return time_part(values, column, where, field)
+    if kind in ("time", "duration"):
+        return time_seconds(values, column, where, field, first_row)
+    if not is_scalar(values.type):
+        raise RequestError(
+            field,
+            f"column {column['name']!r} of {where} has type {values.type}; the model was "
+            f"trained with {kind} values in this column",
+        )
+    return to_numbers(column["name"], values, where, field, first_row)
 
 
 def is_text(kind: pa.DataType) -> bool:
@@ -285,19 +323,16 @@ def encode_table(
     X = np.empty((table.num_rows, len(columns)), dtype=np.float32)
     for j, column in enumerate(columns):
         values = table.column(input_name(column))
-        if column["kind"] == "datetime":
-            X[:, j] = time_part(values, column, where, field)
-            continue
-        if not is_scalar(values.type):
+        if column["kind"] != "category":
+            X[:, j] = column_values(values, column, where, field, first_row)
+        elif not is_scalar(values.type):
             raise RequestError(
                 field,
                 f"column {column['name']!r} of {where} has type {values.type}; the model was "
-                f"trained with {column['kind']} values in this column",
+                "trained with category values in this column",
             )
-        if column["kind"] == "category":
-            X[:, j] = category_codes(values, column["categories"])
         else:
-            X[:, j] = to_numbers(column["name"], values, where, field, first_row)
+            X[:, j] = category_codes(values, column["categories"])
     return X
 
 
@@ -354,5 +389,5 @@ def is_scalar(kind: pa.DataType) -> bool:
 
 def needs_encoding(columns: Sequence[dict[str, Any]]) -> bool:
     """Whether a model takes its rows through an encoding (``groves.data.pipeline``): it has
-    text or date columns."""
-    return any(c["kind"] in ("category", "datetime") for c in columns)
+    text, date, time-of-day or duration columns."""
+    return any(c["kind"] not in ("number", "bool") for c in columns)

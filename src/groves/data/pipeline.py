@@ -10,10 +10,13 @@ module's functions (``pandas.to_datetime``, ``operator.attrgetter("dt.year")``, 
 transformer class or function of groves's own would make the pickle need groves to load.
 
 Time zones as ``groves predict`` has them: a column trained with time zones is converted to
-UTC, one trained without is taken as written and refuses values with a time zone (pandas'
-``astype`` raises). One difference: given values without a time zone for a column trained
-with them, ``pandas.to_datetime(utc=True)`` takes them for UTC, where ``groves predict``
-refuses them (nothing in pandas refuses them without code of groves's own).
+UTC and refuses values without one (a naive dtype by pandas' ``astype``, naive text by being
+replaced with text that does not parse: pandas alone has no other refusal); one trained
+without is taken as written and refuses values with a time zone (pandas' ``astype`` raises).
+
+A time of day becomes seconds since midnight (``pandas.to_timedelta`` of its text: ``HH:MM:SS``,
+as ``datetime.time`` prints and a CSV has it), a duration seconds (``pandas.to_timedelta`` with
+``unit="s"``: numbers are seconds, as ``groves predict`` takes them).
 """
 
 from __future__ import annotations
@@ -37,11 +40,19 @@ PANDAS_PARTS = {
 }
 
 
+# Text without a time zone at its end (``Z``, ``+01:00``, ``-0500``): what a column trained
+# with time zones refuses, replaced by text that then fails to parse, naming what is wrong
+NO_ZONE = r"^(?!.*(?:Z|[+-]\d\d:?\d\d)$).+$"
+NO_ZONE_TEXT = "a time without a time zone (the model was trained with time zones)"
+
+
 def _group(column: dict[str, Any]) -> tuple[str, str]:
-    """Consecutive feature columns encoded by one transformer: text, numbers, or the parts of
-    one date column."""
+    """Consecutive feature columns encoded by one transformer: text, numbers, the parts of
+    one date column, or one time-of-day or duration column."""
     if column["kind"] == "datetime":
         return "datetime", column["column"]
+    if column["kind"] in ("time", "duration"):
+        return column["kind"], column["name"]
     return ("text", "") if column["kind"] == "category" else ("numbers", "")
 
 
@@ -72,8 +83,15 @@ def _times(run: list[dict[str, Any]]) -> Any:
 
     utc = run[0]["utc"]
     epoch = pd.Timestamp(0, tz="UTC" if utc else None)
-    if utc:  # any time zone, converted to UTC
-        read = [FunctionTransformer(pd.to_datetime, kw_args={"utc": True})]
+    if utc:  # any time zone, converted to UTC; none refused
+        read = [
+            # Python datetimes as a datetime dtype, which astype checks
+            FunctionTransformer(operator.methodcaller("infer_objects")),
+            FunctionTransformer(
+                operator.methodcaller("replace", NO_ZONE, NO_ZONE_TEXT, regex=True)
+            ),
+            FunctionTransformer(operator.methodcaller("astype", "datetime64[us, UTC]")),
+        ]
     else:  # as written; a value with a time zone is refused
         read = [
             FunctionTransformer(pd.to_datetime),
@@ -94,6 +112,26 @@ def _times(run: list[dict[str, Any]]) -> Any:
     return make_pipeline(*read, FeatureUnion(parts))
 
 
+def _seconds(column: dict[str, Any]) -> Any:
+    """A time-of-day column as seconds since midnight, or a duration column as seconds."""
+    import pandas as pd
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    if column["kind"] == "time":  # its text, HH:MM:SS[.ffffff]
+        read = [
+            FunctionTransformer(operator.methodcaller("astype", "string")),
+            FunctionTransformer(pd.to_timedelta),
+        ]
+    else:  # durations, or numbers of seconds
+        read = [FunctionTransformer(pd.to_timedelta, kw_args={"unit": "s"})]
+    return make_pipeline(
+        *read,
+        FunctionTransformer(operator.methodcaller("__truediv__", pd.Timedelta(1, "s"))),
+        FunctionTransformer(operator.methodcaller("to_frame")),
+    )
+
+
 def _example(columns: Sequence[dict[str, Any]]) -> Any:
     """A frame with every input column, of its kind, to fit the encoding on (it learns the
     column names only: categories and parts are given)."""
@@ -108,6 +146,10 @@ def _example(columns: Sequence[dict[str, Any]]) -> Any:
             values[c["column"]] = pd.Series(
                 [pd.Timestamp(0, tz="UTC" if c["utc"] else None)] * rows
             )
+        elif c["kind"] == "time":
+            values[c["name"]] = ["00:00:00"] * rows
+        elif c["kind"] == "duration":
+            values[c["name"]] = pd.Series([pd.Timedelta(0)] * rows)
         else:
             values[c["name"]] = np.zeros(rows)
     return pd.DataFrame(values, columns=input_names(columns))
@@ -124,6 +166,8 @@ def pipeline(columns: Sequence[dict[str, Any]], forest: Any) -> Any:
         run = list(group)
         if kind == "datetime":
             steps.append((f"time_{len(steps)}", _times(run), name))  # a Series: one column
+        elif kind in ("time", "duration"):
+            steps.append((f"{kind}_{len(steps)}", _seconds(run[0]), name))
         elif kind == "text":
             steps.append((f"text_{len(steps)}", _text(run), [input_name(c) for c in run]))
         else:

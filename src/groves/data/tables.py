@@ -216,7 +216,14 @@ def frame_columns(schema: pa.Schema) -> list[str]:
     return [name for name in schema.names if name not in stored]
 
 
-ARROW_TYPES = {"number": pa.float64(), "bool": pa.bool_(), "category": pa.string()}
+# a CSV has no durations: a duration column is read as numbers, its seconds
+ARROW_TYPES = {
+    "number": pa.float64(),
+    "bool": pa.bool_(),
+    "category": pa.string(),
+    "time": pa.time64("us"),
+    "duration": pa.float64(),
+}
 
 
 def blocks(batches: Iterable[pa.RecordBatch], rows: int | None = None) -> Iterator[pa.Table]:
@@ -291,6 +298,8 @@ def _csv_batches(
 def _kind_word(kind: pa.DataType) -> str:
     if pa.types.is_timestamp(kind):
         return "timestamp with a time zone" if kind.tz else "date or timestamp without a time zone"
+    if pa.types.is_time(kind):
+        return "time of day (HH:MM:SS)"
     return "number" if kind == pa.float64() else "boolean" if kind == pa.bool_() else str(kind)
 
 

@@ -5,7 +5,9 @@ and the report read; scikit-learn's ``sklearn.metrics`` computes each):
   class; more classes: one-vs-rest, macro-averaged; ``None`` when the rows lack a class), and
   each class's precision, recall, F1 and support;
 - a regressor: R², MAE and RMSE (averaged over outputs);
-- a classifier of several outputs: its score (the accuracy of whole rows) alone.
+- a classifier of several outputs: its score (the accuracy of whole rows), and for each output
+  (``per_output``) what a classifier of that output alone has: accuracy, balanced accuracy,
+  log-loss, ROC AUC and each class's precision, recall, F1 and support.
 
 Probabilities are the votes divided by the trees, as the forest's ``predict_proba``
 (normalized: log-loss wants rows that sum to 1 to the last bit).
@@ -22,7 +24,8 @@ from groves.forest.votes import Target
 
 def measures(target: Target, y_true: np.ndarray, votes: np.ndarray, n_trees: int) -> dict[str, Any]:
     """``{"scores": {name: value}, "per_class": [...]}`` (``per_class`` for a classifier of one
-    output only), plain JSON numbers."""
+    output; with several, ``per_output``: one such record per output, with ``output``, its
+    index), plain JSON numbers."""
     from sklearn import metrics
 
     y_pred = target.decide(votes, n_trees)
@@ -35,7 +38,14 @@ def measures(target: Target, y_true: np.ndarray, votes: np.ndarray, n_trees: int
             }
         }
     if target.n_outputs > 1:
-        return {"scores": {"accuracy": target.score(y_true, y_pred)}}
+        outputs = zip(target.classes, target.per_output(votes), y_true.T, strict=True)
+        return {
+            "scores": {"accuracy": target.score(y_true, y_pred)},
+            "per_output": [
+                {"output": j, **measures(Target((classes,)), y, part, n_trees)}
+                for j, (classes, part, y) in enumerate(outputs)
+            ],
+        }
     classes = target.classes[0]
     proba = votes / votes.sum(axis=1, keepdims=True)  # rows summing to 1 to the last bit
     precision, recall, f1, support = metrics.precision_recall_fscore_support(

@@ -54,15 +54,21 @@ class ServedModel:
             "n_trees": self.kernel.n_trees,
             "n_outputs": self.kernel.n_outputs,
             "classes": self.classes,
-            "columns": [
-                {"name": c["name"], "kind": c["kind"], **_categories(c)}
-                for c in self.encoder.columns
-            ],
+            "columns": [_described(self.encoder, name) for name in self.encoder.names],
         }
 
 
-def _categories(column: dict[str, Any]) -> dict[str, Any]:
-    return {"categories": column["categories"]} if column["kind"] == "category" else {}
+def _described(encoder: RowEncoder, name: str) -> dict[str, Any]:
+    """An input column as a request gives it: its kind, a text column's categories, whether
+    a date column takes time zones and the parts it becomes."""
+    features = [encoder.columns[j] for j in encoder.features[name]]
+    found = {"name": name, "kind": features[0]["kind"]}
+    if found["kind"] == "category":
+        found["categories"] = features[0]["categories"]
+    if found["kind"] == "datetime":
+        found["utc"] = features[0]["utc"]
+        found["parts"] = [c["part"] for c in features]
+    return found
 
 
 def _grove_part(store: Store, manifest: dict[str, Any], record: dict[str, Any]) -> Part:
@@ -89,7 +95,9 @@ def load_served(store: Store, build_id: str, run_id: str | None = None) -> Serve
             f"its manifest records {manifest['n_trees']}"
         )
     data = manifest["data"]
-    encoder = RowEncoder(feature_columns(data), bool(data.get("named", True)))
+    encoder = RowEncoder(
+        feature_columns(data), bool(data.get("named", True)), ignore=data.get("dropped", ())
+    )
     return ServedModel(
         build_id=build_id,
         run_id=manifest["run_id"],

@@ -76,6 +76,12 @@ def score_build(
     if len(metrics.get("per_class", ())) > SUMMARY_CLASSES:
         left_out.append("per_class")  # the output stays small whatever the classes
     summary = {k: v for k, v in metrics.items() if k not in left_out}
+    if "per_output" in metrics:  # as small: the first outputs, their classes if few
+        shown = metrics["per_output"][:SUMMARY_CLASSES]
+        if sum(len(o["per_class"]) for o in shown) > SUMMARY_CLASSES:
+            shown = [{k: v for k, v in o.items() if k != "per_class"} for o in shown]
+        summary["per_output"] = shown
+        summary["n_outputs"] = target.n_outputs
     return {
         **summary,
         "metrics": f"{store.uri}/{metrics_key(build_id, run_id)}",

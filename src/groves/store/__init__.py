@@ -16,8 +16,9 @@
   its size and sha256 match what its writer recorded.
 - ``promotions``: ``groves promote`` (any committed run becomes ``latest``, pinned against runs
   that started before it) and the build's record of every promote.
-- ``cleanup``: ``groves rm`` and ``groves gc``, which never delete the latest or a run that a
-  batch, search or build in progress uses.
+- ``cleanup``: ``groves rm`` and ``groves gc`` (runs, and the folders of ended batch
+  predictions and searches; ``--dry-run``), which never delete the latest or a run or folder
+  that a batch, search or build in progress uses.
 - ``records``: one schema per kind of stored JSON record (latest, plan, manifest, grove,
   metrics), checked whenever one is read back: a damaged record is one ``CorruptFile`` line.
 """

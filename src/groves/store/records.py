@@ -172,7 +172,10 @@ LABEL = AnyOf((int, float, str, bool))
 CLASSES = Maybe(AnyOf((List(LABEL, 1), List(List(LABEL, 1), 1))))
 COLUMN = AnyOf(
     (
-        Rec({"name": str, "kind": Match("number|bool|category")}, {"categories": List(Maybe(str))}),
+        Rec(
+            {"name": str, "kind": Match("number|bool|category|time|duration")},
+            {"categories": List(Maybe(str))},
+        ),
         Rec(
             {
                 "name": str,
@@ -205,6 +208,10 @@ DATA = Rec(
 )
 # metrics.json's measures beyond the score (``groves.forest.measures``)
 MEASURES = ("accuracy", "balanced_accuracy", "log_loss", "roc_auc", "r2", "mae", "rmse")
+SCORES = Rec({}, {name: Maybe(float) for name in MEASURES})
+PER_CLASS = List(
+    Rec({"class": LABEL, "precision": float, "recall": float, "f1": float, "support": COUNT})
+)
 SPEC = Rec({"n_trees": Range(1, 1 << 31), "estimator": Match("classifier|regressor")})
 GROVE = Rec(
     {
@@ -275,17 +282,10 @@ SCHEMAS: dict[str, Any] = {
             "grove_scores": List(float),
             "score_by_trees": List(Rec({"n_trees": Range(1, 1 << 31), "score": float})),
             "cost": ANY,
-            "scores": Rec({}, {name: Maybe(float) for name in MEASURES}),
-            "per_class": List(
-                Rec(
-                    {
-                        "class": LABEL,
-                        "precision": float,
-                        "recall": float,
-                        "f1": float,
-                        "support": COUNT,
-                    }
-                )
+            "scores": SCORES,
+            "per_class": PER_CLASS,
+            "per_output": List(
+                Rec({"output": Range(0, 1 << 16), "scores": SCORES}, {"per_class": PER_CLASS})
             ),
         },
     ),
