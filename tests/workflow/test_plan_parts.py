@@ -133,3 +133,40 @@ def test_a_bad_part_event_names_its_field(tmp_path: Path, event: dict, field: st
     with pytest.raises(RequestError) as caught:
         handlers.plan_part({**ids, **event})
     assert caught.value.field == field
+
+
+def test_a_folder_with_decimal_labels_and_boolean_features_plans(tmp_path: Path) -> None:
+    """Labels of every kind go through the scans' JSON: decimals (as floats), booleans."""
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "t").mkdir()
+    for k in range(2):
+        labels = [Decimal(f"{(i * 7 + k) % 5}.0") for i in range(40)]
+        table = pa.table(
+            {
+                "x": pa.array([float(i % 5) for i in range(40)]),
+                "flag": pa.array([i % 2 == 0 for i in range(40)]),
+                "y": pa.array(labels, pa.decimal128(4, 1)),
+            }
+        )
+        pq.write_table(table, tmp_path / "t" / f"p{k}.parquet")
+    store = str(tmp_path / "st")
+    request = {"build_id": "b", "dataset": f"{tmp_path}/t/", "target": "y", "n_trees": 2}
+    out = handlers.plan({"store": store, "request": {**request, "estimator": "regressor"}})
+    run_parts(out, "scan")
+    step(out, "scanned")
+    run_parts(out, "prepare")
+    planned = step(out, "prepared")
+    assert planned["data"]["n_rows"] == 80
+    out = handlers.plan({"store": store, "request": {**request, "build_id": "c"}})
+    run_parts(out, "scan")
+    step(out, "scanned")
+    plan = json.loads(
+        LocalStore(store).get_bytes(
+            PREFIX.replace("b/", "c/").format(run=out["run_id"]) + "decided.json"
+        )
+    )
+    assert plan["data"]["classes"] == [0.0, 1.0, 2.0, 3.0, 4.0]
