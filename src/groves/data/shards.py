@@ -144,29 +144,33 @@ class RowWriter:
     def add(self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> None:
         self.pending.append((np.asarray(X, np.float32), np.asarray(y), w))
         self.pending_rows += len(y)
-        while self.pending_rows >= self.stripe_rows:
-            self._stripe(self.stripe_rows)
+        if self.pending_rows < self.stripe_rows:
+            return
+        X, y, w = self._joined()  # once a block: its stripes are slices of it
+        full = len(y) - len(y) % self.stripe_rows
+        for at in range(0, full, self.stripe_rows):
+            end = at + self.stripe_rows
+            self._stripe(X[at:end], y[at:end], None if w is None else w[at:end])
+        rest = (X[full:], y[full:], None if w is None else w[full:])
+        self.pending, self.pending_rows = ([rest] if len(y) > full else []), len(y) - full
 
     def finish(self) -> list[dict[str, Any]]:
         """The shards written (rows, bytes, index digest), in order."""
         if self.pending_rows:
-            self._stripe(self.pending_rows)
+            self._stripe(*self._joined())
         self._close_shard()
         self.folder.cleanup()
         return self.shards
 
-    def _take(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _joined(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The pending rows as one array each."""
         X = np.concatenate([p[0] for p in self.pending])
         y = np.concatenate([p[1] for p in self.pending])
         ws = [p[2] for p in self.pending]
-        w = None if ws[0] is None else np.concatenate(ws)
-        rest = (X[rows:], y[rows:], None if w is None else w[rows:])
-        self.pending = [rest] if len(y) > rows else []
-        self.pending_rows = len(y) - rows
-        return X[:rows], y[:rows], None if w is None else w[:rows]
+        return X, y, None if ws[0] is None else np.concatenate(ws)
 
-    def _stripe(self, rows: int) -> None:
-        X, y, w = self._take(rows)
+    def _stripe(self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> None:
+        rows = len(y)
         parts = [np.ascontiguousarray(X, "<f4"), np.ascontiguousarray(y, self.layout.y_dtype)]
         if self.layout.weighted:
             parts.append(np.ascontiguousarray(w, "<f8"))
