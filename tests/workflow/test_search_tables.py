@@ -146,3 +146,31 @@ def test_a_tables_candidates_are_checked_before_any_row_is_written(tmp_path: Pat
     with pytest.raises(RequestError) as caught:
         plan_search(store, few)
     assert caught.value.field == "validation_size"
+
+
+def test_a_search_on_a_table_larger_than_its_memory_size_plans_within_it(tmp_path: Path) -> None:
+    """GIVEN 2M rows of a Parquet table (9 features, a text label) WHEN a search runs with every
+    function held to 512 MB THEN plan_search stays within it: it keeps a block, not the table.
+    Loading the table whole, as searches did before (``datasets.load_dataset``, then the
+    held-out and validation splits), peaked at 819 MB on it and was killed at 512 MB."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    rows = 250_000
+    block = {f"x{j}": rng.normal(size=rows) for j in range(8)}
+    block["carrier"] = rng.choice(np.array(["AA", "B6", "DL", "UA"]), rows)
+    block["status"] = np.where(block["x0"] + 0.5 * block["x1"] > 0.3, "late", "on time")
+    table = pa.table(block)
+    data = tmp_path / "big.parquet"
+    with pq.ParquetWriter(data, table.schema) as writer:
+        for _ in range(8):  # the same block again: 2M rows, ~150 MB of Arrow columns
+            writer.write_table(table)
+    request = search_request(str(data), n_trees=2, grove_size=1, rows_per_grove=2000)
+    request["max_test_rows"] = 2000
+    run = run_local(request, str(tmp_path / "store"), workers=2, machine="search", memory_mb=512)
+    assert run.status == "SUCCEEDED", run.cause
+    planned = run.output["result"]["cost"]["steps"]["plan_search"]
+    assert planned["memory_mb"] == 512 and planned["peak_rss_mb"] < 512
+    record = read_search(LocalStore(tmp_path / "store"), "s", run.output["search_id"])
+    assert record["n_fit"] > 1_100_000 and record["n_validation"] <= 2200
