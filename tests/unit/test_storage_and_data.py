@@ -1,4 +1,5 @@
-"""Stores (local directory, S3 via moto) and dataset loading (built-in, CSV, NPZ, Parquet)."""
+"""Stores (local directory, S3 via moto) and dataset loading (built-in and NPZ arrays; CSV and
+Parquet tables as plan prepares them)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import BUCKET
 
-from groves.data.datasets import load_dataset, split
+from groves.data.datasets import Split, load_dataset, split
+from groves.data.prepared import read_prepared
 from groves.errors import RequestError
+from groves.steps.plan import plan_build
 from groves.store.local import LocalStore
 from groves.store.protocol import ArtifactNotFound
 from groves.store.s3 import S3Store
@@ -60,12 +63,19 @@ def write_csv(path: Path, rows: list[str]) -> str:
     return str(path)
 
 
+def table_rows(store: Path, source: str, target: str | None) -> tuple[dict, Split]:
+    """A table's rows as a build's plan prepares them, none held out (in the table's order)."""
+    request = {"build_id": "t", "dataset": source, "target": target, "test_size": 0}
+    plan = plan_build(LocalStore(store), request)
+    return plan["data"], read_prepared(LocalStore(store), plan)
+
+
 def test_csv_with_string_labels_and_missing_values(tmp_path: Path) -> None:
     source = write_csv(tmp_path / "d.csv", ["a,b,label", "1,2,cat", "3,,dog", "5,6,cat", "7,8,dog"])
-    data = load_dataset(source, "label")
-    assert data.feature_names == ("a", "b")
-    assert data.X.dtype == np.float32 and np.isnan(data.X[1, 1])
-    assert data.y.tolist() == ["cat", "dog", "cat", "dog"]
+    data, rows = table_rows(tmp_path / "st", source, "label")
+    assert data["feature_names"] == ["a", "b"]
+    assert rows.X_train.dtype == np.float32 and np.isnan(rows.X_train[1, 1])
+    assert rows.y_train.tolist() == ["cat", "dog", "cat", "dog"]
 
 
 def test_a_typo_in_a_numeric_column_names_the_column_and_row_not_the_value(
@@ -74,16 +84,16 @@ def test_a_typo_in_a_numeric_column_names_the_column_and_row_not_the_value(
     rows = [f"{i},{i % 7},{i % 2}" for i in range(300)]
     rows[41] = "41,secret-typo,1"  # 1 of 300 values is not a number: a typo, not a category
     source = write_csv(tmp_path / "d.csv", ["a,b,target", *rows])
-    typo = r"^dataset: column 'b' of .*: row 42 is not a number"
+    typo = r"^dataset: column 'b' of .*: row 42 of .* is not a number"
     with pytest.raises(RequestError, match=typo) as caught:
-        load_dataset(source, None)
+        table_rows(tmp_path / "st", source, None)
     assert "secret" not in str(caught.value)
     listed = r"^target: column 'y' is not in .*; its 3 columns: 'a', 'b', 'target'$"
     with pytest.raises(RequestError, match=listed):
-        load_dataset(source, "y")
+        table_rows(tmp_path / "st", source, "y")
 
 
-def test_npz_and_parquet_from_s3(s3) -> None:
+def test_npz_and_parquet_from_s3(s3, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(20, 3)), rng.integers(0, 2, 20)
     buffer = io.BytesIO()
@@ -95,10 +105,9 @@ def test_npz_and_parquet_from_s3(s3) -> None:
     s3.put_object(Bucket=BUCKET, Key="data/d.parquet", Body=sink.getvalue())
 
     from_npz = load_dataset(f"s3://{BUCKET}/data/d.npz")
-    from_parquet = load_dataset(f"s3://{BUCKET}/data/d.parquet")
+    _, from_parquet = table_rows(tmp_path / "st", f"s3://{BUCKET}/data/d.parquet", None)
     np.testing.assert_array_equal(from_npz.X, X.astype(np.float32))
-    np.testing.assert_array_equal(from_parquet.X, from_npz.X)
-    assert from_npz.fingerprint == from_parquet.fingerprint
+    np.testing.assert_array_equal(from_parquet.X_train, from_npz.X)
     with pytest.raises(ArtifactNotFound):
         read_uri(f"s3://{BUCKET}/data/none.npz")
 

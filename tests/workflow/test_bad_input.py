@@ -387,13 +387,10 @@ def test_malformed_grove_batches_name_their_field(batch: dict, field: str) -> No
     assert caught.value.field == field
 
 
-@pytest.mark.parametrize("reader", ["table", "stream"])
-def test_a_missing_target_lists_the_columns_and_suggests_the_closest(
-    reader: str, tmp_path: Path
-) -> None:
+def test_a_missing_target_lists_the_columns_and_suggests_the_closest(tmp_path: Path) -> None:
     """``--target churn`` on a table with ``Churn``: the message lists the columns and suggests
-    ``Churn`` (same name in another case first), from the table reader and the streamed one."""
-    from groves.data import datasets, stream
+    ``Churn`` (same name in another case first)."""
+    from groves.data import stream
 
     source = tmp_path / "c.csv"
     source.write_text(
@@ -404,9 +401,6 @@ def test_a_missing_target_lists_the_columns_and_suggests_the_closest(
         r"columns: 'id', 'Churn', 'tenure', 'churned_at'$"
     )
     with pytest.raises(RequestError, match=expected):
-        if reader == "table":
-            datasets.table_features(str(source), "churn", None)
-        else:
-            stream.open_table(str(source), "churn", None)
+        stream.open_table(str(source), "churn", None)
     with pytest.raises(RequestError, match=r"\(did you mean 'tenure'\?\)"):
-        datasets.table_features(str(source), "tenur", None)
+        stream.open_table(str(source), "tenur", None)

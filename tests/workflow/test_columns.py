@@ -13,7 +13,6 @@ from test_real_tables import flights, write
 
 import groves
 from groves import cli
-from groves.data.datasets import load_dataset
 from groves.errors import RequestError
 from groves.steps.plan import plan_build
 from groves.store.artifacts import read_plan
@@ -77,10 +76,6 @@ def test_features_trains_on_only_those_columns(tmp_path: Path) -> None:
     assert list(model.feature_names_in_) == ["carrier", "dep_delay"]  # the table's order
     plan = read_plan(LocalStore(tmp_path / "store"), "t", _latest_run(tmp_path / "store", "t"))
     assert plan["data"]["dropped"] == ["flight_id", "row", "origin", "distance", "weekend"]
-    # a search reads the table whole (groves.data.datasets): the same columns
-    dataset = load_dataset(data, "status", None, ("dep_delay", "carrier"), ())
-    assert dataset.feature_names == ("carrier", "dep_delay")
-    assert load_dataset(data, "status", None, None, ("row",)).dropped == ("row",)
 
 
 def test_features_and_drop_name_unknown_columns_before_any_work(tmp_path: Path) -> None:

@@ -354,8 +354,6 @@ def test_a_bad_value_deep_in_an_input_names_its_row_in_the_file(
 def test_decimals_are_numbers_and_dictionary_text_is_text(tmp_path: Path) -> None:
     from decimal import Decimal
 
-    from groves.data.datasets import load_dataset
-
     frame = flights(120)
     table = pa.table(
         {
@@ -365,9 +363,11 @@ def test_decimals_are_numbers_and_dictionary_text_is_text(tmp_path: Path) -> Non
         }
     )
     pq.write_table(table, tmp_path / "d.parquet")
-    dataset = load_dataset(str(tmp_path / "d.parquet"), "status")
-    assert [c["kind"] for c in dataset.columns] == ["number", "category"]
-    np.testing.assert_array_equal(dataset.X[:3, 0], [0.25, 1.25, 2.25])
+    request = {"build_id": "d", "dataset": str(tmp_path / "d.parquet"), "target": "status"}
+    store = LocalStore(tmp_path / "store")
+    plan = plan_build(store, {**request, "test_size": 0})
+    assert [c["kind"] for c in plan["data"]["columns"]] == ["number", "category"]
+    np.testing.assert_array_equal(read_prepared(store, plan).X_train[:3, 0], [0.25, 1.25, 2.25])
 
 
 def test_a_dataframes_stored_index_is_not_a_column(tmp_path: Path) -> None:

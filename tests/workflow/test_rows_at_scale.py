@@ -180,7 +180,7 @@ def test_a_folder_planned_in_parts_equals_its_parts_planned_in_turn(tmp_path: Pa
     """The Map's parts, each in its own worker through the store, join into exactly the rows
     the same steps give run one after the other in one process."""
     from groves.data import stream
-    from groves.steps.plan import decide, table_record, writer_for
+    from groves.steps.prepare import decide, table_record, writer_for
 
     (tmp_path / "parts").mkdir()
     for i in range(3):

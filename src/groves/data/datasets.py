@@ -1,33 +1,31 @@
-"""Datasets for training: loaded once per process, checked against the estimator, split into
-the training and held-out rows every grove and the scoring share."""
+"""Array datasets for training (``.npz`` files and scikit-learn's bundled datasets): loaded once
+per process, checked against the estimator, split by scikit-learn into the training and
+held-out rows every grove and the scoring share. Tables (CSV, Parquet, folders of them) are
+never loaded whole: ``groves.data.stream`` plans them in bounded memory."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import type_of_target
 
-from groves.data import encoding, selection
 from groves.data.tables import (
     BUILTIN_NAMES,
-    DEFAULT_TARGET,
-    arrow_labels,
     builtin,
     check_source,
     checked_features,
     checked_labels,
     npz_arrays,
     read_source,
-    read_table,
     row_weights,
     suffix,
 )
-from groves.errors import RequestError, missing_column
+from groves.errors import RequestError
 
 MIN_ROWS = 4  # enough for a held-out split
 
@@ -35,28 +33,21 @@ MIN_ROWS = 4  # enough for a held-out split
 @dataclass(frozen=True)
 class Dataset:
     """Features as float32 (what scikit-learn's trees use), labels as loaded, optional row
-    weights. ``columns`` records each feature's kind (``groves.data.encoding``); a text
-    column's values are codes into ``words[j]``, its sorted distinct values over every row,
-    until ``split`` recodes them by the training rows' categories. ``named``: whether the
-    feature names came from the data (a CSV/Parquet header, a built-in dataset)."""
+    weights. ``columns`` records each feature as a number column (``groves.data.encoding``).
+    ``named``: whether the feature names came from the data (a built-in dataset)."""
 
     X: np.ndarray
     y: np.ndarray
     feature_names: tuple[str, ...]
     fingerprint: str
     columns: tuple[dict[str, Any], ...] = ()
-    words: dict[int, np.ndarray] = field(default_factory=dict)
     weights: np.ndarray | None = None
     named: bool = True
-    # text labels: their sorted distinct values and each row's index into them (hashed by
-    # pyarrow, so that checks and stratification need no sort of the strings)
-    labels: tuple[np.ndarray, np.ndarray] | None = None
-    dropped: tuple[str, ...] = ()  # a table's columns the request's features and drop left out
 
 
 @dataclass(frozen=True)
 class Split:
-    """The training and held-out rows; ``columns`` the encoding the training rows define."""
+    """The training and held-out rows; ``columns`` the features' encoding (numbers)."""
 
     X_train: np.ndarray
     X_test: np.ndarray
@@ -68,21 +59,13 @@ class Split:
 
 
 @functools.lru_cache(maxsize=2)
-def load_dataset(
-    source: str,
-    target: str | None = None,
-    weight: str | None = None,
-    features: tuple[str, ...] | None = None,
-    drop: tuple[str, ...] = (),
-) -> Dataset:
-    """Load a dataset once per process (warm Lambdas and local workers reuse it), a table's
-    columns chosen by ``features`` and ``drop`` (``groves.data.selection``). Whatever is
-    wrong with the file is a ``RequestError`` naming ``dataset``, ``target``, ``weight``,
-    ``features`` or ``drop``, and no message quotes the file's contents (the caller may not
-    be allowed to read them)."""
+def load_dataset(source: str, target: str | None = None, weight: str | None = None) -> Dataset:
+    """Load an array dataset once per process (warm Lambdas and local workers reuse it).
+    Whatever is wrong with the file is a ``RequestError`` naming ``dataset``, ``target`` or
+    ``weight``, and no message quotes the file's contents (the caller may not be allowed to
+    read them)."""
     check_source(source, target)
-    words: dict[int, np.ndarray] = {}
-    w, labels, table_columns, dropped = None, None, None, ()
+    w = None
     if source in BUILTIN_NAMES:
         bunch = builtin(source)
         names = tuple(str(n) for n in getattr(bunch, "feature_names", ()))
@@ -97,8 +80,9 @@ def load_dataset(
                 raise RequestError("weight", f"{source!r} holds no array named {weight!r}")
             w = arrays[weight]
     else:
-        X, y, w, names, words, table_columns, labels, dropped = table_features(
-            source, target or DEFAULT_TARGET, weight, features, drop
+        raise RequestError(
+            "dataset",
+            f"{source!r} is a table, planned in bounded memory (groves.data.stream), not loaded",
         )
     X, y = checked_features(np.asarray(X), source), checked_labels(np.asarray(y), source)
     if len(X) != len(y):
@@ -116,70 +100,9 @@ def load_dataset(
     y.setflags(write=False)
     named = bool(names)
     names = names or tuple(f"x{i}" for i in range(X.shape[1]))
-    # a table's columns keep their kinds (booleans too, with or without text); arrays are numbers
-    columns = tuple(table_columns or ({"name": n, "kind": "number"} for n in names))
+    columns = tuple({"name": n, "kind": "number"} for n in names)
     arrays = (X, y) if w is None else (X, y, w)
-    fingerprint = _fingerprint(*arrays)
-    return Dataset(X, y, names, fingerprint, columns, words, w, named, labels, dropped)
-
-
-def table_features(
-    source: str,
-    target: str,
-    weight: str | None,
-    features: tuple[str, ...] | None = None,
-    drop: tuple[str, ...] = (),
-) -> tuple[Any, ...]:
-    """A CSV's or Parquet's features (text as table-wide codes, a date column as its parts),
-    labels, weights, feature names, the text columns' sorted values, every feature column as
-    the plan records it, text labels' codes, and the columns ``features`` and ``drop`` left
-    out."""
-    table = read_table(source)
-    header = table.column_names
-    if header.count(target) > 1:
-        raise RequestError("target", f"column {target!r} appears {header.count(target)} times")
-    if len(set(header)) != len(header):
-        raise RequestError("dataset", f"{source!r} has columns with the same name")
-    if target not in header:
-        raise missing_column("target", target, repr(source), header)
-    if weight is not None and (weight not in header or weight == target):
-        raise RequestError(
-            "weight", f"column {weight!r} is not a column of {source!r} besides the target"
-        )
-    where = repr(source)
-    if len(header) == 1 + (weight is not None):
-        raise RequestError("dataset", f"{source!r} has no feature columns besides {target!r}")
-    names = selection.feature_names(header, target, weight, features, drop, where)
-    kinds = [encoding.column_kind(n, table.column(n).type, where) for n in names]
-    selection.check_part_names(names, kinds, where)
-    columns = [
-        c for n, k in zip(names, kinds, strict=True)
-        for c in encoding.expanded(n, k, table.column(n).type)
-    ]  # fmt: skip
-    X = np.empty((table.num_rows, len(columns)), dtype=np.float32)
-    words: dict[int, np.ndarray] = {}
-    for j, column in enumerate(columns):
-        name, kind = column["name"], column["kind"]
-        values = table.column(encoding.input_name(column))
-        if kind == "category":
-            X[:, j], words[j] = encoding.text_codes(values)
-            encoding.refuse_typo(name, X[:, j], words[j], where)
-        else:
-            X[:, j] = encoding.column_values(values, column, where, "dataset")
-    y = arrow_labels(table.column(target), source)
-    labels = None
-    if y.dtype.kind == "U":
-        codes, classes = encoding.text_codes(table.column(target))
-        labels = (classes.astype(str), codes.astype(np.int64))
-    w = None
-    if weight is not None:
-        values = table.column(weight)
-        if values.null_count:
-            first = encoding.first_false(values.is_valid())
-            raise RequestError("weight", f"{where}: row {first + 1} has a missing weight")
-        w = encoding.to_numbers(weight, values, where, "weight")
-    dropped = tuple(selection.left_out(header, names, target, weight))
-    return X, y, w, tuple(c["name"] for c in columns), words, columns, labels, dropped
+    return Dataset(X, y, names, _fingerprint(*arrays), columns, w, named)
 
 
 def check_target(
@@ -190,8 +113,8 @@ def check_target(
     rows are held out, stratified, so each class needs two."""
     if estimator == "classifier":
         if dataset.y.ndim == 2:  # several outputs: not stratified, any classes each
-            return [_classes(column, None, source)[0].tolist() for column in dataset.y.T]
-        classes, counts = _classes(dataset.y, dataset.labels, source)
+            return [_classes(column, source)[0].tolist() for column in dataset.y.T]
+        classes, counts = _classes(dataset.y, source)
         if len(classes) < 2:
             raise RequestError(
                 "target", f"a classifier needs at least 2 classes; {source!r} has {len(classes)}"
@@ -214,17 +137,10 @@ def check_target(
     return None
 
 
-def _classes(
-    y: np.ndarray, labels: tuple[np.ndarray, np.ndarray] | None, source: str
-) -> tuple[np.ndarray, np.ndarray]:
+def _classes(y: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
     """One output's sorted classes and their row counts; refused if it is not class labels."""
-    if labels is not None:
-        classes, codes = labels
-        counts = np.bincount(codes, minlength=len(classes))
-        kind = "binary" if len(classes) <= 2 else "multiclass"
-    else:
-        classes, counts = np.unique(y, return_counts=True)
-        kind = type_of_target(y)
+    classes, counts = np.unique(y, return_counts=True)
+    kind = type_of_target(y)
     if kind not in ("binary", "multiclass"):
         raise RequestError(
             "estimator",
@@ -257,7 +173,7 @@ def data_record(
         "feature_names": list(dataset.feature_names),
         "named": dataset.named,
         "columns": list(split.columns),
-        "dropped": list(dataset.dropped),
+        "dropped": [],
         "weighted": split.w_train is not None,
         "prepared": prepared,
     }
@@ -287,14 +203,10 @@ def _fingerprint(*arrays: np.ndarray) -> str:
 
 
 def split(dataset: Dataset, test_size: float, seed: int, stratify: bool) -> Split:
-    """The held-out split every grove and predict share: it depends on the run seed only. A
-    text column's codes become the training rows' categories (``groves.data.encoding``): a
-    held-out row whose category no training row has is missing, as at prediction."""
-    strata = dataset.labels[1] if dataset.labels is not None else dataset.y
+    """The held-out split every grove and predict share: it depends on the run seed only."""
     parts = _split_rows(
         dataset.X,
         dataset.y,
-        strata,
         dataset.weights,
         dataset.fingerprint,
         test_size,
@@ -302,25 +214,14 @@ def split(dataset: Dataset, test_size: float, seed: int, stratify: bool) -> Spli
         stratify,
         "test_size",
     )
-    columns = list(dataset.columns)
-    for j, words in dataset.words.items():
-        name = columns[j]["name"]
-        lookup, categories = encoding.training_categories(
-            name, parts.X_train[:, j], words, repr(name)
-        )
-        parts.X_train[:, j] = encoding.recode(parts.X_train[:, j], lookup)
-        parts.X_test[:, j] = encoding.recode(parts.X_test[:, j], lookup)
-        columns[j] = {**columns[j], "categories": categories}
-    return replace(parts, columns=tuple(columns))
+    return replace(parts, columns=dataset.columns)
 
 
 def carve(outer: Split, validation_size: float, seed: int, stratify: bool) -> Split:
     """A validation split carved from ``outer``'s training rows (its held-out rows are left
-    out): ``X_train`` the rows candidates fit on, ``X_test`` the rows they are compared on.
-    The encoding stays the outer training rows' (what the committed model is used with)."""
+    out): ``X_train`` the rows candidates fit on, ``X_test`` the rows they are compared on."""
     inner = _split_rows(
         outer.X_train,
-        outer.y_train,
         outer.y_train,
         outer.w_train,
         outer.fingerprint,
@@ -335,7 +236,6 @@ def carve(outer: Split, validation_size: float, seed: int, stratify: bool) -> Sp
 def _split_rows(
     X: np.ndarray,
     y: np.ndarray,
-    strata: np.ndarray,
     w: np.ndarray | None,
     fingerprint: str,
     size: float,
@@ -343,9 +243,8 @@ def _split_rows(
     stratify: bool,
     field: str,
 ) -> Split:
-    """Rows split into a first part and a held part of ``size`` (stratified by ``strata``: the
-    labels, or their codes in sorted order, which split alike; one output's only); a failure
-    names ``field``. ``size`` 0 holds out no row."""
+    """Rows split into a first part and a held part of ``size`` (stratified by the labels, one
+    output's only); a failure names ``field``. ``size`` 0 holds out no row."""
     indices = np.arange(len(y))
     stratify = stratify and y.ndim == 1  # several outputs are not stratified
     try:
@@ -353,7 +252,7 @@ def _split_rows(
             (indices, indices[:0])
             if size == 0
             else train_test_split(
-                indices, test_size=size, random_state=seed, stratify=strata if stratify else None
+                indices, test_size=size, random_state=seed, stratify=y if stratify else None
             )
         )
     except ValueError as exc:

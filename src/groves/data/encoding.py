@@ -183,27 +183,6 @@ def decoded(values: pa.ChunkedArray) -> pa.ChunkedArray:
     return values
 
 
-def refuse_typo(name: str, codes: np.ndarray, words: np.ndarray, where: str) -> None:
-    """A text column that is numbers but for a rare value is a numeric column with a bad value
-    (checked on its distinct values, weighted by how often each occurs)."""
-    if not len(words):
-        return
-    numeric = pc.match_substring_regex(pa.array(words.astype(str)), NUMBER).to_numpy(
-        zero_copy_only=False
-    )
-    present = codes[~np.isnan(codes)].astype(np.int64)
-    counts = np.bincount(present, minlength=len(words))
-    n_numbers, n_present = int(counts[numeric].sum()), len(present)
-    if n_present and 0 < n_present - n_numbers <= TYPO_SHARE * n_present:
-        text_rows = np.isin(codes, np.flatnonzero(~numeric))
-        raise RequestError(
-            "dataset",
-            f"column {name!r} of {where}: row {int(np.argmax(text_rows)) + 1} is not a number, "
-            f"though {n_numbers:,} of its {n_present:,} values are; correct it or leave it "
-            "empty (a missing value)",
-        )
-
-
 def first_false(mask: pa.ChunkedArray | pa.Array) -> int:
     """The index of the first false (not null) value of a boolean array."""
     flags = np.asarray(pc.fill_null(mask, True).to_numpy(zero_copy_only=False), dtype=bool)
@@ -252,51 +231,6 @@ def to_numbers(
             f"float32's range (+-{FLOAT32_MAX:.3g}); leave a missing value empty",
         )
     return wide
-
-
-def text_codes(values: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """A text column as codes into its sorted distinct values (float, NaN for missing), and
-    those values."""
-    text = pc.cast(values, pa.string()).combine_chunks()
-    encoded = pc.dictionary_encode(text)
-    words = np.asarray(encoded.dictionary.to_numpy(zero_copy_only=False), dtype=object)
-    order = np.argsort(words.astype(str), kind="stable")
-    rank = np.empty(len(words), dtype=np.float64)
-    rank[order] = np.arange(len(words))
-    indices = encoded.indices.to_numpy(zero_copy_only=False)
-    codes = np.full(len(text), np.nan)
-    present = ~np.isnan(indices) if indices.dtype.kind == "f" else np.ones(len(text), bool)
-    codes[present] = rank[indices[present].astype(np.int64)]
-    return codes, words[order]
-
-
-def training_categories(
-    name: str, codes_train: np.ndarray, words: np.ndarray, where: str
-) -> tuple[np.ndarray, list[str]]:
-    """The categories seen in the training rows, and a lookup from a table-wide code to the
-    training code (NaN where the category is not in the training rows)."""
-    seen = np.zeros(len(words), dtype=bool)
-    found = codes_train[~np.isnan(codes_train)].astype(np.int64)
-    seen[found] = True
-    count = int(seen.sum())
-    if count > MAX_CATEGORIES:
-        raise RequestError(
-            "dataset",
-            f"column {name!r} of {where} has {count:,} distinct values in the training rows; "
-            f"at most {MAX_CATEGORIES:,} for a text column (bin it, or if it is an id, leave it "
-            f"out: drop [{name!r}], --drop {name})",
-        )
-    lookup = np.full(len(words), np.nan)
-    lookup[seen] = np.arange(count)
-    return lookup, [str(w) for w in words[seen]]
-
-
-def recode(codes: np.ndarray, lookup: np.ndarray) -> np.ndarray:
-    """Table-wide codes through ``lookup`` (NaN stays NaN)."""
-    out = np.full(codes.shape, np.nan, dtype=np.float32)
-    present = ~np.isnan(codes)
-    out[present] = lookup[codes[present].astype(np.int64)]
-    return out
 
 
 def category_codes(values: pa.ChunkedArray, categories: Sequence[str]) -> np.ndarray:

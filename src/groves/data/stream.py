@@ -10,20 +10,24 @@ plan's Map runs them in parallel, one Lambda a file; a one-file table runs them 
   categories (in the training rows), the labels and their training rows, the row counts, and
   the integer columns' distinct counts; ``merge`` adds the parts' scans up and checks them
   (the typo check, the classes, the id warnings).
-- ``decide`` fixes what the second pass writes: the columns, the stripes, the share of held-out
-  rows kept, and each part's first shard (so parts write apart, shards numbered in order).
+- ``decide`` fixes what the second pass writes: the columns, the stripes, the shares of
+  held-out (and validation) rows kept, and each part's first shard (so parts write apart,
+  shards numbered in order).
 - ``prepare_part``: the second pass encodes a part's blocks, writes its training rows as
-  shards (``groves.data.shards``), and keeps its share of the held-out rows; ``finish`` joins
-  the parts' shards and held-out rows, in order.
+  shards (``groves.data.shards``), and keeps its share of the held-out (and validation) rows;
+  ``finish`` joins the parts' shards and kept rows, in order.
 
 Which rows are held out is decided row by row: row ``i`` of part ``p`` is held out when a hash
 of the seed, ``p`` and ``i`` falls below ``test_size``, so the split is seeded, reproducible,
 needs no shuffle of the table and no other part, and is stratified in expectation (every class
 loses the same share). Held-out rows beyond ``max_test_rows`` are dropped by a second hash
 (they neither train nor score), so scoring costs what ``max_test_rows`` costs, not what the
-table does. Memory holds a block, a stripe, the categories and the part's kept held-out rows;
-local disk (Lambda's ``/tmp``) one input file (an S3 object is downloaded, then read) and one
-shard.
+table does. A search also compares its candidates on validation rows: of the rows not held
+out, row ``i`` of part ``p`` is a validation row when a third hash falls below
+``validation_size`` (that share of the training rows, as carved from them), and at most
+``max_test_rows`` of them are kept the same way; the training rows are the rest. Memory holds a
+block, a stripe, the categories and the part's kept held-out (and validation) rows; local disk
+(Lambda's ``/tmp``) one input file (an S3 object is downloaded, then read) and one shard.
 """
 
 from __future__ import annotations
@@ -145,14 +149,22 @@ def unit_hash(seed: int, salt: int, start: int, n: int, part: int = 0) -> np.nda
 
 @dataclass(frozen=True)
 class Split:
-    """How rows are held out (see the module's docstring)."""
+    """How rows are held out, and a search's validation rows (see the module's docstring)."""
 
     test_size: float
     seed: int
     max_test_rows: int
+    validation_size: float = 0.0  # a search's; training has no validation rows
 
     def held_out(self, part: int, start: int, n: int) -> np.ndarray:
         return unit_hash(self.seed, 0, start, n, part) < self.test_size
+
+    def rows(self, part: int, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Which of the rows are held out, and which are validation rows (none held out)."""
+        test = self.held_out(part, start, n)
+        if not self.validation_size:
+            return test, np.zeros(n, bool)
+        return test, ~test & (unit_hash(self.seed, 2, start, n, part) < self.validation_size)
 
     def kept(self, part: int, start: int, n: int, share: float) -> np.ndarray:
         return unit_hash(self.seed, 1, start, n, part) < share
@@ -267,6 +279,7 @@ class PartScan:
     part: int
     n_rows: int = 0
     n_test: int = 0
+    n_validation: int = 0
     words: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # [train count, row]
     labels: dict[Any, list[int]] = field(default_factory=dict)  # [rows, training rows]
     label_kind: str = ""
@@ -292,6 +305,7 @@ class PartScan:
                 int(record["part"]),
                 _count(record["n_rows"]),
                 _count(record["n_test"]),
+                _count(record["n_validation"]),
                 {
                     str(name): {str(w): [_count(n), _count(r)] for w, (n, r) in words.items()}
                     for name, words in record["words"].items()
@@ -307,7 +321,7 @@ class PartScan:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CorruptFile(f"the scan of part {part} is damaged ({exc})") from exc
-        if found.part != part or found.n_test > found.n_rows:
+        if found.part != part or found.n_test + found.n_validation > found.n_rows:
             raise CorruptFile(f"the scan of part {part} is damaged (not that part's)")
         return found
 
@@ -337,7 +351,8 @@ def _scan_batch(
     table: Table, found: PartScan, batch: pa.Table, classify: bool, split: Split
 ) -> None:
     n, start = batch.num_rows, found.n_rows
-    test = split.held_out(found.part, start, n)
+    test, validation = split.rows(found.part, start, n)
+    held = test | validation  # the rows that do not train
     where = repr(table.files[found.part])
     for name, words in found.words.items():
         values = encoding.decoded(batch.column(name))
@@ -347,7 +362,7 @@ def _scan_batch(
         present = ~np.isnan(indices) if indices.dtype.kind == "f" else np.ones(n, bool)
         codes = indices[present].astype(np.int64)
         dictionary = encoded.dictionary.to_pylist()
-        in_train = np.bincount(codes[~test[present]], minlength=len(dictionary))
+        in_train = np.bincount(codes[~held[present]], minlength=len(dictionary))
         seen, first = first_rows(codes, len(dictionary))
         rows = np.flatnonzero(present)[first] + start
         for code, row in zip(seen.tolist(), rows.tolist(), strict=True):
@@ -361,11 +376,12 @@ def _scan_batch(
         if pa.types.is_integer(table.types[name]):
             count = pc.count_distinct(batch.column(name)).as_py()
             found.distinct[name] = found.distinct.get(name, 0) + count
-    _scan_labels(where, found, batch.column(table.target), test, classify, start)
+    _scan_labels(where, found, batch.column(table.target), held, classify, start)
     if table.weight is not None:
         _check_weights(where, table.weight, batch.column(table.weight), start)
     found.n_rows += n
     found.n_test += int(test.sum())
+    found.n_validation += int(validation.sum())
 
 
 def first_rows(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -392,10 +408,11 @@ def _scan_labels(
     where: str,
     found: PartScan,
     column: pa.ChunkedArray,
-    test: np.ndarray,
+    held: np.ndarray,
     classify: bool,
     start: int,
 ) -> None:
+    """The labels' checks and counts; ``held``: the rows that do not train."""
     values = encoding.decoded(column)
     kind = values.type
     missing = values.is_null()
@@ -430,7 +447,7 @@ def _scan_labels(
                 f"'regressor' needs a numeric target but {where} has text labels; "
                 "use estimator 'classifier'",
             )
-        floats = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)[~test]
+        floats = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)[~held]
         if len(floats):
             found.train_min = min(found.train_min, float(floats.min()))
             found.train_sum += float(floats.sum())
@@ -441,7 +458,7 @@ def _scan_labels(
     codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     unique = encoded.dictionary.to_pylist()
     rows = np.bincount(codes, minlength=len(unique))
-    trains = np.bincount(codes[~test], minlength=len(unique))
+    trains = np.bincount(codes[~held], minlength=len(unique))
     for label, n, t in zip(unique, rows.tolist(), trains.tolist(), strict=True):
         entry = found.labels.setdefault(label, [0, 0])
         entry[0] += n
@@ -505,6 +522,14 @@ class Scan:
     @property
     def n_test(self) -> int:
         return sum(p.n_test for p in self.parts)
+
+    @property
+    def n_validation(self) -> int:
+        return sum(p.n_validation for p in self.parts)
+
+    @property
+    def n_train(self) -> int:
+        return self.n_rows - self.n_test - self.n_validation
 
     def where(self, part: int, row: int) -> str:
         return f"row {row + 1} of {self.table.files[part]!r}"
@@ -602,7 +627,7 @@ def _check(found: Scan, classify: bool, held_out: bool) -> None:
         untrained = sum(1 for _, t in found.labels.values() if t == 0)
         if untrained:
             raise RequestError(
-                "test_size",
+                "validation_size" if found.n_validation else "test_size",
                 f"leaves {untrained} of the {len(found.labels)} classes without training rows; "
                 "lower it",
             )
@@ -647,29 +672,37 @@ def decide(found: Scan, split: Split) -> dict[str, Any]:
     Map hands it to each part."""
     columns = found.columns()
     layout = Layout(len(columns), label_dtype(found), (), found.table.weight is not None)
-    n_train = found.n_rows - found.n_test
-    step = stripe_rows(n_train, layout.row_bytes)
+    step = stripe_rows(found.n_train, layout.row_bytes)
     parts, first = [], 0
     for scan in found.parts:
-        trains = scan.n_rows - scan.n_test
+        trains = scan.n_rows - scan.n_test - scan.n_validation
         parts.append({"n_rows": scan.n_rows, "n_train": trains, "first_shard": first})
         first += shard_count(trains, step, layout.row_bytes)
     return {
         "columns": columns,
         "layout": layout.record(),
         "stripe_rows": step,
-        "keep_share": min(1.0, split.max_test_rows / found.n_test) if found.n_test else 0.0,
+        "keep_share": _share(split.max_test_rows, found.n_test),
+        "validation_share": _share(split.max_test_rows, found.n_validation),
         "parts": parts,
     }
 
 
+def _share(cap: int, n: int) -> float:
+    """The share of ``n`` rows kept so that about ``cap`` are."""
+    return min(1.0, cap / n) if n else 0.0
+
+
 @dataclass
 class PartRows:
-    """What the second pass wrote of one part: its shards, and its kept held-out rows."""
+    """What the second pass wrote of one part: its shards, its kept held-out rows and (a
+    search's) its kept validation rows."""
 
     shards: list[dict[str, Any]]
     X_test: np.ndarray
     y_test: np.ndarray
+    X_validation: np.ndarray | None = None
+    y_validation: np.ndarray | None = None
 
 
 def prepare_part(
@@ -687,7 +720,7 @@ def prepare_part(
     writer = writer_for(layout, decided["stripe_rows"], planned["first_shard"])
     uri = table.files[part]
     where = repr(uri)
-    tests_X, tests_y, row = [], [], 0
+    tests_X, tests_y, checks_X, checks_y, row = [], [], [], [], 0
     kept = [n for n in (table.target, table.weight, *table.dropped()) if n is not None]
     for batch in part_batches(table, part):
         X = encoding.encode_table(batch, columns, where, "dataset", kept, row)
@@ -695,21 +728,33 @@ def prepare_part(
         w = None
         if table.weight is not None:
             w = encoding.to_numbers(table.weight, batch.column(table.weight), where, "weight", row)
-        test = split.held_out(part, row, len(y))
+        test, validation = split.rows(part, row, len(y))
         keep = test & split.kept(part, row, len(y), decided["keep_share"])
-        train = ~test
+        check = validation & split.kept(part, row, len(y), decided["validation_share"])
+        train = ~(test | validation)
         writer.add(X[train], y[train], None if w is None else w[train])
         tests_X.append(X[keep])
         tests_y.append(y[keep])
+        checks_X.append(X[check])
+        checks_y.append(y[check])
         row += len(y)
     shards = writer.finish()
     if row != planned["n_rows"] or sum(s["rows"] for s in shards) != planned["n_train"]:
         raise RequestError(
             "dataset", f"{where} changed while it was planned ({planned['n_rows']} rows, now {row})"
         )
-    X_test = np.concatenate(tests_X) if tests_X else np.empty((0, len(columns)), np.float32)
-    y_test = np.concatenate(tests_y) if tests_y else np.empty(0, layout.y_dtype)
-    return PartRows(shards, X_test, y_test)
+    found = PartRows(shards, *_joined(layout, tests_X, tests_y))
+    if split.validation_size:
+        found.X_validation, found.y_validation = _joined(layout, checks_X, checks_y)
+    return found
+
+
+def _joined(
+    layout: Layout, Xs: list[np.ndarray], ys: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    if not ys:
+        return np.empty((0, layout.n_features), np.float32), np.empty(0, layout.y_dtype)
+    return np.concatenate(Xs), np.concatenate(ys)
 
 
 @dataclass
@@ -719,24 +764,33 @@ class Prepared:
     y_test: np.ndarray
     n_train: int
     fingerprint: str
+    X_validation: np.ndarray  # a search's (none for training)
+    y_validation: np.ndarray
 
 
 def finish(decided: dict[str, Any], parts: list[PartRows], split: Split) -> Prepared:
-    """The parts' rows joined, in order: the training shards' record, the held-out rows, and
-    the split's identity (its rows: every training stripe's sha256, through the shards'
-    indexes, and the held-out rows kept), however the table was cut into files and blocks."""
+    """The parts' rows joined, in order: the training shards' record, the held-out rows (and a
+    search's validation rows), and the split's identity (its rows: every training stripe's
+    sha256, through the shards' indexes, and the held-out and validation rows kept), however
+    the table was cut into files and blocks."""
     layout = Layout.of(decided["layout"])
     train = joined(layout, decided["stripe_rows"], [p.shards for p in parts])
-    X_test = np.concatenate([p.X_test for p in parts])
-    y_test = np.concatenate([p.y_test for p in parts])
+    X_test, y_test = _joined(layout, [p.X_test for p in parts], [p.y_test for p in parts])
+    checks = [p for p in parts if p.X_validation is not None and p.y_validation is not None]
+    X_check, y_check = _joined(
+        layout, [p.X_validation for p in checks], [p.y_validation for p in checks]
+    )
     n_rows = sum(p["n_rows"] for p in decided["parts"])
+    identity: tuple[Any, ...] = (n_rows, split.seed, split.test_size, split.max_test_rows)
+    if split.validation_size:
+        identity += (split.validation_size,)
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(str((n_rows, split.seed, split.test_size, split.max_test_rows)).encode())
+    digest.update(str(identity).encode())
     for shard in train["shards"]:
         digest.update(shard["index"]["sha256"].encode())
-    digest.update(np.ascontiguousarray(X_test).data)
-    digest.update(np.ascontiguousarray(y_test).data)
-    return Prepared(train, X_test, y_test, train["n_rows"], digest.hexdigest())
+    for array in (X_test, y_test, X_check, y_check):
+        digest.update(np.ascontiguousarray(array).data)
+    return Prepared(train, X_test, y_test, train["n_rows"], digest.hexdigest(), X_check, y_check)
 
 
 def _labels(values: pa.ChunkedArray, dtype: np.dtype) -> np.ndarray:

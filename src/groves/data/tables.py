@@ -4,7 +4,7 @@ one reader: typed columns, multi-threaded, in blocks), NPZ by numpy, from a loca
 with a file is a ``RequestError`` naming the request field, and no message quotes the file's
 contents (the caller may not be allowed to read them).
 
-- ``read_table``: a whole CSV or Parquet file as an Arrow table (training).
+- ``blocks``: a CSV or Parquet file's rows in blocks (training reads them so: ``stream``).
 - ``iter_batches``: a CSV or Parquet file in blocks of rows with the training columns' types
   (prediction: memory follows the block, not the file).
 """
@@ -26,7 +26,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from botocore.exceptions import BotoCoreError, ClientError
 
-from groves.data.encoding import FLOAT32_MAX, decoded, input_name, is_text
+from groves.data.encoding import FLOAT32_MAX, input_name
 from groves.errors import RequestError
 from groves.store.protocol import ArtifactNotFound
 from groves.store.uris import download_uri, read_uri, split_s3_uri
@@ -174,29 +174,6 @@ def csv_problem(exc: Exception, source: str) -> str:
     if found:
         return f"{source!r}: a row has {found[2]} fields, the header has {found[1]}"
     return f"{source!r} is not a readable CSV file"
-
-
-def read_table(source: str, field: str = "dataset") -> pa.Table:
-    """A whole CSV or Parquet file as an Arrow table, read with every core."""
-    with local_file(source, field) as path:
-        if suffix(source) == "csv":
-            read, convert = csv_options()
-            try:
-                table = pa_csv.read_csv(path, read_options=read, convert_options=convert)
-                table.column_names  # noqa: B018 (decodes the header: it must be UTF-8)
-            except UnicodeDecodeError as exc:  # a header that is not UTF-8
-                raise RequestError(field, f"{source!r} is not UTF-8 text") from exc
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise RequestError(field, csv_problem(exc, source)) from exc
-        else:
-            try:
-                parquet = pq.ParquetFile(path)
-                table = parquet.read(columns=frame_columns(parquet.schema_arrow))
-            except (pa.ArrowException, OSError) as exc:
-                raise RequestError(field, f"{source!r} is not a readable Parquet file") from exc
-    if table.num_rows == 0:
-        raise RequestError(field, f"{source!r} needs a header row and data rows")
-    return table
 
 
 def parquet_file(path: Path) -> pq.ParquetFile:
@@ -399,29 +376,6 @@ def checked_labels(y: np.ndarray, source: str) -> np.ndarray:
             f"(the first: row {int(np.argmax(missing)) + 1})",
         )
     return y
-
-
-def arrow_labels(values: pa.ChunkedArray, source: str) -> np.ndarray:
-    """A target column as numpy labels: text as ``str``, booleans as ``bool`` (as
-    scikit-learn keeps them), numbers as they are (null: NaN)."""
-    values = decoded(values)
-    kind = values.type
-    if is_text(kind):
-        if values.null_count:
-            first = int(np.argmax(values.is_null().to_numpy(zero_copy_only=False)))
-            raise RequestError(
-                "target",
-                f"{source!r} has {values.null_count} rows with a missing label (the first: row "
-                f"{first + 1})",
-            )
-        return np.asarray(values.to_numpy(zero_copy_only=False).astype(str))
-    if pa.types.is_boolean(kind) and values.null_count == 0:  # classes [False, True]
-        return np.asarray(values.to_numpy(zero_copy_only=False), dtype=bool)
-    if pa.types.is_integer(kind) and values.null_count == 0:
-        return np.asarray(values.cast(pa.int64()).to_numpy(zero_copy_only=False))
-    if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_decimal(kind):
-        return np.asarray(values.cast(pa.float64()).to_numpy(zero_copy_only=False), np.float64)
-    raise RequestError("target", f"{source!r}: labels must be numbers or text, not {kind}")
 
 
 def row_weights(values: np.ndarray, source: str) -> np.ndarray:

@@ -10,8 +10,8 @@ holds it: ``tests/unit/test_layout.py``):
   its groves' metadata, manifest then latest), ``score`` (the held-out score from the groves'
   stored votes: metrics.json).
 - batch prediction: ``batch``: plan_batch (rows and tiles), predict_chunk (a tile), assemble.
-- search: ``search``: plan_search (one training run per candidate), score_candidates,
-  score_best.
+- search: ``search``: plan_search (one training run per candidate, all sharing one copy of
+  the rows), score_candidates, score_best.
 - serving: ``serve``: one build's model answering JSON rows over a Function URL (and
   ``groves serve``), following the build's latest run; no scikit-learn, no pyarrow.
 
@@ -21,6 +21,10 @@ What they share, beside the lower layers:
 - ``planned``: what a validated spec plans: its groves (count, trees and seed of each, at most
   ``MAX_GROVES``), the rows each grove reads, and the run's ``plan.json`` (training and the
   search's candidates plan runs alike).
+- ``prepare``: a table's rows prepared in bounded memory (``groves.data.stream``): scanned,
+  checked (``check_params_against_data``: the forest's parameters against the training rows),
+  written as shards with the held-out rows kept; plan's one-file table and its Map's files,
+  and a search's table (with validation rows) in plan_search, prepare alike.
 - ``trained``: the groves a run trained: their metadata read and checked against the plan
   (merge, a search's candidates), their stored votes read verified (scoring, a search).
 - ``cost``: what each invocation costs; ``events``: a ready event for one step, for ``sam
@@ -28,8 +32,7 @@ What they share, beside the lower layers:
   outputs, each calling its workflow's module.
 
 One exception stands until the request checks leave ``plan``: search checks its base request
-and candidates with ``plan``'s ``validate_request``, ``validate_params`` and
-``check_params_against_data``.
+and candidates with ``plan``'s ``validate_request`` and ``validate_params``.
 
 Steps read and write through ``groves.store``, read tables through ``groves.data`` and
 groves through ``groves.forest`` (a committed run's votes: ``forest.loading.committed_votes``);

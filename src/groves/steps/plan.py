@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,12 +12,21 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
 from groves.data import datasets, stream
 from groves.data.datasets import data_record
-from groves.data.prepared import write_held_out, write_prepared
-from groves.data.shards import Layout, RowWriter, shard_count
-from groves.data.tables import DEFAULT_TARGET, check_source, is_folder
+from groves.data.prepared import write_prepared
+from groves.data.shards import Layout, shard_count
+from groves.data.tables import DEFAULT_TARGET, check_source
 from groves.errors import CorruptFile, RequestError
 from groves.steps.cost import Invocation
 from groves.steps.planned import n_groves, planned_groves, run_plan
+from groves.steps.prepare import (
+    check_params_against_data,
+    decide,
+    is_table,
+    plan_rows,
+    split_of,
+    table_record,
+    writer_for,
+)
 from groves.steps.request import (
     FOREST_PARAMS,
     MAX_GROVES,
@@ -172,12 +180,6 @@ def write_plan(
     return plan
 
 
-def is_table(source: str) -> bool:
-    """CSV and Parquet files and folders of them are planned in bounded memory (``stream``);
-    arrays (``.npz``, scikit-learn's datasets) are loaded whole, as numpy reads them."""
-    return source.lower().endswith((".csv", ".parquet")) or is_folder(source)
-
-
 def plan_arrays(store: Store, spec: dict[str, Any], run_id: str) -> dict[str, Any]:
     """An array dataset's split (stratified by scikit-learn) written, and its data record."""
     dataset = datasets.load_dataset(spec["dataset"], spec["target"], spec["weight"])
@@ -191,76 +193,14 @@ def plan_arrays(store: Store, spec: dict[str, Any], run_id: str) -> dict[str, An
     return data_record(dataset, split, classes, prepared)
 
 
-def split_of(spec: dict[str, Any]) -> stream.Split:
-    return stream.Split(spec["test_size"], spec["seed"], spec["max_test_rows"])
-
-
 def plan_table(
     store: Store, spec: dict[str, Any], run_id: str, table: stream.Table
 ) -> dict[str, Any]:
     """A one-file table planned here, by the steps the Map runs for a folder's files: scanned,
     checked, then its rows written as training shards and (capped) held-out rows; its data
     record."""
-    classify, split = spec["estimator"] == "classifier", split_of(spec)
-    found = stream.merge(
-        table, [stream.scan_part(table, 0, classify, split)], classify, split.test_size > 0
-    )
-    decided = decide(found, spec)
-    prefix = data_prefix(spec["build_id"], run_id)
-    rows = stream.prepare_part(table, decided, 0, split, writer_for(store, prefix))
-    return table_record(store, spec, run_id, decided, [rows])
-
-
-def decide(found: stream.Scan, spec: dict[str, Any]) -> dict[str, Any]:
-    """The scanned table's checks against the forest's parameters, and what its second pass
-    writes (``stream.decide``) with what the plan records of it."""
-    classes = stream.classes(found)
-    n_train = found.n_rows - found.n_test
-    labels = TrainingLabels(n_train, 1, found.train_min, found.train_sum)
-    check_params_against_data(spec["params"], labels, classes)
-    columns = found.columns()
-    return {
-        **stream.decide(found, split_of(spec)),
-        "data": {
-            "n_rows": found.n_rows,
-            "n_features": len(columns),
-            "n_held_out": found.n_test,
-            "classes": classes,
-            "n_outputs": 1,
-            "feature_names": [c["name"] for c in columns],
-            "named": True,
-            "columns": columns,
-            "dropped": found.table.dropped(),
-            "weighted": found.table.weight is not None,
-            "warnings": found.warnings(),
-        },
-    }
-
-
-def writer_for(store: Store, prefix: str) -> Any:
-    return lambda layout, step, first: RowWriter(store, prefix, layout, step, first)
-
-
-def table_record(
-    store: Store,
-    spec: dict[str, Any],
-    run_id: str,
-    decided: dict[str, Any],
-    parts: list[stream.PartRows],
-) -> dict[str, Any]:
-    """The parts' rows joined (``stream.finish``), the held-out rows written; the plan's data
-    record of the table."""
-    done = stream.finish(decided, parts, split_of(spec))
-    held = write_held_out(store, spec["build_id"], run_id, done.X_test, done.y_test)
-    data = decided["data"]
-    return {
-        **{k: data[k] for k in ("n_rows", "n_features")},
-        "n_train": done.n_train,
-        "n_test": len(done.y_test),
-        **{k: v for k, v in data.items() if k not in ("n_rows", "n_features")},
-        "split_fingerprint": done.fingerprint,
-        "prepared": {"train": done.train, **held},
-    }
+    decided, parts = plan_rows(store, spec, table, spec["build_id"], run_id)
+    return table_record(store, spec, run_id, decided, parts)
 
 
 # A table of several files is planned in parts, its files' record and the parts' results
@@ -428,66 +368,6 @@ def part_rows(
     ):
         raise CorruptFile(f"{where} is damaged (not the part's held-out rows)")
     return stream.PartRows(shards, X, y)
-
-
-@dataclass(frozen=True)
-class TrainingLabels:
-    """What the parameters' checks need of the training labels: their count, outputs, and
-    (a regressor's) least value and sum: from an array, or from a table's scan."""
-
-    n: int
-    n_outputs: int = 1
-    minimum: float = 0.0
-    total: float = 1.0
-
-    @classmethod
-    def of(cls, y: np.ndarray) -> TrainingLabels:
-        numeric = y.dtype.kind in "biuf" and len(y) > 0
-        return cls(
-            len(y),
-            1 if y.ndim == 1 else y.shape[1],
-            float(np.min(y)) if numeric else 0.0,
-            float(np.sum(y)) if numeric else 1.0,
-        )
-
-
-def check_params_against_data(
-    params: dict[str, Any],
-    y_train: np.ndarray | TrainingLabels,
-    classes: list[Any] | None = None,
-) -> None:
-    """Bound the parameters that scale a tree's memory by the data: a tree cannot use more
-    samples, leaves or levels than there are training rows, and scikit-learn allocates for
-    what is allowed (``max_leaf_nodes: 10**9`` asks for ~128 GB before the first split)."""
-    labels = y_train if isinstance(y_train, TrainingLabels) else TrainingLabels.of(y_train)
-    n_train = labels.n
-    for name in ("max_samples", "max_leaf_nodes", "max_depth"):
-        value = params.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > n_train:
-            raise RequestError(
-                f"params.{name}",
-                f"{value} is more than the {n_train} training rows; at most {n_train}"
-                + (" (or a fraction in (0, 1])" if name == "max_samples" else ""),
-            )
-    weights = params.get("class_weight")
-    if isinstance(weights, dict) and labels.n_outputs > 1:
-        raise RequestError(
-            "params.class_weight",
-            "an object of class weights applies to one output; with several outputs use "
-            "'balanced', 'balanced_subsample' or null",
-        )
-    if isinstance(weights, dict):
-        names = {str(c) for c in classes or ()}
-        unknown = sorted(set(map(str, weights)) - names)
-        if unknown:
-            raise RequestError(
-                "params.class_weight",
-                f"{unknown[0]!r} is not a class of the training rows ({len(names)} classes)",
-            )
-    if params.get("criterion") == "poisson" and (labels.minimum < 0 or labels.total <= 0):
-        raise RequestError(
-            "params.criterion", "'poisson' needs non-negative targets with a positive sum"
-        )
 
 
 def state_output(store: Store, plan: dict[str, Any]) -> dict[str, Any]:

@@ -388,7 +388,8 @@ TRAIN: tuple[Field, ...] = (
         200_000,
         low=1,
         high=MAX_ROWS,
-        details="So that scoring's cost does not grow with the table.",
+        details="So that scoring's cost does not grow with the table; a search on a table "
+        "keeps at most as many validation rows too.",
         cli=Flag(("--max-test-rows",)),
         estimator=NOT_A_PARAMETER,
     ),
@@ -504,6 +505,8 @@ SEARCH_ONLY: tuple[Field, ...] = (
         low=0,
         high=1,
         closed="neither",
+        details="A table's are chosen row by row, as its held-out rows are (at most "
+        "`max_test_rows` kept); arrays' by a stratified split.",
         cli=Flag(("--validation-size",)),
     ),
     Field(

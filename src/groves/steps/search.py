@@ -17,19 +17,29 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from groves.data import datasets
+from groves.data import datasets, stream
 from groves.data.prepared import read_prepared, write_prepared
+from groves.data.tables import DEFAULT_TARGET
 from groves.errors import BuildError, RequestError
 from groves.forest.loading import WARM, committed_votes
 from groves.forest.votes import Target
 from groves.steps.cost import Invocation, search_transitions, step_cost, summarize
-from groves.steps.plan import check_params_against_data, validate_params, validate_request
+from groves.steps.plan import validate_params, validate_request
 from groves.steps.planned import n_groves, planned_groves, run_plan
+from groves.steps.prepare import (
+    TrainingLabels,
+    check_params_against_data,
+    is_table,
+    plan_rows,
+    prepared_record,
+    split_of,
+)
 from groves.steps.request import SEARCH, SEARCH_ONLY, check_fields, checked, field, names
 from groves.steps.trained import check_groves, read_grove_metas, stored_votes
 from groves.store.artifacts import (
@@ -142,41 +152,29 @@ def random_candidates(spec: Any, seed: int) -> list[dict[str, Any]]:
 
 
 def plan_search(store: Store, request: Any, invocation: Invocation | None = None) -> dict[str, Any]:
-    """Validate, split (train/test, then validation carved from train), and plan one run per
-    candidate sharing one copy of the fit/validation rows; the held-out rows go to the search's
-    folder, where only ``score_best`` reads them."""
+    """Validate, split (train/test, then validation from train), and plan one run per candidate
+    sharing one copy of the fit/validation rows; the held-out rows go to the search's folder,
+    where only ``score_best`` reads them. A table is planned in bounded memory, row by row
+    (``groves.steps.prepare``), arrays split by scikit-learn."""
     spec, candidates = validate_search(request)
     build_id = spec["build_id"]
-    features = None if spec["features"] is None else tuple(spec["features"])
-    dataset = datasets.load_dataset(
-        spec["dataset"], spec["target"], spec["weight"], features, tuple(spec["drop"])
-    )
-    classes = datasets.check_target(dataset, spec["estimator"], spec["dataset"])
-    outer = datasets.split(dataset, spec["test_size"], spec["seed"], classes is not None)
-    inner = datasets.carve(outer, spec["validation_size"], spec["seed"], classes is not None)
-    if not datasets.every_class_trains(inner.y_train, classes):
-        raise RequestError("validation_size", "leaves some class without rows to fit; lower it")
-    for index, candidate in enumerate(candidates):
-        try:
-            check_params_against_data({**spec["params"], **candidate}, inner.y_train, classes)
-        except RequestError as exc:
-            raise RequestError(f"search.candidates[{index}].{exc.field}", str(exc)) from exc
     search_id = new_run_id()
     runs_build = spec["winner_build"] or build_id  # where the candidates' runs and the best go
+    runs = [new_run_id() for _ in candidates]
+    rows = (search_table if is_table(spec["dataset"]) else search_arrays)(
+        store, spec, candidates, runs_build, runs[0]
+    )
     test = {}
-    for name in ("X_test", "y_test"):
-        blob = dump_npy(np.ascontiguousarray(getattr(outer, name)))
+    for name, array in (("X_test", rows.X_test), ("y_test", rows.y_test)):
+        blob = dump_npy(np.ascontiguousarray(array))
         store.put_bytes(search_key(build_id, search_id, f"data/{name}.npy"), blob)
         test[name] = digest(blob)
-    runs = [new_run_id() for _ in candidates]
-    prepared = write_prepared(store, runs_build, runs[0], inner)
     items, records = [], []
     base = {k: v for k, v in spec.items() if k not in SEARCH_FIELDS}
     for index, (run_id, candidate) in enumerate(zip(runs, candidates, strict=True)):
         params = {**spec["params"], **candidate}
         run_spec = {**base, "build_id": runs_build, "params": params, "predict": False}
-        data = datasets.data_record(dataset, inner, classes, prepared)
-        plan = run_plan(run_spec, run_id, data, runs[0])
+        plan = run_plan(run_spec, run_id, {**rows.data}, runs[0])
         plan["search_id"], plan["search_build"] = search_id, build_id
         put_json(store, plan_key(runs_build, run_id), plan)
         groves = planned_groves(run_spec)
@@ -196,18 +194,94 @@ def plan_search(store: Store, request: Any, invocation: Invocation | None = None
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "spec": spec,
         "candidates": records,
-        "n_fit": len(inner.y_train),
-        "n_validation": len(inner.y_test),
-        "n_test": len(outer.y_test),
+        "n_fit": rows.data["n_train"],
+        "n_validation": rows.data["n_test"],
+        "n_test": len(rows.y_test),
         "test": test,
-        "classes": classes,
-        "n_outputs": datasets.n_outputs(dataset.y),
+        "classes": rows.data["classes"],
+        "n_outputs": rows.data["n_outputs"],
         "runs_build": runs_build,
         "replaces": committed_before(store, runs_build) if spec["commit"] else None,
         "usage": (invocation or Invocation.begin("plan_search")).usage(),
     }
     put_json(store, search_key(build_id, search_id, "search.json"), record)
     return record
+
+
+@dataclass(frozen=True)
+class SearchRows:
+    """A search's rows: the candidates' data record (their prepared rows: the rows they fit
+    on, as shards, and the validation rows they are compared on, as their held-out rows), and
+    the held-out test rows, which only ``score_best`` reads."""
+
+    data: dict[str, Any]
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+
+def check_candidates(
+    spec: dict[str, Any],
+    candidates: list[dict[str, Any]],
+    y_fit: np.ndarray | TrainingLabels,
+    classes: list[Any] | None,
+) -> None:
+    """Every candidate's parameters against the rows it fits on; an error names the
+    candidate."""
+    for index, candidate in enumerate(candidates):
+        try:
+            check_params_against_data({**spec["params"], **candidate}, y_fit, classes)
+        except RequestError as exc:
+            raise RequestError(f"search.candidates[{index}].{exc.field}", str(exc)) from exc
+
+
+def search_arrays(
+    store: Store,
+    spec: dict[str, Any],
+    candidates: list[dict[str, Any]],
+    runs_build: str,
+    prepared_run: str,
+) -> SearchRows:
+    """Arrays loaded whole and split by scikit-learn: the held-out rows, then the validation
+    rows carved from the training rows, both stratified."""
+    dataset = datasets.load_dataset(spec["dataset"], spec["target"], spec["weight"])
+    classes = datasets.check_target(dataset, spec["estimator"], spec["dataset"])
+    outer = datasets.split(dataset, spec["test_size"], spec["seed"], classes is not None)
+    inner = datasets.carve(outer, spec["validation_size"], spec["seed"], classes is not None)
+    if not datasets.every_class_trains(inner.y_train, classes):
+        raise RequestError("validation_size", "leaves some class without rows to fit; lower it")
+    check_candidates(spec, candidates, inner.y_train, classes)
+    prepared = write_prepared(store, runs_build, prepared_run, inner)
+    data = datasets.data_record(dataset, inner, classes, prepared)
+    return SearchRows(data, outer.X_test, outer.y_test)
+
+
+def search_table(
+    store: Store,
+    spec: dict[str, Any],
+    candidates: list[dict[str, Any]],
+    runs_build: str,
+    prepared_run: str,
+) -> SearchRows:
+    """A table (a file or a folder of them) planned in this invocation in bounded memory, a
+    file at a time, by a build's plan's steps (``prepare.plan_rows``): a row is held out, or
+    else a validation row, by a seeded hash of its place (``stream.Split``), each kind capped
+    by ``max_test_rows``; the rest are the rows the candidates fit on."""
+    table = stream.open_table(
+        spec["dataset"],
+        spec["target"] or DEFAULT_TARGET,
+        spec["weight"],
+        spec["features"],
+        spec["drop"],
+    )
+
+    def check(labels: TrainingLabels, classes: list[Any] | None) -> None:
+        check_candidates(spec, candidates, labels, classes)
+
+    decided, parts = plan_rows(store, spec, table, runs_build, prepared_run, check)
+    done = stream.finish(decided, parts, split_of(spec))
+    held = (done.X_validation, done.y_validation)
+    data = prepared_record(store, runs_build, prepared_run, decided, done, held)
+    return SearchRows(data, done.X_test, done.y_test)
 
 
 def search_cost(
