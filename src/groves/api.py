@@ -252,7 +252,7 @@ def aws(stack_name: str) -> Iterator[None]:
 def check(machine: str, request: dict[str, Any]) -> None:
     """Validate a request as the state machine's first step will, naming the field."""
     if machine == "forest":
-        from groves.steps.plan import validate_request
+        from groves.steps.checks import validate_request
 
         if "resume" not in request:
             validate_request(request)

@@ -89,12 +89,15 @@ WORKFLOWS = {
     "search": {"search"},
     "serving": {"serve"},
 }
-SHARED_STEPS = {"request", "planned", "prepare", "trained", "cost", "events", "handlers"}
-# The one crossing left, named by what it imports: search checks its requests with plan's request
-# checks until they move to a shared module (after the rewrite of validate_request lands). The
-# test fails once it is gone, so that this entry goes with it.
-CROSSINGS = {
-    ("search", "plan"): {"validate_request", "validate_params"},
+SHARED_STEPS = {
+    "request",
+    "checks",
+    "planned",
+    "prepare",
+    "trained",
+    "cost",
+    "events",
+    "handlers",
 }
 
 
@@ -125,7 +128,7 @@ def test_each_step_module_is_one_workflows_or_shared() -> None:
 
 def test_workflows_stand_side_by_side() -> None:
     """GIVEN the step modules, WHEN their imports are read (inside functions too), THEN no
-    workflow's module imports another workflow's (but the named crossing), and no shared
+    workflow's module imports another workflow's, and no shared
     module imports a workflow's but ``handlers``, which calls each step."""
     workflow = {m: name for name, modules in WORKFLOWS.items() for m in modules}
     crossings, shared_uses = {}, {}
@@ -138,7 +141,7 @@ def test_workflows_stand_side_by_side() -> None:
                 elif path.stem in workflow and workflow[path.stem] != workflow[used]:
                     crossings[(path.stem, used)] = names
     assert shared_uses == {}
-    assert crossings == CROSSINGS
+    assert crossings == {}
 
 
 def test_the_merge_function_starts_without_scikit_learn() -> None:

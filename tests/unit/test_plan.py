@@ -10,7 +10,8 @@ import pytest
 from conftest import small_request
 
 from groves.errors import RequestError
-from groves.steps.plan import plan_build, state_output, validate_request
+from groves.steps.checks import validate_request
+from groves.steps.plan import plan_build, state_output
 from groves.steps.planned import planned_grove, planned_groves
 from groves.steps.request import MAX_GROVES
 from groves.store.artifacts import items_key

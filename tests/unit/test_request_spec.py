@@ -24,7 +24,7 @@ from groves.cli.search import search_request
 from groves.errors import RequestError
 from groves.estimators import OWN_DEFAULTS, REQUEST_PARAMETERS, RUN_PARAMETERS
 from groves.steps.batch import validate_batch_request
-from groves.steps.plan import validate_request
+from groves.steps.checks import validate_request
 from groves.steps.request import (
     ABSENT,
     BATCH,

@@ -18,8 +18,8 @@ from groves.engine.local import FUNCTIONS, STORE_SUBSTITUTION, definition_path
 from groves.forest.served import ONE_VCPU_MB
 from groves.steps import handlers
 from groves.steps.batch import OUTPUTS_PREFIX, validate_batch_request
+from groves.steps.checks import validate_request
 from groves.steps.cost import TEMPLATE_MEMORY_MB, TEMPLATE_TIMEOUT_SECONDS
-from groves.steps.plan import validate_request
 from groves.steps.search import search_key, validate_search
 from groves.store import artifacts
 from groves.store.artifacts import GROVE_SUFFIX, VOTES_SUFFIX

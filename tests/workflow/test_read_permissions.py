@@ -25,7 +25,7 @@ from groves.data.datasets import load_dataset
 from groves.engine.asl import execute
 from groves.engine.local import FUNCTIONS, local_machine
 from groves.forest.loading import WARM
-from groves.steps.plan import validate_request
+from groves.steps.checks import validate_request
 from groves.steps.planned import planned_grove
 from groves.steps.serve import Service
 from groves.store.uris import open_store

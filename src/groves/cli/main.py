@@ -51,7 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_start(args: argparse.Namespace, session: Any = None) -> int:
     import boto3
 
-    from groves.steps.plan import validate_request
+    from groves.steps.checks import validate_request
     from groves.steps.planned import n_groves
 
     request = build_request(args, args.parser)

@@ -18,6 +18,8 @@ holds it: ``tests/unit/test_layout.py``):
 What they share, beside the lower layers:
 
 - ``request``: the requests' fields, each defined once (type, bounds, default, help).
+- ``checks``: a training request checked before any work (its fields, its source, its grove
+  count, its forest parameters by scikit-learn's constraints): a build's plan and a search's.
 - ``planned``: what a validated spec plans: its groves (count, trees and seed of each, at most
   ``MAX_GROVES``), the rows each grove reads, and the run's ``plan.json`` (training and the
   search's candidates plan runs alike).
@@ -30,9 +32,6 @@ What they share, beside the lower layers:
 - ``cost``: what each invocation costs; ``events``: a ready event for one step, for ``sam
   local invoke``; ``handlers``: the handlers' events (``events/`` has samples) and their
   outputs, each calling its workflow's module.
-
-One exception stands until the request checks leave ``plan``: search checks its base request
-and candidates with ``plan``'s ``validate_request`` and ``validate_params``.
 
 Steps read and write through ``groves.store``, read tables through ``groves.data`` and
 groves through ``groves.forest`` (a committed run's votes: ``forest.loading.committed_votes``);

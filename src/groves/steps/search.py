@@ -29,8 +29,8 @@ from groves.data.tables import DEFAULT_TARGET
 from groves.errors import BuildError, RequestError
 from groves.forest.loading import WARM, committed_votes
 from groves.forest.votes import Target
+from groves.steps.checks import validate_params, validate_request
 from groves.steps.cost import Invocation, search_transitions, step_cost, summarize
-from groves.steps.plan import validate_params, validate_request
 from groves.steps.planned import n_groves, planned_groves, run_plan
 from groves.steps.prepare import (
     TrainingLabels,

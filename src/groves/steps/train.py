@@ -16,8 +16,8 @@ from groves.data.prepared import read_prepared
 from groves.errors import BuildError
 from groves.forest.format import write_grove
 from groves.forest.votes import forest_classes, summed_votes
+from groves.steps.checks import ESTIMATORS
 from groves.steps.cost import N_JOBS_ENV, Invocation, peak_rss_mb
-from groves.steps.plan import ESTIMATORS
 from groves.steps.planned import planned_grove
 from groves.store.artifacts import (
     GROVE_SUFFIX,
