@@ -12,7 +12,6 @@ from groves.data import datasets, stream
 from groves.data.datasets import data_record
 from groves.data.prepared import write_prepared
 from groves.data.shards import Layout, shard_count
-from groves.data.tables import DEFAULT_TARGET
 from groves.errors import CorruptFile, RequestError
 from groves.steps.checks import validate_request
 from groves.steps.cost import Invocation
@@ -21,6 +20,7 @@ from groves.steps.prepare import (
     check_params_against_data,
     decide,
     is_table,
+    open_table,
     plan_rows,
     split_of,
     table_record,
@@ -67,13 +67,7 @@ def plan_build(store: Store, request: Any, invocation: Invocation | None = None)
     if not is_table(spec["dataset"]):
         data = plan_arrays(store, spec, run_id)
         return write_plan(store, spec, run_id, data, {"usage": invocation.usage()})
-    table = stream.open_table(
-        spec["dataset"],
-        spec["target"] or DEFAULT_TARGET,
-        spec["weight"],
-        spec["features"],
-        spec["drop"],
-    )
+    table = open_table(spec)
     if len(table.files) > 1:
         return start_parts(store, spec, run_id, table, invocation)
     data = plan_table(store, spec, run_id, table)

@@ -19,7 +19,7 @@ import numpy as np
 from groves.data import stream
 from groves.data.prepared import write_held_out
 from groves.data.shards import RowWriter
-from groves.data.tables import is_folder
+from groves.data.tables import DEFAULT_TARGET, is_folder
 from groves.errors import RequestError
 from groves.store.artifacts import data_prefix
 from groves.store.protocol import Store
@@ -29,6 +29,17 @@ def is_table(source: str) -> bool:
     """CSV and Parquet files and folders of them are planned in bounded memory (``stream``);
     arrays (``.npz``, scikit-learn's datasets) are loaded whole, as numpy reads them."""
     return source.lower().endswith((".csv", ".parquet")) or is_folder(source)
+
+
+def open_table(spec: dict[str, Any]) -> stream.Table:
+    """The request's table: its files, and the columns its first file's header decides."""
+    return stream.open_table(
+        spec["dataset"],
+        spec["target"] or DEFAULT_TARGET,
+        spec["weight"],
+        spec["features"],
+        spec["drop"],
+    )
 
 
 def split_of(spec: dict[str, Any]) -> stream.Split:

@@ -25,7 +25,6 @@ import numpy as np
 
 from groves.data import datasets, stream
 from groves.data.prepared import read_prepared, write_prepared
-from groves.data.tables import DEFAULT_TARGET
 from groves.errors import BuildError, RequestError
 from groves.forest.loading import WARM, committed_votes
 from groves.forest.votes import Target
@@ -36,6 +35,7 @@ from groves.steps.prepare import (
     TrainingLabels,
     check_params_against_data,
     is_table,
+    open_table,
     plan_rows,
     prepared_record,
     split_of,
@@ -266,13 +266,7 @@ def search_table(
     file at a time, by a build's plan's steps (``prepare.plan_rows``): a row is held out, or
     else a validation row, by a seeded hash of its place (``stream.Split``), each kind capped
     by ``max_test_rows``; the rest are the rows the candidates fit on."""
-    table = stream.open_table(
-        spec["dataset"],
-        spec["target"] or DEFAULT_TARGET,
-        spec["weight"],
-        spec["features"],
-        spec["drop"],
-    )
+    table = open_table(spec)
 
     def check(labels: TrainingLabels, classes: list[Any] | None) -> None:
         check_candidates(spec, candidates, labels, classes)
