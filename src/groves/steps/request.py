@@ -238,7 +238,8 @@ TRAIN: tuple[Field, ...] = (
         "with a column per output trains one multi-output forest, as scikit-learn's forests "
         "do: not stratified, scored by the accuracy of whole rows or R² averaged over outputs. "
         "A folder of `.csv` or `.parquet` files with the same columns (a directory, or "
-        "`s3://bucket/prefix/` ending in `/`) is read in name order as one table.",
+        "`s3://bucket/prefix/` ending in `/`) is read in name order as one table, planned a "
+        "file an invocation (the plan's Maps): no function holds the table.",
         cli=Flag(("--dataset",)),
         estimator="`fit`'s `X` and `y` (written to the store)",
     ),
