@@ -170,3 +170,39 @@ def test_a_folder_with_decimal_labels_and_boolean_features_plans(tmp_path: Path)
         )
     )
     assert plan["data"]["classes"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_files_header_is_read_where_it_is_not_downloaded(s3: Any, kind: str) -> None:
+    """Plan opens a table on S3 from its first file's footer (Parquet) or first block (CSV)
+    by ranged reads: a few of its bytes, whatever the file's size."""
+    import io
+
+    from conftest import BUCKET
+
+    from groves.data import stream
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"x": rng.normal(size=1_500_000), "colour": rng.choice(["red", "blue"], 1_500_000)}
+    )
+    frame["label"] = np.where(frame["x"] > 0, "up", "down")
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer) if kind == "parquet" else frame.to_csv(buffer, index=False)
+    s3.put_object(Bucket=BUCKET, Key=f"t/p0.{kind}", Body=buffer.getvalue())
+    from botocore.client import BaseClient
+
+    read: list[int] = []
+    real = BaseClient._make_api_call
+
+    def counted(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        response = real(client, operation, params)
+        if operation == "GetObject":
+            read.append(response["ContentLength"])
+        return response
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BaseClient, "_make_api_call", counted)
+        table = stream.open_table(f"s3://{BUCKET}/t/", "label", None)
+    assert table.names == ["x", "colour"] and table.kinds == ["number", "category"]
+    assert 0 < sum(read) <= 2 * 2**20 and len(buffer.getvalue()) > 10 * 2**20

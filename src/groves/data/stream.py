@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from groves.data import encoding, selection
 from groves.data.shards import Layout, RowWriter, joined, shard_count, stripe_rows
@@ -58,7 +60,7 @@ from groves.data.tables import (
     readable,
 )
 from groves.errors import CorruptFile, RequestError, missing_column
-from groves.store.uris import list_uri
+from groves.store.uris import list_uri, opened_uri
 
 SUFFIXES = (".csv", ".parquet")
 MAX_CLASSES = 10_000
@@ -114,17 +116,24 @@ def file_batches(
 
 def header(uri: str, kind: str) -> pa.Schema:
     """A file's columns and their types (a CSV's inferred from its first block, as its reader
-    infers them)."""
-    with local_file(uri, "dataset") as path:
+    infers them), read where the file is: an S3 object's footer or first block by ranged
+    reads, not the whole object."""
+    with readable(uri, "dataset"), opened_uri(uri) as handle:
         if kind == "parquet":
             try:
-                schema = parquet_file(path).schema_arrow
+                schema = pq.read_schema(handle)
             except (pa.ArrowException, OSError) as exc:
                 raise RequestError("dataset", f"{uri!r} is not a readable Parquet file") from exc
             return pa.schema([schema.field(name) for name in frame_columns(schema)])
         read, convert = csv_options()
+        # the first block decides the types: its whole lines (the reader, which takes no
+        # newline inside a value, cuts its blocks at a line's end too)
+        block = handle.read(read.block_size)
+        if len(block) == read.block_size:  # else the whole file
+            block = block[: block.rfind(b"\n") + 1] or block
+        first = io.BytesIO(block)
         try:
-            schema = pa_csv.open_csv(path, read_options=read, convert_options=convert).schema
+            schema = pa_csv.open_csv(first, read_options=read, convert_options=convert).schema
             schema.names  # noqa: B018 (decodes the header: it must be UTF-8)
             return schema
         except UnicodeDecodeError as exc:

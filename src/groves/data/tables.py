@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -176,7 +176,7 @@ def csv_problem(exc: Exception, source: str) -> str:
     return f"{source!r} is not a readable CSV file"
 
 
-def parquet_file(path: Path) -> pq.ParquetFile:
+def parquet_file(path: Path | BinaryIO) -> pq.ParquetFile:
     """A Parquet file read column chunk by column chunk in 1 MiB reads, not a row group's
     bytes at once (pyarrow's ``pre_buffer``): a block's memory then follows the block, not the
     row groups the writer chose (a plan's peak on 20M rows: 959 MB with row groups of 1M rows

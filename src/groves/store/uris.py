@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from groves.errors import RequestError
 from groves.store.local import LOCAL_BUCKET, LocalStore, atomic_file
@@ -135,6 +136,61 @@ def download_uri(uri: str, path: Path) -> None:
         if error_code(exc) in MISSING_OBJECT:
             raise ArtifactNotFound(f"{uri} does not exist") from exc
         raise
+
+
+class _RangedObject(io.RawIOBase):
+    """An S3 object read by ranged GETs where the reader seeks: a Parquet file's footer or a
+    CSV's first block, not the whole object."""
+
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        self.client, self.bucket, self.key, self.position = client, bucket, key, 0
+        self.size = client.head_object(Bucket=bucket, Key=key)["ContentLength"]
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        stop = min(self.size, self.position + len(buffer))
+        if stop <= self.position:
+            return 0
+        body = self.client.get_object(
+            Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-{stop - 1}"
+        )["Body"].read()
+        memoryview(buffer)[: len(body)] = body
+        self.position += len(body)
+        return len(body)
+
+
+@contextlib.contextmanager
+def opened_uri(uri: str, buffer_bytes: int = 1 << 20) -> Iterator[BinaryIO]:
+    """A local file or an ``s3://bucket/key`` object opened for reading where it is: an S3
+    object is read by ranged GETs of at least ``buffer_bytes`` as the reader seeks, nothing
+    downloaded; a missing one is ``ArtifactNotFound``."""
+    if not uri.startswith("s3://"):
+        with Path(uri.removeprefix("file://")).expanduser().open("rb") as handle:
+            yield handle
+        return
+    bucket, key = split_s3_uri(uri)
+    client = s3_client()
+    try:
+        raw = _RangedObject(client, bucket, key)
+    except client.exceptions.ClientError as exc:
+        if error_code(exc) in MISSING_OBJECT:
+            raise ArtifactNotFound(f"{uri} does not exist") from exc
+        raise
+    with io.BufferedReader(raw, buffer_bytes) as handle:
+        yield handle  # type: ignore[misc]
 
 
 @contextlib.contextmanager
