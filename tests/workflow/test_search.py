@@ -270,3 +270,42 @@ def test_searches_are_bounded_before_they_start() -> None:
             {"random": {"n_candidates": 3, "ranges": {"max_features": bad}}},
         )
     refused("search.candidates[0].max_depth", "is a boolean", {"grid": {"max_depth": [True]}})
+
+
+def test_a_search_ranks_by_the_metric_asked_for_a_skewed_target(tmp_path: Path) -> None:
+    """On a 85/10/5 target, ranked by balanced accuracy (the best's as scikit-learn computes it
+    from the committed model on the validation rows), best first; log-loss ranks
+    lowest first; a metric of the other kind of forest is refused naming the field."""
+    from sklearn.datasets import make_classification
+    from sklearn.metrics import balanced_accuracy_score, log_loss
+
+    X, y = make_classification(
+        1500, n_informative=4, n_classes=3, weights=[0.85, 0.1, 0.05], random_state=1
+    )
+    np.savez(tmp_path / "skewed.npz", X=X, y=y)
+    grid = {"class_weight": ["balanced", None], "max_depth": [3, None]}
+    request = digits_search(dataset=str(tmp_path / "skewed.npz"), search={"grid": grid})
+    outer = split(load_dataset(str(tmp_path / "skewed.npz")), 0.25, 4, stratify=True)
+    inner = carve(outer, 0.25, 4, stratify=True)
+    for metric, measure, best_first in (
+        (
+            "balanced_accuracy",
+            lambda m: balanced_accuracy_score(inner.y_test, m.predict(inner.X_test)),
+            -1,
+        ),
+        ("log_loss", lambda m: log_loss(inner.y_test, m.predict_proba(inner.X_test)), 1),
+    ):
+        store = str(tmp_path / metric)
+        run = run_local({**request, "metric": metric}, store, workers=2, machine="search")
+        assert run.status == "SUCCEEDED", run.cause
+        board = get_json(
+            LocalStore(store), search_key("s", run.output["search_id"], "leaderboard.json")
+        )
+        assert {row["metric"] for row in board} == {metric}
+        scores = [row["validation_score"] for row in board]
+        assert scores == sorted(scores, key=lambda s: best_first * s)
+        best = groves.load_model(store, "s", board[0]["run_id"])  # only the best is committed
+        assert board[0]["validation_score"] == pytest.approx(measure(best), rel=1e-9)
+    with pytest.raises(RequestError, match="not a classifier's; one of accuracy") as caught:
+        validate_search({**request, "metric": "rmse"})
+    assert caught.value.field == "metric"

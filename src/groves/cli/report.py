@@ -469,7 +469,8 @@ def search_results(
         (
             "search",
             f"{search_id}: candidate {row['candidate']}, ranked {rank} of {len(board)} by "
-            f"validation score {row['validation_score']:.4f}",
+            f"validation {row.get('metric') or 'score'} "
+            + ("-" if row["validation_score"] is None else f"{row['validation_score']:.4f}"),
         )
     ]
     if result and result["run_id"] == run_id:

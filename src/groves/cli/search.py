@@ -99,12 +99,15 @@ def leaderboard_lines(store: str, output: dict[str, Any]) -> list[str]:
     board = get_json(
         open_store(store), f"{output['build_id']}/searches/{output['search_id']}/leaderboard.json"
     )
-    lines = [f"{'candidate':>9}  {'validation':>10}  {'trees':>5}  {'seconds':>7}  params"]
+    metric = (board[0].get("metric") if board else None) or "validation"
+    width = max(10, len(metric))
+    lines = [f"{'candidate':>9}  {metric:>{width}}  {'trees':>5}  {'seconds':>7}  params"]
     for row in board:
         params = " ".join(f"{k}={json.dumps(v)}" for k, v in row["params"].items())
+        score = row["validation_score"]
         lines.append(
-            f"{row['candidate']:>9}  {row['validation_score']:>10.4f}  {row['n_trees']:>5}  "
-            f"{row['seconds']:>7.2f}  {params}"
+            f"{row['candidate']:>9}  {'-' if score is None else f'{score:.4f}':>{width}}  "
+            f"{row['n_trees']:>5}  {row['seconds']:>7.2f}  {params}"
         )
     result = output["result"]
     winner = output.get("runs_build_id", output["build_id"])

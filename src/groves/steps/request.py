@@ -487,6 +487,11 @@ BATCH: tuple[Field, ...] = (
 )
 
 # What a search adds to the training request's fields (but ``predict`` and ``resume``).
+# What a search may rank its candidates by (``groves.forest.measures`` computes each); lower is
+# better for these:
+CLASSIFIER_METRICS = ("accuracy", "balanced_accuracy", "log_loss", "roc_auc")
+REGRESSOR_METRICS = ("r2", "mae", "rmse")
+LOWER_IS_BETTER = ("log_loss", "mae", "rmse")
 SEARCH_ONLY: tuple[Field, ...] = (
     Field(
         "search",
@@ -509,6 +514,19 @@ SEARCH_ONLY: tuple[Field, ...] = (
         details="A table's are chosen row by row, as its held-out rows are (at most "
         "`max_test_rows` kept); arrays' by a stratified split.",
         cli=Flag(("--validation-size",)),
+    ),
+    Field(
+        "metric",
+        "choice",
+        "what the candidates are ranked by on the validation rows",
+        None,
+        choices=(*CLASSIFIER_METRICS, *REGRESSOR_METRICS),
+        null=True,
+        default_note="the forest's score: accuracy, or a regressor's R²",
+        details="A classifier's: accuracy, balanced_accuracy (the mean recall over the classes: "
+        "for a skewed target), log_loss, roc_auc; a regressor's: r2, mae, rmse. Lower is "
+        "better for log_loss, mae and rmse. The leaderboard records it.",
+        cli=Flag(("--metric",)),
     ),
     Field(
         "winner_build",

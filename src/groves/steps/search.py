@@ -25,8 +25,9 @@ import numpy as np
 
 from groves.data import datasets, stream
 from groves.data.prepared import read_prepared, write_prepared
-from groves.errors import BuildError, RequestError
+from groves.errors import BuildError, CorruptFile, RequestError
 from groves.forest.loading import WARM, committed_votes
+from groves.forest.measures import measures
 from groves.forest.votes import Target
 from groves.steps.checks import validate_params, validate_request
 from groves.steps.cost import Invocation, search_transitions, step_cost, summarize
@@ -40,7 +41,17 @@ from groves.steps.prepare import (
     prepared_record,
     split_of,
 )
-from groves.steps.request import SEARCH, SEARCH_ONLY, check_fields, checked, field, names
+from groves.steps.request import (
+    CLASSIFIER_METRICS,
+    LOWER_IS_BETTER,
+    REGRESSOR_METRICS,
+    SEARCH,
+    SEARCH_ONLY,
+    check_fields,
+    checked,
+    field,
+    names,
+)
 from groves.steps.trained import check_groves, read_grove_metas, stored_votes
 from groves.store.artifacts import (
     digest,
@@ -79,6 +90,12 @@ def validate_search(request: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]
     if base["test_size"] == 0:
         raise RequestError("test_size", "a search scores its best on held-out rows: above 0")
     spec = checked({k: v for k, v in request.items() if k in SEARCH_FIELDS}, SEARCH_ONLY)
+    metrics = CLASSIFIER_METRICS if base["estimator"] == "classifier" else REGRESSOR_METRICS
+    if spec["metric"] is not None and spec["metric"] not in metrics:
+        raise RequestError(
+            "metric",
+            f"{spec['metric']!r} is not a {base['estimator']}'s; one of {', '.join(metrics)}",
+        )
     space = spec["search"]
     if len(space) != 1 or not {"grid", "random"} >= set(space):
         raise field(SEARCH_ONLY, "search").refused(space)
@@ -343,9 +360,12 @@ def read_search(store: Store, build_id: str, search_id: str) -> dict[str, Any]:
     return read_record(store, key, build_id, "search", search_id)
 
 
-def validation_score(store: Store, build_id: str, run_id: str) -> dict[str, Any]:
-    """A candidate's score on the validation rows from its verified groves' summed votes, its
-    trees and training seconds; and, for the search's cost, its groves' usage and how many
+def validation_score(
+    store: Store, build_id: str, run_id: str, metric: str | None = None
+) -> dict[str, Any]:
+    """A candidate's score on the validation rows from its verified groves' summed votes (the
+    forest's score, or ``metric``; ROC AUC of rows lacking a class is ``None``), its trees
+    and training seconds; and, for the search's cost, its groves' usage and how many
     invocations (batches) trained them."""
     plan = read_plan(store, build_id, run_id)
     metas = read_grove_metas(store, plan)
@@ -359,8 +379,12 @@ def validation_score(store: Store, build_id: str, run_id: str) -> dict[str, Any]
         seconds += meta["seconds"]
     assert total is not None
     per = plan["spec"].get("groves_per_invocation", 1)
+    if metric is None:
+        score = target.score(y_val, target.decide(total, n_trees))
+    else:
+        score = measures(target, y_val, total, n_trees)["scores"][metric]
     return {
-        "validation_score": target.score(y_val, target.decide(total, n_trees)),
+        "validation_score": score,
         "n_trees": n_trees,
         "seconds": round(seconds, 3),
         "usages": [meta["usage"] for meta in metas],
@@ -376,12 +400,22 @@ def score_candidates(
     candidate. The held-out rows are not read here."""
     record = read_search(store, build_id, search_id)
     board, usages, batches = [], [], []
+    metric = record["spec"].get("metric")
+    if metric is not None and metric not in (*CLASSIFIER_METRICS, *REGRESSOR_METRICS):
+        raise CorruptFile(f"search {search_id}'s search.json names no metric: {metric!r}")
     for candidate in record["candidates"]:
-        scored = validation_score(store, runs_build(record), candidate["run_id"])
+        scored = validation_score(store, runs_build(record), candidate["run_id"], metric)
         usages += scored.pop("usages")
         batches.append(scored.pop("batches"))
-        board.append({**candidate, **scored})
-    board.sort(key=lambda c: (-c["validation_score"], c["candidate"]))
+        board.append({**candidate, **scored, **({"metric": metric} if metric else {})})
+    sign = 1 if metric in LOWER_IS_BETTER else -1
+    board.sort(
+        key=lambda c: (
+            c["validation_score"] is None,
+            sign * (c["validation_score"] or 0),
+            c["candidate"],
+        )
+    )
     put_json(store, search_key(build_id, search_id, "leaderboard.json"), board)
     so_far = {
         "train_grove": step_cost(usages),
