@@ -16,7 +16,9 @@ import groves
 from groves.data import shards
 from groves.data.prepared import read_prepared
 from groves.engine.local import run_local
+from groves.errors import RequestError
 from groves.steps import handlers
+from groves.steps.cost import TRAIN_MEMORY_ENV
 from groves.steps.planned import grove_sample
 from groves.steps.score import score_build
 from groves.store.artifacts import read_plan
@@ -117,6 +119,20 @@ def test_a_run_held_to_less_memory_samples_what_its_groves_hold(tmp_path: Path, 
     record = {"n_rows": sample["of"], "n_features": 8, "weighted": False}
     record |= {"y_dtype": "<i8", "y_shape": []}
     assert sample["fits"] < grove_sample({"rows_per_grove": None}, record)["fits"]
+
+
+def test_too_little_memory_for_a_groves_sample_is_refused_naming_what_to_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """train_grove held to 256 MB holds about one row beside its runtime: the plan refuses,
+    where it sampled one row a grove without a word; asking for rows_per_grove still works."""
+    monkeypatch.setenv(TRAIN_MEMORY_ENV, "256")
+    record = {"n_rows": 150_000, "n_features": 12, "weighted": False}
+    record |= {"y_dtype": "<i8", "y_shape": []}
+    with pytest.raises(RequestError, match=r"train_grove's 256 MB holds about 1 of the 150,000 "):
+        grove_sample({"rows_per_grove": None}, record)
+    assert grove_sample({"rows_per_grove": 500}, record)["rows"] == 500
+    assert grove_sample({"rows_per_grove": None}, {**record, "n_rows": 1})["rows"] is None
 
 
 def messy(rows: int, seed: int) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from groves.data.shards import Layout
+from groves.errors import RequestError
 from groves.steps.cost import TEMPLATE_MEMORY_MB, TRAIN_MEMORY_ENV
 from groves.store.records import record_format
 
@@ -70,6 +71,9 @@ def run_plan(
 FIT_BYTES_PER_ROW = 256
 RUNTIME_MB = 256
 MEMORY_SHARE = 0.6
+# Fewer rows than this a grove would sample by default is refused as too little memory (a
+# grove of a handful of rows is no forest), unless rows_per_grove asks for it.
+MIN_SAMPLE_ROWS = 1_000
 
 
 def grove_sample(
@@ -84,6 +88,14 @@ def grove_sample(
     usable = min((memory_mb - RUNTIME_MB) * 2**20 - held_bytes, MEMORY_SHARE * memory_mb * 2**20)
     fits = max(1, int(usable) // (Layout.of(train).row_bytes + FIT_BYTES_PER_ROW))
     asked = spec.get("rows_per_grove")
+    if asked is None and fits < min(n_train, MIN_SAMPLE_ROWS):
+        raise RequestError(
+            "rows_per_grove",
+            f"train_grove's {memory_mb:,} MB holds about {fits:,} of the {n_train:,} training "
+            f"rows beside its runtime ({RUNTIME_MB} MB) and the held-out rows "
+            f"({held_bytes / 2**20:,.0f} MB): give it more memory (TrainMemorySize deployed, "
+            "--memory-mb locally), or set rows_per_grove",
+        )
     rows = asked if asked is not None else fits
     return {
         "rows": None if rows >= n_train else rows,
