@@ -88,9 +88,12 @@ def test_features_and_drop_name_unknown_columns_before_any_work(tmp_path: Path) 
         assert caught.value.field == field
         assert not store.list_keys(""), "nothing is written for an invalid request"
 
-    columns = "'flight_id', 'row', 'carrier', 'origin', 'dep_delay', 'distance', 'weekend'"
-    refused("drop", f"column 'id' is not in .*f.csv'; its columns: {columns}", drop=["id"])
-    refused("features", "column 'Carrier' is not in", features=["Carrier"])
+    columns = (
+        "'flight_id', 'row', 'carrier', 'origin', 'dep_delay', 'distance', 'weekend', 'status'"
+    )
+    refused("drop", f"column 'id' is not in .*f.csv'.*; its 8 columns: {columns}", drop=["id"])
+    mistyped = r"'Carrier' is not in .* \(did you mean 'carrier'\?\)"
+    refused("features", mistyped, features=["Carrier"])
     refused("drop", "column 'status' is the target, never a feature", drop=["status"])
     refused("drop", "'row' is in features too", features=["row", "carrier"], drop=["row"])
     refused("drop", "must be a list of distinct column names", drop="row")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from groves.data.encoding import TIME_PARTS
-from groves.errors import RequestError
+from groves.errors import RequestError, missing_column
 
 SHOWN_COLUMNS = 20  # columns an error lists
 # A column is taken for an id when it has a distinct value in more than this share of the rows
@@ -30,9 +30,7 @@ def feature_names(
     for field, names in (("features", features or ()), ("drop", drop)):
         for name in names:
             if name not in header:
-                raise RequestError(
-                    field, f"column {name!r} is not in {where}; its columns: {listing(header)}"
-                )
+                raise missing_column(field, name, where, list(header))
             if name in (target, weight):
                 what = "target" if name == target else "weight"
                 raise RequestError(field, f"column {name!r} is the {what}, never a feature")
@@ -56,12 +54,6 @@ def left_out(
     what ``features`` and ``drop`` left out (prediction accepts them and ignores them)."""
     kept = {*names, target, weight}
     return [n for n in header if n not in kept]
-
-
-def listing(names: Sequence[str]) -> str:
-    shown = ", ".join(repr(n) for n in names[:SHOWN_COLUMNS])
-    more = len(names) - SHOWN_COLUMNS
-    return f"{shown} and {more:,} more" if more > 0 else shown
 
 
 def id_warnings(distinct: dict[str, int], n_rows: int) -> list[str]:
