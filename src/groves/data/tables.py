@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from groves.data.encoding import FLOAT32_MAX, input_name
 from groves.errors import RequestError
 from groves.store.protocol import ArtifactNotFound
-from groves.store.uris import download_uri, read_uri, split_s3_uri
+from groves.store.uris import download_uri, read_uri, regular_file, split_s3_uri
 
 FILE_SUFFIXES = (".csv", ".npz", ".parquet")
 DEFAULT_TARGET = "target"
@@ -133,16 +133,8 @@ def local_file(source: str, field: str) -> Iterator[Path]:
     """A local path to read ``source`` from: the file itself, or an S3 object downloaded once
     to a temporary file (parallel ranged GETs), removed afterwards."""
     if not source.startswith("s3://"):
-        path = Path(source.removeprefix("file://")).expanduser()
         with readable(source, field):
-            if path.is_dir():
-                raise IsADirectoryError(str(path))
-            if not path.is_file():
-                raise (
-                    ArtifactNotFound(source)
-                    if not path.exists()
-                    else OSError(f"{source} is not a regular file")
-                )
+            path = regular_file(source)
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="groves-input-") as folder:

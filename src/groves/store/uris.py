@@ -138,6 +138,20 @@ def download_uri(uri: str, path: Path) -> None:
         raise
 
 
+def regular_file(uri: str) -> Path:
+    """A local file's path, if it is a regular file: a directory is ``IsADirectoryError``, a
+    missing one ``ArtifactNotFound``, anything else (a FIFO, which would block an ``open``
+    forever; a device) ``OSError``."""
+    path = Path(uri.removeprefix("file://")).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(str(path))
+    if not path.is_file():
+        raise (
+            ArtifactNotFound(uri) if not path.exists() else OSError(f"{uri} is not a regular file")
+        )
+    return path
+
+
 class _RangedObject(io.RawIOBase):
     """An S3 object read by ranged GETs where the reader seeks: a Parquet file's footer or a
     CSV's first block, not the whole object."""
@@ -178,7 +192,7 @@ def opened_uri(uri: str, buffer_bytes: int = 1 << 20) -> Iterator[BinaryIO]:
     object is read by ranged GETs of at least ``buffer_bytes`` as the reader seeks, nothing
     downloaded; a missing one is ``ArtifactNotFound``."""
     if not uri.startswith("s3://"):
-        with Path(uri.removeprefix("file://")).expanduser().open("rb") as handle:
+        with regular_file(uri).open("rb") as handle:
             yield handle
         return
     bucket, key = split_s3_uri(uri)
