@@ -124,12 +124,12 @@ def test_a_run_held_to_less_memory_samples_what_its_groves_hold(tmp_path: Path, 
 def test_too_little_memory_for_a_groves_sample_is_refused_naming_what_to_change(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """train_grove held to 256 MB holds about one row beside its runtime: the plan refuses,
+    """train_grove held to 160 MB holds about one row beside its runtime: the plan refuses,
     where it sampled one row a grove without a word; asking for rows_per_grove still works."""
-    monkeypatch.setenv(TRAIN_MEMORY_ENV, "256")
+    monkeypatch.setenv(TRAIN_MEMORY_ENV, "160")
     record = {"n_rows": 150_000, "n_features": 12, "weighted": False}
     record |= {"y_dtype": "<i8", "y_shape": []}
-    with pytest.raises(RequestError, match=r"train_grove's 256 MB holds about 1 of the 150,000 "):
+    with pytest.raises(RequestError, match=r"train_grove's 160 MB holds about 1 of the 150,000 "):
         grove_sample({"rows_per_grove": None}, record)
     assert grove_sample({"rows_per_grove": 500}, record)["rows"] == 500
     assert grove_sample({"rows_per_grove": None}, {**record, "n_rows": 1})["rows"] is None
