@@ -206,6 +206,8 @@ class _GrovesForest(BaseEstimator):
         self.model_ = api.load_model(store, build_id, self.run_id_)
         data = read_manifest(store, build_id, self.run_id_)["data"]
         self._inputs = [input_name(c) for c in feature_columns(data)]  # each forest feature's
+        for warning in data.get("warnings", []):  # what plan warned of: a column like an id
+            warnings.warn(warning, UserWarning, stacklevel=3)
         return self
 
     @property

@@ -104,3 +104,20 @@ def test_features_and_drop_name_unknown_columns_before_any_work(tmp_path: Path) 
             target=None, features=["sepal length (cm)"])  # fmt: skip
     with pytest.raises(RequestError, match="drop: column 'nope' is not in"):
         groves.train("t", store=str(tmp_path / "s"), dataset=data, target="status", drop=["nope"])
+
+
+def test_the_estimator_warns_of_an_id_column_as_plan_does(tmp_path: Path) -> None:
+    """GrovesClassifier.fit on a DataFrame with an id column raises plan's warning, naming the
+    column and the option (it was only in plan.json); without the column, no warning."""
+    import warnings
+
+    from groves.estimators import GrovesClassifier
+
+    frame = with_ids(1_200)
+    X, y = frame.drop(columns=["status", "flight_id"]), frame["status"]
+    forest = GrovesClassifier(n_estimators=4, grove_size=2, store=str(tmp_path / "s"))
+    with pytest.warns(UserWarning, match=r"column 'row' has a distinct value in 100% .*--drop row"):
+        forest.fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        forest.fit(X.drop(columns="row"), y)
