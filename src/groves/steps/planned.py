@@ -72,6 +72,9 @@ def run_plan(
 FIT_BYTES_PER_ROW = 256
 RUNTIME_MB = 160
 MEMORY_SHARE = 0.6
+# and at most 75% of what its runtime leaves, which binds below ~640 MB (at 384 MB a grove
+# would otherwise fill its memory to the last MB)
+LEFT_SHARE = 0.75
 # Fewer rows than this a grove would sample by default is refused as too little memory (a
 # grove of a handful of rows is no forest), unless rows_per_grove asks for it.
 MIN_SAMPLE_ROWS = 1_000
@@ -86,7 +89,8 @@ def grove_sample(
     run's summary. ``rows`` is ``None`` when every grove reads every row."""
     n_train = train["n_rows"]
     memory_mb = int(os.environ.get(TRAIN_MEMORY_ENV) or TEMPLATE_MEMORY_MB["train_grove"])
-    usable = min((memory_mb - RUNTIME_MB) * 2**20 - held_bytes, MEMORY_SHARE * memory_mb * 2**20)
+    beside = LEFT_SHARE * (memory_mb - RUNTIME_MB) * 2**20 - held_bytes
+    usable = min(beside, MEMORY_SHARE * memory_mb * 2**20)
     fits = max(1, int(usable) // (Layout.of(train).row_bytes + FIT_BYTES_PER_ROW))
     asked = spec.get("rows_per_grove")
     if asked is None and fits < min(n_train, MIN_SAMPLE_ROWS):
