@@ -38,7 +38,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise RequestError("--run", f"run {run_id} held out no rows to score (test_size 0)")
     scored = score_build(store, args.build_id, run_id)
     print(
-        f"score     {scored['metric']} {scored['score']:.4f} on {scored['n_test']} held-out rows "
+        f"score     {scored['metric']} {scored['score']:.4f} on {scored['n_test']:,} held-out rows "
         f"(run {run_id}; groves alone: {scored['grove_score_min']:.4f}-"
         f"{scored['grove_score_max']:.4f})\ncost      {describe(scored['cost'])}\n"
         f"metrics   {scored['metrics']}"

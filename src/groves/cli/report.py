@@ -447,10 +447,11 @@ def _data_line(data: dict[str, Any], searched: dict[str, Any] | None) -> str:
         record = searched["record"]
         return (
             f"{record['n_fit']} rows to fit, {record['n_validation']} validation rows, "
-            f"{record['n_test']} held out by the search, {data['n_features']} features"
+            f"{record['n_test']:,} held out by the search, {data['n_features']} features"
         )
     return (
-        f"{data['n_train']} training rows, {data['n_test']} held out, {data['n_features']} features"
+        f"{data['n_train']:,} training rows, {data['n_test']:,} held out, "
+        f"{data['n_features']:,} features"
     )
 
 
@@ -477,8 +478,8 @@ def search_results(
         lines.append(
             (
                 "score",
-                f"{result['metric']} {result['test_score']:.4f} on the search's {result['n_test']} "
-                "held-out rows (read once, after the choice)",
+                f"{result['metric']} {result['test_score']:.4f} on the search's "
+                f"{result['n_test']:,} held-out rows (read once, after the choice)",
             )
         )
     cost = result.get("cost") if result and result["run_id"] == run_id else None

@@ -26,7 +26,7 @@ def summary_lines(output: dict[str, Any], seconds: float) -> list[str]:
     metrics = output.get("metrics")
     if metrics:
         lines.append(
-            f"score     {metrics['metric']} {metrics['score']:.4f} on {metrics['n_test']} "
+            f"score     {metrics['metric']} {metrics['score']:.4f} on {metrics['n_test']:,} "
             f"held-out rows (groves alone: {metrics['grove_score_min']:.4f}-"
             f"{metrics['grove_score_max']:.4f})"
         )

@@ -113,7 +113,7 @@ def leaderboard_lines(store: str, output: dict[str, Any]) -> list[str]:
     winner = output.get("runs_build_id", output["build_id"])
     lines += [
         f"best      candidate {result['best']['candidate']}: held-out {result['metric']} "
-        f"{result['test_score']:.4f} on {result['n_test']} rows (read once, after the choice)",
+        f"{result['test_score']:.4f} on {result['n_test']:,} rows (read once, after the choice)",
         f"cost      {describe(result['cost'])} (the whole search)",
         model_line(winner, None if result.get("latest", True) else result["run_id"]),
         f"manifest  {output['model']['manifest']}",
