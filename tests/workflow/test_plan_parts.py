@@ -206,3 +206,54 @@ def test_a_files_header_is_read_where_it_is_not_downloaded(s3: Any, kind: str) -
         table = stream.open_table(f"s3://{BUCKET}/t/", "label", None)
     assert table.names == ["x", "colour"] and table.kinds == ["number", "category"]
     assert 0 < sum(read) <= 2 * 2**20 and len(buffer.getvalue()) > 10 * 2**20
+
+
+def leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON value, as a path of keys and indexes."""
+    if isinstance(value, dict):
+        return [path, *(p for k, v in value.items() for p in leaves(v, (*path, k)))]
+    if isinstance(value, list):
+        return [path, *(p for i, v in enumerate(value) for p in leaves(v, (*path, i)))]
+    return [path]
+
+
+def replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[path[0]] = replaced(value[path[0]], path[1:], new)
+    return copy
+
+
+def test_a_damaged_decision_is_refused_in_one_line_or_prepares_rows_it_fits(
+    tmp_path: Path,
+) -> None:
+    """GIVEN decided.json (what PlanScanned decided for every part) damaged anywhere, WHEN a
+    part's rows are written and joined, THEN it is one groves error line, never a traceback."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from groves.errors import GrovesError
+
+    out, store = started(tmp_path)
+    run_parts(out, "scan")
+    step(out, "scanned")
+    key = PREFIX.format(run=out["run_id"]) + "decided.json"
+    good = json.loads(store.get_bytes(key))
+    places = leaves(good)
+    odd = st.sampled_from([None, -1, 0, 2.5, 10**20, "x", "<U0", True, [], {}, [0], {"a": 1}])
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(place=st.sampled_from(places), new=odd)
+    def damaged(place: tuple[Any, ...], new: Any) -> None:
+        store.put_bytes(key, json.dumps(replaced(good, place, new)).encode())
+        try:
+            run_parts(out, "prepare")
+            step(out, "prepared")
+        except GrovesError as exc:
+            assert "\n" not in str(exc)
+
+    damaged()
+    with pytest.raises(CorruptFile, match=r"decided\.json is damaged: layout\.y_dtype"):
+        store.put_bytes(key, json.dumps(replaced(good, ("layout", "y_dtype"), "|O")).encode())
+        run_parts(out, "prepare")

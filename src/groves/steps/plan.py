@@ -18,7 +18,7 @@ from groves.steps.cost import Invocation
 from groves.steps.planned import n_groves, planned_groves, run_plan
 from groves.steps.prepare import (
     check_params_against_data,
-    decide,
+    decide_scans,
     is_table,
     open_table,
     plan_rows,
@@ -42,7 +42,7 @@ from groves.store.artifacts import (
 )
 from groves.store.codec import dump_npy, get_json, put_json
 from groves.store.protocol import ArtifactNotFound, Store
-from groves.store.records import COUNT, DIGEST, Range, Rec, check
+from groves.store.records import COLUMN, COUNT, DATA, DIGEST, List, Match, Range, Rec, check
 from groves.store.uris import check_store
 
 
@@ -110,7 +110,8 @@ def plan_table(
 # A table of several files is planned in parts, its files' record and the parts' results
 # beside the prepared rows: ``data/table.json`` (the request and the table),
 # ``data/parts.json`` (the Map's items), ``data/scan_NNNNN.json``, ``data/decided.json``,
-# ``data/part_NNNNN.json`` and ``data/test_NNNNN.npz`` (a part's shards and held-out rows).
+# ``data/part_NNNNN.json`` and ``data/test_NNNNN.npy`` (a part's shards, and its held-out rows:
+# two ``.npy`` arrays, one after the other).
 def part_key(build_id: str, run_id: str, name: str) -> str:
     return f"{data_prefix(build_id, run_id)}{name}"
 
@@ -170,7 +171,7 @@ def plan_part(
         scan = {"scan": found.record(), "usage": invocation.usage()}
         put_json(store, part_key(build_id, run_id, f"scan_{name}.json"), scan)
         return {"part": part, "rows": found.n_rows}
-    decided = read_part(store, part_key(build_id, run_id, "decided.json"), *DECIDED)
+    decided = read_decided(store, build_id, run_id, len(table.files))
     prefix = data_prefix(build_id, run_id)
     rows = stream.prepare_part(table, decided, part, split, writer_for(store, prefix))
     blob = dump_npy(rows.X_test) + dump_npy(rows.y_test)
@@ -180,7 +181,41 @@ def plan_part(
     return {"part": part, "shards": len(rows.shards)}
 
 
-DECIDED = ("columns", "layout", "stripe_rows", "keep_share", "parts", "data")
+# What PlanScanned decided for the parts' second pass (``prepare.decide``), as read back.
+DECIDED = Rec(
+    {
+        "columns": List(COLUMN, 1),
+        "layout": Rec(
+            {
+                "n_features": Range(1, 1 << 31),
+                "y_dtype": Match(r"<U\d{1,7}|\|b1|<i8|<f8"),
+                "y_shape": List(int, 0, 0),
+                "weighted": bool,
+            }
+        ),
+        "stripe_rows": Range(1, 1 << 31),
+        "keep_share": float,
+        "parts": List(Rec({"n_rows": COUNT, "n_train": COUNT, "first_shard": COUNT}), 1),
+        "data": DATA,
+    }
+)
+
+
+def read_decided(store: Store, build_id: str, run_id: str, n_parts: int) -> dict[str, Any]:
+    """``decided.json``, checked: its schema, a part for each of the table's files, as many
+    columns as its rows' layout has features, and a share of held-out rows kept in [0, 1]."""
+    key = part_key(build_id, run_id, "decided.json")
+    decided = get_json(store, key)
+    problem = check(decided, DECIDED)
+    if problem is None and (
+        len(decided["parts"]) != n_parts
+        or len(decided["columns"]) != decided["layout"]["n_features"]
+        or not 0 <= decided["keep_share"] <= 1
+    ):
+        problem = "its parts, columns or share of held-out rows do not fit the table"
+    if problem:
+        raise CorruptFile(f"{store.uri}/{key} is damaged: {problem}")
+    return decided
 
 
 def plan_scanned(
@@ -189,15 +224,13 @@ def plan_scanned(
     """The parts' scans added up and checked (``stream.merge``); what the parts' second pass
     writes, decided once for all of them."""
     record, table = read_table(store, build_id, run_id)
-    spec, split = record["spec"], split_of(record["spec"])
-    classify = spec["estimator"] == "classifier"
     scans, usages = [], []
     for part in range(len(table.files)):
         key = part_key(build_id, run_id, f"scan_{part:05d}.json")
         found = read_part(store, key, "scan", "usage")
         scans.append(stream.PartScan.of(found["scan"], part))
         usages.append(found["usage"])
-    decided = decide(stream.merge(table, scans, classify, split.test_size > 0), spec)
+    decided = decide_scans(table, scans, record["spec"])
     put_json(store, part_key(build_id, run_id, "decided.json"), decided)
     record = {
         **record,
@@ -215,7 +248,7 @@ def plan_prepared(
     written, as a one-file table's plan writes them."""
     record, table = read_table(store, build_id, run_id)
     spec = record["spec"]
-    decided = read_part(store, part_key(build_id, run_id, "decided.json"), *DECIDED)
+    decided = read_decided(store, build_id, run_id, len(table.files))
     parts, usages = [], list(record.get("part_usages", []))
     for part in range(len(table.files)):
         name = f"{part:05d}"

@@ -141,6 +141,18 @@ def decide(found: stream.Scan, spec: dict[str, Any], check: Check | None = None)
     }
 
 
+def decide_scans(
+    table: stream.Table,
+    scans: list[stream.PartScan],
+    spec: dict[str, Any],
+    check: Check | None = None,
+) -> dict[str, Any]:
+    """The files' scans (in order) added up and checked (``stream.merge``), then ``decide``:
+    in this invocation (``plan_rows``) or after the plan's Map (``plan.plan_scanned``)."""
+    classify = spec["estimator"] == "classifier"
+    return decide(stream.merge(table, scans, classify, spec["test_size"] > 0), spec, check)
+
+
 def writer_for(store: Store, prefix: str) -> Any:
     return lambda layout, step, first: RowWriter(store, prefix, layout, step, first)
 
@@ -162,7 +174,7 @@ def plan_rows(
     classify, split = spec["estimator"] == "classifier", split_of(spec)
     parts = range(len(table.files))
     scans = [stream.scan_part(table, part, classify, split) for part in parts]
-    decided = decide(stream.merge(table, scans, classify, split.test_size > 0), spec, check)
+    decided = decide_scans(table, scans, spec, check)
     writer = writer_for(store, data_prefix(build_id, run_id))
     return decided, [stream.prepare_part(table, decided, part, split, writer) for part in parts]
 
