@@ -257,3 +257,30 @@ def test_a_damaged_decision_is_refused_in_one_line_or_prepares_rows_it_fits(
     with pytest.raises(CorruptFile, match=r"decided\.json is damaged: layout\.y_dtype"):
         store.put_bytes(key, json.dumps(replaced(good, ("layout", "y_dtype"), "|O")).encode())
         run_parts(out, "prepare")
+
+
+def test_a_damaged_table_record_is_refused_in_one_line(tmp_path: Path) -> None:
+    """GIVEN table.json (the request and the table Plan opened) damaged anywhere, WHEN a part
+    is scanned, THEN it is one groves error line, never a traceback; a column's kind is derived
+    again from its type, never taken from the record."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from groves.errors import GrovesError
+
+    out, store = started(tmp_path)
+    key = PREFIX.format(run=out["run_id"]) + "table.json"
+    good = json.loads(store.get_bytes(key))
+    assert "kinds" not in good["table"]
+    odd = st.sampled_from([None, -1, "x", "csv", True, [], {}, ["x"], "AAAA"])
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(place=st.sampled_from(leaves(good)), new=odd)
+    def damaged(place: tuple[Any, ...], new: Any) -> None:
+        store.put_bytes(key, json.dumps(replaced(good, place, new)).encode())
+        try:
+            run_parts(out, "scan")
+        except GrovesError as exc:
+            assert "\n" not in str(exc)
+
+    damaged()

@@ -206,26 +206,37 @@ class Table:
             "target": self.target,
             "weight": self.weight,
             "names": self.names,
-            "kinds": self.kinds,
             "schema": base64.b64encode(schema).decode(),
         }
 
     @classmethod
     def of(cls, record: dict[str, Any]) -> Table:
+        """The table's record read back: its columns' kinds derived again from their types,
+        as ``open_table`` derived them; one that does not fit together is ``CorruptFile``."""
         try:
             schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(record["schema"])))
-            return cls(
-                str(record["source"]),
-                [str(f) for f in record["files"]],
-                str(record["kind"]),
-                str(record["target"]),
-                None if record["weight"] is None else str(record["weight"]),
-                [str(n) for n in record["names"]],
-                {f.name: f.type for f in schema},
-                [str(k) for k in record["kinds"]],
+            types = {f.name: f.type for f in schema}
+            files, names, weight = record["files"], record["names"], record["weight"]
+            fits = (
+                isinstance(files, list)
+                and files
+                and all(isinstance(f, str) for f in files)
+                and record["kind"] in ("csv", "parquet")
+                and isinstance(names, list)
+                and set(names) <= set(types)
+                and record["target"] in types
+                and (weight is None or weight in types)
             )
         except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
             raise CorruptFile("the table record of the plan is damaged") from exc
+        if not fits:
+            raise CorruptFile("the table record of the plan is damaged (its columns or files)")
+        where = repr(record["source"])
+        kinds = [encoding.column_kind(n, types[n], where) for n in names]
+        return cls(
+            str(record["source"]), files, record["kind"], record["target"], weight, names, types,
+            kinds,
+        )  # fmt: skip
 
 
 def open_table(

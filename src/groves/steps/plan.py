@@ -195,6 +195,7 @@ DECIDED = Rec(
         ),
         "stripe_rows": Range(1, 1 << 31),
         "keep_share": float,
+        "validation_share": float,  # a search's validation rows kept (0 for a build)
         "parts": List(Rec({"n_rows": COUNT, "n_train": COUNT, "first_shard": COUNT}), 1),
         "data": DATA,
     }
@@ -203,7 +204,7 @@ DECIDED = Rec(
 
 def read_decided(store: Store, build_id: str, run_id: str, n_parts: int) -> dict[str, Any]:
     """``decided.json``, checked: its schema, a part for each of the table's files, as many
-    columns as its rows' layout has features, and a share of held-out rows kept in [0, 1]."""
+    columns as its rows' layout has features, and shares of rows kept in [0, 1]."""
     key = part_key(build_id, run_id, "decided.json")
     decided = get_json(store, key)
     problem = check(decided, DECIDED)
@@ -211,6 +212,7 @@ def read_decided(store: Store, build_id: str, run_id: str, n_parts: int) -> dict
         len(decided["parts"]) != n_parts
         or len(decided["columns"]) != decided["layout"]["n_features"]
         or not 0 <= decided["keep_share"] <= 1
+        or not 0 <= decided["validation_share"] <= 1
     ):
         problem = "its parts, columns or share of held-out rows do not fit the table"
     if problem:
